@@ -1,0 +1,129 @@
+//! The on-disk shape of `pgrepl.toml`. Unknown keys are rejected, and the
+//! fields whose problems we report by position are `Spanned`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// `[cluster]`: name and where data lives.
+    pub cluster: Cluster,
+    /// `[replication]`: the replication role and WAL retention.
+    #[serde(default)]
+    pub replication: Replication,
+    /// `[[node]]`: one per PostgreSQL server.
+    #[serde(default)]
+    pub node: Vec<Node>,
+    /// `[postgresql]`: settings applied to every node; these win over ours.
+    #[serde(default)]
+    pub postgresql: BTreeMap<String, Spanned<toml::Value>>,
+    /// `[[database]]`: databases created at bootstrap.
+    #[serde(default)]
+    pub database: Vec<Database>,
+    /// `[[hba]]`: extra pg_hba rules, after pgrepl's own.
+    #[serde(default)]
+    pub hba: Vec<Spanned<Hba>>,
+    /// `[supervisor]`: start/stop/restart timings.
+    #[serde(default)]
+    pub supervisor: Supervisor,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Cluster name; also PostgreSQL's `cluster_name` prefix.
+    pub name: Spanned<String>,
+    /// Data root, relative to the config file. Default `data`.
+    pub data_root: Option<Spanned<String>>,
+    /// Directory holding `postgres`, `initdb`, ...; found automatically if unset.
+    pub postgres_bin: Option<Spanned<String>>,
+    /// OS user that runs PostgreSQL when pgrepl runs as root. Default `postgres`.
+    pub os_user: Option<Spanned<String>>,
+}
+
+/// `[replication]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replication {
+    /// Replication role name. Default `replicator`.
+    pub user: Option<Spanned<String>>,
+    /// File holding the replication password (first line).
+    pub password_file: Option<Spanned<String>>,
+    /// Environment variable holding the replication password.
+    pub password_env: Option<Spanned<String>>,
+    /// Literal password: works, but warns.
+    pub password: Option<Spanned<String>>,
+    /// One physical slot per replica. Default true.
+    pub slots: Option<bool>,
+    /// `wal_keep_size` on every node. Default `160MB`.
+    pub wal_keep_size: Option<Spanned<String>>,
+    /// Override the `3 + 2 × replicas` rule.
+    pub max_wal_senders: Option<Spanned<i64>>,
+    /// How long a clone retries an unreachable primary. Default `120s`.
+    pub clone_timeout: Option<Spanned<String>>,
+}
+
+/// `[[node]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Unique node name; also `application_name` and the slot name.
+    pub name: Spanned<String>,
+    /// Address the node listens on and is reached at. Default `127.0.0.1`.
+    pub host: Option<Spanned<String>>,
+    /// TCP port.
+    pub port: Spanned<i64>,
+    /// `primary` or `replica`: the role at bootstrap.
+    pub role: Option<Spanned<String>>,
+    /// Data directory; default `<data_root>/<name>`.
+    pub data_dir: Option<Spanned<String>>,
+}
+
+/// `[[database]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// Database name.
+    pub name: Spanned<String>,
+    /// Owner role, created as a login role if missing. Default: the superuser.
+    pub owner: Option<Spanned<String>>,
+    /// File with the owner's password, for TCP logins.
+    pub owner_password_file: Option<Spanned<String>>,
+    /// SQL files applied once, in order, as the owner.
+    #[serde(default)]
+    pub schema: Vec<Spanned<String>>,
+}
+
+/// `[[hba]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hba {
+    /// `local`, `host`, `hostssl` or `hostnossl`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Database column.
+    pub database: String,
+    /// User column.
+    pub user: String,
+    /// Address column (not for `local`).
+    pub address: Option<String>,
+    /// Auth method.
+    pub method: String,
+}
+
+/// `[supervisor]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Supervisor {
+    /// How long a node may take to accept connections. Default `60s`.
+    pub start_timeout: Option<Spanned<String>>,
+    /// How long a fast stop may take before an immediate stop. Default `60s`.
+    pub stop_timeout: Option<Spanned<String>>,
+    /// Ceiling of the restart backoff. Default `30s`.
+    pub restart_backoff_max: Option<Spanned<String>>,
+}

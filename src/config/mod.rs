@@ -1,0 +1,200 @@
+//! The config file: where it is found, its on-disk shape (`file`), and the
+//! validated, resolved form the rest of pgrepl uses ([`Config`]).
+//! Validation lives in `validate`; this module owns no checks of its own.
+
+mod file;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::units::ByteSize;
+
+pub use validate::parse;
+
+/// Where `pgrepl` looks for its config when `-c` is not given.
+pub const ENV_VAR: &str = "PGREPL_CONFIG";
+/// The default config file name, in the current directory.
+pub const DEFAULT_FILE: &str = "pgrepl.toml";
+
+/// Resolve the config path: `-c/--config`, then `$PGREPL_CONFIG`, then
+/// `./pgrepl.toml`.
+pub fn locate(cli: Option<&Path>) -> PathBuf {
+    if let Some(p) = cli {
+        return p.to_path_buf();
+    }
+    match std::env::var_os(ENV_VAR) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_FILE),
+    }
+}
+
+/// Read and validate the config at `path`. Every problem is reported at once.
+pub fn load(path: &Path) -> Result<Config> {
+    let src = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        problems: vec![format!(
+            "{}: cannot read config: {e}. Create one with `pgrepl init`, or pass -c FILE or set {ENV_VAR}",
+            path.display()
+        )],
+    })?;
+    parse(path, &src)
+}
+
+/// A password, kept out of `Debug` output so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a password.
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    /// The password itself. Call only where it is written to a 0600 file or
+    /// turned into a SCRAM verifier.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The role a node is bootstrapped with. Which node is primary *now* is
+/// runtime state, not config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        })
+    }
+}
+
+/// The validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file, as given.
+    pub path: PathBuf,
+    /// `[cluster] name`.
+    pub cluster_name: String,
+    /// Absolute data root.
+    pub data_root: PathBuf,
+    /// Explicit bindir, if the user set one.
+    pub postgres_bin: Option<PathBuf>,
+    /// OS user that runs PostgreSQL when pgrepl runs as root.
+    pub os_user: String,
+    /// `[replication]`.
+    pub replication: Replication,
+    /// Nodes in config order; exactly one has `bootstrap_role == Primary`.
+    pub nodes: Vec<Node>,
+    /// User `[postgresql]` settings, already rendered as GUC literals.
+    pub postgresql: BTreeMap<String, String>,
+    /// `[[database]]` entries.
+    pub databases: Vec<Database>,
+    /// Extra `[[hba]]` rules, appended after pgrepl's own.
+    pub hba: Vec<HbaRule>,
+    /// `[supervisor]` timings.
+    pub supervisor: Supervisor,
+    /// Non-fatal remarks (for example a literal password in the file).
+    pub warnings: Vec<String>,
+}
+
+/// `[replication]`, resolved.
+#[derive(Debug, Clone)]
+pub struct Replication {
+    pub user: String,
+    pub password: Secret,
+    pub slots: bool,
+    pub wal_keep_size: ByteSize,
+    pub max_wal_senders: Option<u32>,
+    /// How long a clone keeps retrying an unreachable primary.
+    pub clone_timeout: Duration,
+}
+
+/// One `[[node]]`, resolved.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub bootstrap_role: Role,
+    pub data_dir: PathBuf,
+    /// Line of the node's `name` key, for messages that point at the config.
+    pub line: usize,
+}
+
+/// One `[[database]]`, resolved.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub name: String,
+    pub owner: String,
+    pub owner_password: Option<Secret>,
+    /// Absolute paths, applied in order, once.
+    pub schema: Vec<PathBuf>,
+}
+
+/// One `[[hba]]` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HbaRule {
+    pub kind: String,
+    pub database: String,
+    pub user: String,
+    pub address: Option<String>,
+    pub method: String,
+}
+
+/// `[supervisor]`: timings for starting, stopping and restarting postgres.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    pub start_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub restart_backoff_max: Duration,
+}
+
+impl Config {
+    /// The node with this name, or a usage error listing the names there are.
+    pub fn node(&self, name: &str) -> Result<&Node> {
+        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+            Error::Usage(format!(
+                "no node named `{name}` in {}; the nodes are: {}",
+                self.path.display(),
+                names.join(", ")
+            ))
+        })
+    }
+
+    /// The node bootstrapped as primary.
+    pub fn bootstrap_primary(&self) -> &Node {
+        // validate guarantees exactly one
+        self.nodes
+            .iter()
+            .find(|n| n.bootstrap_role == Role::Primary)
+            .unwrap_or(&self.nodes[0])
+    }
+
+    /// `file:line` of a node, for messages.
+    pub fn node_location(&self, node: &Node) -> String {
+        format!("{}:{}", self.path.display(), node.line)
+    }
+}
+
+/// The physical slot a replica streams through, or `None` with slots off.
+pub fn slot_name_for(cfg: &Config, node: &Node) -> Option<String> {
+    cfg.replication
+        .slots
+        .then(|| validate::slot_name(&node.name))
+}

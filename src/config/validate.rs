@@ -1,0 +1,578 @@
+//! Turns the parsed file into a [`Config`], collecting *every* problem with
+//! its `file:line:col` before giving up. Touches nothing on disk except to
+//! read the files the config names (passwords, schemas).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::file;
+use super::{Config, Database, HbaRule, Node, Replication, Role, Secret, Supervisor};
+use crate::error::{Error, Result};
+use crate::units::{parse_duration, ByteSize};
+
+/// Maps byte offsets in the source to `file:line:col`.
+struct Locator<'a> {
+    file: String,
+    src: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.src[..offset.min(self.src.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
+        (line, col)
+    }
+    fn at(&self, span: Range<usize>) -> String {
+        let (l, c) = self.line_col(span.start);
+        format!("{}:{l}:{c}", self.file)
+    }
+}
+
+/// Collects problems as they are found.
+struct Problems<'a> {
+    loc: Locator<'a>,
+    list: Vec<String>,
+}
+
+impl Problems<'_> {
+    fn push<T>(&mut self, at: &Spanned<T>, msg: impl AsRef<str>) {
+        let where_ = self.loc.at(at.span());
+        self.list.push(format!("{where_}: {}", msg.as_ref()));
+    }
+    fn push_plain(&mut self, msg: impl AsRef<str>) {
+        self.list
+            .push(format!("{}: {}", self.loc.file, msg.as_ref()));
+    }
+}
+
+/// Parse and validate config text read from `path`.
+pub fn parse(path: &Path, src: &str) -> Result<Config> {
+    let loc = Locator {
+        file: path.display().to_string(),
+        src,
+    };
+    let raw: file::File = toml::from_str(src).map_err(|e| {
+        let where_ = e.span().map_or_else(|| loc.file.clone(), |s| loc.at(s));
+        Error::Config {
+            problems: vec![format!("{where_}: {}", e.message().trim())],
+        }
+    })?;
+    let base = base_dir(path);
+    let mut p = Problems {
+        loc,
+        list: Vec::new(),
+    };
+    let cfg = build(&raw, &base, path, &mut p);
+    if p.list.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(Error::Config { problems: p.list })
+    }
+}
+
+/// Paths in the config are relative to the config file's directory.
+fn base_dir(path: &Path) -> PathBuf {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config {
+    let mut warnings = Vec::new();
+    let name = raw.cluster.name.get_ref().clone();
+    if !is_simple_name(&name) {
+        p.push(
+            &raw.cluster.name,
+            "cluster name must be letters, digits, `-` or `_`",
+        );
+    }
+    let data_root = resolve(
+        base,
+        raw.cluster
+            .data_root
+            .as_ref()
+            .map_or("data", |s| s.get_ref()),
+    );
+    let os_user = raw
+        .cluster
+        .os_user
+        .as_ref()
+        .map_or("postgres", |s| s.get_ref())
+        .to_string();
+    let replication = replication(&raw.replication, base, p, &mut warnings);
+    let nodes = nodes(raw, base, &data_root, p);
+    let databases = databases(&raw.database, base, p);
+    let hba = hba(&raw.hba, p, &mut warnings);
+    let postgresql = postgresql(&raw.postgresql, p);
+    let supervisor = Supervisor {
+        start_timeout: duration(&raw.supervisor.start_timeout, "60s", p),
+        stop_timeout: duration(&raw.supervisor.stop_timeout, "60s", p),
+        restart_backoff_max: duration(&raw.supervisor.restart_backoff_max, "30s", p),
+    };
+    Config {
+        path: path.to_path_buf(),
+        cluster_name: name,
+        data_root,
+        postgres_bin: raw
+            .cluster
+            .postgres_bin
+            .as_ref()
+            .map(|s| resolve(base, s.get_ref())),
+        os_user,
+        replication,
+        nodes,
+        postgresql,
+        databases,
+        hba,
+        supervisor,
+        warnings,
+    }
+}
+
+fn is_simple_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A PostgreSQL identifier we create (role or database): kept simple so it
+/// never needs quoting in pg_hba.conf or the passfile.
+fn is_identifier(s: &str) -> bool {
+    is_simple_name(s) && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+fn duration(v: &Option<Spanned<String>>, default: &str, p: &mut Problems) -> Duration {
+    match v {
+        None => parse_duration(default).unwrap_or_default(),
+        Some(s) => parse_duration(s.get_ref()).unwrap_or_else(|e| {
+            p.push(s, e);
+            Duration::ZERO
+        }),
+    }
+}
+
+/// Read a one-line secret file. A missing file is a config problem.
+fn read_secret_file(
+    base: &Path,
+    s: &Spanned<String>,
+    what: &str,
+    p: &mut Problems,
+) -> Option<Secret> {
+    let path = resolve(base, s.get_ref());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let pw = text.lines().next().unwrap_or("").to_string();
+            if pw.is_empty() {
+                p.push(
+                    s,
+                    format!(
+                        "{what} file {} is empty; put the password on its first line",
+                        path.display()
+                    ),
+                );
+                None
+            } else {
+                Some(Secret::new(pw))
+            }
+        }
+        Err(e) => {
+            p.push(
+                s,
+                format!(
+                    "cannot read {what} file {}: {e}; create it (mode 0600) or fix the path",
+                    path.display()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn replication(
+    r: &file::Replication,
+    base: &Path,
+    p: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> Replication {
+    let user = r
+        .user
+        .as_ref()
+        .map_or("replicator", |s| s.get_ref())
+        .to_string();
+    if let Some(u) = &r.user {
+        if !is_identifier(&user) {
+            p.push(
+                u,
+                "replication user must be letters, digits, `-` or `_`, not starting with a digit",
+            );
+        }
+    }
+    let sources = [
+        r.password_file.is_some(),
+        r.password_env.is_some(),
+        r.password.is_some(),
+    ];
+    let password = match (&r.password_file, &r.password_env, &r.password) {
+        _ if sources.iter().filter(|b| **b).count() > 1 => {
+            p.push_plain("[replication] sets more than one of password_file, password_env, password; keep one");
+            None
+        }
+        (Some(f), _, _) => read_secret_file(base, f, "replication password", p),
+        (_, Some(var), _) => match std::env::var(var.get_ref()) {
+            Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+            _ => {
+                p.push(
+                    var,
+                    format!("environment variable {} is not set or empty", var.get_ref()),
+                );
+                None
+            }
+        },
+        (_, _, Some(lit)) => {
+            warnings.push(format!(
+                "{}: a literal replication password is in the config file; prefer password_file (mode 0600) or password_env",
+                p.loc.at(lit.span())
+            ));
+            Some(Secret::new(lit.get_ref().clone()))
+        }
+        (None, None, None) => {
+            p.push_plain("[replication] needs password_file (or password_env); `pgrepl init` writes one for you");
+            None
+        }
+    };
+    let wal_keep_size = match &r.wal_keep_size {
+        None => ByteSize(160 << 20),
+        Some(s) => ByteSize::parse(s.get_ref()).unwrap_or_else(|e| {
+            p.push(s, e);
+            ByteSize(0)
+        }),
+    };
+    let max_wal_senders =
+        r.max_wal_senders
+            .as_ref()
+            .and_then(|m| match u32::try_from(*m.get_ref()) {
+                Ok(v) if v >= 1 => Some(v),
+                _ => {
+                    p.push(m, "max_wal_senders must be a positive number");
+                    None
+                }
+            });
+    Replication {
+        user,
+        password: password.unwrap_or_else(|| Secret::new(String::new())),
+        slots: r.slots.unwrap_or(true),
+        wal_keep_size,
+        max_wal_senders,
+        clone_timeout: duration(&r.clone_timeout, "120s", p),
+    }
+}
+
+/// The physical slot name for a node: slot names allow only `[a-z0-9_]`.
+pub fn slot_name(node: &str) -> String {
+    node.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> Vec<Node> {
+    if raw.node.is_empty() {
+        p.push_plain("no [[node]] defined; add at least one (the first becomes the primary)");
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut slots: HashMap<String, String> = HashMap::new();
+    let mut addrs: HashMap<(String, i64), String> = HashMap::new();
+    let mut dirs: HashMap<PathBuf, String> = HashMap::new();
+    let mut primaries = Vec::new();
+    for n in &raw.node {
+        let name = n.name.get_ref().clone();
+        let line = p.loc.line_col(n.name.span().start).0;
+        if !is_simple_name(&name) {
+            p.push(&n.name, "node name must be letters, digits, `-` or `_`");
+        }
+        if let Some(first) = names.insert(name.clone(), line) {
+            p.push(&n.name, format!("duplicate node name `{name}` (first defined at line {first}); node names must be unique"));
+        } else if let Some(other) = slots.insert(slot_name(&name), name.clone()) {
+            p.push(
+                &n.name,
+                format!(
+                    "node `{name}` and node `{other}` map to the same slot name `{}`; rename one",
+                    slot_name(&name)
+                ),
+            );
+        }
+        let host = n
+            .host
+            .as_ref()
+            .map_or("127.0.0.1", |h| h.get_ref())
+            .to_string();
+        let port = *n.port.get_ref();
+        if !(1..=65535).contains(&port) {
+            p.push(&n.port, format!("port {port} is not a TCP port (1-65535)"));
+        } else if (32768..=60999).contains(&port) {
+            p.push(&n.port, format!("port {port} is in Linux's ephemeral range 32768-60999, where outgoing connections can take it; pick a port below 32768"));
+        }
+        if let Some(other) = addrs.insert((host.clone(), port), name.clone()) {
+            p.push(&n.port, format!("node `{name}` uses {host}:{port}, which node `{other}` already uses; give each node its own port"));
+        }
+        let data_dir = match &n.data_dir {
+            Some(d) => resolve(base, d.get_ref()),
+            None => data_root.join(&name),
+        };
+        if let Some(other) = dirs.insert(data_dir.clone(), name.clone()) {
+            let at = n
+                .data_dir
+                .as_ref()
+                .map_or_else(|| n.name.span(), |d| d.span());
+            p.list.push(format!(
+                "{}: node `{name}` uses data dir {}, which node `{other}` already uses; give each node its own data_dir",
+                p.loc.at(at),
+                data_dir.display()
+            ));
+        }
+        let role = match &n.role {
+            None => None,
+            Some(r) => match r.get_ref().as_str() {
+                "primary" => Some(Role::Primary),
+                "replica" | "standby" => Some(Role::Replica),
+                other => {
+                    p.push(r, format!("role `{other}` is not `primary` or `replica`"));
+                    None
+                }
+            },
+        };
+        if role == Some(Role::Primary) {
+            primaries.push(n);
+        }
+        out.push((
+            Node {
+                name,
+                host,
+                port: port.clamp(0, 65535) as u16,
+                bootstrap_role: Role::Replica,
+                data_dir,
+                line,
+            },
+            role,
+        ));
+    }
+    match primaries.len() {
+        1 => {}
+        0 if out[0].1.is_none() => out[0].1 = Some(Role::Primary),
+        0 => p.push(&raw.node[0].name, "no node has role = \"primary\"; mark exactly one node as primary (or leave the first node's role unset)"),
+        _ => {
+            for n in &primaries[1..] {
+                let first = p.loc.line_col(primaries[0].name.span().start).0;
+                p.push(n.role.as_ref().unwrap_or(&n.name), format!("node `{}` is a second primary (node `{}` at line {first} is one already); exactly one node is bootstrapped as primary", n.name.get_ref(), primaries[0].name.get_ref()));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(mut n, r)| {
+            n.bootstrap_role = r.unwrap_or(Role::Replica);
+            n
+        })
+        .collect()
+}
+
+fn databases(raw: &[file::Database], base: &Path, p: &mut Problems) -> Vec<Database> {
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut out = Vec::new();
+    for d in raw {
+        let name = d.name.get_ref().clone();
+        if !is_identifier(&name) {
+            p.push(
+                &d.name,
+                "database name must be letters, digits, `-` or `_`, not starting with a digit",
+            );
+        }
+        if seen.insert(name.clone(), ()).is_some() {
+            p.push(&d.name, format!("database `{name}` is listed twice"));
+        }
+        let owner = d
+            .owner
+            .as_ref()
+            .map(|o| o.get_ref().clone())
+            .unwrap_or_default();
+        if let Some(o) = &d.owner {
+            if !is_identifier(o.get_ref()) {
+                p.push(
+                    o,
+                    "owner must be letters, digits, `-` or `_`, not starting with a digit",
+                );
+            }
+        }
+        let owner_password = d.owner_password_file.as_ref().and_then(|f| {
+            if d.owner.is_none() {
+                p.push(f, "owner_password_file needs an owner");
+            }
+            read_secret_file(base, f, "owner password", p)
+        });
+        let mut schema = Vec::new();
+        for s in &d.schema {
+            let path = resolve(base, s.get_ref());
+            if !path.is_file() {
+                p.push(s, format!("schema file {} does not exist; fix the path (it is relative to the config file)", path.display()));
+            }
+            schema.push(path);
+        }
+        out.push(Database {
+            name,
+            owner,
+            owner_password,
+            schema,
+        });
+    }
+    out
+}
+
+fn hba(raw: &[Spanned<file::Hba>], p: &mut Problems, warnings: &mut Vec<String>) -> Vec<HbaRule> {
+    const METHODS: &[&str] = &[
+        "trust",
+        "reject",
+        "scram-sha-256",
+        "md5",
+        "password",
+        "peer",
+        "ident",
+        "cert",
+        "ldap",
+        "radius",
+        "pam",
+        "gss",
+        "sspi",
+        "bsd",
+    ];
+    let mut out = Vec::new();
+    for h in raw {
+        let r = h.get_ref();
+        match r.kind.as_str() {
+            "local" if r.address.is_some() => p.push(h, "a `local` hba rule takes no address"),
+            "local" => {}
+            "host" | "hostssl" | "hostnossl" | "hostgssenc" | "hostnogssenc"
+                if r.address.is_none() =>
+            {
+                p.push(
+                    h,
+                    format!(
+                        "a `{}` hba rule needs an address, such as \"127.0.0.1/32\"",
+                        r.kind
+                    ),
+                )
+            }
+            "host" | "hostssl" | "hostnossl" | "hostgssenc" | "hostnogssenc" => {}
+            other => p.push(
+                h,
+                format!("hba type `{other}` is not local, host, hostssl or hostnossl"),
+            ),
+        }
+        if !METHODS.contains(&r.method.as_str()) {
+            p.push(
+                h,
+                format!(
+                    "hba method `{}` is not one PostgreSQL knows (use scram-sha-256)",
+                    r.method
+                ),
+            );
+        }
+        if r.method == "trust" {
+            warnings.push(format!(
+                "{}: hba rule uses `trust`: anyone matching it connects without a password",
+                p.loc.at(h.span())
+            ));
+        }
+        let fields = [&r.database, &r.user].into_iter().chain(r.address.as_ref());
+        for f in fields {
+            if f.is_empty() || f.chars().any(|c| c.is_whitespace() || c == '#') {
+                p.push(
+                    h,
+                    format!("hba field `{f}` must be one word without spaces or `#`"),
+                );
+            }
+        }
+        out.push(HbaRule {
+            kind: r.kind.clone(),
+            database: r.database.clone(),
+            user: r.user.clone(),
+            address: r.address.clone(),
+            method: r.method.clone(),
+        });
+    }
+    out
+}
+
+/// Settings pgrepl derives per node; a cluster-wide value would break them.
+const RESERVED: &[&str] = &[
+    "port",
+    "unix_socket_directories",
+    "primary_conninfo",
+    "primary_slot_name",
+    "cluster_name",
+    "hba_file",
+    "ident_file",
+    "data_directory",
+];
+
+/// Render user settings as GUC literals; names must look like GUCs.
+fn postgresql(
+    raw: &BTreeMap<String, Spanned<toml::Value>>,
+    p: &mut Problems,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in raw {
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            p.push(v, format!("`{k}` is not a PostgreSQL setting name"));
+            continue;
+        }
+        if RESERVED.contains(&k.as_str()) {
+            p.push(v, format!("`{k}` is managed by pgrepl per node; set it in [[node]] or [replication] instead of [postgresql]"));
+            continue;
+        }
+        let lit = match v.get_ref() {
+            toml::Value::String(s) => crate::pg::conf::quote(s),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => if *b { "on" } else { "off" }.to_string(),
+            _ => {
+                p.push(
+                    v,
+                    format!("setting `{k}` must be a string, number or boolean"),
+                );
+                continue;
+            }
+        };
+        out.insert(k.clone(), lit);
+    }
+    out
+}

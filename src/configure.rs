@@ -1,0 +1,104 @@
+//! Writing a node's rendered config into its data dir: postgresql.conf,
+//! pg_hba.conf, pg_ident.conf and, for a standby, the standby settings
+//! (standby.signal or recovery.conf). Rendering is in `pg::*`; this module
+//! only assembles the plans and writes files atomically.
+
+use std::path::Path;
+
+use crate::config::{slot_name_for, Node, Role};
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::pg::conf::{self, ConfPlan};
+use crate::pg::hba::{self, HbaPlan};
+use crate::pg::standby::{self, StandbyPlan};
+
+/// Write every config file for `node` in `dir`, for the given role.
+pub fn write_node_files(
+    ctx: &Ctx,
+    node: &Node,
+    dir: &Path,
+    role: Role,
+    primary: &Node,
+) -> Result<()> {
+    let cfg = &ctx.cfg;
+    let socket_dir = ctx.layout.socket_dir();
+    let socket_dir = socket_dir.to_string_lossy();
+    let passfile = ctx.layout.passfile();
+    let passfile = passfile.to_string_lossy();
+    let slot = slot_name_for(cfg, node);
+    let splan = StandbyPlan {
+        major: ctx.bin.major,
+        primary_host: &primary.host,
+        primary_port: primary.port,
+        user: &cfg.replication.user,
+        passfile: &passfile,
+        application_name: &node.name,
+        slot: slot.as_deref(),
+    };
+    let in_conf = role == Role::Replica && !standby::uses_recovery_conf(ctx.bin.major);
+    let plan = ConfPlan {
+        major: ctx.bin.major,
+        cluster_name: &cfg.cluster_name,
+        node_name: &node.name,
+        listen_address: &node.host,
+        port: node.port,
+        socket_dir: &socket_dir,
+        node_count: cfg.nodes.len(),
+        max_wal_senders: cfg.replication.max_wal_senders,
+        wal_keep_size: cfg.replication.wal_keep_size,
+        standby: in_conf.then(|| standby::settings(&splan)),
+        user: &cfg.postgresql,
+    };
+    let admin = if ctx.runas.switch {
+        vec!["root"]
+    } else {
+        vec![]
+    };
+    let hplan = HbaPlan {
+        replication_user: &cfg.replication.user,
+        node_hosts: cfg.nodes.iter().map(|n| n.host.as_str()).collect(),
+        superuser: &ctx.runas.name,
+        admin_os_users: admin,
+        extra: &cfg.hba,
+    };
+    let write = |name: &str, text: String| -> Result<()> {
+        let p = dir.join(name);
+        write_atomic(&p, text.as_bytes(), 0o600)?;
+        ctx.runas.chown(&p)
+    };
+    write("postgresql.conf", conf::render(&plan))?;
+    write("pg_hba.conf", hba::render_hba(&hplan))?;
+    write("pg_ident.conf", hba::render_ident(&hplan))?;
+    // pg_basebackup copies the primary's postgresql.auto.conf; pgrepl keeps
+    // standby settings out of it so a promotion leaves nothing stale behind.
+    let signal = dir.join(standby::SIGNAL_FILE);
+    let recovery = dir.join(standby::RECOVERY_CONF);
+    match role {
+        Role::Replica if standby::uses_recovery_conf(ctx.bin.major) => {
+            write(standby::RECOVERY_CONF, standby::recovery_conf(&splan))?
+        }
+        Role::Replica => write(standby::SIGNAL_FILE, String::new())?,
+        Role::Primary => {
+            for f in [&signal, &recovery] {
+                match std::fs::remove_file(f) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(f, e)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write the 0600 passfile libpq reads for replication and clones. The one
+/// place the clear-text password is written, readable only by the OS user.
+pub fn write_passfile(ctx: &Ctx) -> Result<()> {
+    let r = &ctx.cfg.replication;
+    let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+    let text = format!("*:*:*:{}:{}\n", esc(&r.user), esc(r.password.expose()));
+    let path = ctx.layout.passfile();
+    write_atomic(&path, text.as_bytes(), 0o600)?;
+    ctx.runas.chown(&path)
+}

@@ -1,0 +1,49 @@
+//! Small file-system helpers: atomic writes with a chosen mode, and
+//! directory creation with a chosen mode.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Write `data` to `path` atomically: a temp file beside it with `mode`,
+/// fsync, rename over the target, fsync the directory. A crash leaves either
+/// the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.pgrepl-tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    // The umask may have narrowed the mode; set it exactly.
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(data).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Create `path` (and parents) and set its mode.
+pub fn create_dir(path: &Path, mode: u32) -> Result<()> {
+    fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| Error::io(path, e))
+}
+
+/// True if the directory exists and holds anything.
+pub fn is_non_empty_dir(path: &Path) -> bool {
+    fs::read_dir(path)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}

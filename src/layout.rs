@@ -1,0 +1,50 @@
+//! Where pgrepl keeps its own files under `data_root`, next to the nodes'
+//! data directories. One place, so no other module builds these paths.
+
+use std::path::{Path, PathBuf};
+
+/// Paths under the data root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Self {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+    /// Unix sockets of every local node (`.s.PGSQL.<port>`).
+    pub fn socket_dir(&self) -> PathBuf {
+        self.root.join("sockets")
+    }
+    /// libpq passfile with the replication password, mode 0600.
+    pub fn passfile(&self) -> PathBuf {
+        self.root.join("pgpass")
+    }
+    /// Runtime state (system identifier, bootstrap progress, current primary).
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("pgrepl.state.json")
+    }
+    /// Held (flock) by the running supervisor; holds its pid.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("pgrepl.pid")
+    }
+    /// The detached supervisor's log.
+    pub fn log_file(&self) -> PathBuf {
+        self.root.join("pgrepl.log")
+    }
+    /// Control files (stop requests, the ready marker).
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+    /// Written by the supervisor once `up` finished; holds its pid.
+    pub fn ready_file(&self) -> PathBuf {
+        self.run_dir().join("ready")
+    }
+    /// Present while the user wants `node` stopped (`pgrepl down NODE`).
+    pub fn stop_marker(&self, node: &str) -> PathBuf {
+        self.run_dir().join(format!("{node}.stopped"))
+    }
+}

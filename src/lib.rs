@@ -1,0 +1,31 @@
+//! pgrepl: turns one config file into a supervised PostgreSQL
+//! streaming-replication cluster (one primary, N hot standbys).
+//!
+//! Layout: `config` (file → validated [`config::Config`]), `pg::*`
+//! (PostgreSQL programs, rendering, data dirs, SQL), `supervise` (process
+//! supervision), and one module per command (`up`, `down`, `status`, ...).
+
+pub mod bootstrap;
+pub mod cli;
+pub mod clone;
+pub mod config;
+pub mod configure;
+pub mod ctx;
+pub mod detach;
+pub mod down;
+pub mod error;
+pub mod fsutil;
+pub mod init;
+pub mod layout;
+pub mod local;
+pub mod lock;
+pub mod lsn;
+pub mod os_user;
+pub mod pg;
+pub mod preflight;
+pub mod psql;
+pub mod state;
+pub mod status;
+pub mod supervise;
+pub mod units;
+pub mod up;

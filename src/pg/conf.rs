@@ -1,0 +1,228 @@
+//! Rendering `postgresql.conf`. Pure: a [`ConfPlan`] in, file text out.
+//!
+//! pgrepl owns `postgresql.conf`; initdb's original is kept as
+//! `postgresql.base.conf` and included first, so everything below it wins.
+//! Settings are sorted, each carries the reason it is set, and the user's
+//! `[postgresql]` table wins over pgrepl's defaults.
+
+use std::collections::BTreeMap;
+
+use crate::units::ByteSize;
+
+/// The file initdb wrote, kept and included first.
+pub const BASE_FILE: &str = "postgresql.base.conf";
+
+/// The header on every file pgrepl owns.
+pub const HEADER: &str = "# Managed by pgrepl: this file is rewritten on every `pgrepl up`; do not edit.\n# Put your own settings in pgrepl.toml [postgresql].\n";
+
+/// Everything `postgresql.conf` depends on.
+#[derive(Debug, Clone)]
+pub struct ConfPlan<'a> {
+    pub major: u32,
+    pub cluster_name: &'a str,
+    pub node_name: &'a str,
+    pub listen_address: &'a str,
+    pub port: u16,
+    pub socket_dir: &'a str,
+    /// Number of nodes in the cluster (any of them may stream from this one).
+    pub node_count: usize,
+    pub max_wal_senders: Option<u32>,
+    pub wal_keep_size: ByteSize,
+    /// Standby settings for PostgreSQL 12+, where they live in postgresql.conf.
+    pub standby: Option<StandbySettings>,
+    /// `[postgresql]`, already as GUC literals.
+    pub user: &'a BTreeMap<String, String>,
+}
+
+/// Rendered standby GUCs (see `standby`).
+pub type StandbySettings = Vec<(String, String, &'static str)>;
+
+/// Quote a string as a GUC literal, the way PostgreSQL's config lexer reads it.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The `max_wal_senders` rule from the guides: 3 + 2 × replicas.
+pub fn default_wal_senders(node_count: usize) -> u32 {
+    3 + 2 * node_count.saturating_sub(1) as u32
+}
+
+/// Render the whole `postgresql.conf`.
+pub fn render(p: &ConfPlan) -> String {
+    let senders = p
+        .max_wal_senders
+        .unwrap_or_else(|| default_wal_senders(p.node_count));
+    // (name, value, why)
+    let mut s: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut set = |k: &str, v: String, why: &str| {
+        s.insert(k.to_string(), (v, why.to_string()));
+    };
+    set(
+        "listen_addresses",
+        quote(p.listen_address),
+        "only the address this node is reached at, not every interface",
+    );
+    set(
+        "port",
+        p.port.to_string(),
+        "this node's port from pgrepl.toml",
+    );
+    set(
+        "unix_socket_directories",
+        quote(p.socket_dir),
+        "pgrepl connects here as the superuser (peer auth); no shared /var/run needed",
+    );
+    set(
+        "cluster_name",
+        quote(&format!("{}/{}", p.cluster_name, p.node_name)),
+        "names the processes in `ps`, so nodes on one machine can be told apart",
+    );
+    set(
+        "wal_level",
+        "replica".into(),
+        "standbys need replica-level WAL to stream and replay",
+    );
+    set(
+        "hot_standby",
+        "on".into(),
+        "standbys serve read-only queries",
+    );
+    set(
+        "wal_log_hints",
+        "on".into(),
+        "lets pg_rewind resync a former primary instead of a full re-clone",
+    );
+    set(
+        "max_wal_senders",
+        senders.to_string(),
+        "3 + 2 x replicas: one per standby plus room for reconnects and base backups",
+    );
+    set(
+        "max_replication_slots",
+        senders.to_string(),
+        "one slot per replica, with the same headroom as wal senders",
+    );
+    set(
+        "password_encryption",
+        quote("scram-sha-256"),
+        "new passwords are stored as SCRAM verifiers, never md5",
+    );
+    set(
+        "log_line_prefix",
+        quote("%m [%p] "),
+        "timestamp and pid on every line; pgrepl adds the node name in front",
+    );
+    if p.major >= 13 {
+        set("wal_keep_size", quote(&p.wal_keep_size.to_string()), "WAL kept for standbys that briefly disconnect (pgrepl.toml [replication] wal_keep_size)");
+    } else {
+        let segs = p.wal_keep_size.0.div_ceil(16 << 20).max(1);
+        set(
+            "wal_keep_segments",
+            segs.to_string(),
+            "WAL kept for standbys that briefly disconnect (wal_keep_size / 16MB)",
+        );
+    }
+    if let Some(standby) = &p.standby {
+        for (k, v, why) in standby {
+            set(k, v.clone(), why);
+        }
+    }
+    for (k, v) in p.user {
+        set(k, v.clone(), "set in pgrepl.toml [postgresql]");
+    }
+    let mut out = String::from(HEADER);
+    out.push_str(&format!("\ninclude_if_exists {}    # initdb's original settings; everything below overrides them\n\n", quote(BASE_FILE)));
+    for (k, (v, why)) in &s {
+        out.push_str(&format!("{k} = {v}    # {why}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_follows_the_config_lexer() {
+        assert_eq!(quote("plain"), "'plain'");
+        assert_eq!(quote("it's"), "'it''s'");
+        assert_eq!(quote(r"C:\dir"), r"'C:\\dir'");
+        assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn wal_senders_rule() {
+        assert_eq!(default_wal_senders(1), 3);
+        assert_eq!(default_wal_senders(3), 7);
+        assert_eq!(default_wal_senders(5), 11);
+    }
+
+    fn plan<'a>(user: &'a BTreeMap<String, String>, major: u32) -> ConfPlan<'a> {
+        ConfPlan {
+            major,
+            cluster_name: "demo",
+            node_name: "pg-1",
+            listen_address: "127.0.0.1",
+            port: 15432,
+            socket_dir: "/srv/data/sockets",
+            node_count: 3,
+            max_wal_senders: None,
+            wal_keep_size: ByteSize(160 << 20),
+            standby: None,
+            user,
+        }
+    }
+
+    #[test]
+    fn primary_conf_snapshot() {
+        let user = BTreeMap::from([("shared_buffers".to_string(), "'128MB'".to_string())]);
+        let expected = "\
+# Managed by pgrepl: this file is rewritten on every `pgrepl up`; do not edit.
+# Put your own settings in pgrepl.toml [postgresql].
+
+include_if_exists 'postgresql.base.conf'    # initdb's original settings; everything below overrides them
+
+cluster_name = 'demo/pg-1'    # names the processes in `ps`, so nodes on one machine can be told apart
+hot_standby = on    # standbys serve read-only queries
+listen_addresses = '127.0.0.1'    # only the address this node is reached at, not every interface
+log_line_prefix = '%m [%p] '    # timestamp and pid on every line; pgrepl adds the node name in front
+max_replication_slots = 7    # one slot per replica, with the same headroom as wal senders
+max_wal_senders = 7    # 3 + 2 x replicas: one per standby plus room for reconnects and base backups
+password_encryption = 'scram-sha-256'    # new passwords are stored as SCRAM verifiers, never md5
+port = 15432    # this node's port from pgrepl.toml
+shared_buffers = '128MB'    # set in pgrepl.toml [postgresql]
+unix_socket_directories = '/srv/data/sockets'    # pgrepl connects here as the superuser (peer auth); no shared /var/run needed
+wal_keep_size = '160MB'    # WAL kept for standbys that briefly disconnect (pgrepl.toml [replication] wal_keep_size)
+wal_level = replica    # standbys need replica-level WAL to stream and replay
+wal_log_hints = on    # lets pg_rewind resync a former primary instead of a full re-clone
+";
+        assert_eq!(render(&plan(&user, 15)), expected);
+    }
+
+    #[test]
+    fn user_settings_win() {
+        let user = BTreeMap::from([("wal_level".to_string(), "logical".to_string())]);
+        let out = render(&plan(&user, 15));
+        assert!(out.contains("wal_level = logical    # set in pgrepl.toml [postgresql]\n"));
+        assert_eq!(out.matches("wal_level =").count(), 1);
+    }
+
+    #[test]
+    fn old_majors_keep_segments() {
+        let user = BTreeMap::new();
+        let out = render(&plan(&user, 12));
+        assert!(out.contains("wal_keep_segments = 10 "));
+        assert!(!out.contains("wal_keep_size ="));
+    }
+}

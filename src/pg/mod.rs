@@ -1,0 +1,13 @@
+//! Everything that speaks to or about PostgreSQL itself: finding its
+//! programs, rendering its config files, inspecting data directories,
+//! running its programs, and SQL.
+
+pub mod basebackup;
+pub mod bin;
+pub mod conf;
+pub mod datadir;
+pub mod hba;
+pub mod initdb;
+pub mod process;
+pub mod sql;
+pub mod standby;

@@ -1,0 +1,158 @@
+//! Running PostgreSQL programs: a cleared environment, stdin closed, the
+//! right OS user, and a typed error carrying exit status and stderr.
+//! Also the three stop modes and readiness through `postmaster.pid`.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::Command;
+
+use super::bin::PgBin;
+use super::datadir;
+use crate::error::{Error, Result};
+use crate::os_user::RunAs;
+
+/// A PostgreSQL program about to run: which one, and as whom.
+pub fn command(bin: &PgBin, runas: &RunAs, program: &str) -> Command {
+    let mut cmd = Command::new(bin.program(program));
+    // An explicit environment: nothing from the caller (PGPASSWORD, PGHOST, ...)
+    // leaks into what PostgreSQL sees.
+    cmd.env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.dir.display()))
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        // Own process group: a Ctrl-C at the terminal reaches pgrepl only,
+        // and pgrepl stops the nodes in order.
+        .process_group(0)
+        .kill_on_drop(false);
+    runas.apply_tokio(&mut cmd);
+    cmd
+}
+
+/// Run to completion, capturing output. Non-zero exit becomes
+/// [`Error::Subprocess`] with the status and stderr.
+pub async fn run_captured(mut cmd: Command, name: &str) -> Result<String> {
+    let out = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| Error::Subprocess {
+            program: name.to_string(),
+            status: format!("could not start: {e}"),
+            stderr: String::new(),
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(Error::Subprocess {
+            program: name.to_string(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
+/// How to stop a postmaster; the names are `pg_ctl stop -m`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Wait for clients to disconnect (SIGTERM).
+    Smart,
+    /// Disconnect clients, shut down cleanly (SIGINT).
+    Fast,
+    /// Quit without a shutdown checkpoint; crash recovery on start (SIGQUIT).
+    Immediate,
+}
+
+impl StopMode {
+    fn signal(self) -> Signal {
+        match self {
+            StopMode::Smart => Signal::SIGTERM,
+            StopMode::Fast => Signal::SIGINT,
+            StopMode::Immediate => Signal::SIGQUIT,
+        }
+    }
+}
+
+/// Send the stop signal for `mode` to a postmaster.
+pub fn signal_stop(pid: i32, mode: StopMode) {
+    let _ = kill(Pid::from_raw(pid), mode.signal());
+}
+
+/// Stop the postmaster running in `dir` (not necessarily our child): fast,
+/// then immediate after `timeout`. Returns once its pid is gone.
+pub async fn stop_dir(dir: &Path, timeout: Duration) -> Result<bool> {
+    let Some(pf) = datadir::running_postmaster(dir) else {
+        return Ok(false);
+    };
+    signal_stop(pf.pid, StopMode::Fast);
+    if wait_pid_gone(pf.pid, timeout).await {
+        return Ok(true);
+    }
+    signal_stop(pf.pid, StopMode::Immediate);
+    if wait_pid_gone(pf.pid, Duration::from_secs(10)).await {
+        return Ok(true);
+    }
+    Err(Error::Timeout(format!(
+        "postmaster {} in {} did not stop after a fast and an immediate shutdown; inspect it (`ps -p {}`) before doing anything else",
+        pf.pid,
+        dir.display(),
+        pf.pid
+    )))
+}
+
+/// Poll until `pid` no longer exists, up to `timeout`.
+pub async fn wait_pid_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while datadir::pid_alive(pid) && !is_zombie(pid) {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+/// A zombie has exited; its parent just has not reaped it yet.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Wait until `postmaster.pid` in `dir` names `pid` and says `ready`.
+/// `alive` is polled so that a server that dies during start-up is reported
+/// at once rather than at the deadline.
+pub async fn wait_pid_ready(
+    dir: &Path,
+    pid: i32,
+    timeout: Duration,
+    alive: impl Fn() -> bool,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(pf) = datadir::read_pid_file(dir) {
+            if pf.pid == pid && pf.status.as_deref() == Some("ready") {
+                return Ok(());
+            }
+        }
+        if !alive() {
+            return Err(Error::Other(format!(
+                "postgres in {} exited during start-up; see its log lines above",
+                dir.display()
+            )));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(format!(
+                "postgres in {} was not ready after {}s; see its log lines above, or raise [supervisor] start_timeout",
+                dir.display(),
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

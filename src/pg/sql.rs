@@ -1,0 +1,168 @@
+//! SQL over tokio-postgres: connecting to a node (socket as superuser, or
+//! TCP with a password), and the bootstrap statements. Passwords are sent
+//! only as SCRAM verifiers computed here, so no statement or server log
+//! ever holds a clear-text password.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::config::Secret;
+use crate::error::{Error, Result};
+
+/// Connect over the node's Unix socket as the superuser (peer auth).
+pub async fn connect_socket(
+    socket_dir: &Path,
+    port: u16,
+    user: &str,
+    dbname: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let mut c = tokio_postgres::Config::new();
+    c.host_path(socket_dir)
+        .port(port)
+        .user(user)
+        .dbname(dbname)
+        .application_name("pgrepl")
+        .connect_timeout(Duration::from_secs(5));
+    let (client, conn) = c.connect(NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Connect over TCP with a password (for nodes on other hosts).
+pub async fn connect_tcp(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &Secret,
+    dbname: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let mut c = tokio_postgres::Config::new();
+    c.host(host)
+        .port(port)
+        .user(user)
+        .password(password.expose())
+        .dbname(dbname)
+        .application_name("pgrepl")
+        .connect_timeout(Duration::from_secs(3));
+    let (client, conn) = c.connect(NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Quote an identifier.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quote a string literal (standard_conforming_strings is on since 9.1).
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A SCRAM-SHA-256 verifier for `password`, as `\password` in psql makes.
+pub fn scram_verifier(password: &Secret) -> String {
+    postgres_protocol::password::scram_sha_256(password.expose().as_bytes())
+}
+
+/// Create or update a login role, setting its password as a verifier.
+pub async fn ensure_role(
+    client: &Client,
+    name: &str,
+    attrs: &str,
+    password: Option<&Secret>,
+) -> Result<()> {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
+        .await
+        .map_err(|e| Error::sql(format!("looking up role {name}"), e))?
+        .is_some();
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    let mut sql = format!("{verb} ROLE {} WITH {attrs}", ident(name));
+    if let Some(pw) = password {
+        sql.push_str(&format!(" PASSWORD {}", literal(&scram_verifier(pw))));
+    }
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| Error::sql(format!("{} role {name}", verb.to_lowercase()), e))
+}
+
+/// Create a database owned by `owner` unless it exists.
+pub async fn ensure_database(client: &Client, name: &str, owner: &str) -> Result<bool> {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(|e| Error::sql(format!("looking up database {name}"), e))?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {}",
+                ident(name),
+                ident(owner)
+            ))
+            .await
+            .map_err(|e| Error::sql(format!("creating database {name}"), e))?;
+    }
+    Ok(!exists)
+}
+
+/// Create a physical replication slot unless it exists.
+pub async fn ensure_slot(client: &Client, slot: &str) -> Result<()> {
+    client
+        .execute(
+            "SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| Error::sql(format!("creating replication slot {slot}"), e))?;
+    Ok(())
+}
+
+/// Apply one schema file as `owner`, in one implicit transaction (the simple
+/// query protocol runs a multi-statement string atomically unless the file
+/// has its own BEGIN/COMMIT).
+pub async fn apply_schema(client: &Client, owner: &str, file: &Path) -> Result<()> {
+    let sql = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    client
+        .batch_execute(&format!("SET ROLE {}", ident(owner)))
+        .await
+        .map_err(|e| Error::sql(format!("switching to role {owner}"), e))?;
+    let res = client.batch_execute(&sql).await;
+    let _ = client.batch_execute("RESET ROLE").await;
+    res.map_err(|e| Error::sql(format!("applying schema file {}", file.display()), e))
+}
+
+/// Is there a `streaming` row for `application_name` in pg_stat_replication?
+pub async fn is_streaming(client: &Client, application_name: &str) -> Result<bool> {
+    let row = client
+        .query_opt("SELECT state FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'", &[&application_name])
+        .await
+        .map_err(|e| Error::sql("reading pg_stat_replication", e))?;
+    Ok(row.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(ident("chat"), "\"chat\"");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn verifier_hides_the_password() {
+        let v = scram_verifier(&Secret::new("hunter2".into()));
+        assert!(v.starts_with("SCRAM-SHA-256$4096:"));
+        assert!(!v.contains("hunter2"));
+    }
+}

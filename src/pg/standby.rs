@@ -1,0 +1,151 @@
+//! Rendering a standby's settings, by PostgreSQL major version.
+//! 12+ reads them from postgresql.conf and enters standby mode when
+//! `standby.signal` exists; 10 and 11 read them from `recovery.conf`.
+//! Pure functions; writing them is `datadir`'s job.
+
+use super::conf::{quote, StandbySettings};
+
+/// The file that puts PostgreSQL 12+ in standby mode.
+pub const SIGNAL_FILE: &str = "standby.signal";
+/// Where PostgreSQL 10 and 11 read standby settings.
+pub const RECOVERY_CONF: &str = "recovery.conf";
+
+/// Where a standby streams from, and how it authenticates.
+#[derive(Debug, Clone)]
+pub struct StandbyPlan<'a> {
+    pub major: u32,
+    pub primary_host: &'a str,
+    pub primary_port: u16,
+    pub user: &'a str,
+    /// Absolute path of the 0600 passfile: the password never enters a config file.
+    pub passfile: &'a str,
+    pub application_name: &'a str,
+    pub slot: Option<&'a str>,
+}
+
+/// True when this major needs `recovery.conf` instead of `standby.signal`.
+pub fn uses_recovery_conf(major: u32) -> bool {
+    major < 12
+}
+
+/// Quote one libpq conninfo value if it needs it.
+fn conninfo_value(v: &str) -> String {
+    if !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '\\')
+    {
+        return v.to_string();
+    }
+    let mut out = String::from("'");
+    for c in v.chars() {
+        if c == '\'' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// The `primary_conninfo` string (before GUC quoting). No password: libpq
+/// reads it from `passfile`.
+pub fn conninfo(p: &StandbyPlan) -> String {
+    [
+        ("host", p.primary_host.to_string()),
+        ("port", p.primary_port.to_string()),
+        ("user", p.user.to_string()),
+        ("passfile", p.passfile.to_string()),
+        ("application_name", p.application_name.to_string()),
+        // Fail over to a reconnect loop quickly instead of hanging on a dead host.
+        ("connect_timeout", "5".to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// Standby GUCs for postgresql.conf (12+).
+pub fn settings(p: &StandbyPlan) -> StandbySettings {
+    let mut s = vec![
+        (
+            "primary_conninfo".to_string(),
+            quote(&conninfo(p)),
+            "where this standby streams WAL from; the password comes from the 0600 passfile",
+        ),
+        (
+            "recovery_target_timeline".to_string(),
+            quote("latest"),
+            "follow the primary across promotions (new timelines)",
+        ),
+    ];
+    if let Some(slot) = p.slot {
+        s.push((
+            "primary_slot_name".to_string(),
+            quote(slot),
+            "the primary keeps WAL in this slot until this standby has it",
+        ));
+    }
+    s
+}
+
+/// `recovery.conf` for PostgreSQL 10 and 11.
+pub fn recovery_conf(p: &StandbyPlan) -> String {
+    let mut out = String::from(super::conf::HEADER);
+    out.push_str("standby_mode = 'on'    # stay in recovery and keep streaming\n");
+    for (k, v, why) in settings(p) {
+        out.push_str(&format!("{k} = {v}    # {why}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(major: u32) -> StandbyPlan<'static> {
+        StandbyPlan {
+            major,
+            primary_host: "127.0.0.1",
+            primary_port: 15432,
+            user: "replicator",
+            passfile: "/srv/my data/pgpass",
+            application_name: "pg-2",
+            slot: Some("pg_2"),
+        }
+    }
+
+    #[test]
+    fn conninfo_quotes_paths_with_spaces_and_has_no_password() {
+        let c = conninfo(&plan(15));
+        assert_eq!(c, "host=127.0.0.1 port=15432 user=replicator passfile='/srv/my data/pgpass' application_name=pg-2 connect_timeout=5");
+        assert!(!c.contains("password="));
+    }
+
+    #[test]
+    fn settings_snapshot_pg15() {
+        let s: Vec<String> = settings(&plan(15))
+            .into_iter()
+            .map(|(k, v, _)| format!("{k} = {v}"))
+            .collect();
+        assert_eq!(
+            s,
+            vec![
+                "primary_conninfo = 'host=127.0.0.1 port=15432 user=replicator passfile=''/srv/my data/pgpass'' application_name=pg-2 connect_timeout=5'",
+                "recovery_target_timeline = 'latest'",
+                "primary_slot_name = 'pg_2'",
+            ]
+        );
+    }
+
+    #[test]
+    fn pg11_uses_recovery_conf() {
+        assert!(uses_recovery_conf(11));
+        assert!(!uses_recovery_conf(12));
+        let r = recovery_conf(&plan(11));
+        assert!(r.contains("standby_mode = 'on'"));
+        assert!(r.contains("primary_slot_name = 'pg_2'"));
+        assert!(r.starts_with("# Managed by pgrepl"));
+    }
+}

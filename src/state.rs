@@ -1,0 +1,44 @@
+//! Runtime state, apart from the config: which cluster this data root
+//! holds (system identifier), how far bootstrap got, and which node is the
+//! primary now. Written atomically (temp file, fsync, rename).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The state file's contents.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct State {
+    /// `[cluster] name` when the state was created.
+    pub cluster: String,
+    /// System identifier of the cluster pgrepl created (from the primary's initdb).
+    pub system_id: Option<u64>,
+    /// The node that is primary now.
+    pub primary: Option<String>,
+    /// Roles, databases and schemas are in place.
+    pub bootstrapped: bool,
+    /// Schema files already applied, as `database:path`.
+    #[serde(default)]
+    pub schemas_applied: Vec<String>,
+}
+
+impl State {
+    /// Load, or an empty state when the file does not exist.
+    pub fn load(path: &Path) -> Result<State> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => serde_json::from_str(&t).map_err(|e| {
+                Error::Other(format!("{} is corrupt ({e}); it records which cluster this data root holds, so pgrepl will not guess. Restore it or move the data root aside", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Save atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
+        crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)
+    }
+}

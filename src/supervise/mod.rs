@@ -1,0 +1,317 @@
+//! The supervisor: one task per local node that keeps its postmaster in the
+//! state the orchestrator asks for. A postmaster that dies while wanted is
+//! restarted with exponential backoff; a stop request is carried out with
+//! the asked-for mode, escalating to immediate after `stop_timeout`.
+//! Readiness (is it accepting connections? streaming?) is not decided here:
+//! that is `up`'s job.
+
+pub mod output;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::Node;
+use crate::ctx::Ctx;
+use crate::pg::datadir;
+use crate::pg::process::{self, StopMode};
+pub use output::Output;
+
+/// What the orchestrator wants a node to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Desired {
+    Running,
+    Stopped(StopMode),
+}
+
+/// What a node is, as the supervisor sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    Stopped,
+    /// A postmaster process exists (not necessarily ready yet).
+    Running {
+        pid: i32,
+    },
+    /// It died while wanted; restarting after a backoff.
+    Backoff {
+        restarts: u32,
+    },
+}
+
+struct Slot {
+    desired: watch::Sender<Desired>,
+    state: watch::Receiver<NodeState>,
+}
+
+/// Handle to the running supervisor.
+#[derive(Clone)]
+pub struct Supervisor {
+    slots: Arc<HashMap<String, Slot>>,
+    pub out: Output,
+}
+
+impl Supervisor {
+    /// Spawn one (idle) task per node.
+    pub fn new(ctx: Arc<Ctx>, nodes: &[Node], out: Output) -> Self {
+        let mut slots = HashMap::new();
+        for node in nodes {
+            let (dtx, drx) = watch::channel(Desired::Stopped(StopMode::Fast));
+            let (stx, srx) = watch::channel(NodeState::Stopped);
+            let index = ctx
+                .cfg
+                .nodes
+                .iter()
+                .position(|n| n.name == node.name)
+                .unwrap_or(0);
+            tokio::spawn(node_task(
+                ctx.clone(),
+                node.clone(),
+                index,
+                drx,
+                stx,
+                out.clone(),
+            ));
+            slots.insert(
+                node.name.clone(),
+                Slot {
+                    desired: dtx,
+                    state: srx,
+                },
+            );
+        }
+        Supervisor {
+            slots: Arc::new(slots),
+            out,
+        }
+    }
+
+    /// Ask for `node` to run. Returns at once.
+    pub fn start(&self, node: &str) {
+        if let Some(s) = self.slots.get(node) {
+            s.desired.send_replace(Desired::Running);
+        }
+    }
+
+    /// Ask for `node` to stop with `mode`. Returns at once.
+    pub fn request_stop(&self, node: &str, mode: StopMode) {
+        if let Some(s) = self.slots.get(node) {
+            s.desired.send_replace(Desired::Stopped(mode));
+        }
+    }
+
+    /// Wait until `node` has stopped.
+    pub async fn wait_stopped(&self, node: &str) {
+        if let Some(s) = self.slots.get(node) {
+            let mut rx = s.state.clone();
+            let _ = rx.wait_for(|st| *st == NodeState::Stopped).await;
+        }
+    }
+
+    /// Ask for `node` to stop with `mode`, and wait until it has.
+    pub async fn stop(&self, node: &str, mode: StopMode) {
+        self.request_stop(node, mode);
+        self.wait_stopped(node).await;
+    }
+
+    /// Names of the supervised nodes.
+    pub fn nodes(&self) -> Vec<String> {
+        self.slots.keys().cloned().collect()
+    }
+
+    /// The node's current state.
+    pub fn state(&self, node: &str) -> NodeState {
+        self.slots
+            .get(node)
+            .map_or(NodeState::Stopped, |s| s.state.borrow().clone())
+    }
+
+    /// The pid of the node's postmaster, waiting until one exists.
+    pub async fn wait_pid(&self, node: &str, timeout: Duration) -> Option<i32> {
+        let mut rx = self.slots.get(node)?.state.clone();
+        let st = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|s| matches!(s, NodeState::Running { .. })),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        match *st {
+            NodeState::Running { pid } => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// Whether the node is wanted running.
+    pub fn wanted(&self, node: &str) -> bool {
+        self.slots
+            .get(node)
+            .is_some_and(|s| *s.desired.borrow() == Desired::Running)
+    }
+
+    /// Stop every node: all replicas at once, then the primary, so the
+    /// replicas do not spin reconnecting to a primary that is going away.
+    pub async fn shutdown(&self, primary: &str, mode: StopMode) {
+        let others: Vec<_> = self
+            .slots
+            .keys()
+            .filter(|n| *n != primary)
+            .cloned()
+            .collect();
+        for n in &others {
+            self.request_stop(n, mode);
+        }
+        for n in &others {
+            self.wait_stopped(n).await;
+        }
+        self.stop(primary, mode).await;
+    }
+}
+
+/// The postmaster we are watching: our child, or one that was already
+/// running when we started (adopted; we poll its pid).
+enum Proc {
+    Child(tokio::process::Child),
+    Adopted(i32),
+}
+
+impl Proc {
+    fn pid(&self) -> i32 {
+        match self {
+            Proc::Child(c) => c.id().map_or(-1, |p| p as i32),
+            Proc::Adopted(p) => *p,
+        }
+    }
+    async fn wait(&mut self) -> String {
+        match self {
+            Proc::Child(c) => c
+                .wait()
+                .await
+                .map_or_else(|e| e.to_string(), |s| s.to_string()),
+            Proc::Adopted(pid) => {
+                while datadir::pid_alive(*pid) {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                "exited".to_string()
+            }
+        }
+    }
+}
+
+fn spawn_postgres(ctx: &Ctx, node: &Node, index: usize, out: &Output) -> std::io::Result<Proc> {
+    let mut cmd = process::command(&ctx.bin, &ctx.runas, "postgres");
+    cmd.arg("-D")
+        .arg(&node.data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    if let Some(o) = child.stdout.take() {
+        tokio::spawn(pump(o, node.name.clone(), index, out.clone()));
+    }
+    if let Some(e) = child.stderr.take() {
+        tokio::spawn(pump(e, node.name.clone(), index, out.clone()));
+    }
+    Ok(Proc::Child(child))
+}
+
+async fn pump(r: impl AsyncRead + Unpin, name: String, index: usize, out: Output) {
+    let mut lines = BufReader::new(r).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        out.node_line(&name, index, &line);
+    }
+}
+
+/// Wait until the desired state is a stop; returns its mode.
+async fn stop_requested(rx: &mut watch::Receiver<Desired>) -> Option<StopMode> {
+    match rx.wait_for(|d| matches!(d, Desired::Stopped(_))).await {
+        Ok(d) => match *d {
+            Desired::Stopped(m) => Some(m),
+            Desired::Running => None,
+        },
+        Err(_) => None,
+    }
+}
+
+async fn node_task(
+    ctx: Arc<Ctx>,
+    node: Node,
+    index: usize,
+    mut desired: watch::Receiver<Desired>,
+    state: watch::Sender<NodeState>,
+    out: Output,
+) {
+    let max_backoff = ctx
+        .cfg
+        .supervisor
+        .restart_backoff_max
+        .max(Duration::from_secs(1));
+    let stop_timeout = ctx.cfg.supervisor.stop_timeout;
+    let mut backoff = Duration::from_secs(1);
+    let mut restarts = 0u32;
+    loop {
+        if desired.wait_for(|d| *d == Desired::Running).await.is_err() {
+            return;
+        }
+        let spawned = match datadir::running_postmaster(&node.data_dir) {
+            Some(pf) => {
+                out.info(format!("{}: postgres already running (pid {}); supervising it, but its log lines are not captured until it restarts", node.name, pf.pid));
+                Ok(Proc::Adopted(pf.pid))
+            }
+            None => spawn_postgres(&ctx, &node, index, &out),
+        };
+        let mut proc = match spawned {
+            Ok(p) => p,
+            Err(e) => {
+                out.info(format!(
+                    "{}: could not start postgres: {e}; retrying in {}s",
+                    node.name,
+                    backoff.as_secs()
+                ));
+                state.send_replace(NodeState::Backoff { restarts });
+                let _ = tokio::time::timeout(backoff, stop_requested(&mut desired)).await;
+                backoff = (backoff * 2).min(max_backoff);
+                continue;
+            }
+        };
+        let pid = proc.pid();
+        state.send_replace(NodeState::Running { pid });
+        let started = Instant::now();
+        tokio::select! {
+            status = proc.wait() => {
+                // `pgrepl down NODE` may signal the postmaster before we have
+                // seen its stop request; its marker says the exit was wanted.
+                if *desired.borrow() != Desired::Running || ctx.layout.stop_marker(&node.name).exists() {
+                    state.send_replace(NodeState::Stopped);
+                    continue;
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1);
+                }
+                restarts += 1;
+                out.info(format!("{}: postgres (pid {pid}) exited unexpectedly ({status}); restart #{restarts} in {}s", node.name, backoff.as_secs()));
+                state.send_replace(NodeState::Backoff { restarts });
+                // Wake early if the node is stopped meanwhile.
+                if let Ok(Some(_)) = tokio::time::timeout(backoff, stop_requested(&mut desired)).await {
+                    state.send_replace(NodeState::Stopped);
+                }
+                backoff = (backoff * 2).min(max_backoff);
+            }
+            mode = stop_requested(&mut desired) => {
+                let mode = mode.unwrap_or(StopMode::Fast);
+                process::signal_stop(pid, mode);
+                let exited = tokio::time::timeout(stop_timeout, proc.wait()).await.is_ok();
+                if !exited {
+                    out.info(format!("{}: still running {}s after a {mode:?} stop; stopping it immediately", node.name, stop_timeout.as_secs()));
+                    process::signal_stop(pid, StopMode::Immediate);
+                    proc.wait().await;
+                }
+                out.info(format!("{}: stopped", node.name));
+                state.send_replace(NodeState::Stopped);
+            }
+        }
+    }
+}

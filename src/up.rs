@@ -1,0 +1,400 @@
+//! `pgrepl up`: check, then bring the primary up and bootstrap it, then
+//! clone and start the replicas in parallel, then supervise until told to
+//! stop. Idempotent: on an existing cluster it only starts what is stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::MultiProgress;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::task::JoinSet;
+
+use crate::config::{Node, Role};
+use crate::configure::{write_node_files, write_passfile};
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::pg::process::{self, StopMode};
+use crate::pg::{datadir, initdb, sql};
+use crate::preflight::{self, Action, NodePlan};
+use crate::state::State;
+use crate::supervise::{Output, Supervisor};
+use crate::{bootstrap, clone, detach, local, lock};
+
+/// Options of `pgrepl up`.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Only these nodes (default: every node on this host).
+    pub nodes: Vec<String>,
+    /// Run the supervisor in the background.
+    pub detach: bool,
+    /// Replicas to re-clone, moving their dir aside.
+    pub reclone: Vec<String>,
+    /// Set in the detached child itself.
+    pub supervise_child: bool,
+}
+
+/// Entry point of `pgrepl up`.
+pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
+    let width = ctx
+        .cfg
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(4);
+    let out = Output::new(width);
+    for w in &ctx.cfg.warnings {
+        out.info(format!("warning: {w}"));
+    }
+    let selected = select_nodes(&ctx, &opts.nodes, &out)?;
+    if let Some(pid) = lock::holder(&ctx.layout) {
+        return attach(&ctx, pid, &selected, &out).await;
+    }
+    if opts.detach && !opts.supervise_child {
+        return detach::spawn(&ctx, &opts, &out).await;
+    }
+    let plans = preflight::plan(&ctx, &selected, &opts.reclone).await?;
+    let _lock = lock::acquire(&ctx.layout)?;
+    prepare_root(&ctx)?;
+    let sup = Supervisor::new(ctx.clone(), &selected, out.clone());
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Other(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Other(e.to_string()))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::Other(e.to_string()))?;
+    let started = tokio::time::Instant::now();
+    let result = tokio::select! {
+        r = bring_up(&ctx, &sup, &plans) => r,
+        _ = term.recv() => Err(Error::Other("interrupted by SIGTERM during start-up; stopped what had started".into())),
+        _ = int.recv() => Err(Error::Other("interrupted during start-up; stopped what had started".into())),
+    };
+    if let Err(e) = result {
+        sup.shutdown(&ctx.current_primary().name, StopMode::Fast)
+            .await;
+        return Err(e);
+    }
+    print_summary(&ctx, &selected, &out, started.elapsed());
+    crate::fsutil::write_atomic(
+        &ctx.layout.ready_file(),
+        std::process::id().to_string().as_bytes(),
+        0o644,
+    )?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reconcile(&ctx, &sup),
+        }
+    }
+    out.info("shutting down: replicas first, then the primary (fast mode)");
+    let _ = std::fs::remove_file(ctx.layout.ready_file());
+    sup.shutdown(&ctx.current_primary().name, StopMode::Fast)
+        .await;
+    out.info("all nodes stopped");
+    Ok(())
+}
+
+/// The named nodes, or every node whose host is on this machine.
+fn select_nodes(ctx: &Ctx, names: &[String], out: &Output) -> Result<Vec<Node>> {
+    if !names.is_empty() {
+        return names.iter().map(|n| ctx.cfg.node(n).cloned()).collect();
+    }
+    let addrs = local::local_addresses();
+    let (mine, theirs): (Vec<&Node>, Vec<&Node>) = ctx
+        .cfg
+        .nodes
+        .iter()
+        .partition(|n| local::is_local(&n.host, &addrs));
+    if !theirs.is_empty() {
+        let names: Vec<String> = theirs
+            .iter()
+            .map(|n| format!("{} ({})", n.name, n.host))
+            .collect();
+        out.info(format!(
+            "leaving {} to their own hosts; run `pgrepl up NODE` there",
+            names.join(", ")
+        ));
+    }
+    if mine.is_empty() {
+        return Err(Error::Usage(format!(
+            "no node in {} has a host on this machine; name the node to run here: `pgrepl up NODE`",
+            ctx.cfg.path.display()
+        )));
+    }
+    Ok(mine.into_iter().cloned().collect())
+}
+
+/// Data root, socket dir, run dir and passfile, owned by the OS user.
+fn prepare_root(ctx: &Ctx) -> Result<()> {
+    let l = &ctx.layout;
+    for d in [l.root.clone(), l.socket_dir()] {
+        crate::fsutil::create_dir(&d, 0o700)?;
+        ctx.runas.chown(&d)?;
+    }
+    crate::fsutil::create_dir(&l.run_dir(), 0o755)?;
+    write_passfile(ctx)
+}
+
+async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Result<()> {
+    let primary = ctx.current_primary().clone();
+    for p in plans {
+        let _ = std::fs::remove_file(ctx.layout.stop_marker(&p.node.name));
+    }
+    if let Some(p) = plans.iter().find(|p| p.role == Role::Primary) {
+        let mut state = State::load(&ctx.layout.state_file())?;
+        if p.action == Action::Init {
+            sup.out.info(format!(
+                "{}: initdb in {} (PostgreSQL {})",
+                p.node.name,
+                p.node.data_dir.display(),
+                ctx.bin.version
+            ));
+            initdb::initdb(&ctx.bin, &ctx.runas, &p.node.data_dir).await?;
+            state = State {
+                cluster: ctx.cfg.cluster_name.clone(),
+                system_id: Some(datadir::system_id(&p.node.data_dir)?),
+                primary: Some(p.node.name.clone()),
+                ..State::default()
+            };
+            state.save(&ctx.layout.state_file())?;
+        }
+        write_node_files(ctx, &p.node, &p.node.data_dir, Role::Primary, &primary)?;
+        start_and_wait(ctx, sup, &p.node).await?;
+        bootstrap::run(ctx, &p.node, &mut state, &sup.out).await?;
+        sup.out.info(format!(
+            "{}: primary ready on {}:{}",
+            p.node.name, p.node.host, p.node.port
+        ));
+    }
+    let replicas: Vec<&NodePlan> = plans.iter().filter(|p| p.role == Role::Replica).collect();
+    let bars = (sup.out.is_tty()
+        && replicas
+            .iter()
+            .any(|p| matches!(p.action, Action::Clone { .. })))
+    .then(MultiProgress::new);
+    let mut set = JoinSet::new();
+    for p in replicas {
+        let (ctx, sup, p, primary) = (ctx.clone(), sup.clone(), p.clone(), primary.clone());
+        let bar = bars
+            .as_ref()
+            .filter(|_| matches!(p.action, Action::Clone { .. }))
+            .map(|m| m.add(clone::progress_bar(&p.node.name)));
+        set.spawn(async move { replica_up(&ctx, &sup, &p, &primary, bar).await });
+    }
+    let mut first_err = None;
+    while let Some(r) = set.join_next().await {
+        let r = r.unwrap_or_else(|e| Err(Error::Other(format!("replica task failed: {e}"))));
+        if let Err(e) = r {
+            sup.out.info(format!("error: {e}"));
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+async fn replica_up(
+    ctx: &Ctx,
+    sup: &Supervisor,
+    p: &NodePlan,
+    primary: &Node,
+    bar: Option<indicatif::ProgressBar>,
+) -> Result<()> {
+    match p.action {
+        Action::Clone { move_aside } => {
+            clone::clone(ctx, &p.node, primary, move_aside, &sup.out, bar).await?
+        }
+        _ => write_node_files(ctx, &p.node, &p.node.data_dir, Role::Replica, primary)?,
+    }
+    start_and_wait(ctx, sup, &p.node).await?;
+    wait_streaming(ctx, &p.node, primary).await?;
+    sup.out
+        .info(format!("{}: streaming from {}", p.node.name, primary.name));
+    Ok(())
+}
+
+/// Start `node` under the supervisor and wait until it accepts connections:
+/// `postmaster.pid` says ready, then a SQL ping succeeds.
+async fn start_and_wait(ctx: &Ctx, sup: &Supervisor, node: &Node) -> Result<()> {
+    let timeout = ctx.cfg.supervisor.start_timeout;
+    sup.start(&node.name);
+    let pid = sup.wait_pid(&node.name, timeout).await.ok_or_else(|| {
+        Error::Timeout(format!(
+            "{}: postgres did not start within {}s",
+            node.name,
+            timeout.as_secs()
+        ))
+    })?;
+    let name = node.name.clone();
+    process::wait_pid_ready(&node.data_dir, pid, timeout, || {
+        sup.state(&name) == crate::supervise::NodeState::Running { pid }
+    })
+    .await?;
+    wait_sql(ctx, node, timeout).await
+}
+
+async fn wait_sql(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match ctx.connect(node).await {
+            Ok(c) if c.simple_query("SELECT 1").await.is_ok() => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            _ if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::Timeout(format!(
+                    "{}: SQL ping failed for {}s",
+                    node.name,
+                    timeout.as_secs()
+                )))
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Wait until the primary lists `node` as streaming (or, when the primary
+/// is on another host, until the node's own WAL receiver says so).
+async fn wait_streaming(ctx: &Ctx, node: &Node, primary: &Node) -> Result<()> {
+    let timeout = ctx.cfg.supervisor.start_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let primary_local = datadir::running_postmaster(&primary.data_dir).is_some();
+    loop {
+        let streaming = if primary_local {
+            match ctx.connect(primary).await {
+                Ok(c) => sql::is_streaming(&c, &node.name).await.unwrap_or(false),
+                Err(_) => false,
+            }
+        } else {
+            match ctx.connect(node).await {
+                Ok(c) => c
+                    .query_opt(
+                        "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+                        &[],
+                    )
+                    .await
+                    .map(|r| r.is_some())
+                    .unwrap_or(false),
+                Err(_) => false,
+            }
+        };
+        if streaming {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(format!(
+                "{}: started, but not streaming from {} after {}s; see its log lines above (pg_hba, password, or the primary's max_wal_senders)",
+                node.name,
+                primary.name,
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGHUP: apply `pgrepl down NODE` / `pgrepl up NODE` requests.
+fn reconcile(ctx: &Ctx, sup: &Supervisor) {
+    for name in sup.nodes() {
+        let stop = ctx.layout.stop_marker(&name).exists();
+        if stop && sup.wanted(&name) {
+            sup.out.info(format!("{name}: stop requested"));
+            sup.request_stop(&name, StopMode::Fast);
+        } else if !stop && !sup.wanted(&name) {
+            sup.out.info(format!("{name}: start requested"));
+            sup.start(&name);
+        }
+    }
+}
+
+/// A supervisor already runs this data root: ask it to start the selected
+/// nodes, and wait for them like a fresh `up` would.
+async fn attach(ctx: &Ctx, pid: i32, selected: &[Node], out: &Output) -> Result<()> {
+    out.info(format!(
+        "a supervisor is already running (pid {pid}); asking it to start anything stopped"
+    ));
+    for n in selected {
+        let _ = std::fs::remove_file(ctx.layout.stop_marker(&n.name));
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    );
+    for n in selected {
+        let deadline = tokio::time::Instant::now() + ctx.cfg.supervisor.start_timeout;
+        while !datadir::read_pid_file(&n.data_dir)
+            .is_some_and(|pf| pf.status.as_deref() == Some("ready") && datadir::pid_alive(pf.pid))
+        {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "{}: not ready after {}s; see the supervisor's log at {}",
+                    n.name,
+                    ctx.cfg.supervisor.start_timeout.as_secs(),
+                    ctx.layout.log_file().display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait_sql(ctx, n, ctx.cfg.supervisor.start_timeout).await?;
+    }
+    print_summary(ctx, selected, out, Duration::ZERO);
+    Ok(())
+}
+
+/// Nodes, roles, ports, and a libpq multi-host connection string.
+fn print_summary(ctx: &Ctx, selected: &[Node], out: &Output, took: Duration) {
+    if took > Duration::ZERO {
+        out.info(format!(
+            "cluster {} is up ({:.1}s)",
+            ctx.cfg.cluster_name,
+            took.as_secs_f64()
+        ));
+    } else {
+        out.info(format!("cluster {} is up", ctx.cfg.cluster_name));
+    }
+    let w = ctx
+        .cfg
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    out.info(format!(
+        "  {:<w$}  {:<7}  {:<15}  {:<5}  DATA",
+        "NODE", "ROLE", "HOST", "PORT"
+    ));
+    for n in &ctx.cfg.nodes {
+        let here = if selected.iter().any(|s| s.name == n.name) {
+            n.data_dir.display().to_string()
+        } else {
+            "(other host)".to_string()
+        };
+        out.info(format!(
+            "  {:<w$}  {:<7}  {:<15}  {:<5}  {here}",
+            n.name,
+            ctx.role_of(n).to_string(),
+            n.host,
+            n.port
+        ));
+    }
+    out.info(format!(
+        "  sockets: {} (superuser `{}`, peer auth)",
+        ctx.layout.socket_dir().display(),
+        ctx.runas.name
+    ));
+    out.info(format!("  connect: {}", connection_uri(&ctx.cfg.nodes)));
+}
+
+/// `postgresql://h1:p1,h2:p2/postgres?target_session_attrs=read-write`
+pub fn connection_uri(nodes: &[Node]) -> String {
+    let hosts: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            if n.host.contains(':') {
+                format!("[{}]:{}", n.host, n.port)
+            } else {
+                format!("{}:{}", n.host, n.port)
+            }
+        })
+        .collect();
+    format!(
+        "postgresql://{}/postgres?target_session_attrs=read-write",
+        hosts.join(",")
+    )
+}
