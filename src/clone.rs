@@ -139,7 +139,40 @@ pub async fn clone(
     Ok(())
 }
 
+/// Kill what is left of a clone into `staging`: pg_basebackup's WAL-stream
+/// child can outlive a killed pgrepl (the death signal reaches only its
+/// parent). Both name the staging dir in their argv, so they are found by it.
+async fn stop_writers(staging: &std::path::Path) {
+    let needle = staging.to_string_lossy().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in procs.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        let cmd =
+            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
+                .into_owned();
+        if comm.trim() == "pg_basebackup" && cmd.split('\0').any(|a| a == needle) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            crate::pg::process::wait_pid_gone(pid, Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// The most telling line of a libpq error: the FATAL/auth line if any.
 fn last_line(s: &str) -> &str {
+    if let Some(l) = s
+        .lines()
+        .find(|l| l.contains("authentication failed") || l.contains("pg_hba.conf"))
+    {
+        return l.trim();
+    }
     s.lines()
         .rev()
         .find(|l| !l.trim().is_empty())

@@ -60,28 +60,34 @@ pub async fn spawn(ctx: &Ctx, opts: &UpOptions, out: &Output) -> Result<()> {
         .seek(SeekFrom::Start(offset))
         .map_err(|e| Error::io(&log_path, e))?;
     loop {
-        let mut chunk = String::new();
-        let _ = reader.read_to_string(&mut chunk);
-        if !chunk.is_empty() {
-            print!("{chunk}");
-            let _ = std::io::stdout().flush();
-        }
+        echo(&mut reader);
         if let Ok(Some(status)) = child.try_wait() {
-            let mut rest = String::new();
-            let _ = reader.read_to_string(&mut rest);
-            print!("{rest}");
+            echo(&mut reader);
             return Err(Error::Exit(status.code().unwrap_or(1)));
         }
         let ready = std::fs::read_to_string(ctx.layout.ready_file())
             .ok()
             .and_then(|t| t.trim().parse::<u32>().ok());
         if ready == Some(pid) {
-            let mut rest = String::new();
-            let _ = reader.read_to_string(&mut rest);
-            print!("{rest}");
+            echo(&mut reader);
             out.info(format!("supervisor running in the background (pid {pid}); log: {}; stop with `pgrepl down`", log_path.display()));
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Copy new log text to our output: the supervisor's own error line goes
+/// to stderr, where it would have gone in the foreground.
+fn echo(reader: &mut std::fs::File) {
+    let mut chunk = String::new();
+    let _ = reader.read_to_string(&mut chunk);
+    for line in chunk.split_inclusive('\n') {
+        if line.starts_with("pgrepl: error:") {
+            eprint!("{line}");
+        } else {
+            print!("{line}");
+        }
+    }
+    let _ = std::io::stdout().flush();
 }

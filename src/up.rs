@@ -50,12 +50,14 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     if let Some(pid) = lock::holder(&ctx.layout) {
         return attach(&ctx, pid, &selected, &out).await;
     }
+    // Checked here too when detaching, so a refusal reaches the user's stderr
+    // with its exit code before any background process exists.
+    let plans = preflight::plan(&ctx, &selected, &opts.reclone).await?;
     if opts.detach && !opts.supervise_child {
         return detach::spawn(&ctx, &opts, &out).await;
     }
-    let plans = preflight::plan(&ctx, &selected, &opts.reclone).await?;
-    let _lock = lock::acquire(&ctx.layout)?;
     prepare_root(&ctx)?;
+    let _lock = lock::acquire(&ctx.layout)?;
     let sup = Supervisor::new(ctx.clone(), &selected, out.clone());
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Other(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Other(e.to_string()))?;

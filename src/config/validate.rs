@@ -71,11 +71,19 @@ pub fn parse(path: &Path, src: &str) -> Result<Config> {
         list: Vec::new(),
     };
     let cfg = build(&raw, &base, path, &mut p);
+    // Report in file order, whatever order the checks ran in.
+    p.list.sort_by_key(|m| position(m));
     if p.list.is_empty() {
         Ok(cfg)
     } else {
         Err(Error::Config { problems: p.list })
     }
+}
+
+/// (line, col) from a `file:line:col: message` problem, for sorting.
+fn position(msg: &str) -> (usize, usize) {
+    let mut parts = msg.splitn(4, ':').skip(1).map(|p| p.parse().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
 /// Paths in the config are relative to the config file's directory.
@@ -317,6 +325,7 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
         if !is_simple_name(&name) {
             p.push(&n.name, "node name must be letters, digits, `-` or `_`");
         }
+        let duplicate = names.contains_key(&name);
         if let Some(first) = names.insert(name.clone(), line) {
             p.push(&n.name, format!("duplicate node name `{name}` (first defined at line {first}); node names must be unique"));
         } else if let Some(other) = slots.insert(slot_name(&name), name.clone()) {
@@ -346,7 +355,11 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
             Some(d) => resolve(base, d.get_ref()),
             None => data_root.join(&name),
         };
-        if let Some(other) = dirs.insert(data_dir.clone(), name.clone()) {
+        // A duplicate name already explains a clash of default data dirs.
+        let clash = dirs
+            .insert(data_dir.clone(), name.clone())
+            .filter(|_| !(duplicate && n.data_dir.is_none()));
+        if let Some(other) = clash {
             let at = n
                 .data_dir
                 .as_ref()

@@ -1,1 +1,7 @@
+//! pgrepl's integration tests: one binary, real PostgreSQL, real clusters.
 
+mod harness;
+
+mod bad_config;
+mod lifecycle;
+mod refusals;

@@ -1,0 +1,274 @@
+//! The one integration-test harness: a real cluster of real PostgreSQL
+//! servers in a temp dir on free loopback ports, driven through the real
+//! `pgrepl` binary. Everything waits on conditions with deadlines.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "Rep1-secret-for-tests-7Hq2";
+
+/// Ports below 32768, spread by pid so parallel test processes rarely meet.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A free TCP port on 127.0.0.1 below the ephemeral range.
+pub fn free_port() -> u16 {
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        20000 + ((std::process::id() * 37) % 1100) as u16 * 10,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let p = if p >= 32000 { 20000 + p % 1000 } else { p };
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// Poll `f` until it is true, or panic with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        // The poll interval of a condition wait, not a synchronising sleep.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A test cluster: a temp dir with pgrepl.toml and a password file.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub ports: Vec<u16>,
+}
+
+impl Cluster {
+    /// 1 primary + `replicas` replicas, nothing started.
+    pub fn new(replicas: usize) -> Self {
+        Self::with_extra(replicas, "")
+    }
+
+    /// Same, with extra TOML appended to the config.
+    pub fn with_extra(replicas: usize, extra: &str) -> Self {
+        let mut c = Self::empty();
+        let ports: Vec<u16> = (0..=replicas).map(|_| free_port()).collect();
+        let mut toml = String::from(
+            "[cluster]\nname = \"it\"\ndata_root = \"data\"\n\n[replication]\npassword_file = \"secrets/replicator.password\"\nclone_timeout = \"20s\"\n",
+        );
+        for (i, p) in ports.iter().enumerate() {
+            toml.push_str(&format!(
+                "\n[[node]]\nname = \"pg-{}\"\nport = {p}\n",
+                i + 1
+            ));
+        }
+        toml.push_str("\n[postgresql]\nshared_buffers = \"16MB\"\nmax_connections = 30\n");
+        toml.push_str(extra);
+        c.write("pgrepl.toml", &toml);
+        c.ports = ports;
+        c
+    }
+
+    /// A temp dir with only the password file.
+    pub fn empty() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("pgrepl-it")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        // PostgreSQL runs as `postgres` when the tests run as root: let it in.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let c = Cluster {
+            dir,
+            ports: Vec::new(),
+        };
+        c.write("secrets/replicator.password", &format!("{PASSWORD}\n"));
+        c
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path("pgrepl.toml")
+    }
+
+    pub fn data_dir(&self, node: &str) -> PathBuf {
+        self.path("data").join(node)
+    }
+
+    /// Run `pgrepl -c <config> ARGS`.
+    pub fn pgrepl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+            .arg("-c")
+            .arg(self.config())
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run pgrepl")
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.pgrepl(args);
+        assert!(
+            o.status.success(),
+            "pgrepl {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            o.status,
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        text(&o.stdout)
+    }
+
+    /// `up --detach`, required to succeed.
+    pub fn up(&self) -> String {
+        self.ok(&["up", "--detach"])
+    }
+
+    /// SQL through `pgrepl psql NODE -- -tAc SQL`.
+    pub fn sql(&self, node: &str, sql: &str) -> Result<String, String> {
+        let o = self.pgrepl(&[
+            "psql",
+            node,
+            "--",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-tAc",
+            sql,
+        ]);
+        if o.status.success() {
+            Ok(text(&o.stdout).trim().to_string())
+        } else {
+            Err(text(&o.stderr))
+        }
+    }
+
+    /// SQL in a given database.
+    pub fn sql_db(&self, node: &str, db: &str, sql: &str) -> Result<String, String> {
+        let o = self.pgrepl(&[
+            "psql",
+            node,
+            "--",
+            "-X",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-tAc",
+            sql,
+        ]);
+        if o.status.success() {
+            Ok(text(&o.stdout).trim().to_string())
+        } else {
+            Err(text(&o.stderr))
+        }
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status json")
+    }
+
+    /// The status entry of one node.
+    pub fn node_status(&self, node: &str) -> serde_json::Value {
+        self.status()["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["name"] == node)
+            .cloned()
+            .expect("node in status")
+    }
+
+    /// True if the primary reports `node` as streaming.
+    pub fn streaming(&self, node: &str) -> bool {
+        self.node_status(node)["replication"]["state"] == "streaming"
+    }
+
+    /// The postmaster pid of a node, from postmaster.pid.
+    pub fn postmaster_pid(&self, node: &str) -> Option<i32> {
+        std::fs::read_to_string(self.data_dir(node).join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Pids of every process whose command line mentions this cluster's dir.
+    pub fn processes(&self) -> Vec<i32> {
+        let needle = self.dir.path().to_string_lossy().to_string();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&needle) && pid != std::process::id() as i32 {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.pgrepl(&["down"]);
+        for pid in self.processes() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Every file under `dir` with its contents, to prove nothing changed.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// True if the process exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'))
+    })
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}

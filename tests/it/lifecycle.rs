@@ -1,0 +1,247 @@
+//! A cluster's life: up, replicate, survive a crash, restart idempotently, down.
+
+use std::time::Duration;
+
+use crate::harness::{is_root, wait_until, Cluster, PASSWORD};
+
+const T: Duration = Duration::from_secs(60);
+
+#[test]
+fn primary_and_two_replicas_replicate_and_replicas_refuse_writes() {
+    let c = Cluster::with_extra(
+        2,
+        "\n[[database]]\nname = \"chat\"\nowner = \"chat\"\nschema = [\"chat.sql\"]\n",
+    );
+    c.write("chat.sql", "CREATE TABLE messages (id int PRIMARY KEY, body text);\nINSERT INTO messages VALUES (0, 'seed');\n");
+    let out = c.up();
+    assert!(out.contains("cluster it is up"), "{out}");
+    assert!(out.contains("target_session_attrs=read-write"), "{out}");
+
+    // Both replicas stream, as the primary sees them.
+    let st = c.status();
+    assert_eq!(st["primary"], "pg-1");
+    for n in ["pg-2", "pg-3"] {
+        let s = c.node_status(n);
+        assert_eq!(s["role"], "replica", "{s}");
+        assert_eq!(s["replication"]["state"], "streaming", "{s}");
+    }
+    assert_eq!(c.node_status("pg-1")["role"], "primary");
+
+    // A write on the primary reaches both replicas.
+    c.sql_db("pg-1", "chat", "INSERT INTO messages VALUES (1, 'hello')")
+        .map(|_| ())
+        .unwrap_or_else(|e| panic!("insert failed: {e}"));
+    let q = "SELECT count(*) FROM messages WHERE id = 1";
+    for n in ["pg-2", "pg-3"] {
+        wait_until(&format!("row on {n}"), T, || {
+            c.sql_db(n, "chat", q).as_deref() == Ok("1")
+        });
+    }
+    // A write on a replica fails as read-only.
+    let err = c
+        .sql_db("pg-2", "chat", "INSERT INTO messages VALUES (2, 'nope')")
+        .expect_err("replica accepted a write");
+    assert!(err.contains("read-only transaction"), "{err}");
+
+    // The schema ran as its owner.
+    assert_eq!(
+        c.sql_db(
+            "pg-1",
+            "chat",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'messages'"
+        )
+        .unwrap(),
+        "chat"
+    );
+    // The replication role can replicate and nothing more.
+    assert_eq!(
+        c.sql(
+            "pg-1",
+            "SELECT rolreplication, rolsuper FROM pg_roles WHERE rolname = 'replicator'"
+        )
+        .unwrap(),
+        "t|f"
+    );
+
+    // No password in any process's argv, in status, or in the log.
+    for pid in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(pid.path().join("cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmd).contains(PASSWORD),
+            "password in argv of pid {:?}",
+            pid.file_name()
+        );
+    }
+    let status_text = c.ok(&["status"]) + &c.ok(&["status", "--json"]);
+    assert!(!status_text.contains(PASSWORD));
+    let log = std::fs::read_to_string(c.path("data/pgrepl.log")).unwrap();
+    assert!(!log.contains(PASSWORD));
+    assert!(!out.contains(PASSWORD));
+    // The passfile is 0600 and nothing under data_root but it holds the password.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let pf = std::fs::metadata(c.path("data/pgpass")).unwrap();
+    assert_eq!(pf.permissions().mode() & 0o777, 0o600);
+    let conf = std::fs::read_to_string(c.data_dir("pg-2").join("postgresql.conf")).unwrap();
+    assert!(conf.contains("passfile="), "{conf}");
+    assert!(!conf.contains(PASSWORD));
+    // Data dirs are 0700, owned by the OS user PostgreSQL runs as.
+    for n in ["pg-1", "pg-2", "pg-3"] {
+        let md = std::fs::metadata(c.data_dir(n)).unwrap();
+        assert_eq!(md.permissions().mode() & 0o777, 0o700, "{n}");
+        if is_root() {
+            assert_ne!(md.uid(), 0, "{n} is owned by root");
+        }
+    }
+}
+
+#[test]
+fn up_twice_is_idempotent_and_down_leaves_nothing_running() {
+    let c = Cluster::with_extra(
+        1,
+        "\n[[database]]\nname = \"app\"\nschema = [\"app.sql\"]\n",
+    );
+    c.write(
+        "app.sql",
+        "CREATE TABLE runs (n int); INSERT INTO runs VALUES (1);\n",
+    );
+    c.up();
+    let sysid = std::fs::read(c.data_dir("pg-2").join("global/pg_control")).unwrap()[..8].to_vec();
+
+    // With the supervisor running: `up` starts nothing new.
+    let again = c.up();
+    assert!(again.contains("already running"), "{again}");
+
+    // After a full stop: `up` restarts without initdb, clone or schema.
+    c.ok(&["down"]);
+    let out = c.up();
+    assert!(!out.contains("initdb"), "{out}");
+    assert!(!out.contains("cloning"), "{out}");
+    assert!(!out.contains("applied"), "{out}");
+    assert_eq!(
+        c.sql_db("pg-1", "app", "SELECT count(*) FROM runs")
+            .unwrap(),
+        "1"
+    );
+    assert_eq!(
+        std::fs::read(c.data_dir("pg-2").join("global/pg_control")).unwrap()[..8].to_vec(),
+        sysid
+    );
+    wait_until("pg-2 streaming after restart", T, || c.streaming("pg-2"));
+
+    c.ok(&["down"]);
+    assert!(
+        c.processes().is_empty(),
+        "processes left: {:?}",
+        c.processes()
+    );
+    for n in ["pg-1", "pg-2"] {
+        assert!(
+            !c.data_dir(n).join("postmaster.pid").exists(),
+            "{n} still has a postmaster.pid"
+        );
+    }
+}
+
+#[test]
+fn killed_replica_postmaster_is_restarted_and_streams_again() {
+    let c = Cluster::new(1);
+    c.up();
+    let old = c.postmaster_pid("pg-2").expect("pg-2 pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("pg-2 restarted with a new pid", T, || {
+        c.postmaster_pid("pg-2")
+            .is_some_and(|p| p != old && crate::harness::alive(p))
+    });
+    wait_until("pg-2 streaming again", T, || c.streaming("pg-2"));
+    let log = std::fs::read_to_string(c.path("data/pgrepl.log")).unwrap();
+    assert!(
+        log.contains("pg-2: postgres") && log.contains("exited unexpectedly"),
+        "{log}"
+    );
+}
+
+#[test]
+fn stopping_and_starting_one_node_leaves_the_others_running() {
+    let c = Cluster::new(2);
+    c.up();
+    c.ok(&["down", "pg-3"]);
+    assert_eq!(c.node_status("pg-3")["state"], "stopped");
+    assert!(c.streaming("pg-2"));
+    c.ok(&["up", "pg-3"]);
+    wait_until("pg-3 streaming", T, || c.streaming("pg-3"));
+}
+
+#[test]
+fn interrupted_clone_is_redone_not_started() {
+    let c = Cluster::new(1);
+    c.up();
+    c.ok(&["down"]);
+    // What a clone killed midway leaves: a staging dir with part of a copy.
+    std::fs::remove_dir_all(c.data_dir("pg-2")).unwrap();
+    let staging = c.path("data/.pg-2.pgrepl-clone");
+    std::fs::create_dir_all(staging.join("global")).unwrap();
+    std::fs::write(staging.join("PG_VERSION"), "15\n").unwrap();
+    std::fs::write(
+        staging.join("backup_label"),
+        "START WAL LOCATION: 0/2000028\n",
+    )
+    .unwrap();
+    let out = c.up();
+    assert!(out.contains("interrupted clone"), "{out}");
+    assert!(!staging.exists());
+    wait_until("pg-2 streaming", T, || c.streaming("pg-2"));
+}
+
+#[test]
+fn killing_pgrepl_mid_clone_never_starts_the_half_copy() {
+    let c = Cluster::new(1);
+    // A primary with enough data that cloning it takes a moment.
+    c.ok(&["up", "--detach", "pg-1"]);
+    c.sql(
+        "pg-1",
+        "CREATE TABLE big AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 1000000) g",
+    )
+    .unwrap();
+    c.ok(&["down"]);
+    let mut fg = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .arg("-c")
+        .arg(c.config())
+        .arg("up")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let staging = c.path("data/.pg-2.pgrepl-clone");
+    wait_until("clone in progress", T, || staging.join("base").exists());
+    fg.kill().unwrap();
+    fg.wait().unwrap();
+    // The copy was never renamed into place.
+    assert!(
+        !c.data_dir("pg-2").exists(),
+        "half-copied dir was put in place"
+    );
+    // The next `up` adopts the orphaned primary, redoes the clone, and streams.
+    let out = c.up();
+    assert!(out.contains("interrupted clone"), "{out}");
+    wait_until("pg-2 streaming", T, || c.streaming("pg-2"));
+    assert_eq!(
+        c.sql("pg-2", "SELECT count(*) FROM big").unwrap(),
+        "1000000"
+    );
+    let basebackups = c
+        .processes()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .unwrap_or_default()
+                .starts_with("pg_basebackup")
+        })
+        .count();
+    assert_eq!(
+        basebackups, 0,
+        "a pg_basebackup of the killed clone is still running"
+    );
+}

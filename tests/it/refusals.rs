@@ -1,0 +1,189 @@
+//! Unsafe situations: each is refused with its own exit code and a message
+//! that names the problem and the fix, and nothing on disk changes.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use crate::harness::{is_root, snapshot, text, wait_until, Cluster};
+
+fn fails(c: &Cluster, args: &[&str]) -> (i32, String) {
+    let o = c.pgrepl(args);
+    assert!(
+        !o.status.success(),
+        "pgrepl {args:?} succeeded:\n{}",
+        text(&o.stdout)
+    );
+    (o.status.code().unwrap_or(-1), text(&o.stderr))
+}
+
+#[test]
+fn replica_dir_of_another_cluster_is_refused_untouched_then_recloned_aside() {
+    let c = Cluster::new(1);
+    c.up();
+    c.ok(&["down"]);
+    // A data dir of a different cluster where pg-2's should be.
+    let other = Cluster::new(0);
+    other.up();
+    other.ok(&["down"]);
+    let pg2 = c.data_dir("pg-2");
+    std::fs::remove_dir_all(&pg2).unwrap();
+    std::fs::rename(other.data_dir("pg-1"), &pg2).unwrap();
+    let before = snapshot(&pg2);
+    let (code, err) = fails(&c, &["up", "--detach"]);
+    assert_eq!(code, 5, "{err}");
+    let theirs = pgrepl::pg::datadir::system_id(&pg2).unwrap();
+    let ours = pgrepl::pg::datadir::system_id(&c.data_dir("pg-1")).unwrap();
+    assert!(
+        err.contains(&format!(
+            "its system identifier is {theirs}, the primary's (pg-1) is {ours}"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("pgrepl up --reclone pg-2"), "{err}");
+    assert_eq!(snapshot(&pg2), before, "the refused dir changed");
+    assert!(
+        c.processes().is_empty(),
+        "a refused up left processes running"
+    );
+
+    // The fix it names works, and keeps the old dir.
+    c.ok(&["up", "--detach", "--reclone", "pg-2"]);
+    wait_until("pg-2 streaming", Duration::from_secs(60), || {
+        c.streaming("pg-2")
+    });
+    let aside: Vec<_> = std::fs::read_dir(c.path("data"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pg-2.old-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(snapshot(&aside[0].path()).len(), before.len());
+}
+
+#[test]
+fn non_postgres_dir_is_refused() {
+    let c = Cluster::new(1);
+    c.write("data/pg-2/notes.txt", "my thesis\n");
+    let (code, err) = fails(&c, &["up", "--detach"]);
+    assert_eq!(code, 5);
+    assert!(
+        err.contains("is not empty and is not a PostgreSQL data dir"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(c.path("data/pg-2/notes.txt")).unwrap(),
+        "my thesis\n"
+    );
+    assert!(
+        !c.data_dir("pg-1").exists(),
+        "the primary was created before the refusal"
+    );
+}
+
+#[test]
+fn data_dir_of_another_major_is_refused() {
+    let c = Cluster::new(0);
+    c.write("data/pg-1/PG_VERSION", "11\n");
+    c.write(
+        "data/pg-1/global/pg_control",
+        "12345678rest-of-control-file",
+    );
+    let (code, err) = fails(&c, &["up", "--detach"]);
+    assert_eq!(code, 5);
+    assert!(
+        err.contains("holds a PostgreSQL 11 cluster, but the binaries found are PostgreSQL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn port_held_by_a_stranger_is_refused_and_the_stranger_untouched() {
+    let c = Cluster::new(1);
+    let stranger = TcpListener::bind(("127.0.0.1", c.ports[1])).unwrap();
+    let (code, err) = fails(&c, &["up", "--detach"]);
+    assert_eq!(code, 4);
+    assert_eq!(
+        err.trim(),
+        format!("pgrepl: error: port {} on 127.0.0.1 (node pg-2) is already in use by another process; pgrepl leaves that process alone. Stop it, or give node pg-2 another port in {}:14", c.ports[1], c.config().display())
+    );
+    assert!(stranger.local_addr().is_ok());
+    assert!(!c.data_dir("pg-1").exists());
+}
+
+#[test]
+fn missing_binaries_name_what_was_searched() {
+    let c = Cluster::with_extra(0, "");
+    let body = std::fs::read_to_string(c.config()).unwrap().replace(
+        "data_root = \"data\"",
+        "data_root = \"data\"\npostgres_bin = \"/nonexistent/pg/bin\"",
+    );
+    c.write("pgrepl.toml", &body);
+    let (code, err) = fails(&c, &["up"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("postgres_bin = /nonexistent/pg/bin is not a usable PostgreSQL bindir: missing postgres, initdb, pg_basebackup"), "{err}");
+}
+
+#[test]
+fn data_root_the_os_user_cannot_reach_is_refused_before_anything_is_created() {
+    if !is_root() {
+        eprintln!("skipped: only meaningful when pgrepl runs as root");
+        return;
+    }
+    let c = Cluster::new(0);
+    let locked = c.path("home");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let body = std::fs::read_to_string(c.config())
+        .unwrap()
+        .replace("data_root = \"data\"", "data_root = \"home/data\"");
+    c.write("pgrepl.toml", &body);
+    let (code, err) = fails(&c, &["up"]);
+    assert_eq!(code, 6);
+    assert!(
+        err.contains(&format!(
+            "directory {} (mode 700) does not let it in. Fix: `chmod o+x {}`",
+            locked.display(),
+            locked.display()
+        )),
+        "{err}"
+    );
+    assert!(!locked.join("data").exists());
+}
+
+#[test]
+fn unreachable_primary_during_clone_gives_up_at_the_deadline() {
+    let c = Cluster::new(1);
+    let body = std::fs::read_to_string(c.config())
+        .unwrap()
+        .replace("clone_timeout = \"20s\"", "clone_timeout = \"2s\"");
+    c.write("pgrepl.toml", &body);
+    let (code, err) = fails(&c, &["up", "pg-2"]);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("could not reach the primary pg-1"), "{err}");
+    assert!(!c.data_dir("pg-2").exists());
+}
+
+#[test]
+fn wrong_replication_password_is_an_authentication_failure() {
+    let c = Cluster::new(1);
+    c.ok(&["up", "--detach", "pg-1"]);
+    // Same cluster seen from another host's config, with the wrong password.
+    let body = std::fs::read_to_string(c.config())
+        .unwrap()
+        .replace("data_root = \"data\"", "data_root = \"other\"")
+        .replace("secrets/replicator.password", "secrets/wrong.password");
+    c.write("other.toml", &body);
+    c.write("secrets/wrong.password", "not-the-password\n");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .args(["-c", "other.toml", "up", "pg-2"])
+        .current_dir(c.dir.path())
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(8), "{err}");
+    assert!(
+        err.contains("rejected the replication login as `replicator`")
+            && err.contains("password authentication failed"),
+        "{err}"
+    );
+}
