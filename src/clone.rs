@@ -34,6 +34,7 @@ pub async fn clone(
             node.name,
             staging.display()
         ));
+        stop_writers(&staging).await;
         std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     }
     if move_aside && dir.exists() {
