@@ -24,44 +24,24 @@ pub async fn run(ctx: &Ctx, primary: &Node, state: &mut State, out: &Output) -> 
     )
     .await?;
     for db in &cfg.databases {
-        let owner = if db.owner.is_empty() {
-            ctx.runas.name.as_str()
-        } else {
-            db.owner.as_str()
-        };
+        let owner = if db.owner.is_empty() { ctx.runas.name.as_str() } else { db.owner.as_str() };
         if owner != ctx.runas.name {
             sql::ensure_role(&client, owner, "LOGIN", db.owner_password.as_ref()).await?;
         }
         if sql::ensure_database(&client, &db.name, owner).await? {
-            out.info(format!(
-                "{}: created database {} (owner {owner})",
-                primary.name, db.name
-            ));
+            out.info(format!("{}: created database {} (owner {owner})", primary.name, db.name));
         }
-        let pending: Vec<_> = db
-            .schema
-            .iter()
-            .filter(|f| !state.schemas_applied.contains(&schema_key(&db.name, f)))
-            .collect();
+        let pending: Vec<_> =
+            db.schema.iter().filter(|f| !state.schemas_applied.contains(&schema_key(&db.name, f))).collect();
         if pending.is_empty() {
             continue;
         }
-        let dbc = sql::connect_socket(
-            &ctx.layout.socket_dir(),
-            primary.port,
-            &ctx.runas.name,
-            &db.name,
-        )
-        .await
-        .map_err(|e| crate::error::Error::sql(format!("connecting to database {}", db.name), e))?;
+        let dbc = sql::connect_socket(&ctx.layout.socket_dir(), primary.port, &ctx.runas.name, &db.name)
+            .await
+            .map_err(|e| crate::error::Error::sql(format!("connecting to database {}", db.name), e))?;
         for f in pending {
             sql::apply_schema(&dbc, owner, f).await?;
-            out.info(format!(
-                "{}: applied {} to {}",
-                primary.name,
-                f.display(),
-                db.name
-            ));
+            out.info(format!("{}: applied {} to {}", primary.name, f.display(), db.name));
             state.schemas_applied.push(schema_key(&db.name, f));
             state.save(&ctx.layout.state_file())?;
         }

@@ -81,21 +81,8 @@ fn load(cli: &Cli) -> Result<std::sync::Arc<Ctx>> {
 
 /// Run the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
-    if let Command::Init {
-        nodes,
-        port,
-        name,
-        dir,
-    } = &cli.command
-    {
-        return crate::init::run(
-            dir,
-            &crate::init::InitOptions {
-                nodes: *nodes,
-                port: *port,
-                name: name.clone(),
-            },
-        );
+    if let Command::Init { nodes, port, name, dir } = &cli.command {
+        return crate::init::run(dir, &crate::init::InitOptions { nodes: *nodes, port: *port, name: name.clone() });
     }
     let ctx = load(&cli)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -106,32 +93,14 @@ pub fn run(cli: Cli) -> Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Init { .. } => Ok(()),
-            Command::Up {
-                nodes,
-                detach,
-                reclone,
-                supervise_child,
-            } => {
-                crate::up::run(
-                    ctx,
-                    crate::up::UpOptions {
-                        nodes,
-                        detach,
-                        reclone,
-                        supervise_child,
-                    },
-                )
-                .await
+            Command::Up { nodes, detach, reclone, supervise_child } => {
+                crate::up::run(ctx, crate::up::UpOptions { nodes, detach, reclone, supervise_child }).await
             }
             Command::Down { nodes } => crate::down::run(&ctx, &nodes).await,
             Command::Status { json } => {
                 let s = crate::status::gather(&ctx).await?;
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&s)
-                            .map_err(|e| Error::Other(e.to_string()))?
-                    );
+                    println!("{}", serde_json::to_string_pretty(&s).map_err(|e| Error::Other(e.to_string()))?);
                 } else {
                     print!("{}", crate::status::render_table(&s));
                 }

@@ -38,19 +38,11 @@ pub async fn clone(
         std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     }
     if move_aside && dir.exists() {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let aside = dir.with_file_name(format!(
-            "{}.old-{secs}",
-            dir.file_name().and_then(|n| n.to_str()).unwrap_or("node")
-        ));
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let aside =
+            dir.with_file_name(format!("{}.old-{secs}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("node")));
         std::fs::rename(dir, &aside).map_err(|e| Error::io(dir, e))?;
-        out.info(format!(
-            "{}: moved the old data dir aside to {}",
-            node.name,
-            aside.display()
-        ));
+        out.info(format!("{}: moved the old data dir aside to {}", node.name, aside.display()));
     }
     crate::fsutil::create_dir(&staging, 0o700)?;
     ctx.runas.chown(&staging)?;
@@ -80,12 +72,7 @@ pub async fn clone(
                 }
                 None if pct / 25 > last_decile => {
                     last_decile = pct / 25;
-                    out.info(format!(
-                        "{}: clone {pct}% ({} of {} MB)",
-                        node.name,
-                        p.done_kb / 1024,
-                        p.total_kb / 1024
-                    ));
+                    out.info(format!("{}: clone {pct}% ({} of {} MB)", node.name, p.done_kb / 1024, p.total_kb / 1024));
                 }
                 None => {}
             }
@@ -153,14 +140,9 @@ async fn stop_writers(staging: &std::path::Path) {
             continue;
         };
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        let cmd =
-            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
-                .into_owned();
+        let cmd = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default()).into_owned();
         if comm.trim() == "pg_basebackup" && cmd.split('\0').any(|a| a == needle) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             crate::pg::process::wait_pid_gone(pid, Duration::from_secs(5)).await;
         }
     }
@@ -168,25 +150,17 @@ async fn stop_writers(staging: &std::path::Path) {
 
 /// The most telling line of a libpq error: the FATAL/auth line if any.
 fn last_line(s: &str) -> &str {
-    if let Some(l) = s
-        .lines()
-        .find(|l| l.contains("authentication failed") || l.contains("pg_hba.conf"))
-    {
+    if let Some(l) = s.lines().find(|l| l.contains("authentication failed") || l.contains("pg_hba.conf")) {
         return l.trim();
     }
-    s.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or(s)
-        .trim()
+    s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
 }
 
 /// A progress bar for a clone on a TTY.
 pub fn progress_bar(name: &str) -> ProgressBar {
     let b = ProgressBar::new(0);
-    let style =
-        ProgressStyle::with_template("[pgrepl] {prefix:<8} clone {bar:30} {percent:>3}% {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("[pgrepl] {prefix:<8} clone {bar:30} {percent:>3}% {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     b.set_style(style);
     b.set_prefix(name.to_string());
     b

@@ -14,13 +14,7 @@ use crate::pg::hba::{self, HbaPlan};
 use crate::pg::standby::{self, StandbyPlan};
 
 /// Write every config file for `node` in `dir`, for the given role.
-pub fn write_node_files(
-    ctx: &Ctx,
-    node: &Node,
-    dir: &Path,
-    role: Role,
-    primary: &Node,
-) -> Result<()> {
+pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary: &Node) -> Result<()> {
     let cfg = &ctx.cfg;
     let socket_dir = ctx.layout.socket_dir();
     let socket_dir = socket_dir.to_string_lossy();
@@ -50,11 +44,7 @@ pub fn write_node_files(
         standby: in_conf.then(|| standby::settings(&splan)),
         user: &cfg.postgresql,
     };
-    let admin = if ctx.runas.switch {
-        vec!["root"]
-    } else {
-        vec![]
-    };
+    let admin = if ctx.runas.switch { vec!["root"] } else { vec![] };
     let hplan = HbaPlan {
         replication_user: &cfg.replication.user,
         node_hosts: cfg.nodes.iter().map(|n| n.host.as_str()).collect(),

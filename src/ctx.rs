@@ -29,12 +29,7 @@ impl Ctx {
         let bin = bin::find(cfg.postgres_bin.as_deref())?;
         let runas = RunAs::resolve(&cfg.os_user)?;
         let layout = Layout::new(&cfg.data_root);
-        Ok(Arc::new(Ctx {
-            cfg,
-            bin,
-            runas,
-            layout,
-        }))
+        Ok(Arc::new(Ctx { cfg, bin, runas, layout }))
     }
 
     /// The node that is primary now: the state file's, else the bootstrap one.
@@ -57,22 +52,8 @@ impl Ctx {
 
     /// Superuser connection over the node's socket.
     pub async fn connect(&self, node: &Node) -> Result<Client> {
-        sql::connect_socket(
-            &self.layout.socket_dir(),
-            node.port,
-            &self.runas.name,
-            "postgres",
-        )
-        .await
-        .map_err(|e| {
-            Error::sql(
-                format!(
-                    "connecting to {} through {}",
-                    node.name,
-                    self.layout.socket_dir().display()
-                ),
-                e,
-            )
+        sql::connect_socket(&self.layout.socket_dir(), node.port, &self.runas.name, "postgres").await.map_err(|e| {
+            Error::sql(format!("connecting to {} through {}", node.name, self.layout.socket_dir().display()), e)
         })
     }
 
@@ -81,11 +62,6 @@ impl Ctx {
         let r = &self.cfg.replication;
         sql::connect_tcp(&node.host, node.port, &r.user, &r.password, "postgres")
             .await
-            .map_err(|e| {
-                Error::sql(
-                    format!("connecting to {} at {}:{}", node.name, node.host, node.port),
-                    e,
-                )
-            })
+            .map_err(|e| Error::sql(format!("connecting to {} at {}:{}", node.name, node.host, node.port), e))
     }
 }

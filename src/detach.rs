@@ -23,54 +23,37 @@ pub async fn spawn(ctx: &Ctx, opts: &UpOptions, out: &Output) -> Result<()> {
         .mode(0o640)
         .open(&log_path)
         .map_err(|e| Error::io(&log_path, e))?;
-    let offset = log
-        .seek(SeekFrom::End(0))
-        .map_err(|e| Error::io(&log_path, e))?;
+    let offset = log.seek(SeekFrom::End(0)).map_err(|e| Error::io(&log_path, e))?;
     let _ = std::fs::remove_file(ctx.layout.ready_file());
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::Other(format!("cannot find pgrepl's own executable: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| Error::Other(format!("cannot find pgrepl's own executable: {e}")))?;
     let config = std::path::absolute(&ctx.cfg.path).map_err(|e| Error::io(&ctx.cfg.path, e))?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("--config")
-        .arg(&config)
-        .arg("up")
-        .arg("--supervise-child");
+    cmd.arg("--config").arg(&config).arg("up").arg("--supervise-child");
     for n in &opts.reclone {
         cmd.arg("--reclone").arg(n);
     }
     cmd.args(&opts.nodes);
     let err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
-    writeln!(
-        log,
-        "----- pgrepl up --detach (pid {}) -----",
-        std::process::id()
-    )
-    .map_err(|e| Error::io(&log_path, e))?;
-    cmd.stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err)
-        .process_group(0)
-        .kill_on_drop(false);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::Other(format!("cannot start the background supervisor: {e}")))?;
+    writeln!(log, "----- pgrepl up --detach (pid {}) -----", std::process::id())
+        .map_err(|e| Error::io(&log_path, e))?;
+    cmd.stdin(Stdio::null()).stdout(log).stderr(err).process_group(0).kill_on_drop(false);
+    let mut child = cmd.spawn().map_err(|e| Error::Other(format!("cannot start the background supervisor: {e}")))?;
     let pid = child.id().unwrap_or(0);
     let mut reader = std::fs::File::open(&log_path).map_err(|e| Error::io(&log_path, e))?;
-    reader
-        .seek(SeekFrom::Start(offset))
-        .map_err(|e| Error::io(&log_path, e))?;
+    reader.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(&log_path, e))?;
     loop {
         echo(&mut reader);
         if let Ok(Some(status)) = child.try_wait() {
             echo(&mut reader);
             return Err(Error::Exit(status.code().unwrap_or(1)));
         }
-        let ready = std::fs::read_to_string(ctx.layout.ready_file())
-            .ok()
-            .and_then(|t| t.trim().parse::<u32>().ok());
+        let ready = std::fs::read_to_string(ctx.layout.ready_file()).ok().and_then(|t| t.trim().parse::<u32>().ok());
         if ready == Some(pid) {
             echo(&mut reader);
-            out.info(format!("supervisor running in the background (pid {pid}); log: {}; stop with `pgrepl down`", log_path.display()));
+            out.info(format!(
+                "supervisor running in the background (pid {pid}); log: {}; stop with `pgrepl down`",
+                log_path.display()
+            ));
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -20,10 +20,7 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
     let nodes: Vec<Node> = if names.is_empty() {
         ctx.cfg.nodes.clone()
     } else {
-        names
-            .iter()
-            .map(|n| ctx.cfg.node(n).cloned())
-            .collect::<Result<_>>()?
+        names.iter().map(|n| ctx.cfg.node(n).cloned()).collect::<Result<_>>()?
     };
     let timeout = ctx.cfg.supervisor.stop_timeout + Duration::from_secs(15);
     if let Some(pid) = lock::holder(&ctx.layout) {
@@ -51,11 +48,7 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
                 let deadline = tokio::time::Instant::now() + timeout;
                 while datadir::running_postmaster(&n.data_dir).is_some() {
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(Error::Timeout(format!(
-                            "{} did not stop within {}s",
-                            n.name,
-                            timeout.as_secs()
-                        )));
+                        return Err(Error::Timeout(format!("{} did not stop within {}s", n.name, timeout.as_secs())));
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -70,11 +63,7 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
     for group in [reps, prim] {
         let mut set = tokio::task::JoinSet::new();
         for n in group {
-            let (dir, name, t) = (
-                n.data_dir.clone(),
-                n.name.clone(),
-                ctx.cfg.supervisor.stop_timeout,
-            );
+            let (dir, name, t) = (n.data_dir.clone(), n.name.clone(), ctx.cfg.supervisor.stop_timeout);
             set.spawn(async move { (name, process::stop_dir(&dir, t).await) });
         }
         while let Some(Ok((name, r))) = set.join_next().await {

@@ -19,12 +19,7 @@ pub enum Error {
 
     /// A node's port is held by a process that is not ours.
     #[error("port {port} on {host} (node {node}) is already in use by another process; pgrepl leaves that process alone. Stop it, or give node {node} another port in {config}")]
-    PortInUse {
-        node: String,
-        host: String,
-        port: u16,
-        config: String,
-    },
+    PortInUse { node: String, host: String, port: u16, config: String },
 
     /// A data directory that pgrepl must not touch.
     #[error("{0}")]
@@ -44,11 +39,7 @@ pub enum Error {
 
     /// A PostgreSQL program exited unsuccessfully.
     #[error("{program} failed ({status}){}", stderr_suffix(.stderr))]
-    Subprocess {
-        program: String,
-        status: String,
-        stderr: String,
-    },
+    Subprocess { program: String, status: String, stderr: String },
 
     /// Something did not become ready before its deadline.
     #[error("{0}")]
@@ -115,18 +106,12 @@ impl Error {
 
     /// Wrap an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     /// Wrap a SQL error with what we were doing.
     pub fn sql(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
-        Error::Sql {
-            context: context.into(),
-            source,
-        }
+        Error::Sql { context: context.into(), source }
     }
 }
 

@@ -16,15 +16,10 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.pgrepl-tmp"));
     let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
+    let mut f =
+        OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
     // The umask may have narrowed the mode; set it exactly.
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(&tmp, e))?;
+    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&tmp, e))?;
     f.write_all(data).map_err(|e| Error::io(&tmp, e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     drop(f);
@@ -43,7 +38,5 @@ pub fn create_dir(path: &Path, mode: u32) -> Result<()> {
 
 /// True if the directory exists and holds anything.
 pub fn is_non_empty_dir(path: &Path) -> bool {
-    fs::read_dir(path)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
+    fs::read_dir(path).map(|mut d| d.next().is_some()).unwrap_or(false)
 }

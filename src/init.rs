@@ -25,7 +25,10 @@ pub const DEFAULT_PORT: u16 = 15432;
 pub fn run(dir: &Path, o: &InitOptions) -> Result<()> {
     let cfg = dir.join(crate::config::DEFAULT_FILE);
     if cfg.exists() {
-        return Err(Error::Usage(format!("{} already exists; pgrepl init never overwrites a config. Edit it, or init into another directory", cfg.display())));
+        return Err(Error::Usage(format!(
+            "{} already exists; pgrepl init never overwrites a config. Edit it, or init into another directory",
+            cfg.display()
+        )));
     }
     if o.nodes == 0 {
         return Err(Error::Usage("--nodes must be at least 1".into()));
@@ -37,18 +40,10 @@ pub fn run(dir: &Path, o: &InitOptions) -> Result<()> {
     crate::fsutil::create_dir(&dir.join("secrets"), 0o700)?;
     let pw_path = dir.join("secrets/replicator.password");
     if !pw_path.exists() {
-        write_atomic(
-            &pw_path,
-            format!("{}\n", random_password()?).as_bytes(),
-            0o600,
-        )?;
+        write_atomic(&pw_path, format!("{}\n", random_password()?).as_bytes(), 0o600)?;
     }
     write_atomic(&cfg, render(o).as_bytes(), 0o644)?;
-    println!(
-        "wrote {} and {} (mode 0600)",
-        cfg.display(),
-        pw_path.display()
-    );
+    println!("wrote {} and {} (mode 0600)", cfg.display(), pw_path.display());
     println!("start the cluster with: pgrepl -c {} up", cfg.display());
     Ok(())
 }
@@ -60,14 +55,9 @@ fn random_password() -> Result<String> {
     let mut out = String::new();
     let mut buf = [0u8; 64];
     while out.len() < 32 {
-        f.read_exact(&mut buf)
-            .map_err(|e| Error::io("/dev/urandom", e))?;
+        f.read_exact(&mut buf).map_err(|e| Error::io("/dev/urandom", e))?;
         // 248 = 4 × 62: reject the tail to keep the choice uniform.
-        out.extend(
-            buf.iter()
-                .filter(|b| **b < 248)
-                .map(|b| ALPHABET[(*b % 62) as usize] as char),
-        );
+        out.extend(buf.iter().filter(|b| **b < 248).map(|b| ALPHABET[(*b % 62) as usize] as char));
     }
     out.truncate(32);
     Ok(out)
@@ -93,11 +83,7 @@ wal_keep_size = "160MB"             # WAL kept for briefly disconnected standbys
         name = o.name
     );
     for i in 0..o.nodes {
-        let role = if i == 0 {
-            "\nrole = \"primary\"                    # bootstrapped as primary"
-        } else {
-            ""
-        };
+        let role = if i == 0 { "\nrole = \"primary\"                    # bootstrapped as primary" } else { "" };
         s.push_str(&format!(
             "\n[[node]]\nname = \"pg-{}\"\nhost = \"127.0.0.1\"\nport = {}{role}\n",
             i + 1,

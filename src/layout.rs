@@ -11,9 +11,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(root: &Path) -> Self {
-        Layout {
-            root: root.to_path_buf(),
-        }
+        Layout { root: root.to_path_buf() }
     }
     /// Unix sockets of every local node (`.s.PGSQL.<port>`).
     pub fn socket_dir(&self) -> PathBuf {

@@ -24,10 +24,7 @@ pub fn local_addresses() -> HashSet<IpAddr> {
 pub fn is_local(host: &str, local: &HashSet<IpAddr>) -> bool {
     let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
-        Err(_) => (host, 0)
-            .to_socket_addrs()
-            .map(|a| a.map(|s| s.ip()).collect())
-            .unwrap_or_default(),
+        Err(_) => (host, 0).to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).unwrap_or_default(),
     };
     ips.iter().any(|ip| local.contains(ip))
 }

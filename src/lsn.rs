@@ -19,9 +19,7 @@ impl Lsn {
 impl FromStr for Lsn {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (hi, lo) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` is not an LSN (expected X/Y)"))?;
+        let (hi, lo) = s.split_once('/').ok_or_else(|| format!("`{s}` is not an LSN (expected X/Y)"))?;
         let hi = u32::from_str_radix(hi, 16).map_err(|_| format!("`{s}` is not an LSN"))?;
         let lo = u32::from_str_radix(lo, 16).map_err(|_| format!("`{s}` is not an LSN"))?;
         Ok(Lsn(((hi as u64) << 32) | lo as u64))

@@ -39,12 +39,7 @@ impl RunAs {
                     "[cluster] os_user = \"{os_user}\" is root; PostgreSQL refuses to run as root. Set os_user to an unprivileged user such as postgres"
                 )));
             }
-            Ok(RunAs {
-                name: u.name,
-                uid: u.uid.as_raw(),
-                gid: u.gid.as_raw(),
-                switch: true,
-            })
+            Ok(RunAs { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), switch: true })
         } else {
             let u = User::from_uid(me).ok().flatten();
             let name = u
@@ -52,12 +47,7 @@ impl RunAs {
                 .map(|u| u.name.clone())
                 .or_else(|| std::env::var("USER").ok())
                 .ok_or_else(|| Error::Other(format!("cannot find the user name of uid {me}")))?;
-            Ok(RunAs {
-                name,
-                uid: me.as_raw(),
-                gid: Gid::effective().as_raw(),
-                switch: false,
-            })
+            Ok(RunAs { name, uid: me.as_raw(), gid: Gid::effective().as_raw(), switch: false })
         }
     }
 
@@ -79,8 +69,7 @@ impl RunAs {
     /// Give a path we created to this identity (only needed when root).
     pub fn chown(&self, path: &Path) -> Result<()> {
         if self.switch {
-            std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid))
-                .map_err(|e| Error::io(path, e))?;
+            std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).map_err(|e| Error::io(path, e))?;
         }
         Ok(())
     }

@@ -47,34 +47,18 @@ pub async fn plan(ctx: &Ctx, selected: &[Node], reclone: &[String]) -> Result<Ve
     }
     let mut out = Vec::new();
     for node in selected {
-        let role = if node.name == primary.name {
-            Role::Primary
-        } else {
-            Role::Replica
-        };
+        let role = if node.name == primary.name { Role::Primary } else { Role::Replica };
         let state_of_dir = datadir::inspect(&node.data_dir)?;
         let action = match role {
             Role::Primary => primary_action(ctx, node, &state_of_dir, &state)?,
             Role::Replica => {
-                replica_action(
-                    ctx,
-                    node,
-                    &state_of_dir,
-                    &state,
-                    &primary,
-                    reclone.contains(&node.name),
-                )
-                .await?
+                replica_action(ctx, node, &state_of_dir, &state, &primary, reclone.contains(&node.name)).await?
             }
         };
         if datadir::running_postmaster(&node.data_dir).is_none() {
             check_port(ctx, node)?;
         }
-        out.push(NodePlan {
-            node: node.clone(),
-            role,
-            action,
-        });
+        out.push(NodePlan { node: node.clone(), role, action });
     }
     Ok(out)
 }
@@ -165,9 +149,7 @@ async fn replica_action(
         DirState::Missing | DirState::Empty => Ok(Action::Clone { move_aside: false }),
         _ if reclone => Ok(Action::Clone { move_aside: true }),
         DirState::Foreign => Err(not_a_data_dir(node)),
-        DirState::Postgres { major, .. } if *major != ctx.bin.major => {
-            Err(wrong_major(ctx, node, *major))
-        }
+        DirState::Postgres { major, .. } if *major != ctx.bin.major => Err(wrong_major(ctx, node, *major)),
         DirState::Postgres { system_id, .. } => {
             let cluster_id = cluster_system_id(ctx, state, primary).await?;
             if cluster_id == Some(*system_id) {
@@ -195,15 +177,10 @@ async fn cluster_system_id(ctx: &Ctx, state: &State, primary: &Node) -> Result<O
         return Ok(Some(system_id));
     }
     let client = ctx.connect_remote(primary).await.map_err(|e| {
-        Error::PrimaryUnreachable(format!(
-            "cannot check which cluster the existing replica data dirs belong to: {e}"
-        ))
+        Error::PrimaryUnreachable(format!("cannot check which cluster the existing replica data dirs belong to: {e}"))
     })?;
     let row = client
-        .query_one(
-            "SELECT system_identifier::text FROM pg_control_system()",
-            &[],
-        )
+        .query_one("SELECT system_identifier::text FROM pg_control_system()", &[])
         .await
         .map_err(|e| Error::sql("reading the primary's system identifier", e))?;
     let text: String = row.get(0);

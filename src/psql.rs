@@ -22,8 +22,5 @@ pub fn run(ctx: &Ctx, node: &str, args: &[String]) -> Result<()> {
         .arg("postgres")
         .args(args)
         .exec();
-    Err(Error::Other(format!(
-        "cannot run {}: {err}",
-        psql.display()
-    )))
+    Err(Error::Other(format!("cannot run {}: {err}", psql.display())))
 }

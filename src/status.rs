@@ -135,11 +135,7 @@ async fn query(c: &Client) -> std::result::Result<Raw, tokio_postgres::Error> {
 
 /// Lag of one kind: bytes from the primary's position; seconds from the
 /// view, or 0 when the replica is fully caught up and the view says NULL.
-pub fn lag(
-    current: Option<Lsn>,
-    at: Option<Lsn>,
-    view_secs: Option<f64>,
-) -> (Option<u64>, Option<f64>) {
+pub fn lag(current: Option<Lsn>, at: Option<Lsn>, view_secs: Option<f64>) -> (Option<u64>, Option<f64>) {
     let bytes = match (current, at) {
         (Some(c), Some(a)) => Some(c.bytes_since(a).unwrap_or(0)),
         _ => None,
@@ -183,9 +179,7 @@ async fn one(ctx: Arc<Ctx>, node: Node) -> (NodeStatus, Option<Raw>) {
         ctx.connect_remote(&node).await
     };
     let raw = match conn {
-        Ok(c) => query(&c)
-            .await
-            .map_err(|e| crate::error::Error::sql("querying", e)),
+        Ok(c) => query(&c).await.map_err(|e| crate::error::Error::sql("querying", e)),
         Err(e) => Err(e),
     };
     match raw {
@@ -219,8 +213,7 @@ pub async fn gather(ctx: &Arc<Ctx>) -> Result<ClusterStatus> {
         }
     }
     results.sort_by_key(|r| r.0);
-    let (statuses, raws): (Vec<NodeStatus>, Vec<Option<Raw>>) =
-        results.into_iter().map(|(_, r)| r).unzip();
+    let (statuses, raws): (Vec<NodeStatus>, Vec<Option<Raw>>) = results.into_iter().map(|(_, r)| r).unzip();
     let primary_raw = raws.iter().flatten().find(|r| !r.standby);
     let mut nodes = Vec::new();
     for mut st in statuses {
@@ -236,31 +229,18 @@ pub async fn gather(ctx: &Arc<Ctx>) -> Result<ClusterStatus> {
                     write_lsn: row.lsns[1],
                     flush_lsn: row.lsns[2],
                     replay_lsn: row.lsns[3],
-                    lag_bytes: Lag {
-                        write: wb,
-                        flush: fb,
-                        replay: rb,
-                    },
-                    lag_seconds: Lag {
-                        write: ws,
-                        flush: fs,
-                        replay: rs,
-                    },
+                    lag_bytes: Lag { write: wb, flush: fb, replay: rb },
+                    lag_seconds: Lag { write: ws, flush: fs, replay: rs },
                 });
             }
         }
         nodes.push(st);
     }
-    Ok(ClusterStatus {
-        cluster: ctx.cfg.cluster_name.clone(),
-        primary: ctx.current_primary().name.clone(),
-        nodes,
-    })
+    Ok(ClusterStatus { cluster: ctx.cfg.cluster_name.clone(), primary: ctx.current_primary().name.clone(), nodes })
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref()
-        .map_or_else(|| "-".to_string(), |v| v.to_string())
+    v.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 /// The table form.
@@ -283,19 +263,9 @@ pub fn render_table(s: &ClusterStatus) -> String {
     .to_vec()];
     for n in &s.nodes {
         let r = n.replication.as_ref();
-        let repl = r.map_or("-".into(), |r| {
-            format!("{}/{}", opt(&r.state), opt(&r.sync_state))
-        });
-        let lag_b = r.map_or("-".into(), |r| {
-            r.lag_bytes
-                .replay
-                .map_or("unknown".into(), |b| b.to_string())
-        });
-        let lag_s = r.map_or("-".into(), |r| {
-            r.lag_seconds
-                .replay
-                .map_or("unknown".into(), |s| format!("{s:.3}"))
-        });
+        let repl = r.map_or("-".into(), |r| format!("{}/{}", opt(&r.state), opt(&r.sync_state)));
+        let lag_b = r.map_or("-".into(), |r| r.lag_bytes.replay.map_or("unknown".into(), |b| b.to_string()));
+        let lag_s = r.map_or("-".into(), |r| r.lag_seconds.replay.map_or("unknown".into(), |s| format!("{s:.3}")));
         rows.push(vec![
             n.name.clone(),
             n.role.clone().unwrap_or_else(|| "unknown".into()),
@@ -311,16 +281,10 @@ pub fn render_table(s: &ClusterStatus) -> String {
             lag_s,
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
     let mut out = format!("cluster {} (primary: {})\n", s.cluster, s.primary);
     for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }

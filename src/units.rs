@@ -16,24 +16,16 @@ impl ByteSize {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a size; write it like \"160MB\""))?;
+        let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size; write it like \"160MB\""))?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
             "kB" | "KB" | "k" => 1 << 10,
             "MB" | "M" => 1 << 20,
             "GB" | "G" => 1 << 30,
             "TB" | "T" => 1 << 40,
-            other => {
-                return Err(format!(
-                    "unknown size unit `{other}` in `{s}`; use kB, MB, GB or TB"
-                ))
-            }
+            other => return Err(format!("unknown size unit `{other}` in `{s}`; use kB, MB, GB or TB")),
         };
-        n.checked_mul(mult)
-            .map(ByteSize)
-            .ok_or_else(|| format!("size `{s}` is too large"))
+        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("size `{s}` is too large"))
     }
 }
 
@@ -42,12 +34,7 @@ impl fmt::Display for ByteSize {
     /// also a form PostgreSQL accepts.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        for (unit, m) in [
-            ("TB", 1u64 << 40),
-            ("GB", 1 << 30),
-            ("MB", 1 << 20),
-            ("kB", 1 << 10),
-        ] {
+        for (unit, m) in [("TB", 1u64 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)] {
             if b >= m && b % m == 0 {
                 return write!(f, "{}{unit}", b / m);
             }
@@ -62,20 +49,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration; write it like \"5s\""))?;
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration; write it like \"5s\""))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" | "min" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        "" => Err(format!(
-            "duration `{s}` needs a unit; write it like \"{n}s\""
-        )),
-        other => Err(format!(
-            "unknown duration unit `{other}` in `{s}`; use ms, s, m or h"
-        )),
+        "" => Err(format!("duration `{s}` needs a unit; write it like \"{n}s\"")),
+        other => Err(format!("unknown duration unit `{other}` in `{s}`; use ms, s, m or h")),
     }
 }
 

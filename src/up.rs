@@ -35,13 +35,7 @@ pub struct UpOptions {
 
 /// Entry point of `pgrepl up`.
 pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
-    let width = ctx
-        .cfg
-        .nodes
-        .iter()
-        .map(|n| n.name.len())
-        .max()
-        .unwrap_or(4);
+    let width = ctx.cfg.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
     let out = Output::new(width);
     for w in &ctx.cfg.warnings {
         out.info(format!("warning: {w}"));
@@ -68,17 +62,17 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
         _ = term.recv() => Err(Error::Other("interrupted by SIGTERM during start-up; stopped what had started".into())),
         _ = int.recv() => Err(Error::Other("interrupted during start-up; stopped what had started".into())),
     };
-    if let Err(e) = result {
-        sup.shutdown(&ctx.current_primary().name, StopMode::Fast)
-            .await;
-        return Err(e);
-    }
+    let timings = match result {
+        Ok(t) => t,
+        Err(e) => {
+            sup.shutdown(&ctx.current_primary().name, StopMode::Fast).await;
+            return Err(e);
+        }
+    };
     print_summary(&ctx, &selected, &out, started.elapsed());
-    crate::fsutil::write_atomic(
-        &ctx.layout.ready_file(),
-        std::process::id().to_string().as_bytes(),
-        0o644,
-    )?;
+    let parts: Vec<String> = timings.iter().map(|(k, v)| format!("{k}={v:.2}s")).collect();
+    out.info(format!("timings: {} total={:.2}s", parts.join(" "), started.elapsed().as_secs_f64()));
+    crate::fsutil::write_atomic(&ctx.layout.ready_file(), std::process::id().to_string().as_bytes(), 0o644)?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -88,8 +82,7 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     }
     out.info("shutting down: replicas first, then the primary (fast mode)");
     let _ = std::fs::remove_file(ctx.layout.ready_file());
-    sup.shutdown(&ctx.current_primary().name, StopMode::Fast)
-        .await;
+    sup.shutdown(&ctx.current_primary().name, StopMode::Fast).await;
     out.info("all nodes stopped");
     Ok(())
 }
@@ -100,20 +93,10 @@ fn select_nodes(ctx: &Ctx, names: &[String], out: &Output) -> Result<Vec<Node>> 
         return names.iter().map(|n| ctx.cfg.node(n).cloned()).collect();
     }
     let addrs = local::local_addresses();
-    let (mine, theirs): (Vec<&Node>, Vec<&Node>) = ctx
-        .cfg
-        .nodes
-        .iter()
-        .partition(|n| local::is_local(&n.host, &addrs));
+    let (mine, theirs): (Vec<&Node>, Vec<&Node>) = ctx.cfg.nodes.iter().partition(|n| local::is_local(&n.host, &addrs));
     if !theirs.is_empty() {
-        let names: Vec<String> = theirs
-            .iter()
-            .map(|n| format!("{} ({})", n.name, n.host))
-            .collect();
-        out.info(format!(
-            "leaving {} to their own hosts; run `pgrepl up NODE` there",
-            names.join(", ")
-        ));
+        let names: Vec<String> = theirs.iter().map(|n| format!("{} ({})", n.name, n.host)).collect();
+        out.info(format!("leaving {} to their own hosts; run `pgrepl up NODE` there", names.join(", ")));
     }
     if mine.is_empty() {
         return Err(Error::Usage(format!(
@@ -135,8 +118,17 @@ fn prepare_root(ctx: &Ctx) -> Result<()> {
     write_passfile(ctx)
 }
 
-async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Result<()> {
+/// Seconds spent in each phase of `up`, printed for operators and the benchmark.
+type Timings = Vec<(&'static str, f64)>;
+
+async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Result<Timings> {
     let primary = ctx.current_primary().clone();
+    let mut timings = Timings::new();
+    let mut phase = tokio::time::Instant::now();
+    let mut lap = |name: &'static str, t: &mut Timings| {
+        t.push((name, phase.elapsed().as_secs_f64()));
+        phase = tokio::time::Instant::now();
+    };
     for p in plans {
         let _ = std::fs::remove_file(ctx.layout.stop_marker(&p.node.name));
     }
@@ -157,21 +149,18 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
                 ..State::default()
             };
             state.save(&ctx.layout.state_file())?;
+            lap("initdb", &mut timings);
         }
         write_node_files(ctx, &p.node, &p.node.data_dir, Role::Primary, &primary)?;
         start_and_wait(ctx, sup, &p.node).await?;
+        lap("primary_start", &mut timings);
         bootstrap::run(ctx, &p.node, &mut state, &sup.out).await?;
-        sup.out.info(format!(
-            "{}: primary ready on {}:{}",
-            p.node.name, p.node.host, p.node.port
-        ));
+        lap("bootstrap", &mut timings);
+        sup.out.info(format!("{}: primary ready on {}:{}", p.node.name, p.node.host, p.node.port));
     }
     let replicas: Vec<&NodePlan> = plans.iter().filter(|p| p.role == Role::Replica).collect();
-    let bars = (sup.out.is_tty()
-        && replicas
-            .iter()
-            .any(|p| matches!(p.action, Action::Clone { .. })))
-    .then(MultiProgress::new);
+    let bars = (sup.out.is_tty() && replicas.iter().any(|p| matches!(p.action, Action::Clone { .. })))
+        .then(MultiProgress::new);
     let mut set = JoinSet::new();
     for p in replicas {
         let (ctx, sup, p, primary) = (ctx.clone(), sup.clone(), p.clone(), primary.clone());
@@ -182,34 +171,48 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
         set.spawn(async move { replica_up(&ctx, &sup, &p, &primary, bar).await });
     }
     let mut first_err = None;
+    let mut clone_max: Option<f64> = None;
     while let Some(r) = set.join_next().await {
         let r = r.unwrap_or_else(|e| Err(Error::Other(format!("replica task failed: {e}"))));
-        if let Err(e) = r {
-            sup.out.info(format!("error: {e}"));
-            first_err.get_or_insert(e);
+        match r {
+            Ok(Some(secs)) => clone_max = Some(clone_max.unwrap_or(0.0).max(secs)),
+            Ok(None) => {}
+            Err(e) => {
+                sup.out.info(format!("error: {e}"));
+                first_err.get_or_insert(e);
+            }
         }
     }
-    first_err.map_or(Ok(()), Err)
+    if let Some(c) = clone_max {
+        timings.push(("slowest_clone", c));
+    }
+    lap("replicas", &mut timings);
+    first_err.map_or(Ok(timings), Err)
 }
 
+/// Bring one replica up; returns how long its clone took, if it was cloned.
 async fn replica_up(
     ctx: &Ctx,
     sup: &Supervisor,
     p: &NodePlan,
     primary: &Node,
     bar: Option<indicatif::ProgressBar>,
-) -> Result<()> {
-    match p.action {
+) -> Result<Option<f64>> {
+    let t = tokio::time::Instant::now();
+    let cloned = match p.action {
         Action::Clone { move_aside } => {
-            clone::clone(ctx, &p.node, primary, move_aside, &sup.out, bar).await?
+            clone::clone(ctx, &p.node, primary, move_aside, &sup.out, bar).await?;
+            Some(t.elapsed().as_secs_f64())
         }
-        _ => write_node_files(ctx, &p.node, &p.node.data_dir, Role::Replica, primary)?,
-    }
+        _ => {
+            write_node_files(ctx, &p.node, &p.node.data_dir, Role::Replica, primary)?;
+            None
+        }
+    };
     start_and_wait(ctx, sup, &p.node).await?;
     wait_streaming(ctx, &p.node, primary).await?;
-    sup.out
-        .info(format!("{}: streaming from {}", p.node.name, primary.name));
-    Ok(())
+    sup.out.info(format!("{}: streaming from {}", p.node.name, primary.name));
+    Ok(cloned)
 }
 
 /// Start `node` under the supervisor and wait until it accepts connections:
@@ -218,11 +221,7 @@ async fn start_and_wait(ctx: &Ctx, sup: &Supervisor, node: &Node) -> Result<()> 
     let timeout = ctx.cfg.supervisor.start_timeout;
     sup.start(&node.name);
     let pid = sup.wait_pid(&node.name, timeout).await.ok_or_else(|| {
-        Error::Timeout(format!(
-            "{}: postgres did not start within {}s",
-            node.name,
-            timeout.as_secs()
-        ))
+        Error::Timeout(format!("{}: postgres did not start within {}s", node.name, timeout.as_secs()))
     })?;
     let name = node.name.clone();
     process::wait_pid_ready(&node.data_dir, pid, timeout, || {
@@ -239,11 +238,7 @@ async fn wait_sql(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
             Ok(c) if c.simple_query("SELECT 1").await.is_ok() => return Ok(()),
             Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
             _ if tokio::time::Instant::now() >= deadline => {
-                return Err(Error::Timeout(format!(
-                    "{}: SQL ping failed for {}s",
-                    node.name,
-                    timeout.as_secs()
-                )))
+                return Err(Error::Timeout(format!("{}: SQL ping failed for {}s", node.name, timeout.as_secs())))
             }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -265,10 +260,7 @@ async fn wait_streaming(ctx: &Ctx, node: &Node, primary: &Node) -> Result<()> {
         } else {
             match ctx.connect(node).await {
                 Ok(c) => c
-                    .query_opt(
-                        "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'",
-                        &[],
-                    )
+                    .query_opt("SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'", &[])
                     .await
                     .map(|r| r.is_some())
                     .unwrap_or(false),
@@ -307,16 +299,11 @@ fn reconcile(ctx: &Ctx, sup: &Supervisor) {
 /// A supervisor already runs this data root: ask it to start the selected
 /// nodes, and wait for them like a fresh `up` would.
 async fn attach(ctx: &Ctx, pid: i32, selected: &[Node], out: &Output) -> Result<()> {
-    out.info(format!(
-        "a supervisor is already running (pid {pid}); asking it to start anything stopped"
-    ));
+    out.info(format!("a supervisor is already running (pid {pid}); asking it to start anything stopped"));
     for n in selected {
         let _ = std::fs::remove_file(ctx.layout.stop_marker(&n.name));
     }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGHUP,
-    );
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP);
     for n in selected {
         let deadline = tokio::time::Instant::now() + ctx.cfg.supervisor.start_timeout;
         while !datadir::read_pid_file(&n.data_dir)
@@ -341,62 +328,36 @@ async fn attach(ctx: &Ctx, pid: i32, selected: &[Node], out: &Output) -> Result<
 /// Nodes, roles, ports, and a libpq multi-host connection string.
 fn print_summary(ctx: &Ctx, selected: &[Node], out: &Output, took: Duration) {
     if took > Duration::ZERO {
-        out.info(format!(
-            "cluster {} is up ({:.1}s)",
-            ctx.cfg.cluster_name,
-            took.as_secs_f64()
-        ));
+        out.info(format!("cluster {} is up ({:.1}s)", ctx.cfg.cluster_name, took.as_secs_f64()));
     } else {
         out.info(format!("cluster {} is up", ctx.cfg.cluster_name));
     }
-    let w = ctx
-        .cfg
-        .nodes
-        .iter()
-        .map(|n| n.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    out.info(format!(
-        "  {:<w$}  {:<7}  {:<15}  {:<5}  DATA",
-        "NODE", "ROLE", "HOST", "PORT"
-    ));
+    let w = ctx.cfg.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
+    out.info(format!("  {:<w$}  {:<7}  {:<15}  {:<5}  DATA", "NODE", "ROLE", "HOST", "PORT"));
     for n in &ctx.cfg.nodes {
         let here = if selected.iter().any(|s| s.name == n.name) {
             n.data_dir.display().to_string()
         } else {
             "(other host)".to_string()
         };
-        out.info(format!(
-            "  {:<w$}  {:<7}  {:<15}  {:<5}  {here}",
-            n.name,
-            ctx.role_of(n).to_string(),
-            n.host,
-            n.port
-        ));
+        out.info(format!("  {:<w$}  {:<7}  {:<15}  {:<5}  {here}", n.name, ctx.role_of(n).to_string(), n.host, n.port));
     }
-    out.info(format!(
-        "  sockets: {} (superuser `{}`, peer auth)",
-        ctx.layout.socket_dir().display(),
-        ctx.runas.name
-    ));
+    out.info(format!("  sockets: {} (superuser `{}`, peer auth)", ctx.layout.socket_dir().display(), ctx.runas.name));
     out.info(format!("  connect: {}", connection_uri(&ctx.cfg.nodes)));
 }
 
 /// `postgresql://h1:p1,h2:p2/postgres?target_session_attrs=read-write`
 pub fn connection_uri(nodes: &[Node]) -> String {
-    let hosts: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            if n.host.contains(':') {
-                format!("[{}]:{}", n.host, n.port)
-            } else {
-                format!("{}:{}", n.host, n.port)
-            }
-        })
-        .collect();
-    format!(
-        "postgresql://{}/postgres?target_session_attrs=read-write",
-        hosts.join(",")
-    )
+    let hosts: Vec<String> =
+        nodes
+            .iter()
+            .map(|n| {
+                if n.host.contains(':') {
+                    format!("[{}]:{}", n.host, n.port)
+                } else {
+                    format!("{}:{}", n.host, n.port)
+                }
+            })
+            .collect();
+    format!("postgresql://{}/postgres?target_session_attrs=read-write", hosts.join(","))
 }

@@ -180,10 +180,7 @@ impl Config {
     /// The node bootstrapped as primary.
     pub fn bootstrap_primary(&self) -> &Node {
         // validate guarantees exactly one
-        self.nodes
-            .iter()
-            .find(|n| n.bootstrap_role == Role::Primary)
-            .unwrap_or(&self.nodes[0])
+        self.nodes.iter().find(|n| n.bootstrap_role == Role::Primary).unwrap_or(&self.nodes[0])
     }
 
     /// `file:line` of a node, for messages.
@@ -194,7 +191,5 @@ impl Config {
 
 /// The physical slot a replica streams through, or `None` with slots off.
 pub fn slot_name_for(cfg: &Config, node: &Node) -> Option<String> {
-    cfg.replication
-        .slots
-        .then(|| validate::slot_name(&node.name))
+    cfg.replication.slots.then(|| validate::slot_name(&node.name))
 }

@@ -24,10 +24,7 @@ impl Locator<'_> {
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.src[..offset.min(self.src.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before
-            .rfind('\n')
-            .map_or(before.len(), |i| before.len() - i - 1)
-            + 1;
+        let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
         (line, col)
     }
     fn at(&self, span: Range<usize>) -> String {
@@ -48,28 +45,19 @@ impl Problems<'_> {
         self.list.push(format!("{where_}: {}", msg.as_ref()));
     }
     fn push_plain(&mut self, msg: impl AsRef<str>) {
-        self.list
-            .push(format!("{}: {}", self.loc.file, msg.as_ref()));
+        self.list.push(format!("{}: {}", self.loc.file, msg.as_ref()));
     }
 }
 
 /// Parse and validate config text read from `path`.
 pub fn parse(path: &Path, src: &str) -> Result<Config> {
-    let loc = Locator {
-        file: path.display().to_string(),
-        src,
-    };
+    let loc = Locator { file: path.display().to_string(), src };
     let raw: file::File = toml::from_str(src).map_err(|e| {
         let where_ = e.span().map_or_else(|| loc.file.clone(), |s| loc.at(s));
-        Error::Config {
-            problems: vec![format!("{where_}: {}", e.message().trim())],
-        }
+        Error::Config { problems: vec![format!("{where_}: {}", e.message().trim())] }
     })?;
     let base = base_dir(path);
-    let mut p = Problems {
-        loc,
-        list: Vec::new(),
-    };
+    let mut p = Problems { loc, list: Vec::new() };
     let cfg = build(&raw, &base, path, &mut p);
     // Report in file order, whatever order the checks ran in.
     p.list.sort_by_key(|m| position(m));
@@ -88,10 +76,7 @@ fn position(msg: &str) -> (usize, usize) {
 
 /// Paths in the config are relative to the config file's directory.
 fn base_dir(path: &Path) -> PathBuf {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
@@ -108,24 +93,10 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
     let mut warnings = Vec::new();
     let name = raw.cluster.name.get_ref().clone();
     if !is_simple_name(&name) {
-        p.push(
-            &raw.cluster.name,
-            "cluster name must be letters, digits, `-` or `_`",
-        );
+        p.push(&raw.cluster.name, "cluster name must be letters, digits, `-` or `_`");
     }
-    let data_root = resolve(
-        base,
-        raw.cluster
-            .data_root
-            .as_ref()
-            .map_or("data", |s| s.get_ref()),
-    );
-    let os_user = raw
-        .cluster
-        .os_user
-        .as_ref()
-        .map_or("postgres", |s| s.get_ref())
-        .to_string();
+    let data_root = resolve(base, raw.cluster.data_root.as_ref().map_or("data", |s| s.get_ref()));
+    let os_user = raw.cluster.os_user.as_ref().map_or("postgres", |s| s.get_ref()).to_string();
     let replication = replication(&raw.replication, base, p, &mut warnings);
     let nodes = nodes(raw, base, &data_root, p);
     let databases = databases(&raw.database, base, p);
@@ -140,11 +111,7 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
         path: path.to_path_buf(),
         cluster_name: name,
         data_root,
-        postgres_bin: raw
-            .cluster
-            .postgres_bin
-            .as_ref()
-            .map(|s| resolve(base, s.get_ref())),
+        postgres_bin: raw.cluster.postgres_bin.as_ref().map(|s| resolve(base, s.get_ref())),
         os_user,
         replication,
         nodes,
@@ -157,10 +124,7 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
 }
 
 fn is_simple_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// A PostgreSQL identifier we create (role or database): kept simple so it
@@ -180,24 +144,13 @@ fn duration(v: &Option<Spanned<String>>, default: &str, p: &mut Problems) -> Dur
 }
 
 /// Read a one-line secret file. A missing file is a config problem.
-fn read_secret_file(
-    base: &Path,
-    s: &Spanned<String>,
-    what: &str,
-    p: &mut Problems,
-) -> Option<Secret> {
+fn read_secret_file(base: &Path, s: &Spanned<String>, what: &str, p: &mut Problems) -> Option<Secret> {
     let path = resolve(base, s.get_ref());
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let pw = text.lines().next().unwrap_or("").to_string();
             if pw.is_empty() {
-                p.push(
-                    s,
-                    format!(
-                        "{what} file {} is empty; put the password on its first line",
-                        path.display()
-                    ),
-                );
+                p.push(s, format!("{what} file {} is empty; put the password on its first line", path.display()));
                 None
             } else {
                 Some(Secret::new(pw))
@@ -206,40 +159,21 @@ fn read_secret_file(
         Err(e) => {
             p.push(
                 s,
-                format!(
-                    "cannot read {what} file {}: {e}; create it (mode 0600) or fix the path",
-                    path.display()
-                ),
+                format!("cannot read {what} file {}: {e}; create it (mode 0600) or fix the path", path.display()),
             );
             None
         }
     }
 }
 
-fn replication(
-    r: &file::Replication,
-    base: &Path,
-    p: &mut Problems,
-    warnings: &mut Vec<String>,
-) -> Replication {
-    let user = r
-        .user
-        .as_ref()
-        .map_or("replicator", |s| s.get_ref())
-        .to_string();
+fn replication(r: &file::Replication, base: &Path, p: &mut Problems, warnings: &mut Vec<String>) -> Replication {
+    let user = r.user.as_ref().map_or("replicator", |s| s.get_ref()).to_string();
     if let Some(u) = &r.user {
         if !is_identifier(&user) {
-            p.push(
-                u,
-                "replication user must be letters, digits, `-` or `_`, not starting with a digit",
-            );
+            p.push(u, "replication user must be letters, digits, `-` or `_`, not starting with a digit");
         }
     }
-    let sources = [
-        r.password_file.is_some(),
-        r.password_env.is_some(),
-        r.password.is_some(),
-    ];
+    let sources = [r.password_file.is_some(), r.password_env.is_some(), r.password.is_some()];
     let password = match (&r.password_file, &r.password_env, &r.password) {
         _ if sources.iter().filter(|b| **b).count() > 1 => {
             p.push_plain("[replication] sets more than one of password_file, password_env, password; keep one");
@@ -249,10 +183,7 @@ fn replication(
         (_, Some(var), _) => match std::env::var(var.get_ref()) {
             Ok(v) if !v.is_empty() => Some(Secret::new(v)),
             _ => {
-                p.push(
-                    var,
-                    format!("environment variable {} is not set or empty", var.get_ref()),
-                );
+                p.push(var, format!("environment variable {} is not set or empty", var.get_ref()));
                 None
             }
         },
@@ -275,16 +206,13 @@ fn replication(
             ByteSize(0)
         }),
     };
-    let max_wal_senders =
-        r.max_wal_senders
-            .as_ref()
-            .and_then(|m| match u32::try_from(*m.get_ref()) {
-                Ok(v) if v >= 1 => Some(v),
-                _ => {
-                    p.push(m, "max_wal_senders must be a positive number");
-                    None
-                }
-            });
+    let max_wal_senders = r.max_wal_senders.as_ref().and_then(|m| match u32::try_from(*m.get_ref()) {
+        Ok(v) if v >= 1 => Some(v),
+        _ => {
+            p.push(m, "max_wal_senders must be a positive number");
+            None
+        }
+    });
     Replication {
         user,
         password: password.unwrap_or_else(|| Secret::new(String::new())),
@@ -297,15 +225,7 @@ fn replication(
 
 /// The physical slot name for a node: slot names allow only `[a-z0-9_]`.
 pub fn slot_name(node: &str) -> String {
-    node.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    node.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
 }
 
 fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> Vec<Node> {
@@ -327,7 +247,10 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
         }
         let duplicate = names.contains_key(&name);
         if let Some(first) = names.insert(name.clone(), line) {
-            p.push(&n.name, format!("duplicate node name `{name}` (first defined at line {first}); node names must be unique"));
+            p.push(
+                &n.name,
+                format!("duplicate node name `{name}` (first defined at line {first}); node names must be unique"),
+            );
         } else if let Some(other) = slots.insert(slot_name(&name), name.clone()) {
             p.push(
                 &n.name,
@@ -337,11 +260,7 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
                 ),
             );
         }
-        let host = n
-            .host
-            .as_ref()
-            .map_or("127.0.0.1", |h| h.get_ref())
-            .to_string();
+        let host = n.host.as_ref().map_or("127.0.0.1", |h| h.get_ref()).to_string();
         let port = *n.port.get_ref();
         if !(1..=65535).contains(&port) {
             p.push(&n.port, format!("port {port} is not a TCP port (1-65535)"));
@@ -349,21 +268,21 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
             p.push(&n.port, format!("port {port} is in Linux's ephemeral range 32768-60999, where outgoing connections can take it; pick a port below 32768"));
         }
         if let Some(other) = addrs.insert((host.clone(), port), name.clone()) {
-            p.push(&n.port, format!("node `{name}` uses {host}:{port}, which node `{other}` already uses; give each node its own port"));
+            p.push(
+                &n.port,
+                format!(
+                    "node `{name}` uses {host}:{port}, which node `{other}` already uses; give each node its own port"
+                ),
+            );
         }
         let data_dir = match &n.data_dir {
             Some(d) => resolve(base, d.get_ref()),
             None => data_root.join(&name),
         };
         // A duplicate name already explains a clash of default data dirs.
-        let clash = dirs
-            .insert(data_dir.clone(), name.clone())
-            .filter(|_| !(duplicate && n.data_dir.is_none()));
+        let clash = dirs.insert(data_dir.clone(), name.clone()).filter(|_| !(duplicate && n.data_dir.is_none()));
         if let Some(other) = clash {
-            let at = n
-                .data_dir
-                .as_ref()
-                .map_or_else(|| n.name.span(), |d| d.span());
+            let at = n.data_dir.as_ref().map_or_else(|| n.name.span(), |d| d.span());
             p.list.push(format!(
                 "{}: node `{name}` uses data dir {}, which node `{other}` already uses; give each node its own data_dir",
                 p.loc.at(at),
@@ -385,21 +304,17 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
             primaries.push(n);
         }
         out.push((
-            Node {
-                name,
-                host,
-                port: port.clamp(0, 65535) as u16,
-                bootstrap_role: Role::Replica,
-                data_dir,
-                line,
-            },
+            Node { name, host, port: port.clamp(0, 65535) as u16, bootstrap_role: Role::Replica, data_dir, line },
             role,
         ));
     }
     match primaries.len() {
         1 => {}
         0 if out[0].1.is_none() => out[0].1 = Some(Role::Primary),
-        0 => p.push(&raw.node[0].name, "no node has role = \"primary\"; mark exactly one node as primary (or leave the first node's role unset)"),
+        0 => p.push(
+            &raw.node[0].name,
+            "no node has role = \"primary\"; mark exactly one node as primary (or leave the first node's role unset)",
+        ),
         _ => {
             for n in &primaries[1..] {
                 let first = p.loc.line_col(primaries[0].name.span().start).0;
@@ -421,25 +336,15 @@ fn databases(raw: &[file::Database], base: &Path, p: &mut Problems) -> Vec<Datab
     for d in raw {
         let name = d.name.get_ref().clone();
         if !is_identifier(&name) {
-            p.push(
-                &d.name,
-                "database name must be letters, digits, `-` or `_`, not starting with a digit",
-            );
+            p.push(&d.name, "database name must be letters, digits, `-` or `_`, not starting with a digit");
         }
         if seen.insert(name.clone(), ()).is_some() {
             p.push(&d.name, format!("database `{name}` is listed twice"));
         }
-        let owner = d
-            .owner
-            .as_ref()
-            .map(|o| o.get_ref().clone())
-            .unwrap_or_default();
+        let owner = d.owner.as_ref().map(|o| o.get_ref().clone()).unwrap_or_default();
         if let Some(o) = &d.owner {
             if !is_identifier(o.get_ref()) {
-                p.push(
-                    o,
-                    "owner must be letters, digits, `-` or `_`, not starting with a digit",
-                );
+                p.push(o, "owner must be letters, digits, `-` or `_`, not starting with a digit");
             }
         }
         let owner_password = d.owner_password_file.as_ref().and_then(|f| {
@@ -452,16 +357,17 @@ fn databases(raw: &[file::Database], base: &Path, p: &mut Problems) -> Vec<Datab
         for s in &d.schema {
             let path = resolve(base, s.get_ref());
             if !path.is_file() {
-                p.push(s, format!("schema file {} does not exist; fix the path (it is relative to the config file)", path.display()));
+                p.push(
+                    s,
+                    format!(
+                        "schema file {} does not exist; fix the path (it is relative to the config file)",
+                        path.display()
+                    ),
+                );
             }
             schema.push(path);
         }
-        out.push(Database {
-            name,
-            owner,
-            owner_password,
-            schema,
-        });
+        out.push(Database { name, owner, owner_password, schema });
     }
     out
 }
@@ -489,31 +395,14 @@ fn hba(raw: &[Spanned<file::Hba>], p: &mut Problems, warnings: &mut Vec<String>)
         match r.kind.as_str() {
             "local" if r.address.is_some() => p.push(h, "a `local` hba rule takes no address"),
             "local" => {}
-            "host" | "hostssl" | "hostnossl" | "hostgssenc" | "hostnogssenc"
-                if r.address.is_none() =>
-            {
-                p.push(
-                    h,
-                    format!(
-                        "a `{}` hba rule needs an address, such as \"127.0.0.1/32\"",
-                        r.kind
-                    ),
-                )
+            "host" | "hostssl" | "hostnossl" | "hostgssenc" | "hostnogssenc" if r.address.is_none() => {
+                p.push(h, format!("a `{}` hba rule needs an address, such as \"127.0.0.1/32\"", r.kind))
             }
             "host" | "hostssl" | "hostnossl" | "hostgssenc" | "hostnogssenc" => {}
-            other => p.push(
-                h,
-                format!("hba type `{other}` is not local, host, hostssl or hostnossl"),
-            ),
+            other => p.push(h, format!("hba type `{other}` is not local, host, hostssl or hostnossl")),
         }
         if !METHODS.contains(&r.method.as_str()) {
-            p.push(
-                h,
-                format!(
-                    "hba method `{}` is not one PostgreSQL knows (use scram-sha-256)",
-                    r.method
-                ),
-            );
+            p.push(h, format!("hba method `{}` is not one PostgreSQL knows (use scram-sha-256)", r.method));
         }
         if r.method == "trust" {
             warnings.push(format!(
@@ -524,10 +413,7 @@ fn hba(raw: &[Spanned<file::Hba>], p: &mut Problems, warnings: &mut Vec<String>)
         let fields = [&r.database, &r.user].into_iter().chain(r.address.as_ref());
         for f in fields {
             if f.is_empty() || f.chars().any(|c| c.is_whitespace() || c == '#') {
-                p.push(
-                    h,
-                    format!("hba field `{f}` must be one word without spaces or `#`"),
-                );
+                p.push(h, format!("hba field `{f}` must be one word without spaces or `#`"));
             }
         }
         out.push(HbaRule {
@@ -554,22 +440,20 @@ const RESERVED: &[&str] = &[
 ];
 
 /// Render user settings as GUC literals; names must look like GUCs.
-fn postgresql(
-    raw: &BTreeMap<String, Spanned<toml::Value>>,
-    p: &mut Problems,
-) -> BTreeMap<String, String> {
+fn postgresql(raw: &BTreeMap<String, Spanned<toml::Value>>, p: &mut Problems) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (k, v) in raw {
-        if k.is_empty()
-            || !k
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-        {
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
             p.push(v, format!("`{k}` is not a PostgreSQL setting name"));
             continue;
         }
         if RESERVED.contains(&k.as_str()) {
-            p.push(v, format!("`{k}` is managed by pgrepl per node; set it in [[node]] or [replication] instead of [postgresql]"));
+            p.push(
+                v,
+                format!(
+                    "`{k}` is managed by pgrepl per node; set it in [[node]] or [replication] instead of [postgresql]"
+                ),
+            );
             continue;
         }
         let lit = match v.get_ref() {
@@ -578,10 +462,7 @@ fn postgresql(
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => if *b { "on" } else { "off" }.to_string(),
             _ => {
-                p.push(
-                    v,
-                    format!("setting `{k}` must be a string, number or boolean"),
-                );
+                p.push(v, format!("setting `{k}` must be a string, number or boolean"));
                 continue;
             }
         };

@@ -43,10 +43,7 @@ pub enum CloneFailure {
 pub fn parse_progress(line: &str) -> Option<Progress> {
     let (nums, _) = line.trim().split_once(" kB")?;
     let (done, total) = nums.trim().split_once('/')?;
-    Some(Progress {
-        done_kb: done.trim().parse().ok()?,
-        total_kb: total.trim().parse().ok()?,
-    })
+    Some(Progress { done_kb: done.trim().parse().ok()?, total_kb: total.trim().parse().ok()? })
 }
 
 /// Sort pg_basebackup's stderr into a [`CloneFailure`].
@@ -107,8 +104,7 @@ pub async fn clone(
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
         });
     }
     let mut child = cmd.spawn().map_err(|e| {
@@ -118,10 +114,8 @@ pub async fn clone(
             stderr: String::new(),
         })
     })?;
-    let mut stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| CloneFailure::Other(Error::Other("pg_basebackup stderr missing".into())))?;
+    let mut stderr =
+        child.stderr.take().ok_or_else(|| CloneFailure::Other(Error::Other("pg_basebackup stderr missing".into())))?;
     let mut text = String::new();
     let mut pending = Vec::new();
     let mut buf = [0u8; 4096];
@@ -146,10 +140,7 @@ pub async fn clone(
         }
     }
     text.push_str(&String::from_utf8_lossy(&pending));
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| CloneFailure::Other(Error::io(target, e)))?;
+    let status = child.wait().await.map_err(|e| CloneFailure::Other(Error::io(target, e)))?;
     if status.success() {
         Ok(())
     } else {
@@ -165,32 +156,26 @@ mod tests {
     fn progress_lines_parse() {
         assert_eq!(
             parse_progress("  1234/22966 kB (5%), 0/1 tablespace"),
-            Some(Progress {
-                done_kb: 1234,
-                total_kb: 22966
-            })
+            Some(Progress { done_kb: 1234, total_kb: 22966 })
         );
-        assert_eq!(
-            parse_progress("pg_basebackup: initiating base backup"),
-            None
-        );
+        assert_eq!(parse_progress("pg_basebackup: initiating base backup"), None);
     }
 
     #[test]
     fn failures_are_sorted() {
-        assert!(matches!(classify("pg_basebackup: error: connection to server at \"127.0.0.1\", port 1 failed: Connection refused", "1"), CloneFailure::Unreachable(_)));
         assert!(matches!(
             classify(
-                "FATAL:  password authentication failed for user \"replicator\"",
+                "pg_basebackup: error: connection to server at \"127.0.0.1\", port 1 failed: Connection refused",
                 "1"
             ),
+            CloneFailure::Unreachable(_)
+        ));
+        assert!(matches!(
+            classify("FATAL:  password authentication failed for user \"replicator\"", "1"),
             CloneFailure::Auth(_)
         ));
         assert!(matches!(
-            classify(
-                "pg_basebackup: error: directory exists but is not empty",
-                "1"
-            ),
+            classify("pg_basebackup: error: directory exists but is not empty", "1"),
             CloneFailure::Other(_)
         ));
     }

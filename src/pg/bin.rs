@@ -45,7 +45,8 @@ pub fn find(configured: Option<&Path>) -> Result<PgBin> {
         }
     }
     if searched.is_empty() {
-        searched.push("  (no candidate directories: nothing on $PATH, no pg_config, no /usr/lib/postgresql/*/bin)".into());
+        searched
+            .push("  (no candidate directories: nothing on $PATH, no pg_config, no /usr/lib/postgresql/*/bin)".into());
     }
     Err(Error::BinariesNotFound(format!(
         "no PostgreSQL server binaries found. Searched $PATH, `pg_config --bindir` and /usr/lib/postgresql/<major>/bin:\n{}\nInstall them with `sudo apt-get install -y postgresql-15` (Debian/Ubuntu), or set [cluster] postgres_bin to the directory holding `postgres`",
@@ -67,11 +68,7 @@ fn candidates() -> Vec<PathBuf> {
             }
         }
     }
-    if let Ok(o) = Command::new("pg_config")
-        .arg("--bindir")
-        .stderr(Stdio::null())
-        .output()
-    {
+    if let Ok(o) = Command::new("pg_config").arg("--bindir").stderr(Stdio::null()).output() {
         if o.status.success() {
             add(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
         }
@@ -94,11 +91,7 @@ fn candidates() -> Vec<PathBuf> {
 
 /// Check a directory: required programs present, `postgres --version` parses.
 fn probe(dir: &Path) -> std::result::Result<PgBin, String> {
-    let missing: Vec<&str> = REQUIRED
-        .iter()
-        .copied()
-        .filter(|p| !dir.join(p).is_file())
-        .collect();
+    let missing: Vec<&str> = REQUIRED.iter().copied().filter(|p| !dir.join(p).is_file()).collect();
     if !missing.is_empty() {
         return Err(format!("missing {}", missing.join(", ")));
     }
@@ -108,33 +101,21 @@ fn probe(dir: &Path) -> std::result::Result<PgBin, String> {
         .output()
         .map_err(|e| format!("cannot run postgres --version: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let (major, version) = parse_version(&text)
-        .ok_or_else(|| format!("cannot read version from `{}`", text.trim()))?;
+    let (major, version) = parse_version(&text).ok_or_else(|| format!("cannot read version from `{}`", text.trim()))?;
     // Resolve symlinks (e.g. /usr/local/bin/postgres -> /usr/lib/postgresql/15/bin)
     // so every program comes from one installation.
-    let real = std::fs::canonicalize(dir.join("postgres"))
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf));
+    let real = std::fs::canonicalize(dir.join("postgres")).ok().and_then(|p| p.parent().map(Path::to_path_buf));
     let dir = match real {
         Some(r) if REQUIRED.iter().all(|p| r.join(p).is_file()) => r,
         _ => dir.to_path_buf(),
     };
-    Ok(PgBin {
-        dir,
-        major,
-        version,
-    })
+    Ok(PgBin { dir, major, version })
 }
 
 /// Parse `postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` into (15, "15.18").
 pub fn parse_version(text: &str) -> Option<(u32, String)> {
-    let v = text
-        .split_whitespace()
-        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
-    let v: String = v
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
+    let v = text.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let v: String = v.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     let v = v.trim_end_matches('.');
     let mut parts = v.split('.');
     let first: u32 = parts.next()?.parse().ok()?;
@@ -148,18 +129,9 @@ mod tests {
 
     #[test]
     fn version_lines_parse() {
-        assert_eq!(
-            parse_version("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"),
-            Some((15, "15.18".into()))
-        );
-        assert_eq!(
-            parse_version("postgres (PostgreSQL) 11.22"),
-            Some((11, "11.22".into()))
-        );
-        assert_eq!(
-            parse_version("postgres (PostgreSQL) 18beta1"),
-            Some((18, "18".into()))
-        );
+        assert_eq!(parse_version("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"), Some((15, "15.18".into())));
+        assert_eq!(parse_version("postgres (PostgreSQL) 11.22"), Some((11, "11.22".into())));
+        assert_eq!(parse_version("postgres (PostgreSQL) 18beta1"), Some((18, "18".into())));
         assert_eq!(parse_version("garbage"), None);
     }
 }

@@ -60,24 +60,14 @@ pub fn default_wal_senders(node_count: usize) -> u32 {
 
 /// Render the whole `postgresql.conf`.
 pub fn render(p: &ConfPlan) -> String {
-    let senders = p
-        .max_wal_senders
-        .unwrap_or_else(|| default_wal_senders(p.node_count));
+    let senders = p.max_wal_senders.unwrap_or_else(|| default_wal_senders(p.node_count));
     // (name, value, why)
     let mut s: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut set = |k: &str, v: String, why: &str| {
         s.insert(k.to_string(), (v, why.to_string()));
     };
-    set(
-        "listen_addresses",
-        quote(p.listen_address),
-        "only the address this node is reached at, not every interface",
-    );
-    set(
-        "port",
-        p.port.to_string(),
-        "this node's port from pgrepl.toml",
-    );
+    set("listen_addresses", quote(p.listen_address), "only the address this node is reached at, not every interface");
+    set("port", p.port.to_string(), "this node's port from pgrepl.toml");
     set(
         "unix_socket_directories",
         quote(p.socket_dir),
@@ -88,43 +78,23 @@ pub fn render(p: &ConfPlan) -> String {
         quote(&format!("{}/{}", p.cluster_name, p.node_name)),
         "names the processes in `ps`, so nodes on one machine can be told apart",
     );
-    set(
-        "wal_level",
-        "replica".into(),
-        "standbys need replica-level WAL to stream and replay",
-    );
-    set(
-        "hot_standby",
-        "on".into(),
-        "standbys serve read-only queries",
-    );
-    set(
-        "wal_log_hints",
-        "on".into(),
-        "lets pg_rewind resync a former primary instead of a full re-clone",
-    );
+    set("wal_level", "replica".into(), "standbys need replica-level WAL to stream and replay");
+    set("hot_standby", "on".into(), "standbys serve read-only queries");
+    set("wal_log_hints", "on".into(), "lets pg_rewind resync a former primary instead of a full re-clone");
     set(
         "max_wal_senders",
         senders.to_string(),
         "3 + 2 x replicas: one per standby plus room for reconnects and base backups",
     );
-    set(
-        "max_replication_slots",
-        senders.to_string(),
-        "one slot per replica, with the same headroom as wal senders",
-    );
-    set(
-        "password_encryption",
-        quote("scram-sha-256"),
-        "new passwords are stored as SCRAM verifiers, never md5",
-    );
-    set(
-        "log_line_prefix",
-        quote("%m [%p] "),
-        "timestamp and pid on every line; pgrepl adds the node name in front",
-    );
+    set("max_replication_slots", senders.to_string(), "one slot per replica, with the same headroom as wal senders");
+    set("password_encryption", quote("scram-sha-256"), "new passwords are stored as SCRAM verifiers, never md5");
+    set("log_line_prefix", quote("%m [%p] "), "timestamp and pid on every line; pgrepl adds the node name in front");
     if p.major >= 13 {
-        set("wal_keep_size", quote(&p.wal_keep_size.to_string()), "WAL kept for standbys that briefly disconnect (pgrepl.toml [replication] wal_keep_size)");
+        set(
+            "wal_keep_size",
+            quote(&p.wal_keep_size.to_string()),
+            "WAL kept for standbys that briefly disconnect (pgrepl.toml [replication] wal_keep_size)",
+        );
     } else {
         let segs = p.wal_keep_size.0.div_ceil(16 << 20).max(1);
         set(
@@ -142,7 +112,10 @@ pub fn render(p: &ConfPlan) -> String {
         set(k, v.clone(), "set in pgrepl.toml [postgresql]");
     }
     let mut out = String::from(HEADER);
-    out.push_str(&format!("\ninclude_if_exists {}    # initdb's original settings; everything below overrides them\n\n", quote(BASE_FILE)));
+    out.push_str(&format!(
+        "\ninclude_if_exists {}    # initdb's original settings; everything below overrides them\n\n",
+        quote(BASE_FILE)
+    ));
     for (k, (v, why)) in &s {
         out.push_str(&format!("{k} = {v}    # {why}\n"));
     }

@@ -26,11 +26,7 @@ pub fn inspect(dir: &Path) -> Result<DirState> {
         return Ok(DirState::Missing);
     }
     if !crate::fsutil::is_non_empty_dir(dir) {
-        return Ok(if dir.is_dir() {
-            DirState::Empty
-        } else {
-            DirState::Foreign
-        });
+        return Ok(if dir.is_dir() { DirState::Empty } else { DirState::Foreign });
     }
     let Ok(ver) = std::fs::read_to_string(dir.join("PG_VERSION")) else {
         return Ok(DirState::Foreign);
@@ -72,18 +68,13 @@ pub fn parse_pid_file(text: &str) -> Option<PidFile> {
     Some(PidFile {
         pid,
         port: lines.get(3).and_then(|l| l.trim().parse().ok()),
-        status: lines
-            .get(7)
-            .map(|l| l.trim().to_string())
-            .filter(|s| !s.is_empty()),
+        status: lines.get(7).map(|l| l.trim().to_string()).filter(|s| !s.is_empty()),
     })
 }
 
 /// Read `postmaster.pid` if present.
 pub fn read_pid_file(dir: &Path) -> Option<PidFile> {
-    std::fs::read_to_string(dir.join("postmaster.pid"))
-        .ok()
-        .and_then(|t| parse_pid_file(&t))
+    std::fs::read_to_string(dir.join("postmaster.pid")).ok().and_then(|t| parse_pid_file(&t))
 }
 
 /// True if a process with this pid exists.
@@ -121,30 +112,13 @@ mod tests {
     #[test]
     fn pid_file_parses_ready_line() {
         let t = "4242\n/srv/data/pg-1\n1700000000\n15432\n/srv/data/sockets\n127.0.0.1\n  1234   5678\nready   \n";
-        assert_eq!(
-            parse_pid_file(t),
-            Some(PidFile {
-                pid: 4242,
-                port: Some(15432),
-                status: Some("ready".into())
-            })
-        );
-        assert_eq!(
-            parse_pid_file("4242\n/d\n"),
-            Some(PidFile {
-                pid: 4242,
-                port: None,
-                status: None
-            })
-        );
+        assert_eq!(parse_pid_file(t), Some(PidFile { pid: 4242, port: Some(15432), status: Some("ready".into()) }));
+        assert_eq!(parse_pid_file("4242\n/d\n"), Some(PidFile { pid: 4242, port: None, status: None }));
         assert_eq!(parse_pid_file("not a pid\n"), None);
     }
 
     #[test]
     fn staging_sits_beside_the_dir() {
-        assert_eq!(
-            staging_path(Path::new("/srv/data/pg-2"), "clone"),
-            PathBuf::from("/srv/data/.pg-2.pgrepl-clone")
-        );
+        assert_eq!(staging_path(Path::new("/srv/data/pg-2"), "clone"), PathBuf::from("/srv/data/.pg-2.pgrepl-clone"));
     }
 }

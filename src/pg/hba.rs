@@ -47,35 +47,21 @@ fn tcp_addresses(p: &HbaPlan) -> Vec<String> {
 pub fn render_hba(p: &HbaPlan) -> String {
     let mut out = String::from(super::conf::HEADER);
     out.push_str("# TYPE  DATABASE  USER  ADDRESS  METHOD\n\n");
-    out.push_str(
-        "# The OS user (and root, when pgrepl runs as root) is the superuser over the socket.\n",
-    );
+    out.push_str("# The OS user (and root, when pgrepl runs as root) is the superuser over the socket.\n");
     out.push_str("local all all peer map=pgrepl\n\n");
-    out.push_str(
-        "# Every role over TCP from loopback and the cluster's hosts, password-checked.\n",
-    );
+    out.push_str("# Every role over TCP from loopback and the cluster's hosts, password-checked.\n");
     for a in tcp_addresses(p) {
         out.push_str(&format!("host all all {a} scram-sha-256\n"));
     }
     out.push_str("\n# Streaming replication and base backups, replication role only.\n");
     for a in tcp_addresses(p) {
-        out.push_str(&format!(
-            "host replication {} {a} scram-sha-256\n",
-            p.replication_user
-        ));
+        out.push_str(&format!("host replication {} {a} scram-sha-256\n", p.replication_user));
     }
     if !p.extra.is_empty() {
         out.push_str("\n# From pgrepl.toml [[hba]].\n");
         for r in p.extra {
-            let addr = r
-                .address
-                .as_deref()
-                .map(|a| format!(" {a}"))
-                .unwrap_or_default();
-            out.push_str(&format!(
-                "{} {} {}{addr} {}\n",
-                r.kind, r.database, r.user, r.method
-            ));
+            let addr = r.address.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
+            out.push_str(&format!("{} {} {}{addr} {}\n", r.kind, r.database, r.user, r.method));
         }
     }
     out

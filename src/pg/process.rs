@@ -35,16 +35,11 @@ pub fn command(bin: &PgBin, runas: &RunAs, program: &str) -> Command {
 /// Run to completion, capturing output. Non-zero exit becomes
 /// [`Error::Subprocess`] with the status and stderr.
 pub async fn run_captured(mut cmd: Command, name: &str) -> Result<String> {
-    let out = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .map_err(|e| Error::Subprocess {
-            program: name.to_string(),
-            status: format!("could not start: {e}"),
-            stderr: String::new(),
-        })?;
+    let out = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output().await.map_err(|e| Error::Subprocess {
+        program: name.to_string(),
+        status: format!("could not start: {e}"),
+        stderr: String::new(),
+    })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -127,12 +122,7 @@ fn is_zombie(pid: i32) -> bool {
 /// Wait until `postmaster.pid` in `dir` names `pid` and says `ready`.
 /// `alive` is polled so that a server that dies during start-up is reported
 /// at once rather than at the deadline.
-pub async fn wait_pid_ready(
-    dir: &Path,
-    pid: i32,
-    timeout: Duration,
-    alive: impl Fn() -> bool,
-) -> Result<()> {
+pub async fn wait_pid_ready(dir: &Path, pid: i32, timeout: Duration, alive: impl Fn() -> bool) -> Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(pf) = datadir::read_pid_file(dir) {

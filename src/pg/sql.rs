@@ -71,12 +71,7 @@ pub fn scram_verifier(password: &Secret) -> String {
 }
 
 /// Create or update a login role, setting its password as a verifier.
-pub async fn ensure_role(
-    client: &Client,
-    name: &str,
-    attrs: &str,
-    password: Option<&Secret>,
-) -> Result<()> {
+pub async fn ensure_role(client: &Client, name: &str, attrs: &str, password: Option<&Secret>) -> Result<()> {
     let exists = client
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
         .await
@@ -87,10 +82,7 @@ pub async fn ensure_role(
     if let Some(pw) = password {
         sql.push_str(&format!(" PASSWORD {}", literal(&scram_verifier(pw))));
     }
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(|e| Error::sql(format!("{} role {name}", verb.to_lowercase()), e))
+    client.batch_execute(&sql).await.map_err(|e| Error::sql(format!("{} role {name}", verb.to_lowercase()), e))
 }
 
 /// Create a database owned by `owner` unless it exists.
@@ -102,11 +94,7 @@ pub async fn ensure_database(client: &Client, name: &str, owner: &str) -> Result
         .is_some();
     if !exists {
         client
-            .batch_execute(&format!(
-                "CREATE DATABASE {} OWNER {}",
-                ident(name),
-                ident(owner)
-            ))
+            .batch_execute(&format!("CREATE DATABASE {} OWNER {}", ident(name), ident(owner)))
             .await
             .map_err(|e| Error::sql(format!("creating database {name}"), e))?;
     }
@@ -142,7 +130,10 @@ pub async fn apply_schema(client: &Client, owner: &str, file: &Path) -> Result<(
 /// Is there a `streaming` row for `application_name` in pg_stat_replication?
 pub async fn is_streaming(client: &Client, application_name: &str) -> Result<bool> {
     let row = client
-        .query_opt("SELECT state FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'", &[&application_name])
+        .query_opt(
+            "SELECT state FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'",
+            &[&application_name],
+        )
         .await
         .map_err(|e| Error::sql("reading pg_stat_replication", e))?;
     Ok(row.is_some())

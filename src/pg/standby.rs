@@ -30,11 +30,7 @@ pub fn uses_recovery_conf(major: u32) -> bool {
 
 /// Quote one libpq conninfo value if it needs it.
 fn conninfo_value(v: &str) -> String {
-    if !v.is_empty()
-        && !v
-            .chars()
-            .any(|c| c.is_whitespace() || c == '\'' || c == '\\')
-    {
+    if !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c == '\'' || c == '\\') {
         return v.to_string();
     }
     let mut out = String::from("'");
@@ -125,10 +121,7 @@ mod tests {
 
     #[test]
     fn settings_snapshot_pg15() {
-        let s: Vec<String> = settings(&plan(15))
-            .into_iter()
-            .map(|(k, v, _)| format!("{k} = {v}"))
-            .collect();
+        let s: Vec<String> = settings(&plan(15)).into_iter().map(|(k, v, _)| format!("{k} = {v}")).collect();
         assert_eq!(
             s,
             vec![

@@ -62,32 +62,11 @@ impl Supervisor {
         for node in nodes {
             let (dtx, drx) = watch::channel(Desired::Stopped(StopMode::Fast));
             let (stx, srx) = watch::channel(NodeState::Stopped);
-            let index = ctx
-                .cfg
-                .nodes
-                .iter()
-                .position(|n| n.name == node.name)
-                .unwrap_or(0);
-            tokio::spawn(node_task(
-                ctx.clone(),
-                node.clone(),
-                index,
-                drx,
-                stx,
-                out.clone(),
-            ));
-            slots.insert(
-                node.name.clone(),
-                Slot {
-                    desired: dtx,
-                    state: srx,
-                },
-            );
+            let index = ctx.cfg.nodes.iter().position(|n| n.name == node.name).unwrap_or(0);
+            tokio::spawn(node_task(ctx.clone(), node.clone(), index, drx, stx, out.clone()));
+            slots.insert(node.name.clone(), Slot { desired: dtx, state: srx });
         }
-        Supervisor {
-            slots: Arc::new(slots),
-            out,
-        }
+        Supervisor { slots: Arc::new(slots), out }
     }
 
     /// Ask for `node` to run. Returns at once.
@@ -125,21 +104,14 @@ impl Supervisor {
 
     /// The node's current state.
     pub fn state(&self, node: &str) -> NodeState {
-        self.slots
-            .get(node)
-            .map_or(NodeState::Stopped, |s| s.state.borrow().clone())
+        self.slots.get(node).map_or(NodeState::Stopped, |s| s.state.borrow().clone())
     }
 
     /// The pid of the node's postmaster, waiting until one exists.
     pub async fn wait_pid(&self, node: &str, timeout: Duration) -> Option<i32> {
         let mut rx = self.slots.get(node)?.state.clone();
-        let st = tokio::time::timeout(
-            timeout,
-            rx.wait_for(|s| matches!(s, NodeState::Running { .. })),
-        )
-        .await
-        .ok()?
-        .ok()?;
+        let st =
+            tokio::time::timeout(timeout, rx.wait_for(|s| matches!(s, NodeState::Running { .. }))).await.ok()?.ok()?;
         match *st {
             NodeState::Running { pid } => Some(pid),
             _ => None,
@@ -148,20 +120,13 @@ impl Supervisor {
 
     /// Whether the node is wanted running.
     pub fn wanted(&self, node: &str) -> bool {
-        self.slots
-            .get(node)
-            .is_some_and(|s| *s.desired.borrow() == Desired::Running)
+        self.slots.get(node).is_some_and(|s| *s.desired.borrow() == Desired::Running)
     }
 
     /// Stop every node: all replicas at once, then the primary, so the
     /// replicas do not spin reconnecting to a primary that is going away.
     pub async fn shutdown(&self, primary: &str, mode: StopMode) {
-        let others: Vec<_> = self
-            .slots
-            .keys()
-            .filter(|n| *n != primary)
-            .cloned()
-            .collect();
+        let others: Vec<_> = self.slots.keys().filter(|n| *n != primary).cloned().collect();
         for n in &others {
             self.request_stop(n, mode);
         }
@@ -188,10 +153,7 @@ impl Proc {
     }
     async fn wait(&mut self) -> String {
         match self {
-            Proc::Child(c) => c
-                .wait()
-                .await
-                .map_or_else(|e| e.to_string(), |s| s.to_string()),
+            Proc::Child(c) => c.wait().await.map_or_else(|e| e.to_string(), |s| s.to_string()),
             Proc::Adopted(pid) => {
                 while datadir::pid_alive(*pid) {
                     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -204,10 +166,7 @@ impl Proc {
 
 fn spawn_postgres(ctx: &Ctx, node: &Node, index: usize, out: &Output) -> std::io::Result<Proc> {
     let mut cmd = process::command(&ctx.bin, &ctx.runas, "postgres");
-    cmd.arg("-D")
-        .arg(&node.data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.arg("-D").arg(&node.data_dir).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     if let Some(o) = child.stdout.take() {
         tokio::spawn(pump(o, node.name.clone(), index, out.clone()));
@@ -244,11 +203,7 @@ async fn node_task(
     state: watch::Sender<NodeState>,
     out: Output,
 ) {
-    let max_backoff = ctx
-        .cfg
-        .supervisor
-        .restart_backoff_max
-        .max(Duration::from_secs(1));
+    let max_backoff = ctx.cfg.supervisor.restart_backoff_max.max(Duration::from_secs(1));
     let stop_timeout = ctx.cfg.supervisor.stop_timeout;
     let mut backoff = Duration::from_secs(1);
     let mut restarts = 0u32;
@@ -266,11 +221,7 @@ async fn node_task(
         let mut proc = match spawned {
             Ok(p) => p,
             Err(e) => {
-                out.info(format!(
-                    "{}: could not start postgres: {e}; retrying in {}s",
-                    node.name,
-                    backoff.as_secs()
-                ));
+                out.info(format!("{}: could not start postgres: {e}; retrying in {}s", node.name, backoff.as_secs()));
                 state.send_replace(NodeState::Backoff { restarts });
                 let _ = tokio::time::timeout(backoff, stop_requested(&mut desired)).await;
                 backoff = (backoff * 2).min(max_backoff);

@@ -11,18 +11,13 @@ pub struct Output {
     width: usize,
 }
 
-const COLORS: &[&str] = &[
-    "\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[32m", "\x1b[34m", "\x1b[31m",
-];
+const COLORS: &[&str] = &["\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[32m", "\x1b[34m", "\x1b[31m"];
 const RESET: &str = "\x1b[0m";
 
 impl Output {
     /// Colour only when stdout is a terminal; `width` pads node names.
     pub fn new(width: usize) -> Self {
-        Output {
-            color: std::io::stdout().is_terminal(),
-            width,
-        }
+        Output { color: std::io::stdout().is_terminal(), width }
     }
 
     /// One line from a node's postgres.

@@ -10,38 +10,24 @@ fn run(c: &Cluster, file: &str, body: &str) -> (i32, String) {
         .current_dir(c.dir.path())
         .output()
         .unwrap();
-    assert!(
-        !c.path("data").exists(),
-        "a config error created the data root"
-    );
-    (
-        o.status.code().unwrap_or(-1),
-        text(&o.stderr).replace(&c.dir.path().display().to_string(), "DIR"),
-    )
+    assert!(!c.path("data").exists(), "a config error created the data root");
+    (o.status.code().unwrap_or(-1), text(&o.stderr).replace(&c.dir.path().display().to_string(), "DIR"))
 }
 
-const HEAD: &str =
-    "[cluster]\nname = \"bad\"\n\n[replication]\npassword_file = \"secrets/replicator.password\"\n";
+const HEAD: &str = "[cluster]\nname = \"bad\"\n\n[replication]\npassword_file = \"secrets/replicator.password\"\n";
 
 #[test]
 fn syntax_error_points_at_line_and_column() {
     let c = Cluster::empty();
     let (code, err) = run(&c, "pgrepl.toml", "[cluster\nname = \"x\"\n");
     assert_eq!(code, 2);
-    assert_eq!(
-        err,
-        "pgrepl: error: invalid configuration:\npgrepl.toml:1:9: unclosed table, expected `]`\n"
-    );
+    assert_eq!(err, "pgrepl: error: invalid configuration:\npgrepl.toml:1:9: unclosed table, expected `]`\n");
 }
 
 #[test]
 fn unknown_key_is_rejected_with_the_keys_that_exist() {
     let c = Cluster::empty();
-    let (code, err) = run(
-        &c,
-        "pgrepl.toml",
-        "[cluster]\nname = \"x\"\ncolour = \"red\"\n",
-    );
+    let (code, err) = run(&c, "pgrepl.toml", "[cluster]\nname = \"x\"\ncolour = \"red\"\n");
     assert_eq!(code, 2);
     assert_eq!(err, "pgrepl: error: invalid configuration:\npgrepl.toml:3:1: unknown field `colour`, expected one of `name`, `data_root`, `postgres_bin`, `os_user`\n");
 }
@@ -49,13 +35,12 @@ fn unknown_key_is_rejected_with_the_keys_that_exist() {
 #[test]
 fn wrong_type_is_rejected() {
     let c = Cluster::empty();
-    let (code, err) = run(
-        &c,
-        "pgrepl.toml",
-        &format!("{HEAD}\n[[node]]\nname = \"a\"\nport = \"abc\"\n"),
-    );
+    let (code, err) = run(&c, "pgrepl.toml", &format!("{HEAD}\n[[node]]\nname = \"a\"\nport = \"abc\"\n"));
     assert_eq!(code, 2);
-    assert_eq!(err, "pgrepl: error: invalid configuration:\npgrepl.toml:9:8: invalid type: string \"abc\", expected i64\n");
+    assert_eq!(
+        err,
+        "pgrepl: error: invalid configuration:\npgrepl.toml:9:8: invalid type: string \"abc\", expected i64\n"
+    );
 }
 
 #[test]
@@ -104,11 +89,8 @@ pgrepl.toml:24:11: schema file DIR/nope.sql does not exist; fix the path (it is 
 #[test]
 fn no_primary_is_rejected() {
     let c = Cluster::empty();
-    let (code, err) = run(
-        &c,
-        "pgrepl.toml",
-        &format!("{HEAD}\n[[node]]\nname = \"a\"\nport = 15432\nrole = \"replica\"\n"),
-    );
+    let (code, err) =
+        run(&c, "pgrepl.toml", &format!("{HEAD}\n[[node]]\nname = \"a\"\nport = 15432\nrole = \"replica\"\n"));
     assert_eq!(code, 2);
     assert_eq!(err, "pgrepl: error: invalid configuration:\npgrepl.toml:8:8: no node has role = \"primary\"; mark exactly one node as primary (or leave the first node's role unset)\n");
 }
@@ -116,16 +98,9 @@ fn no_primary_is_rejected() {
 #[test]
 fn ports_in_the_ephemeral_range_are_rejected() {
     let c = Cluster::empty();
-    let (code, err) = run(
-        &c,
-        "pgrepl.toml",
-        &format!("{HEAD}\n[[node]]\nname = \"a\"\nport = 40000\n"),
-    );
+    let (code, err) = run(&c, "pgrepl.toml", &format!("{HEAD}\n[[node]]\nname = \"a\"\nport = 40000\n"));
     assert_eq!(code, 2);
-    assert!(
-        err.contains("pgrepl.toml:9:8: port 40000 is in Linux's ephemeral range"),
-        "{err}"
-    );
+    assert!(err.contains("pgrepl.toml:9:8: port 40000 is in Linux's ephemeral range"), "{err}");
 }
 
 #[test]
@@ -139,8 +114,7 @@ fn missing_config_says_how_to_make_one() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o.stderr).contains("pgrepl.toml: cannot read config")
-            && text(&o.stderr).contains("pgrepl init"),
+        text(&o.stderr).contains("pgrepl.toml: cannot read config") && text(&o.stderr).contains("pgrepl init"),
         "{}",
         text(&o.stderr)
     );
@@ -159,26 +133,15 @@ fn the_example_config_loads() {
 fn init_writes_a_config_that_loads_and_refuses_to_overwrite() {
     let c = Cluster::empty();
     let dir = c.path("fresh");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-        .arg("init")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl")).arg("init").arg(&dir).output().unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
     let cfg = pgrepl::config::load(&dir.join("pgrepl.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.nodes.len(), 3);
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.join("secrets/replicator.password"))
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(dir.join("secrets/replicator.password")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     assert_eq!(cfg.replication.password.expose().len(), 32);
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-        .arg("init")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl")).arg("init").arg(&dir).output().unwrap();
     assert_eq!(again.status.code(), Some(64));
     assert!(text(&again.stderr).contains("already exists"));
 }

@@ -34,10 +34,7 @@ pub fn free_port() -> u16 {
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
         // The poll interval of a condition wait, not a synchronising sleep.
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -63,10 +60,7 @@ impl Cluster {
             "[cluster]\nname = \"it\"\ndata_root = \"data\"\n\n[replication]\npassword_file = \"secrets/replicator.password\"\nclone_timeout = \"20s\"\n",
         );
         for (i, p) in ports.iter().enumerate() {
-            toml.push_str(&format!(
-                "\n[[node]]\nname = \"pg-{}\"\nport = {p}\n",
-                i + 1
-            ));
+            toml.push_str(&format!("\n[[node]]\nname = \"pg-{}\"\nport = {p}\n", i + 1));
         }
         toml.push_str("\n[postgresql]\nshared_buffers = \"16MB\"\nmax_connections = 30\n");
         toml.push_str(extra);
@@ -77,20 +71,10 @@ impl Cluster {
 
     /// A temp dir with only the password file.
     pub fn empty() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("pgrepl-it")
-            .tempdir_in("/tmp")
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("pgrepl-it").tempdir_in("/tmp").expect("tempdir");
         // PostgreSQL runs as `postgres` when the tests run as root: let it in.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .expect("chmod");
-        let c = Cluster {
-            dir,
-            ports: Vec::new(),
-        };
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let c = Cluster { dir, ports: Vec::new() };
         c.write("secrets/replicator.password", &format!("{PASSWORD}\n"));
         c
     }
@@ -144,16 +128,7 @@ impl Cluster {
 
     /// SQL through `pgrepl psql NODE -- -tAc SQL`.
     pub fn sql(&self, node: &str, sql: &str) -> Result<String, String> {
-        let o = self.pgrepl(&[
-            "psql",
-            node,
-            "--",
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-tAc",
-            sql,
-        ]);
+        let o = self.pgrepl(&["psql", node, "--", "-X", "-v", "ON_ERROR_STOP=1", "-tAc", sql]);
         if o.status.success() {
             Ok(text(&o.stdout).trim().to_string())
         } else {
@@ -163,18 +138,7 @@ impl Cluster {
 
     /// SQL in a given database.
     pub fn sql_db(&self, node: &str, db: &str, sql: &str) -> Result<String, String> {
-        let o = self.pgrepl(&[
-            "psql",
-            node,
-            "--",
-            "-X",
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-tAc",
-            sql,
-        ]);
+        let o = self.pgrepl(&["psql", node, "--", "-X", "-d", db, "-v", "ON_ERROR_STOP=1", "-tAc", sql]);
         if o.status.success() {
             Ok(text(&o.stdout).trim().to_string())
         } else {
@@ -204,13 +168,7 @@ impl Cluster {
 
     /// The postmaster pid of a node, from postmaster.pid.
     pub fn postmaster_pid(&self, node: &str) -> Option<i32> {
-        std::fs::read_to_string(self.data_dir(node).join("postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        std::fs::read_to_string(self.data_dir(node).join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
     }
 
     /// Pids of every process whose command line mentions this cluster's dir.
@@ -263,10 +221,8 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// True if the process exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(") ")
-            .is_some_and(|(_, r)| !r.starts_with('Z'))
-    })
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| !r.starts_with('Z')))
 }
 
 pub fn is_root() -> bool {

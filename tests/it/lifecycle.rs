@@ -8,11 +8,11 @@ const T: Duration = Duration::from_secs(60);
 
 #[test]
 fn primary_and_two_replicas_replicate_and_replicas_refuse_writes() {
-    let c = Cluster::with_extra(
-        2,
-        "\n[[database]]\nname = \"chat\"\nowner = \"chat\"\nschema = [\"chat.sql\"]\n",
+    let c = Cluster::with_extra(2, "\n[[database]]\nname = \"chat\"\nowner = \"chat\"\nschema = [\"chat.sql\"]\n");
+    c.write(
+        "chat.sql",
+        "CREATE TABLE messages (id int PRIMARY KEY, body text);\nINSERT INTO messages VALUES (0, 'seed');\n",
     );
-    c.write("chat.sql", "CREATE TABLE messages (id int PRIMARY KEY, body text);\nINSERT INTO messages VALUES (0, 'seed');\n");
     let out = c.up();
     assert!(out.contains("cluster it is up"), "{out}");
     assert!(out.contains("target_session_attrs=read-write"), "{out}");
@@ -33,44 +33,28 @@ fn primary_and_two_replicas_replicate_and_replicas_refuse_writes() {
         .unwrap_or_else(|e| panic!("insert failed: {e}"));
     let q = "SELECT count(*) FROM messages WHERE id = 1";
     for n in ["pg-2", "pg-3"] {
-        wait_until(&format!("row on {n}"), T, || {
-            c.sql_db(n, "chat", q).as_deref() == Ok("1")
-        });
+        wait_until(&format!("row on {n}"), T, || c.sql_db(n, "chat", q).as_deref() == Ok("1"));
     }
     // A write on a replica fails as read-only.
-    let err = c
-        .sql_db("pg-2", "chat", "INSERT INTO messages VALUES (2, 'nope')")
-        .expect_err("replica accepted a write");
+    let err =
+        c.sql_db("pg-2", "chat", "INSERT INTO messages VALUES (2, 'nope')").expect_err("replica accepted a write");
     assert!(err.contains("read-only transaction"), "{err}");
 
     // The schema ran as its owner.
     assert_eq!(
-        c.sql_db(
-            "pg-1",
-            "chat",
-            "SELECT tableowner FROM pg_tables WHERE tablename = 'messages'"
-        )
-        .unwrap(),
+        c.sql_db("pg-1", "chat", "SELECT tableowner FROM pg_tables WHERE tablename = 'messages'").unwrap(),
         "chat"
     );
     // The replication role can replicate and nothing more.
     assert_eq!(
-        c.sql(
-            "pg-1",
-            "SELECT rolreplication, rolsuper FROM pg_roles WHERE rolname = 'replicator'"
-        )
-        .unwrap(),
+        c.sql("pg-1", "SELECT rolreplication, rolsuper FROM pg_roles WHERE rolname = 'replicator'").unwrap(),
         "t|f"
     );
 
     // No password in any process's argv, in status, or in the log.
     for pid in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmd = std::fs::read(pid.path().join("cmdline")).unwrap_or_default();
-        assert!(
-            !String::from_utf8_lossy(&cmd).contains(PASSWORD),
-            "password in argv of pid {:?}",
-            pid.file_name()
-        );
+        assert!(!String::from_utf8_lossy(&cmd).contains(PASSWORD), "password in argv of pid {:?}", pid.file_name());
     }
     let status_text = c.ok(&["status"]) + &c.ok(&["status", "--json"]);
     assert!(!status_text.contains(PASSWORD));
@@ -96,14 +80,8 @@ fn primary_and_two_replicas_replicate_and_replicas_refuse_writes() {
 
 #[test]
 fn up_twice_is_idempotent_and_down_leaves_nothing_running() {
-    let c = Cluster::with_extra(
-        1,
-        "\n[[database]]\nname = \"app\"\nschema = [\"app.sql\"]\n",
-    );
-    c.write(
-        "app.sql",
-        "CREATE TABLE runs (n int); INSERT INTO runs VALUES (1);\n",
-    );
+    let c = Cluster::with_extra(1, "\n[[database]]\nname = \"app\"\nschema = [\"app.sql\"]\n");
+    c.write("app.sql", "CREATE TABLE runs (n int); INSERT INTO runs VALUES (1);\n");
     c.up();
     let sysid = std::fs::read(c.data_dir("pg-2").join("global/pg_control")).unwrap()[..8].to_vec();
 
@@ -117,28 +95,14 @@ fn up_twice_is_idempotent_and_down_leaves_nothing_running() {
     assert!(!out.contains("initdb"), "{out}");
     assert!(!out.contains("cloning"), "{out}");
     assert!(!out.contains("applied"), "{out}");
-    assert_eq!(
-        c.sql_db("pg-1", "app", "SELECT count(*) FROM runs")
-            .unwrap(),
-        "1"
-    );
-    assert_eq!(
-        std::fs::read(c.data_dir("pg-2").join("global/pg_control")).unwrap()[..8].to_vec(),
-        sysid
-    );
+    assert_eq!(c.sql_db("pg-1", "app", "SELECT count(*) FROM runs").unwrap(), "1");
+    assert_eq!(std::fs::read(c.data_dir("pg-2").join("global/pg_control")).unwrap()[..8].to_vec(), sysid);
     wait_until("pg-2 streaming after restart", T, || c.streaming("pg-2"));
 
     c.ok(&["down"]);
-    assert!(
-        c.processes().is_empty(),
-        "processes left: {:?}",
-        c.processes()
-    );
+    assert!(c.processes().is_empty(), "processes left: {:?}", c.processes());
     for n in ["pg-1", "pg-2"] {
-        assert!(
-            !c.data_dir(n).join("postmaster.pid").exists(),
-            "{n} still has a postmaster.pid"
-        );
+        assert!(!c.data_dir(n).join("postmaster.pid").exists(), "{n} still has a postmaster.pid");
     }
 }
 
@@ -147,21 +111,13 @@ fn killed_replica_postmaster_is_restarted_and_streams_again() {
     let c = Cluster::new(1);
     c.up();
     let old = c.postmaster_pid("pg-2").expect("pg-2 pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(old),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::Signal::SIGKILL).unwrap();
     wait_until("pg-2 restarted with a new pid", T, || {
-        c.postmaster_pid("pg-2")
-            .is_some_and(|p| p != old && crate::harness::alive(p))
+        c.postmaster_pid("pg-2").is_some_and(|p| p != old && crate::harness::alive(p))
     });
     wait_until("pg-2 streaming again", T, || c.streaming("pg-2"));
     let log = std::fs::read_to_string(c.path("data/pgrepl.log")).unwrap();
-    assert!(
-        log.contains("pg-2: postgres") && log.contains("exited unexpectedly"),
-        "{log}"
-    );
+    assert!(log.contains("pg-2: postgres") && log.contains("exited unexpectedly"), "{log}");
 }
 
 #[test]
@@ -185,11 +141,7 @@ fn interrupted_clone_is_redone_not_started() {
     let staging = c.path("data/.pg-2.pgrepl-clone");
     std::fs::create_dir_all(staging.join("global")).unwrap();
     std::fs::write(staging.join("PG_VERSION"), "15\n").unwrap();
-    std::fs::write(
-        staging.join("backup_label"),
-        "START WAL LOCATION: 0/2000028\n",
-    )
-    .unwrap();
+    std::fs::write(staging.join("backup_label"), "START WAL LOCATION: 0/2000028\n").unwrap();
     let out = c.up();
     assert!(out.contains("interrupted clone"), "{out}");
     assert!(!staging.exists());
@@ -201,11 +153,7 @@ fn killing_pgrepl_mid_clone_never_starts_the_half_copy() {
     let c = Cluster::new(1);
     // A primary with enough data that cloning it takes a moment.
     c.ok(&["up", "--detach", "pg-1"]);
-    c.sql(
-        "pg-1",
-        "CREATE TABLE big AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 1000000) g",
-    )
-    .unwrap();
+    c.sql("pg-1", "CREATE TABLE big AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 1000000) g").unwrap();
     c.ok(&["down"]);
     let mut fg = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl"))
         .arg("-c")
@@ -219,29 +167,16 @@ fn killing_pgrepl_mid_clone_never_starts_the_half_copy() {
     fg.kill().unwrap();
     fg.wait().unwrap();
     // The copy was never renamed into place.
-    assert!(
-        !c.data_dir("pg-2").exists(),
-        "half-copied dir was put in place"
-    );
+    assert!(!c.data_dir("pg-2").exists(), "half-copied dir was put in place");
     // The next `up` adopts the orphaned primary, redoes the clone, and streams.
     let out = c.up();
     assert!(out.contains("interrupted clone"), "{out}");
     wait_until("pg-2 streaming", T, || c.streaming("pg-2"));
-    assert_eq!(
-        c.sql("pg-2", "SELECT count(*) FROM big").unwrap(),
-        "1000000"
-    );
+    assert_eq!(c.sql("pg-2", "SELECT count(*) FROM big").unwrap(), "1000000");
     let basebackups = c
         .processes()
         .into_iter()
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm"))
-                .unwrap_or_default()
-                .starts_with("pg_basebackup")
-        })
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default().starts_with("pg_basebackup"))
         .count();
-    assert_eq!(
-        basebackups, 0,
-        "a pg_basebackup of the killed clone is still running"
-    );
+    assert_eq!(basebackups, 0, "a pg_basebackup of the killed clone is still running");
 }

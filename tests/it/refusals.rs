@@ -8,11 +8,7 @@ use crate::harness::{is_root, snapshot, text, wait_until, Cluster};
 
 fn fails(c: &Cluster, args: &[&str]) -> (i32, String) {
     let o = c.pgrepl(args);
-    assert!(
-        !o.status.success(),
-        "pgrepl {args:?} succeeded:\n{}",
-        text(&o.stdout)
-    );
+    assert!(!o.status.success(), "pgrepl {args:?} succeeded:\n{}", text(&o.stdout));
     (o.status.code().unwrap_or(-1), text(&o.stderr))
 }
 
@@ -33,24 +29,14 @@ fn replica_dir_of_another_cluster_is_refused_untouched_then_recloned_aside() {
     assert_eq!(code, 5, "{err}");
     let theirs = pgrepl::pg::datadir::system_id(&pg2).unwrap();
     let ours = pgrepl::pg::datadir::system_id(&c.data_dir("pg-1")).unwrap();
-    assert!(
-        err.contains(&format!(
-            "its system identifier is {theirs}, the primary's (pg-1) is {ours}"
-        )),
-        "{err}"
-    );
+    assert!(err.contains(&format!("its system identifier is {theirs}, the primary's (pg-1) is {ours}")), "{err}");
     assert!(err.contains("pgrepl up --reclone pg-2"), "{err}");
     assert_eq!(snapshot(&pg2), before, "the refused dir changed");
-    assert!(
-        c.processes().is_empty(),
-        "a refused up left processes running"
-    );
+    assert!(c.processes().is_empty(), "a refused up left processes running");
 
     // The fix it names works, and keeps the old dir.
     c.ok(&["up", "--detach", "--reclone", "pg-2"]);
-    wait_until("pg-2 streaming", Duration::from_secs(60), || {
-        c.streaming("pg-2")
-    });
+    wait_until("pg-2 streaming", Duration::from_secs(60), || c.streaming("pg-2"));
     let aside: Vec<_> = std::fs::read_dir(c.path("data"))
         .unwrap()
         .flatten()
@@ -66,34 +52,19 @@ fn non_postgres_dir_is_refused() {
     c.write("data/pg-2/notes.txt", "my thesis\n");
     let (code, err) = fails(&c, &["up", "--detach"]);
     assert_eq!(code, 5);
-    assert!(
-        err.contains("is not empty and is not a PostgreSQL data dir"),
-        "{err}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(c.path("data/pg-2/notes.txt")).unwrap(),
-        "my thesis\n"
-    );
-    assert!(
-        !c.data_dir("pg-1").exists(),
-        "the primary was created before the refusal"
-    );
+    assert!(err.contains("is not empty and is not a PostgreSQL data dir"), "{err}");
+    assert_eq!(std::fs::read_to_string(c.path("data/pg-2/notes.txt")).unwrap(), "my thesis\n");
+    assert!(!c.data_dir("pg-1").exists(), "the primary was created before the refusal");
 }
 
 #[test]
 fn data_dir_of_another_major_is_refused() {
     let c = Cluster::new(0);
     c.write("data/pg-1/PG_VERSION", "11\n");
-    c.write(
-        "data/pg-1/global/pg_control",
-        "12345678rest-of-control-file",
-    );
+    c.write("data/pg-1/global/pg_control", "12345678rest-of-control-file");
     let (code, err) = fails(&c, &["up", "--detach"]);
     assert_eq!(code, 5);
-    assert!(
-        err.contains("holds a PostgreSQL 11 cluster, but the binaries found are PostgreSQL"),
-        "{err}"
-    );
+    assert!(err.contains("holds a PostgreSQL 11 cluster, but the binaries found are PostgreSQL"), "{err}");
 }
 
 #[test]
@@ -113,10 +84,9 @@ fn port_held_by_a_stranger_is_refused_and_the_stranger_untouched() {
 #[test]
 fn missing_binaries_name_what_was_searched() {
     let c = Cluster::with_extra(0, "");
-    let body = std::fs::read_to_string(c.config()).unwrap().replace(
-        "data_root = \"data\"",
-        "data_root = \"data\"\npostgres_bin = \"/nonexistent/pg/bin\"",
-    );
+    let body = std::fs::read_to_string(c.config())
+        .unwrap()
+        .replace("data_root = \"data\"", "data_root = \"data\"\npostgres_bin = \"/nonexistent/pg/bin\"");
     c.write("pgrepl.toml", &body);
     let (code, err) = fails(&c, &["up"]);
     assert_eq!(code, 3);
@@ -133,9 +103,8 @@ fn data_root_the_os_user_cannot_reach_is_refused_before_anything_is_created() {
     let locked = c.path("home");
     std::fs::create_dir(&locked).unwrap();
     std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let body = std::fs::read_to_string(c.config())
-        .unwrap()
-        .replace("data_root = \"data\"", "data_root = \"home/data\"");
+    let body =
+        std::fs::read_to_string(c.config()).unwrap().replace("data_root = \"data\"", "data_root = \"home/data\"");
     c.write("pgrepl.toml", &body);
     let (code, err) = fails(&c, &["up"]);
     assert_eq!(code, 6);
@@ -153,9 +122,8 @@ fn data_root_the_os_user_cannot_reach_is_refused_before_anything_is_created() {
 #[test]
 fn unreachable_primary_during_clone_gives_up_at_the_deadline() {
     let c = Cluster::new(1);
-    let body = std::fs::read_to_string(c.config())
-        .unwrap()
-        .replace("clone_timeout = \"20s\"", "clone_timeout = \"2s\"");
+    let body =
+        std::fs::read_to_string(c.config()).unwrap().replace("clone_timeout = \"20s\"", "clone_timeout = \"2s\"");
     c.write("pgrepl.toml", &body);
     let (code, err) = fails(&c, &["up", "pg-2"]);
     assert_eq!(code, 7, "{err}");
