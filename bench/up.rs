@@ -1,1 +1,208 @@
-fn main() {}
+//! Benchmark: `pgrepl up` from nothing to "all replicas streaming", against
+//! the seeds' manual procedure scripted plainly (initdb, start, create role,
+//! then one `pg_basebackup -R` and start per replica, one after another).
+//! Also the supervisor's peak RSS. Prints figures; asserts nothing.
+//!
+//! Run: `cargo bench --bench up` (as root, PostgreSQL runs as `postgres`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pgrepl::os_user::RunAs;
+use pgrepl::pg::bin::PgBin;
+
+const RUNS: usize = 3;
+
+fn main() {
+    let bin = pgrepl::pg::bin::find(None).expect("PostgreSQL binaries");
+    let runas = RunAs::resolve("postgres").expect("os user");
+    println!(
+        "pgrepl up benchmark: PostgreSQL {} from {}, {RUNS} runs each, median reported",
+        bin.version,
+        bin.dir.display()
+    );
+    let mut port = 21000 + (std::process::id() % 500) as u16 * 10;
+    let mut rss = Vec::new();
+    println!(
+        "{:<6} {:>10} {:>10} {:>7} {:>8}  pgrepl phases (median run)",
+        "nodes", "pgrepl_s", "manual_s", "ratio", "target"
+    );
+    for (replicas, target) in [(2usize, 1.1f64), (4, 0.8)] {
+        let mut ours = Vec::new();
+        let mut manual = Vec::new();
+        for _ in 0..RUNS {
+            let (secs, phases, peak) = run_pgrepl(replicas, port);
+            port += 10;
+            ours.push((secs, phases));
+            rss.push(peak);
+            manual.push(run_manual(&bin, &runas, replicas, port));
+            port += 10;
+        }
+        ours.sort_by(|a, b| a.0.total_cmp(&b.0));
+        manual.sort_by(f64::total_cmp);
+        let (o, phases) = &ours[RUNS / 2];
+        let m = manual[RUNS / 2];
+        println!("1+{replicas:<4} {o:>10.2} {m:>10.2} {:>7.2} {:>8}  {phases}", o / m, format!("<={target}"));
+    }
+    let peak = rss.iter().copied().fold(0, u64::max);
+    println!("supervisor peak RSS (VmHWM) while supervising: {:.1} MB (target <= 20 MB)", peak as f64 / 1024.0);
+}
+
+fn tempdir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix("pgrepl-bench").tempdir_in("/tmp").expect("tempdir");
+    std::fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    d
+}
+
+/// One `pgrepl up --detach`: wall seconds, the phases line, and the
+/// supervisor's peak RSS in kB after a replica crash and restart.
+fn run_pgrepl(replicas: usize, port: u16) -> (f64, String, u64) {
+    let d = tempdir();
+    let mut toml = "[cluster]\nname = \"bench\"\n[replication]\npassword_file = \"pw\"\n".to_string();
+    for i in 0..=replicas {
+        toml.push_str(&format!("[[node]]\nname = \"n{i}\"\nport = {}\n", port + i as u16));
+    }
+    std::fs::write(d.path().join("pgrepl.toml"), toml).expect("config");
+    std::fs::write(d.path().join("pw"), "bench-password\n").expect("pw");
+    let pgrepl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+            .arg("-c")
+            .arg(d.path().join("pgrepl.toml"))
+            .args(args)
+            .output()
+            .expect("pgrepl")
+    };
+    let t = Instant::now();
+    let out = pgrepl(&["up", "--detach"]);
+    let secs = t.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "pgrepl up failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let phases = text.lines().find_map(|l| l.split_once("timings: ").map(|(_, r)| r.to_string())).unwrap_or_default();
+    // Exercise the supervisor: status queries, then a replica crash it must handle.
+    for _ in 0..5 {
+        pgrepl(&["status", "--json"]);
+    }
+    let data = d.path().join("data");
+    let victim = pid_of(&data.join("n1/postmaster.pid"));
+    let _ = Command::new("kill").args(["-9", &victim.to_string()]).status();
+    wait(Duration::from_secs(60), || {
+        pid_of(&data.join("n1/postmaster.pid")) != victim
+            && String::from_utf8_lossy(&pgrepl(&["status", "--json"]).stdout).matches("\"streaming\"").count()
+                == replicas
+    });
+    let sup = pid_of(&data.join("pgrepl.pid"));
+    let status = std::fs::read_to_string(format!("/proc/{sup}/status")).unwrap_or_default();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    pgrepl(&["down"]);
+    (secs, phases, peak)
+}
+
+fn pid_of(path: &Path) -> i32 {
+    std::fs::read_to_string(path).ok().and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok())).unwrap_or(0)
+}
+
+/// Poll a condition with a deadline.
+fn wait(timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "benchmark condition timed out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The seeds' procedure, sequential, as a person would script it.
+fn run_manual(bin: &PgBin, runas: &RunAs, replicas: usize, port: u16) -> f64 {
+    let d = tempdir();
+    // The manual procedure runs everything as the OS user, as the seeds do.
+    runas.chown(d.path()).expect("chown");
+    let run = |prog: &str, args: &[&str]| {
+        let mut c = Command::new(bin.program(prog));
+        c.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        runas.apply(&mut c);
+        let o = c.output().expect(prog);
+        assert!(o.status.success(), "{prog} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let dir = |name: &str| -> PathBuf { d.path().join(name) };
+    let s = |p: &PathBuf| p.to_string_lossy().into_owned();
+    let sock = s(&d.path().to_path_buf());
+    let t = Instant::now();
+    let primary = dir("primary");
+    run("initdb", &["-D", &s(&primary)]);
+    append(
+        &primary.join("postgresql.conf"),
+        &format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{sock}'\nwal_level = replica\nmax_wal_senders = {}\nwal_keep_size = '160MB'\n",
+            3 + 2 * replicas
+        ),
+    );
+    append(&primary.join("pg_hba.conf"), "host replication replicator 127.0.0.1/32 trust\n");
+    run("pg_ctl", &["-D", &s(&primary), "-l", &s(&dir("primary.log")), "-w", "start"]);
+    run(
+        "psql",
+        &[
+            "-h",
+            &sock,
+            "-p",
+            &port.to_string(),
+            "-d",
+            "postgres",
+            "-qc",
+            "CREATE ROLE replicator WITH REPLICATION LOGIN",
+        ],
+    );
+    for i in 1..=replicas {
+        let r = dir(&format!("replica{i}"));
+        run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "replicator",
+                "-D",
+                &s(&r),
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-R",
+            ],
+        );
+        append(&r.join("postgresql.conf"), &format!("port = {}\n", port + i as u16));
+        run("pg_ctl", &["-D", &s(&r), "-l", &s(&dir(&format!("replica{i}.log"))), "-w", "start"]);
+    }
+    wait(Duration::from_secs(60), || {
+        let mut c = Command::new(bin.program("psql"));
+        c.args([
+            "-h",
+            &sock,
+            "-p",
+            &port.to_string(),
+            "-d",
+            "postgres",
+            "-tAc",
+            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+        ]);
+        runas.apply(&mut c);
+        c.output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == replicas.to_string()).unwrap_or(false)
+    });
+    let secs = t.elapsed().as_secs_f64();
+    for i in (1..=replicas).rev() {
+        run("pg_ctl", &["-D", &s(&dir(&format!("replica{i}"))), "-m", "fast", "-w", "stop"]);
+    }
+    run("pg_ctl", &["-D", &s(&primary), "-m", "fast", "-w", "stop"]);
+    secs
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("open conf");
+    f.write_all(text.as_bytes()).expect("append");
+}
