@@ -4,4 +4,5 @@ mod harness;
 
 mod bad_config;
 mod lifecycle;
+mod multihost;
 mod refusals;
