@@ -41,6 +41,10 @@ impl Layout {
     pub fn ready_file(&self) -> PathBuf {
         self.run_dir().join("ready")
     }
+    /// Names of the nodes the running supervisor manages, one per line.
+    pub fn supervised_file(&self) -> PathBuf {
+        self.run_dir().join("supervised")
+    }
     /// Present while the user wants `node` stopped (`pgrepl down NODE`).
     pub fn stop_marker(&self, node: &str) -> PathBuf {
         self.run_dir().join(format!("{node}.stopped"))

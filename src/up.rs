@@ -52,6 +52,8 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     }
     prepare_root(&ctx)?;
     let _lock = lock::acquire(&ctx.layout)?;
+    let names: Vec<&str> = selected.iter().map(|n| n.name.as_str()).collect();
+    crate::fsutil::write_atomic(&ctx.layout.supervised_file(), names.join("\n").as_bytes(), 0o644)?;
     let sup = Supervisor::new(ctx.clone(), &selected, out.clone());
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Other(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Other(e.to_string()))?;
@@ -299,6 +301,16 @@ fn reconcile(ctx: &Ctx, sup: &Supervisor) {
 /// A supervisor already runs this data root: ask it to start the selected
 /// nodes, and wait for them like a fresh `up` would.
 async fn attach(ctx: &Ctx, pid: i32, selected: &[Node], out: &Output) -> Result<()> {
+    let managed = std::fs::read_to_string(ctx.layout.supervised_file()).unwrap_or_default();
+    let managed: Vec<&str> = managed.lines().collect();
+    let missing: Vec<&str> = selected.iter().map(|n| n.name.as_str()).filter(|n| !managed.contains(n)).collect();
+    if !missing.is_empty() {
+        return Err(Error::Usage(format!(
+            "a supervisor (pid {pid}) already runs this data root but manages only {}; it cannot take on {} while running. Run `pgrepl down`, then `pgrepl up` with every node this host should run",
+            managed.join(", "),
+            missing.join(", ")
+        )));
+    }
     out.info(format!("a supervisor is already running (pid {pid}); asking it to start anything stopped"));
     for n in selected {
         let _ = std::fs::remove_file(ctx.layout.stop_marker(&n.name));

@@ -37,6 +37,8 @@ impl Locator<'_> {
 struct Problems<'a> {
     loc: Locator<'a>,
     list: Vec<String>,
+    /// Non-fatal remarks, reported when the command runs.
+    warnings: Vec<String>,
 }
 
 impl Problems<'_> {
@@ -57,7 +59,7 @@ pub fn parse(path: &Path, src: &str) -> Result<Config> {
         Error::Config { problems: vec![format!("{where_}: {}", e.message().trim())] }
     })?;
     let base = base_dir(path);
-    let mut p = Problems { loc, list: Vec::new() };
+    let mut p = Problems { loc, list: Vec::new(), warnings: Vec::new() };
     let cfg = build(&raw, &base, path, &mut p);
     // Report in file order, whatever order the checks ran in.
     p.list.sort_by_key(|m| position(m));
@@ -90,17 +92,16 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
 }
 
 fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config {
-    let mut warnings = Vec::new();
     let name = raw.cluster.name.get_ref().clone();
     if !is_simple_name(&name) {
         p.push(&raw.cluster.name, "cluster name must be letters, digits, `-` or `_`");
     }
     let data_root = resolve(base, raw.cluster.data_root.as_ref().map_or("data", |s| s.get_ref()));
     let os_user = raw.cluster.os_user.as_ref().map_or("postgres", |s| s.get_ref()).to_string();
-    let replication = replication(&raw.replication, base, p, &mut warnings);
+    let replication = replication(&raw.replication, base, p);
     let nodes = nodes(raw, base, &data_root, p);
     let databases = databases(&raw.database, base, p);
-    let hba = hba(&raw.hba, p, &mut warnings);
+    let hba = hba(&raw.hba, p);
     let postgresql = postgresql(&raw.postgresql, p);
     let supervisor = Supervisor {
         start_timeout: duration(&raw.supervisor.start_timeout, "60s", p),
@@ -119,7 +120,7 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
         databases,
         hba,
         supervisor,
-        warnings,
+        warnings: std::mem::take(&mut p.warnings),
     }
 }
 
@@ -153,6 +154,17 @@ fn read_secret_file(base: &Path, s: &Spanned<String>, what: &str, p: &mut Proble
                 p.push(s, format!("{what} file {} is empty; put the password on its first line", path.display()));
                 None
             } else {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path).map_or(0, |m| m.permissions().mode());
+                if mode & 0o077 != 0 {
+                    let at = p.loc.at(s.span());
+                    p.warnings.push(format!(
+                        "{at}: {what} file {} is readable by other users (mode {:o}); `chmod 600 {}`",
+                        path.display(),
+                        mode & 0o777,
+                        path.display()
+                    ));
+                }
                 Some(Secret::new(pw))
             }
         }
@@ -166,7 +178,7 @@ fn read_secret_file(base: &Path, s: &Spanned<String>, what: &str, p: &mut Proble
     }
 }
 
-fn replication(r: &file::Replication, base: &Path, p: &mut Problems, warnings: &mut Vec<String>) -> Replication {
+fn replication(r: &file::Replication, base: &Path, p: &mut Problems) -> Replication {
     let user = r.user.as_ref().map_or("replicator", |s| s.get_ref()).to_string();
     if let Some(u) = &r.user {
         if !is_identifier(&user) {
@@ -188,7 +200,7 @@ fn replication(r: &file::Replication, base: &Path, p: &mut Problems, warnings: &
             }
         },
         (_, _, Some(lit)) => {
-            warnings.push(format!(
+            p.warnings.push(format!(
                 "{}: a literal replication password is in the config file; prefer password_file (mode 0600) or password_env",
                 p.loc.at(lit.span())
             ));
@@ -372,7 +384,7 @@ fn databases(raw: &[file::Database], base: &Path, p: &mut Problems) -> Vec<Datab
     out
 }
 
-fn hba(raw: &[Spanned<file::Hba>], p: &mut Problems, warnings: &mut Vec<String>) -> Vec<HbaRule> {
+fn hba(raw: &[Spanned<file::Hba>], p: &mut Problems) -> Vec<HbaRule> {
     const METHODS: &[&str] = &[
         "trust",
         "reject",
@@ -405,7 +417,7 @@ fn hba(raw: &[Spanned<file::Hba>], p: &mut Problems, warnings: &mut Vec<String>)
             p.push(h, format!("hba method `{}` is not one PostgreSQL knows (use scram-sha-256)", r.method));
         }
         if r.method == "trust" {
-            warnings.push(format!(
+            p.warnings.push(format!(
                 "{}: hba rule uses `trust`: anyone matching it connects without a password",
                 p.loc.at(h.span())
             ));
