@@ -4,9 +4,9 @@
 //!
 //! Lag, everywhere: bytes are the primary's current WAL position minus the
 //! replica's write/flush/replay position from `pg_stat_replication`;
-//! seconds are that view's `*_lag`. When the view's value is NULL and the
-//! replica has everything (0 bytes behind), the lag is 0 s; otherwise an
-//! unknown value is `null`, never 0.
+//! seconds are that view's `*_lag`, except that a replica 0 bytes behind
+//! has 0 s of lag (the view shows stale values, then NULL, once WAL stops).
+//! An unknown value is `null`, never 0.
 
 use std::sync::Arc;
 
@@ -140,11 +140,9 @@ pub fn lag(current: Option<Lsn>, at: Option<Lsn>, view_secs: Option<f64>) -> (Op
         (Some(c), Some(a)) => Some(c.bytes_since(a).unwrap_or(0)),
         _ => None,
     };
-    let secs = match (view_secs, bytes) {
-        (Some(s), _) => Some(s),
-        (None, Some(0)) => Some(0.0),
-        _ => None,
-    };
+    // Caught up means no lag, whatever the view still shows: it keeps the
+    // last measured value for a while after WAL stops, then turns NULL.
+    let secs = if bytes == Some(0) { Some(0.0) } else { view_secs };
     (bytes, secs)
 }
 
@@ -302,6 +300,12 @@ mod tests {
     fn idle_caught_up_replica_has_zero_lag_not_unknown() {
         let l: Lsn = "0/3000148".parse().unwrap();
         assert_eq!(lag(Some(l), Some(l), None), (Some(0), Some(0.0)));
+    }
+
+    #[test]
+    fn caught_up_replica_ignores_the_views_stale_seconds() {
+        let l: Lsn = "0/3000148".parse().unwrap();
+        assert_eq!(lag(Some(l), Some(l), Some(0.101)), (Some(0), Some(0.0)));
     }
 
     #[test]
