@@ -34,7 +34,9 @@ fn address(host: &str) -> String {
 /// Loopback plus each node's host, without repeats.
 fn tcp_addresses(p: &HbaPlan) -> Vec<String> {
     let mut out = vec!["127.0.0.1/32".to_string(), "::1/128".to_string()];
-    for h in &p.node_hosts {
+    // "localhost" is already covered by the loopback lines, and as a
+    // hostname rule it would cost a DNS lookup per connection.
+    for h in p.node_hosts.iter().filter(|h| **h != "localhost") {
         let a = address(h);
         if !out.contains(&a) {
             out.push(a);

@@ -180,3 +180,31 @@ fn killing_pgrepl_mid_clone_never_starts_the_half_copy() {
         .count();
     assert_eq!(basebackups, 0, "a pg_basebackup of the killed clone is still running");
 }
+
+#[test]
+fn foreground_supervisor_prefixes_logs_and_sigterm_stops_replicas_then_primary() {
+    let c = Cluster::new(1);
+    let log = c.path("fg.log");
+    let mut fg = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .arg("-c")
+        .arg(c.config())
+        .arg("up")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("cluster up in the foreground", T, || c.path("data/run/ready").exists());
+    assert!(c.streaming("pg-2"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(fg.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = fg.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        out.lines().any(|l| l.starts_with("[pg-1]") && l.contains("database system is ready to accept connections")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("[pg-2]") && l.contains("started streaming WAL")), "{out}");
+    let replica_stopped = out.find("[pgrepl] pg-2: stopped").expect("pg-2 stop line");
+    let primary_stopped = out.find("[pgrepl] pg-1: stopped").expect("pg-1 stop line");
+    assert!(replica_stopped < primary_stopped, "the primary stopped before its replica:\n{out}");
+    assert!(c.processes().is_empty(), "processes left: {:?}", c.processes());
+}
