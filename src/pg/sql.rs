@@ -18,18 +18,9 @@ pub async fn connect_socket(
     user: &str,
     dbname: &str,
 ) -> Result<Client, tokio_postgres::Error> {
-    let mut c = tokio_postgres::Config::new();
-    c.host_path(socket_dir)
-        .port(port)
-        .user(user)
-        .dbname(dbname)
-        .application_name("pgrepl")
-        .connect_timeout(Duration::from_secs(5));
-    let (client, conn) = c.connect(NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
+    let mut c = base_config(port, user, dbname);
+    c.host_path(socket_dir);
+    connect(c).await
 }
 
 /// Connect over TCP with a password (for nodes on other hosts).
@@ -40,14 +31,19 @@ pub async fn connect_tcp(
     password: &Secret,
     dbname: &str,
 ) -> Result<Client, tokio_postgres::Error> {
+    let mut c = base_config(port, user, dbname);
+    c.host(host).password(password.expose());
+    connect(c).await
+}
+
+fn base_config(port: u16, user: &str, dbname: &str) -> tokio_postgres::Config {
     let mut c = tokio_postgres::Config::new();
-    c.host(host)
-        .port(port)
-        .user(user)
-        .password(password.expose())
-        .dbname(dbname)
-        .application_name("pgrepl")
-        .connect_timeout(Duration::from_secs(3));
+    c.port(port).user(user).dbname(dbname).application_name("pgrepl").connect_timeout(Duration::from_secs(5));
+    c
+}
+
+/// Connect and drive the connection on its own task.
+async fn connect(c: tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) = c.connect(NoTls).await?;
     tokio::spawn(async move {
         let _ = conn.await;
