@@ -57,11 +57,31 @@ pub enum Command {
         /// Only these nodes.
         nodes: Vec<String>,
     },
-    /// Show every node: role, state, LSNs, replication and lag.
+    /// Show every node: role, state, LSNs, replication, lag, slots and health.
     Status {
-        /// Machine-readable JSON (stable; see README).
+        /// Machine-readable JSON (stable; see docs/status.md).
         #[arg(long)]
         json: bool,
+        /// Refresh in place until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Refresh interval for --watch.
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        interval: std::time::Duration,
+    },
+    /// One-line health check with Nagios exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check,
+    /// Watch the cluster: a summary line per interval (or one JSON report per line).
+    Monitor {
+        /// Time between reports.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        interval: std::time::Duration,
+        /// One JSON report per line (see docs/status.md).
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many reports.
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Open psql on a node as the superuser, or run it with ARGS.
     Psql {
@@ -71,6 +91,10 @@ pub enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+}
+
+fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    crate::units::parse_duration(s)
 }
 
 fn load(cli: &Cli) -> Result<std::sync::Arc<Ctx>> {
@@ -84,7 +108,14 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Command::Init { nodes, port, name, dir } = &cli.command {
         return crate::init::run(dir, &crate::init::InitOptions { nodes: *nodes, port: *port, name: name.clone() });
     }
-    let ctx = load(&cli)?;
+    let ctx = match (&cli.command, load(&cli)) {
+        // Monitoring systems read stdout: a check that cannot run is UNKNOWN.
+        (Command::Check, Err(e)) => {
+            eprintln!("pgrepl: error: {e}");
+            return Err(crate::observe::unknown(&e));
+        }
+        (_, r) => r?,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -97,15 +128,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 crate::up::run(ctx, crate::up::UpOptions { nodes, detach, reclone, supervise_child }).await
             }
             Command::Down { nodes } => crate::down::run(&ctx, &nodes).await,
-            Command::Status { json } => {
-                let s = crate::status::gather(&ctx).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&s).map_err(|e| Error::Other(e.to_string()))?);
-                } else {
-                    print!("{}", crate::status::render_table(&s));
-                }
-                Ok(())
-            }
+            Command::Status { json, watch, interval } => crate::observe::status(&ctx, json, watch, interval).await,
+            Command::Check => crate::observe::check(&ctx).await,
+            Command::Monitor { interval, json, count } => crate::observe::monitor(&ctx, json, interval, count).await,
             Command::Psql { node, args } => crate::psql::run(&ctx, &node, &args),
         }
     })

@@ -30,6 +30,12 @@ pub struct File {
     /// `[supervisor]`: start/stop/restart timings.
     #[serde(default)]
     pub supervisor: Supervisor,
+    /// `[monitor]`: snapshot interval and health thresholds.
+    #[serde(default)]
+    pub monitor: Monitor,
+    /// `[api]`: the per-node HTTP health API.
+    #[serde(default)]
+    pub api: Api,
 }
 
 /// `[cluster]`.
@@ -82,6 +88,8 @@ pub struct Node {
     pub role: Option<Spanned<String>>,
     /// Data directory; default `<data_root>/<name>`.
     pub data_dir: Option<Spanned<String>>,
+    /// Port of this node's HTTP health API; default `port + 10000`.
+    pub api_port: Option<Spanned<i64>>,
 }
 
 /// `[[database]]`.
@@ -126,4 +134,30 @@ pub struct Supervisor {
     pub stop_timeout: Option<Spanned<String>>,
     /// Ceiling of the restart backoff. Default `30s`.
     pub restart_backoff_max: Option<Spanned<String>>,
+}
+
+/// `[monitor]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitor {
+    /// How often the supervisor's monitor task takes a snapshot. Default `1s`.
+    pub interval: Option<Spanned<String>>,
+    /// Replay lag (time) that makes a replica WARNING. Default `60s`.
+    pub warn_lag: Option<Spanned<String>>,
+    /// Replay lag (time) that makes a replica CRITICAL. Default `300s`.
+    pub crit_lag: Option<Spanned<String>>,
+    /// Recovery conflicts on a standby that make it WARNING. Default 100.
+    pub warn_conflicts: Option<Spanned<i64>>,
+    /// WAL a slot may hold back before it is CRITICAL. Default `1GB`.
+    pub crit_slot_retained: Option<Spanned<String>>,
+}
+
+/// `[api]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Address the per-node listeners bind to. Default `127.0.0.1`.
+    pub listen: Option<Spanned<String>>,
+    /// Serve the API at all. Default true.
+    pub enabled: Option<bool>,
 }

@@ -108,6 +108,10 @@ pub struct Config {
     pub hba: Vec<HbaRule>,
     /// `[supervisor]` timings.
     pub supervisor: Supervisor,
+    /// `[monitor]` interval and thresholds.
+    pub monitor: Monitor,
+    /// `[api]` settings.
+    pub api: Api,
     /// Non-fatal remarks (for example a literal password in the file).
     pub warnings: Vec<String>,
 }
@@ -134,6 +138,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// Line of the node's `name` key, for messages that point at the config.
     pub line: usize,
+    /// Port of the node's HTTP health API.
+    pub api_port: u16,
 }
 
 /// One `[[database]]`, resolved.
@@ -162,6 +168,24 @@ pub struct Supervisor {
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
     pub restart_backoff_max: Duration,
+}
+
+/// `[monitor]`: how often the supervisor snapshots the cluster, and the
+/// thresholds of `check`, `monitor` and the health verdicts.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    pub interval: Duration,
+    pub warn_lag: Duration,
+    pub crit_lag: Duration,
+    pub warn_conflicts: u64,
+    pub crit_slot_retained: ByteSize,
+}
+
+/// `[api]`: where the per-node HTTP listeners bind.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub listen: String,
+    pub enabled: bool,
 }
 
 impl Config {

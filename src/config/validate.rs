@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::file;
-use super::{Config, Database, HbaRule, Node, Replication, Role, Secret, Supervisor};
+use super::{Api, Config, Database, HbaRule, Monitor, Node, Replication, Role, Secret, Supervisor};
 use crate::error::{Error, Result};
 use crate::units::{parse_duration, ByteSize};
 
@@ -108,6 +108,34 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
         stop_timeout: duration(&raw.supervisor.stop_timeout, "60s", p),
         restart_backoff_max: duration(&raw.supervisor.restart_backoff_max, "30s", p),
     };
+    let m = &raw.monitor;
+    let monitor = Monitor {
+        interval: duration(&m.interval, "1s", p),
+        warn_lag: duration(&m.warn_lag, "60s", p),
+        crit_lag: duration(&m.crit_lag, "300s", p),
+        warn_conflicts: match &m.warn_conflicts {
+            None => 100,
+            Some(v) => u64::try_from(*v.get_ref()).unwrap_or_else(|_| {
+                p.push(v, "warn_conflicts must be zero or more");
+                0
+            }),
+        },
+        crit_slot_retained: size(&m.crit_slot_retained, "1GB", p),
+    };
+    if monitor.interval.is_zero() {
+        if let Some(i) = &m.interval {
+            p.push(i, "the monitor interval must be more than 0");
+        }
+    }
+    if monitor.warn_lag > monitor.crit_lag {
+        p.push_plain(
+            "[monitor] warn_lag is larger than crit_lag; a replica would be critical before it is warned about",
+        );
+    }
+    let api = Api {
+        listen: raw.api.listen.as_ref().map_or("127.0.0.1", |l| l.get_ref()).to_string(),
+        enabled: raw.api.enabled.unwrap_or(true),
+    };
     Config {
         path: path.to_path_buf(),
         cluster_name: name,
@@ -120,6 +148,8 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
         databases,
         hba,
         supervisor,
+        monitor,
+        api,
         warnings: std::mem::take(&mut p.warnings),
     }
 }
@@ -140,6 +170,16 @@ fn duration(v: &Option<Spanned<String>>, default: &str, p: &mut Problems) -> Dur
         Some(s) => parse_duration(s.get_ref()).unwrap_or_else(|e| {
             p.push(s, e);
             Duration::ZERO
+        }),
+    }
+}
+
+fn size(v: &Option<Spanned<String>>, default: &str, p: &mut Problems) -> ByteSize {
+    match v {
+        None => ByteSize::parse(default).unwrap_or(ByteSize(0)),
+        Some(s) => ByteSize::parse(s.get_ref()).unwrap_or_else(|e| {
+            p.push(s, e);
+            ByteSize(0)
         }),
     }
 }
@@ -211,13 +251,7 @@ fn replication(r: &file::Replication, base: &Path, p: &mut Problems) -> Replicat
             None
         }
     };
-    let wal_keep_size = match &r.wal_keep_size {
-        None => ByteSize(160 << 20),
-        Some(s) => ByteSize::parse(s.get_ref()).unwrap_or_else(|e| {
-            p.push(s, e);
-            ByteSize(0)
-        }),
-    };
+    let wal_keep_size = size(&r.wal_keep_size, "160MB", p);
     let max_wal_senders = r.max_wal_senders.as_ref().and_then(|m| match u32::try_from(*m.get_ref()) {
         Ok(v) if v >= 1 => Some(v),
         _ => {
@@ -251,6 +285,7 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
     let mut addrs: HashMap<(String, i64), String> = HashMap::new();
     let mut dirs: HashMap<PathBuf, String> = HashMap::new();
     let mut primaries = Vec::new();
+    let mut api_ports: Vec<(u16, String, Range<usize>)> = Vec::new();
     for n in &raw.node {
         let name = n.name.get_ref().clone();
         let line = p.loc.line_col(n.name.span().start).0;
@@ -301,6 +336,21 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
                 data_dir.display()
             ));
         }
+        let api_port = match &n.api_port {
+            Some(a) if (1..32768).contains(a.get_ref()) => *a.get_ref() as u16,
+            Some(a) => {
+                p.push(a, format!("api_port {} must be between 1 and 32767", a.get_ref()));
+                0
+            }
+            None if (1..=22767).contains(&port) => port as u16 + 10000,
+            None => {
+                p.push(&n.port, format!("node `{name}` needs an api_port: the default (port + 10000 = {}) would be in the ephemeral range; set api_port below 32768", port + 10000));
+                0
+            }
+        };
+        if api_port != 0 {
+            api_ports.push((api_port, name.clone(), n.api_port.as_ref().map_or_else(|| n.name.span(), |a| a.span())));
+        }
         let role = match &n.role {
             None => None,
             Some(r) => match r.get_ref().as_str() {
@@ -316,9 +366,31 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
             primaries.push(n);
         }
         out.push((
-            Node { name, host, port: port.clamp(0, 65535) as u16, bootstrap_role: Role::Replica, data_dir, line },
+            Node {
+                name,
+                host,
+                port: port.clamp(0, 65535) as u16,
+                bootstrap_role: Role::Replica,
+                data_dir,
+                line,
+                api_port,
+            },
             role,
         ));
+    }
+    let node_ports: Vec<(i64, &String)> = raw.node.iter().map(|n| (*n.port.get_ref(), n.name.get_ref())).collect();
+    for (i, (port, name, span)) in api_ports.iter().enumerate() {
+        let clash = api_ports[..i]
+            .iter()
+            .map(|(p, n, _)| (*p as i64, n))
+            .chain(node_ports.iter().map(|(p, n)| (*p, *n)))
+            .find(|(p, _)| *p == *port as i64);
+        if let Some((_, other)) = clash {
+            p.list.push(format!(
+                "{}: node `{name}`'s api_port {port} is already used by node `{other}`; set api_port to a free port",
+                p.loc.at(span.clone())
+            ));
+        }
     }
     match primaries.len() {
         1 => {}

@@ -1,0 +1,117 @@
+//! The observing commands: `status [--json] [--watch]`, `check` (Nagios
+//! plugin conventions) and `monitor` (continuous, human or JSON lines).
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::health::{self, Level, Report, Thresholds};
+use crate::report;
+use crate::status::gather::Gatherer;
+use crate::status::{table, ClusterStatus};
+
+/// `status --json`: the snapshot plus its health verdict.
+#[derive(Debug, Serialize)]
+pub struct StatusDocument<'a> {
+    #[serde(flatten)]
+    pub status: &'a ClusterStatus,
+    pub health: &'a Report,
+}
+
+fn json<T: Serialize>(v: &T, pretty: bool) -> Result<String> {
+    let r = if pretty { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) };
+    r.map_err(|e| Error::Other(e.to_string()))
+}
+
+/// `pgrepl status`.
+pub async fn status(ctx: &Arc<Ctx>, as_json: bool, watch: bool, interval: Duration) -> Result<()> {
+    let g = Gatherer::new(ctx.clone());
+    let t = Thresholds::from(&ctx.cfg.monitor);
+    loop {
+        let s = g.gather().await?;
+        let h = health::evaluate(&s, &t);
+        let text = if as_json {
+            json(&StatusDocument { status: &s, health: &h }, true)? + "\n"
+        } else {
+            table::render(&s, &h)
+        };
+        if watch && std::io::stdout().is_terminal() {
+            // Redraw in place: home, clear screen.
+            print!("\x1b[H\x1b[2J{text}");
+        } else {
+            print!("{text}");
+        }
+        let _ = std::io::stdout().flush();
+        if !watch {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+/// `pgrepl check`: one line, Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+pub async fn check(ctx: &Arc<Ctx>) -> Result<()> {
+    let s = Gatherer::new(ctx.clone()).gather().await.map_err(|e| unknown(&e))?;
+    let m = &ctx.cfg.monitor;
+    let h = health::evaluate(&s, &Thresholds::from(m));
+    let r = report::build(&s, &h);
+    let detail = if r.problems.is_empty() { report::one_line(&r) } else { r.problems.join("; ") };
+    let perf = format!(
+        "max_lag={}s;{};{} streaming={};;;0;{}",
+        r.summary.max_lag_seconds.map_or("U".into(), |l| format!("{l:.3}")),
+        m.warn_lag.as_secs_f64(),
+        m.crit_lag.as_secs_f64(),
+        r.primary.as_ref().map_or(0, |p| p.active_replicas),
+        r.summary.total_standbys
+    );
+    println!("PGREPL {} - {detail} | {perf}", h.level.nagios());
+    match h.level {
+        Level::Healthy => Ok(()),
+        Level::Warning => Err(Error::Exit(1)),
+        Level::Critical => Err(Error::Exit(2)),
+    }
+}
+
+/// Print the Nagios UNKNOWN line for an error and turn it into exit 3.
+pub fn unknown(e: &Error) -> Error {
+    println!("PGREPL UNKNOWN - {}", e.to_string().replace('\n', " "));
+    Error::Exit(3)
+}
+
+/// `pgrepl monitor`.
+pub async fn monitor(ctx: &Arc<Ctx>, as_json: bool, interval: Duration, count: Option<u64>) -> Result<()> {
+    let g = Gatherer::new(ctx.clone());
+    let t = Thresholds::from(&ctx.cfg.monitor);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        let s = g.gather().await?;
+        let h = health::evaluate(&s, &t);
+        let r = report::build(&s, &h);
+        if as_json {
+            println!("{}", json(&r, false)?);
+        } else {
+            println!("{} {:<8} {}", r.timestamp, h.level.nagios(), report::one_line(&r));
+            for p in &r.problems {
+                println!("    {p}");
+            }
+        }
+        let _ = std::io::stdout().flush();
+        n += 1;
+        if count.is_some_and(|c| n >= c) {
+            return Ok(());
+        }
+    }
+}

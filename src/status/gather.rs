@@ -1,0 +1,257 @@
+//! Gathering a [`ClusterStatus`]: every node is asked in parallel, local
+//! nodes over their socket as the superuser, nodes on other hosts over TCP
+//! as the replication role. A [`Gatherer`] keeps its connections between
+//! snapshots, so a monitor loop costs a few queries, not new backends.
+
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tokio_postgres::Client;
+
+use super::{lag, now_unix, rfc3339, ClusterStatus, Conflicts, Lag, NodeStatus, Replication, SlotStatus};
+use crate::config::Node;
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::pg::datadir;
+
+/// Takes snapshots, reusing connections.
+pub struct Gatherer {
+    ctx: Arc<Ctx>,
+    conns: Vec<Arc<Mutex<Option<Client>>>>,
+}
+
+/// What one node said about itself (and, on a primary, its replicas and slots).
+struct Raw {
+    standby: bool,
+    current: Option<Lsn>,
+    received: Option<Lsn>,
+    replayed: Option<Lsn>,
+    timeline: Option<i32>,
+    replay_ts: Option<f64>,
+    receiver: Option<String>,
+    conflicts: Conflicts,
+    rows: Vec<Row>,
+    slots: Vec<SlotStatus>,
+}
+
+/// One `pg_stat_replication` row.
+struct Row {
+    app: String,
+    state: Option<String>,
+    sync_state: Option<String>,
+    lsns: [Option<Lsn>; 4],
+    secs: [Option<f64>; 3],
+}
+
+const NODE_SQL: &str = "
+WITH c AS (SELECT coalesce(sum(confl_tablespace), 0)::int8 AS t, coalesce(sum(confl_lock), 0)::int8 AS l,
+                  coalesce(sum(confl_snapshot), 0)::int8 AS s, coalesce(sum(confl_bufferpin), 0)::int8 AS b,
+                  coalesce(sum(confl_deadlock), 0)::int8 AS d
+           FROM pg_stat_database_conflicts),
+     w AS (SELECT status, received_tli FROM pg_stat_wal_receiver)
+SELECT pg_is_in_recovery(),
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
+       pg_last_wal_receive_lsn()::text,
+       pg_last_wal_replay_lsn()::text,
+       CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM w)
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+       extract(epoch FROM pg_last_xact_replay_timestamp())::float8,
+       (SELECT status FROM w),
+       c.t, c.l, c.s, c.b, c.d
+FROM c";
+
+const REPLICATION_SQL: &str = "
+SELECT application_name, state, sync_state, sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text,
+       extract(epoch FROM write_lag)::float8, extract(epoch FROM flush_lag)::float8, extract(epoch FROM replay_lag)::float8
+FROM pg_stat_replication";
+
+fn slots_sql(major: u32) -> String {
+    let (status, safe) = if major >= 13 { ("wal_status", "safe_wal_size") } else { ("NULL::text", "NULL::int8") };
+    format!(
+        "SELECT slot_name::text, active, {status}, (pg_current_wal_lsn() - restart_lsn)::int8, {safe}
+         FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name"
+    )
+}
+
+fn lsn(s: Option<String>) -> Option<Lsn> {
+    s.and_then(|s| s.parse().ok())
+}
+
+async fn query(c: &Client, major: u32) -> std::result::Result<Raw, tokio_postgres::Error> {
+    let r = c.query_one(NODE_SQL, &[]).await?;
+    let standby: bool = r.get(0);
+    let (t, l, s, b, d): (i64, i64, i64, i64, i64) = (r.get(7), r.get(8), r.get(9), r.get(10), r.get(11));
+    let mut raw = Raw {
+        standby,
+        current: lsn(r.get(1)),
+        received: lsn(r.get(2)),
+        replayed: lsn(r.get(3)),
+        timeline: r.get(4),
+        replay_ts: r.get(5),
+        receiver: r.get(6),
+        conflicts: Conflicts {
+            tablespace: t,
+            lock: l,
+            snapshot: s,
+            bufferpin: b,
+            deadlock: d,
+            total: t + l + s + b + d,
+        },
+        rows: Vec::new(),
+        slots: Vec::new(),
+    };
+    if !standby {
+        for r in c.query(REPLICATION_SQL, &[]).await? {
+            raw.rows.push(Row {
+                app: r.get(0),
+                state: r.get(1),
+                sync_state: r.get(2),
+                lsns: [lsn(r.get(3)), lsn(r.get(4)), lsn(r.get(5)), lsn(r.get(6))],
+                secs: [r.get(7), r.get(8), r.get(9)],
+            });
+        }
+        for r in c.query(&slots_sql(major), &[]).await? {
+            let retained: Option<i64> = r.get(3);
+            raw.slots.push(SlotStatus {
+                slot: r.get(0),
+                active: r.get(1),
+                wal_status: r.get(2),
+                retained_bytes: retained.and_then(|v| u64::try_from(v).ok()),
+                safe_wal_size: r.get(4),
+            });
+        }
+    }
+    Ok(raw)
+}
+
+fn empty(node: &Node) -> NodeStatus {
+    NodeStatus {
+        name: node.name.clone(),
+        host: node.host.clone(),
+        port: node.port,
+        role: None,
+        state: "unreachable".into(),
+        pid: None,
+        timeline: None,
+        current_lsn: None,
+        received_lsn: None,
+        replayed_lsn: None,
+        last_replay_timestamp: None,
+        wal_receiver: None,
+        conflicts: None,
+        replication: None,
+        error: None,
+    }
+}
+
+/// Ask one node, reusing (or re-opening) its connection.
+async fn one(ctx: Arc<Ctx>, node: Node, conn: Arc<Mutex<Option<Client>>>) -> (NodeStatus, Option<Raw>) {
+    let mut st = empty(&node);
+    let local = node.data_dir.join("PG_VERSION").exists();
+    let mut guard = conn.lock().await;
+    if local {
+        match datadir::running_postmaster(&node.data_dir) {
+            None => {
+                st.state = "stopped".into();
+                *guard = None;
+                return (st, None);
+            }
+            Some(pf) => st.pid = Some(pf.pid),
+        }
+    }
+    if guard.as_ref().is_none_or(|c| c.is_closed()) {
+        let c = if local { ctx.connect(&node).await } else { ctx.connect_remote(&node).await };
+        match c {
+            Ok(c) => *guard = Some(c),
+            Err(e) => {
+                st.error = Some(e.to_string());
+                return (st, None);
+            }
+        }
+    }
+    let Some(client) = guard.as_ref() else { return (st, None) };
+    match query(client, ctx.bin.major).await {
+        Ok(raw) => {
+            st.state = "running".into();
+            st.role = Some(if raw.standby { "replica" } else { "primary" }.into());
+            st.timeline = raw.timeline;
+            st.current_lsn = raw.current;
+            st.received_lsn = raw.received;
+            st.replayed_lsn = raw.replayed;
+            st.last_replay_timestamp = raw.replay_ts.map(rfc3339);
+            st.wal_receiver = raw.receiver.clone();
+            st.conflicts = Some(raw.conflicts);
+            (st, Some(raw))
+        }
+        Err(e) => {
+            st.error = Some(Error::sql("querying", e).to_string());
+            *guard = None;
+            (st, None)
+        }
+    }
+}
+
+impl Gatherer {
+    /// A gatherer for every configured node (no connections yet).
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        let conns = ctx.cfg.nodes.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+        Gatherer { ctx, conns }
+    }
+
+    /// One snapshot of every node, asked in parallel.
+    pub async fn gather(&self) -> Result<ClusterStatus> {
+        let timestamp = rfc3339(now_unix());
+        let mut set = tokio::task::JoinSet::new();
+        for (i, n) in self.ctx.cfg.nodes.iter().enumerate() {
+            let (ctx, n, c) = (self.ctx.clone(), n.clone(), self.conns[i].clone());
+            set.spawn(async move { (i, one(ctx, n, c).await) });
+        }
+        let mut results = Vec::new();
+        while let Some(r) = set.join_next().await {
+            results.push(r.map_err(|e| Error::Other(format!("status task failed: {e}")))?);
+        }
+        results.sort_by_key(|r| r.0);
+        let (statuses, raws): (Vec<NodeStatus>, Vec<Option<Raw>>) = results.into_iter().map(|(_, r)| r).unzip();
+        let primary_raw = raws.iter().flatten().find(|r| !r.standby);
+        let nodes = statuses
+            .into_iter()
+            .map(|mut st| {
+                if let Some(p) = primary_raw {
+                    st.replication = p.rows.iter().find(|r| r.app == st.name).map(|row| replication(p.current, row));
+                }
+                st
+            })
+            .collect();
+        Ok(ClusterStatus {
+            cluster: self.ctx.cfg.cluster_name.clone(),
+            timestamp,
+            primary: self.ctx.current_primary().name.clone(),
+            nodes,
+            slots: primary_raw.map(|p| p.slots.clone()).unwrap_or_default(),
+        })
+    }
+}
+
+fn replication(current: Option<Lsn>, row: &Row) -> Replication {
+    let (sb, _) = lag(current, row.lsns[0], None);
+    let (wb, ws) = lag(current, row.lsns[1], row.secs[0]);
+    let (fb, fs) = lag(current, row.lsns[2], row.secs[1]);
+    let (rb, rs) = lag(current, row.lsns[3], row.secs[2]);
+    Replication {
+        state: row.state.clone(),
+        sync_state: row.sync_state.clone(),
+        sent_lsn: row.lsns[0],
+        write_lsn: row.lsns[1],
+        flush_lsn: row.lsns[2],
+        replay_lsn: row.lsns[3],
+        send_lag_bytes: sb,
+        lag_bytes: Lag { write: wb, flush: fb, replay: rb },
+        lag_seconds: Lag { write: ws, flush: fs, replay: rs },
+    }
+}
+
+/// One snapshot with fresh connections (for one-shot commands).
+pub async fn gather_once(ctx: &Arc<Ctx>) -> Result<ClusterStatus> {
+    Gatherer::new(ctx.clone()).gather().await
+}

@@ -1,0 +1,190 @@
+//! The status model: one snapshot of every node, its replication as the
+//! primary sees it, and the primary's slots. Gathering is in `gather`, the
+//! table in `table`; health verdicts are `health`'s.
+//!
+//! Lag, one definition everywhere (table, JSON, metrics, health): bytes are
+//! the primary's current WAL position minus the replica's write/flush/replay
+//! position from `pg_stat_replication`; seconds are that view's `*_lag`,
+//! except that a replica 0 bytes behind has 0 s of lag (the view shows stale
+//! values, then NULL, once WAL stops). An unknown value is `null`, never 0.
+
+pub mod gather;
+pub mod table;
+
+use serde::Serialize;
+
+use crate::lsn::Lsn;
+
+/// The whole cluster at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    /// When the snapshot was taken (RFC 3339, UTC).
+    pub timestamp: String,
+    /// The node pgrepl considers primary now.
+    pub primary: String,
+    pub nodes: Vec<NodeStatus>,
+    /// Physical slots on the observed primary.
+    pub slots: Vec<SlotStatus>,
+}
+
+/// One node.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// `primary` or `replica` as observed (`pg_is_in_recovery`), or null if unknown.
+    pub role: Option<String>,
+    /// `running`, `stopped` (local, no postmaster) or `unreachable`.
+    pub state: String,
+    pub pid: Option<i32>,
+    pub timeline: Option<i32>,
+    pub current_lsn: Option<Lsn>,
+    pub received_lsn: Option<Lsn>,
+    pub replayed_lsn: Option<Lsn>,
+    /// `pg_last_xact_replay_timestamp()` (RFC 3339), standbys only.
+    pub last_replay_timestamp: Option<String>,
+    /// The standby's own WAL receiver status (`streaming`, ...).
+    pub wal_receiver: Option<String>,
+    /// Recovery conflicts from `pg_stat_database_conflicts`, summed over databases.
+    pub conflicts: Option<Conflicts>,
+    /// As the primary sees this replica.
+    pub replication: Option<Replication>,
+    pub error: Option<String>,
+}
+
+/// Recovery conflicts by kind.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+pub struct Conflicts {
+    pub tablespace: i64,
+    pub lock: i64,
+    pub snapshot: i64,
+    pub bufferpin: i64,
+    pub deadlock: i64,
+    pub total: i64,
+}
+
+/// One `pg_stat_replication` row, with lag computed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Replication {
+    pub state: Option<String>,
+    pub sync_state: Option<String>,
+    pub sent_lsn: Option<Lsn>,
+    pub write_lsn: Option<Lsn>,
+    pub flush_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+    /// WAL the primary has not sent yet: current − sent_lsn.
+    pub send_lag_bytes: Option<u64>,
+    pub lag_bytes: Lag<u64>,
+    pub lag_seconds: Lag<f64>,
+}
+
+/// Lag of each kind; `None` is unknown.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+pub struct Lag<T> {
+    pub write: Option<T>,
+    pub flush: Option<T>,
+    pub replay: Option<T>,
+}
+
+/// One physical replication slot on the primary.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotStatus {
+    pub slot: String,
+    pub active: bool,
+    /// `reserved`, `extended`, `unreserved` or `lost` (PostgreSQL 13+).
+    pub wal_status: Option<String>,
+    /// WAL the slot holds back: current LSN − restart_lsn.
+    pub retained_bytes: Option<u64>,
+    /// Bytes that can still be written before the slot is lost (13+, with max_slot_wal_keep_size).
+    pub safe_wal_size: Option<i64>,
+}
+
+impl NodeStatus {
+    /// True when this node is a running, writable primary.
+    pub fn is_writable_primary(&self) -> bool {
+        self.state == "running" && self.role.as_deref() == Some("primary")
+    }
+
+    /// True when the node is a replica that streams: by the primary's view,
+    /// or (primary unreachable) by its own WAL receiver.
+    pub fn is_streaming_replica(&self) -> bool {
+        self.state == "running"
+            && self.role.as_deref() == Some("replica")
+            && match &self.replication {
+                Some(r) => r.state.as_deref() == Some("streaming"),
+                None => self.wal_receiver.as_deref() == Some("streaming"),
+            }
+    }
+}
+
+/// Lag of one kind: bytes from the primary's position; seconds from the
+/// view, but 0 when the replica is fully caught up.
+pub fn lag(current: Option<Lsn>, at: Option<Lsn>, view_secs: Option<f64>) -> (Option<u64>, Option<f64>) {
+    let bytes = match (current, at) {
+        (Some(c), Some(a)) => Some(c.bytes_since(a).unwrap_or(0)),
+        _ => None,
+    };
+    // Caught up means no lag, whatever the view still shows: it keeps the
+    // last measured value for a while after WAL stops, then turns NULL.
+    let secs = if bytes == Some(0) { Some(0.0) } else { view_secs };
+    (bytes, secs)
+}
+
+/// RFC 3339 UTC text for a Unix time in seconds.
+pub fn rfc3339(unix: f64) -> String {
+    let secs = unix.floor() as i64;
+    let millis = ((unix - secs as f64) * 1000.0).round().min(999.0) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Now, as Unix seconds.
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_caught_up_replica_has_zero_lag_not_unknown() {
+        let l: Lsn = "0/3000148".parse().unwrap();
+        assert_eq!(lag(Some(l), Some(l), None), (Some(0), Some(0.0)));
+    }
+
+    #[test]
+    fn caught_up_replica_ignores_the_views_stale_seconds() {
+        let l: Lsn = "0/3000148".parse().unwrap();
+        assert_eq!(lag(Some(l), Some(l), Some(0.101)), (Some(0), Some(0.0)));
+    }
+
+    #[test]
+    fn behind_with_null_view_is_unknown_seconds() {
+        let c: Lsn = "0/3000148".parse().unwrap();
+        let r: Lsn = "0/3000000".parse().unwrap();
+        assert_eq!(lag(Some(c), Some(r), None), (Some(0x148), None));
+        assert_eq!(lag(Some(c), None, None), (None, None));
+    }
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_340_775.5), "2026-11-22T09:46:15.500Z");
+        assert_eq!(rfc3339(951_782_400.0), "2000-02-29T00:00:00.000Z");
+    }
+}

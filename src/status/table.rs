@@ -1,0 +1,91 @@
+//! The human form of a status snapshot: one row per node, then the slots,
+//! then every problem with its reason.
+
+use super::ClusterStatus;
+use crate::health::{human, Level, Report};
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn table(rows: Vec<Vec<String>>) -> String {
+    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Render the table.
+pub fn render(s: &ClusterStatus, h: &Report) -> String {
+    let head = [
+        "NODE",
+        "ROLE",
+        "STATE",
+        "HEALTH",
+        "PID",
+        "PORT",
+        "TL",
+        "CURRENT",
+        "RECEIVED",
+        "REPLAYED",
+        "REPLICATION",
+        "LAG BYTES",
+        "LAG SEC",
+    ];
+    let mut rows = vec![head.map(String::from).to_vec()];
+    for n in &s.nodes {
+        let r = n.replication.as_ref();
+        let repl = r.map_or("-".into(), |r| format!("{}/{}", opt(&r.state), opt(&r.sync_state)));
+        let lag_b = r.map_or("-".into(), |r| r.lag_bytes.replay.map_or("unknown".into(), |b| b.to_string()));
+        let lag_s = r.map_or("-".into(), |r| r.lag_seconds.replay.map_or("unknown".into(), |s| format!("{s:.3}")));
+        let health = h.node(&n.name).map_or(Level::Healthy, |x| x.level);
+        rows.push(vec![
+            n.name.clone(),
+            n.role.clone().unwrap_or_else(|| "unknown".into()),
+            n.state.clone(),
+            format!("{health:?}").to_lowercase(),
+            opt(&n.pid),
+            n.port.to_string(),
+            opt(&n.timeline),
+            opt(&n.current_lsn),
+            opt(&n.received_lsn),
+            opt(&n.replayed_lsn),
+            repl,
+            lag_b,
+            lag_s,
+        ]);
+    }
+    let mut out = format!("cluster {} (primary: {}) at {}: {}\n", s.cluster, s.primary, s.timestamp, h.level.nagios());
+    out.push_str(&table(rows));
+    if !s.slots.is_empty() {
+        let mut rows = vec![["SLOT", "ACTIVE", "WAL STATUS", "RETAINED", "SAFE WAL SIZE"].map(String::from).to_vec()];
+        for sl in &s.slots {
+            rows.push(vec![
+                sl.slot.clone(),
+                sl.active.to_string(),
+                opt(&sl.wal_status),
+                sl.retained_bytes.map_or("-".into(), human),
+                sl.safe_wal_size.map_or("-".into(), |b| human(b.max(0) as u64)),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&table(rows));
+    }
+    let problems: Vec<String> = h
+        .cluster
+        .iter()
+        .cloned()
+        .chain(h.nodes.iter().flat_map(|n| n.reasons.iter().map(move |r| format!("{}: {r}", n.node))))
+        .collect();
+    if !problems.is_empty() {
+        out.push('\n');
+        for p in problems {
+            out.push_str(&format!("! {p}\n"));
+        }
+    }
+    out
+}
