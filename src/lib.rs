@@ -5,6 +5,7 @@
 //! (PostgreSQL programs, rendering, data dirs, SQL), `supervise` (process
 //! supervision), and one module per command (`up`, `down`, `status`, ...).
 
+pub mod api;
 pub mod bootstrap;
 pub mod cli;
 pub mod clone;
@@ -21,12 +22,14 @@ pub mod layout;
 pub mod local;
 pub mod lock;
 pub mod lsn;
+pub mod metrics;
 pub mod observe;
 pub mod os_user;
 pub mod pg;
 pub mod preflight;
 pub mod psql;
 pub mod report;
+pub mod snapshot;
 pub mod state;
 pub mod status;
 pub mod supervise;

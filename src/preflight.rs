@@ -58,6 +58,7 @@ pub async fn plan(ctx: &Ctx, selected: &[Node], reclone: &[String]) -> Result<Ve
         if datadir::running_postmaster(&node.data_dir).is_none() {
             check_port(ctx, node)?;
         }
+        check_api_port(ctx, node)?;
         out.push(NodePlan { node: node.clone(), role, action });
     }
     Ok(out)
@@ -79,12 +80,24 @@ fn check_socket_path(ctx: &Ctx) -> Result<()> {
 }
 
 fn check_port(ctx: &Ctx, node: &Node) -> Result<()> {
-    match TcpListener::bind((node.host.as_str(), node.port)) {
+    free(ctx, node, &node.host, node.port)
+}
+
+/// The node's health API port, which the supervisor will bind.
+fn check_api_port(ctx: &Ctx, node: &Node) -> Result<()> {
+    if ctx.cfg.api.enabled {
+        free(ctx, node, &ctx.cfg.api.listen, node.api_port)?;
+    }
+    Ok(())
+}
+
+fn free(ctx: &Ctx, node: &Node, host: &str, port: u16) -> Result<()> {
+    match TcpListener::bind((host, port)) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(Error::PortInUse {
             node: node.name.clone(),
-            host: node.host.clone(),
-            port: node.port,
+            host: host.to_string(),
+            port,
             config: ctx.cfg.node_location(node),
         }),
         // Not our address to bind (a host we do not have) is caught elsewhere.

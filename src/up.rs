@@ -74,6 +74,8 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     print_summary(&ctx, &selected, &out, started.elapsed());
     let parts: Vec<String> = timings.iter().map(|(k, v)| format!("{k}={v:.2}s")).collect();
     out.info(format!("timings: {} total={:.2}s", parts.join(" "), started.elapsed().as_secs_f64()));
+    let latest = crate::snapshot::spawn(ctx.clone(), sup.clone());
+    crate::api::serve(ctx.clone(), &selected, latest, out.clone()).await;
     crate::fsutil::write_atomic(&ctx.layout.ready_file(), std::process::id().to_string().as_bytes(), 0o644)?;
     loop {
         tokio::select! {

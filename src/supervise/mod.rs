@@ -10,6 +10,7 @@ pub mod output;
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -46,6 +47,7 @@ pub enum NodeState {
 struct Slot {
     desired: watch::Sender<Desired>,
     state: watch::Receiver<NodeState>,
+    restarts: Arc<AtomicU32>,
 }
 
 /// Handle to the running supervisor.
@@ -63,8 +65,9 @@ impl Supervisor {
             let (dtx, drx) = watch::channel(Desired::Stopped(StopMode::Fast));
             let (stx, srx) = watch::channel(NodeState::Stopped);
             let index = ctx.cfg.nodes.iter().position(|n| n.name == node.name).unwrap_or(0);
-            tokio::spawn(node_task(ctx.clone(), node.clone(), index, drx, stx, out.clone()));
-            slots.insert(node.name.clone(), Slot { desired: dtx, state: srx });
+            let restarts = Arc::new(AtomicU32::new(0));
+            tokio::spawn(node_task(ctx.clone(), node.clone(), index, drx, stx, out.clone(), restarts.clone()));
+            slots.insert(node.name.clone(), Slot { desired: dtx, state: srx, restarts });
         }
         Supervisor { slots: Arc::new(slots), out }
     }
@@ -95,6 +98,13 @@ impl Supervisor {
     pub async fn stop(&self, node: &str, mode: StopMode) {
         self.request_stop(node, mode);
         self.wait_stopped(node).await;
+    }
+
+    /// Restarts after unexpected exits, per node, sorted by name.
+    pub fn restarts(&self) -> Vec<(String, u32)> {
+        let mut v: Vec<(String, u32)> = self.slots.iter().map(|(n, s)| (n.clone(), s.restarts.load(Ordering::Relaxed))).collect();
+        v.sort();
+        v
     }
 
     /// Names of the supervised nodes.
@@ -202,6 +212,7 @@ async fn node_task(
     mut desired: watch::Receiver<Desired>,
     state: watch::Sender<NodeState>,
     out: Output,
+    restart_count: Arc<AtomicU32>,
 ) {
     let max_backoff = ctx.cfg.supervisor.restart_backoff_max.max(Duration::from_secs(1));
     let stop_timeout = ctx.cfg.supervisor.stop_timeout;
@@ -243,6 +254,7 @@ async fn node_task(
                     backoff = Duration::from_secs(1);
                 }
                 restarts += 1;
+                restart_count.store(restarts, Ordering::Relaxed);
                 out.info(format!("{}: postgres (pid {pid}) exited unexpectedly ({status}); restart #{restarts} in {}s", node.name, backoff.as_secs()));
                 state.send_replace(NodeState::Backoff { restarts });
                 // Wake early if the node is stopped meanwhile.
