@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what pgrepl and its tests need on a new Debian 12 machine:
-# PostgreSQL 15 server binaries (which also create the `postgres` OS user)
-# and iproute2 for the multi-host test. Safe to run again.
+# PostgreSQL 15 server binaries (which also create the `postgres` OS user),
+# iproute2 for the multi-host test, and prometheus (for promtool) and haproxy
+# for the observability tests. Safe to run again.
 set -euo pipefail
 
 SUDO=""
@@ -10,6 +11,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 need=()
 dpkg -s postgresql-15 >/dev/null 2>&1 || need+=(postgresql-15)
 dpkg -s iproute2 >/dev/null 2>&1 || need+=(iproute2)
+# Real clients for the observability tests: promtool and HAProxy.
+dpkg -s prometheus >/dev/null 2>&1 || need+=(prometheus)
+dpkg -s haproxy >/dev/null 2>&1 || need+=(haproxy)
 
 if [ "${#need[@]}" -gt 0 ]; then
   # pgrepl makes its own clusters; stop Debian from creating and starting

@@ -66,9 +66,16 @@ pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f6
     };
     let age = ((now - snap.taken_unix).max(0.0) * 1000.0).round() / 1000.0;
     match path {
-        "/metrics" => return Answer { code: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body: crate::metrics::render(snap, now) },
+        "/metrics" => {
+            return Answer {
+                code: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: crate::metrics::render(snap, now),
+            }
+        }
         "/cluster" => {
-            let doc = serde_json::to_value(StatusDocument { status: &snap.status, health: &snap.health }).unwrap_or_default();
+            let doc =
+                serde_json::to_value(StatusDocument { status: &snap.status, health: &snap.health }).unwrap_or_default();
             let mut doc = doc;
             doc["snapshot_age_seconds"] = json!(age);
             return Answer::json(200, doc);
@@ -104,7 +111,10 @@ pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f6
             let lag = query.split('&').find_map(|kv| kv.strip_prefix("lag="));
             match lag.map(|l| (l, parse_lag(l))) {
                 None => verdict(true, "streaming replica"),
-                Some((l, None)) => Answer::json(400, json!({"node": node, "reason": format!("cannot read lag={l}; use e.g. lag=16MB or lag=5s")})),
+                Some((l, None)) => Answer::json(
+                    400,
+                    json!({"node": node, "reason": format!("cannot read lag={l}; use e.g. lag=16MB or lag=5s")}),
+                ),
                 Some((_, Some(LagBound::Bytes(max)))) => match lag_bytes {
                     Some(b) => verdict(b <= max, &format!("replay lag {b} bytes, bound {max}")),
                     None => verdict(false, "replay lag unknown"),
@@ -123,7 +133,10 @@ pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f6
             let ok = n.state == "running" && age <= stale;
             verdict(ok, if ok { "postgres is running" } else { "postgres is not running (or the snapshot is stale)" })
         }
-        _ => Answer::json(404, json!({"reason": format!("no endpoint {path}; try /primary, /replica, /read-only, /health, /cluster, /metrics")})),
+        _ => Answer::json(
+            404,
+            json!({"reason": format!("no endpoint {path}; try /primary, /replica, /read-only, /health, /cluster, /metrics")}),
+        ),
     }
 }
 
@@ -179,10 +192,79 @@ async fn handle(mut s: TcpStream, node: &str, latest: &Latest, stale: f64) -> st
         405 => "Method Not Allowed",
         _ => "Service Unavailable",
     };
-    let mut resp = format!("HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", a.code, a.content_type, a.body.len());
+    let mut resp = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        a.code,
+        a.content_type,
+        a.body.len()
+    );
     if method != "HEAD" {
         resp.push_str(&a.body);
     }
     s.write_all(resp.as_bytes()).await?;
     s.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::example;
+
+    const NOW: f64 = 1_795_334_401.0;
+
+    fn code(node: &str, path: &str) -> u16 {
+        answer(node, path, Some(&example()), NOW, 5.0).code
+    }
+
+    #[test]
+    fn role_endpoints_follow_the_snapshot() {
+        assert_eq!(code("pg-1", "/primary"), 200);
+        assert_eq!(code("pg-1", "/read-write"), 200);
+        assert_eq!(code("pg-2", "/primary"), 503);
+        assert_eq!(code("pg-1", "/replica"), 503);
+        assert_eq!(code("pg-2", "/replica"), 200);
+        assert_eq!(code("pg-1", "/read-only"), 200);
+        assert_eq!(code("pg-3", "/read-only"), 200);
+        assert_eq!(code("pg-3", "/health"), 200);
+        assert_eq!(code("pg-3", "/nope"), 404);
+    }
+
+    #[test]
+    fn replica_lag_bound_in_bytes_or_seconds() {
+        // pg-3 is 16777312 bytes and 75.25 s behind.
+        assert_eq!(code("pg-3", "/replica?lag=32MB"), 200);
+        assert_eq!(code("pg-3", "/replica?lag=16MB"), 503);
+        assert_eq!(code("pg-3", "/replica?lag=80s"), 200);
+        assert_eq!(code("pg-3", "/replica?lag=1m"), 503);
+        assert_eq!(code("pg-2", "/replica?lag=0"), 200);
+        assert_eq!(code("pg-3", "/replica?lag=soon"), 400);
+    }
+
+    #[test]
+    fn stale_or_missing_snapshot_vouches_for_nothing() {
+        assert_eq!(answer("pg-1", "/primary", None, NOW, 5.0).code, 503);
+        let a = answer("pg-1", "/primary", Some(&example()), NOW + 60.0, 5.0);
+        assert_eq!(a.code, 503);
+        assert!(a.body.contains("snapshot is stale"), "{}", a.body);
+    }
+
+    #[test]
+    fn cluster_and_metrics_are_served_from_the_snapshot() {
+        let a = answer("pg-2", "/cluster", Some(&example()), NOW, 5.0);
+        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(v["snapshot_age_seconds"], 1.0);
+        assert_eq!(v["health"]["level"], "warning");
+        let m = answer("pg-2", "/metrics", Some(&example()), NOW, 5.0);
+        assert!(m.content_type.starts_with("text/plain; version=0.0.4"));
+        assert!(m.body.contains("pgrepl_snapshot_age_seconds 1\n"));
+    }
+
+    #[test]
+    fn lag_bounds_parse() {
+        assert_eq!(parse_lag("10MB"), Some(LagBound::Bytes(10 << 20)));
+        assert_eq!(parse_lag("4096"), Some(LagBound::Bytes(4096)));
+        assert_eq!(parse_lag("5s"), Some(LagBound::Seconds(5.0)));
+        assert_eq!(parse_lag("500ms"), Some(LagBound::Seconds(0.5)));
+        assert_eq!(parse_lag("fast"), None);
+    }
 }

@@ -55,7 +55,11 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
             f.sample("pgrepl_timeline", &[("node", &n.name)], f64::from(t));
         }
     }
-    f.head("pgrepl_wal_position_bytes", "gauge", "WAL position as a byte offset: current (primary), received and replayed (standbys).");
+    f.head(
+        "pgrepl_wal_position_bytes",
+        "gauge",
+        "WAL position as a byte offset: current (primary), received and replayed (standbys).",
+    );
     for n in &s.nodes {
         for (pos, lsn) in [("current", n.current_lsn), ("received", n.received_lsn), ("replayed", n.replayed_lsn)] {
             if let Some(l) = lsn {
@@ -68,30 +72,55 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
         let on = n.replication.as_ref().is_some_and(|r| r.state.as_deref() == Some("streaming"));
         f.sample("pgrepl_replication_streaming", &[("node", &n.name)], f64::from(u8::from(on)));
     }
-    f.head("pgrepl_replication_lag_bytes", "gauge", "Bytes of WAL the replica is behind the primary's current position, by kind.");
+    f.head(
+        "pgrepl_replication_lag_bytes",
+        "gauge",
+        "Bytes of WAL the replica is behind the primary's current position, by kind.",
+    );
     for n in &s.nodes {
         if let Some(r) = &n.replication {
-            for (kind, v) in [("send", r.send_lag_bytes), ("write", r.lag_bytes.write), ("flush", r.lag_bytes.flush), ("replay", r.lag_bytes.replay)] {
+            for (kind, v) in [
+                ("send", r.send_lag_bytes),
+                ("write", r.lag_bytes.write),
+                ("flush", r.lag_bytes.flush),
+                ("replay", r.lag_bytes.replay),
+            ] {
                 if let Some(v) = v {
                     f.sample("pgrepl_replication_lag_bytes", &[("node", &n.name), ("kind", kind)], v as f64);
                 }
             }
         }
     }
-    f.head("pgrepl_replication_lag_seconds", "gauge", "Replication lag in seconds by kind (0 when the replica is caught up).");
+    f.head(
+        "pgrepl_replication_lag_seconds",
+        "gauge",
+        "Replication lag in seconds by kind (0 when the replica is caught up).",
+    );
     for n in &s.nodes {
         if let Some(r) = &n.replication {
-            for (kind, v) in [("write", r.lag_seconds.write), ("flush", r.lag_seconds.flush), ("replay", r.lag_seconds.replay)] {
+            for (kind, v) in
+                [("write", r.lag_seconds.write), ("flush", r.lag_seconds.flush), ("replay", r.lag_seconds.replay)]
+            {
                 if let Some(v) = v {
                     f.sample("pgrepl_replication_lag_seconds", &[("node", &n.name), ("kind", kind)], v);
                 }
             }
         }
     }
-    f.head("pgrepl_recovery_conflicts_total", "counter", "Queries cancelled on a standby by recovery conflicts, by kind.");
+    f.head(
+        "pgrepl_recovery_conflicts_total",
+        "counter",
+        "Queries cancelled on a standby by recovery conflicts, by kind.",
+    );
     for n in &s.nodes {
         if let Some(c) = n.conflicts {
-            for (kind, v) in [("tablespace", c.tablespace), ("lock", c.lock), ("snapshot", c.snapshot), ("bufferpin", c.bufferpin), ("deadlock", c.deadlock)] {
+            for (kind, v) in [
+                ("tablespace", c.tablespace),
+                ("lock", c.lock),
+                ("snapshot", c.snapshot),
+                ("bufferpin", c.bufferpin),
+                ("deadlock", c.deadlock),
+            ] {
                 f.sample("pgrepl_recovery_conflicts_total", &[("node", &n.name), ("kind", kind)], v as f64);
             }
         }
@@ -100,7 +129,11 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
     for sl in &s.slots {
         f.sample("pgrepl_slot_active", &[("slot", &sl.slot)], f64::from(u8::from(sl.active)));
     }
-    f.head("pgrepl_slot_retained_bytes", "gauge", "WAL the slot holds back on the primary (current LSN minus restart_lsn).");
+    f.head(
+        "pgrepl_slot_retained_bytes",
+        "gauge",
+        "WAL the slot holds back on the primary (current LSN minus restart_lsn).",
+    );
     for sl in &s.slots {
         if let Some(b) = sl.retained_bytes {
             f.sample("pgrepl_slot_retained_bytes", &[("slot", &sl.slot)], b as f64);
@@ -124,7 +157,11 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
     }
     f.head("pgrepl_cluster_health", "gauge", "Health verdict of the cluster: 0 healthy, 1 warning, 2 critical.");
     f.sample("pgrepl_cluster_health", &[], f64::from(snap.health.level.code()));
-    f.head("pgrepl_supervisor_restarts_total", "counter", "Times the supervisor restarted the node's postgres after it died.");
+    f.head(
+        "pgrepl_supervisor_restarts_total",
+        "counter",
+        "Times the supervisor restarted the node's postgres after it died.",
+    );
     for (node, n) in &snap.restarts {
         f.sample("pgrepl_supervisor_restarts_total", &[("node", node)], f64::from(*n));
     }
@@ -133,4 +170,34 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
     f.head("pgrepl_snapshot_age_seconds", "gauge", "Age of the served snapshot.");
     f.sample("pgrepl_snapshot_age_seconds", &[], ((now_unix - snap.taken_unix).max(0.0) * 1000.0).round() / 1000.0);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The full exposition of the example snapshot; `tests/it` also runs it
+    /// through `promtool check metrics`.
+    #[test]
+    fn example_snapshot_renders_exactly() {
+        let text = render(&crate::snapshot::example(), 1_795_334_401.5);
+        let expected = include_str!("../tests/fixtures/metrics.txt");
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn unknown_values_are_left_out_not_zero() {
+        let mut s = crate::snapshot::example();
+        if let Some(r) = s.status.nodes[2].replication.as_mut() {
+            r.lag_seconds.replay = None;
+        }
+        let text = render(&s, 0.0);
+        assert!(!text.contains("pgrepl_replication_lag_seconds{node=\"pg-3\",kind=\"replay\"}"));
+        assert!(text.contains("pgrepl_replication_lag_bytes{node=\"pg-3\",kind=\"replay\"} 16777312"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 }

@@ -285,7 +285,7 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
     let mut addrs: HashMap<(String, i64), String> = HashMap::new();
     let mut dirs: HashMap<PathBuf, String> = HashMap::new();
     let mut primaries = Vec::new();
-    let mut api_ports: Vec<(u16, String, Range<usize>)> = Vec::new();
+    let mut api_ports: Vec<(u16, String, Range<usize>, bool)> = Vec::new();
     for n in &raw.node {
         let name = n.name.get_ref().clone();
         let line = p.loc.line_col(n.name.span().start).0;
@@ -349,7 +349,7 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
             }
         };
         if api_port != 0 {
-            api_ports.push((api_port, name.clone(), n.api_port.as_ref().map_or_else(|| n.name.span(), |a| a.span())));
+            api_ports.push((api_port, name.clone(), n.api_port.as_ref().map_or_else(|| n.name.span(), |a| a.span()), n.api_port.is_some()));
         }
         let role = match &n.role {
             None => None,
@@ -379,17 +379,12 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
         ));
     }
     let node_ports: Vec<(i64, &String)> = raw.node.iter().map(|n| (*n.port.get_ref(), n.name.get_ref())).collect();
-    for (i, (port, name, span)) in api_ports.iter().enumerate() {
-        let clash = api_ports[..i]
-            .iter()
-            .map(|(p, n, _)| (*p as i64, n))
-            .chain(node_ports.iter().map(|(p, n)| (*p, *n)))
-            .find(|(p, _)| *p == *port as i64);
+    for (i, (port, name, span, explicit)) in api_ports.iter().enumerate() {
+        // Two default api ports clash only when the node ports do, which is reported already.
+        let earlier = api_ports[..i].iter().filter(|a| *explicit || a.3).map(|(p, n, _, _)| (*p as i64, n));
+        let clash = earlier.chain(node_ports.iter().map(|(p, n)| (*p, *n))).find(|(p, _)| *p == *port as i64);
         if let Some((_, other)) = clash {
-            p.list.push(format!(
-                "{}: node `{name}`'s api_port {port} is already used by node `{other}`; set api_port to a free port",
-                p.loc.at(span.clone())
-            ));
+            p.list.push(format!("{}: node `{name}`'s api_port {port} is already used by node `{other}`; set api_port to a free port", p.loc.at(span.clone())));
         }
     }
     match primaries.len() {

@@ -9,8 +9,8 @@ pub mod output;
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -102,7 +102,8 @@ impl Supervisor {
 
     /// Restarts after unexpected exits, per node, sorted by name.
     pub fn restarts(&self) -> Vec<(String, u32)> {
-        let mut v: Vec<(String, u32)> = self.slots.iter().map(|(n, s)| (n.clone(), s.restarts.load(Ordering::Relaxed))).collect();
+        let mut v: Vec<(String, u32)> =
+            self.slots.iter().map(|(n, s)| (n.clone(), s.restarts.load(Ordering::Relaxed))).collect();
         v.sort();
         v
     }

@@ -13,21 +13,35 @@ pub const PASSWORD: &str = "Rep1-secret-for-tests-7Hq2";
 /// Ports below 32768, spread by pid so parallel test processes rarely meet.
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
-/// A free TCP port on 127.0.0.1 below the ephemeral range.
+/// A free TCP port on 127.0.0.1 whose health-API port (port + 10000, the
+/// default) is free too; both stay below Linux's ephemeral range.
 pub fn free_port() -> u16 {
     let _ = NEXT_PORT.compare_exchange(
         0,
-        20000 + ((std::process::id() * 37) % 1100) as u16 * 10,
+        12000 + ((std::process::id() * 37) % 1000) as u16 * 10,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
     loop {
         let p = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        let p = if p >= 32000 { 20000 + p % 1000 } else { p };
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+        let p = if p >= 22700 { 12000 + p % 1000 } else { p };
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
             return p;
         }
     }
+}
+
+/// `GET path` on 127.0.0.1:port: (status code, body), or None if nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
 }
 
 /// Poll `f` until it is true, or panic with `what` after `timeout`.

@@ -5,4 +5,5 @@ mod harness;
 mod bad_config;
 mod lifecycle;
 mod multihost;
+mod observe;
 mod refusals;

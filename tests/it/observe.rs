@@ -1,0 +1,226 @@
+//! Observing a live cluster with real clients: promtool, HAProxy, the
+//! Nagios-style check, the health API under replay lag, and the JSON schema.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{http_get, text, wait_until, Cluster};
+
+const T: Duration = Duration::from_secs(60);
+const FAST_MONITOR: &str = "\n[monitor]\ninterval = \"200ms\"\nwarn_lag = \"1s\"\ncrit_lag = \"3s\"\n";
+
+fn api(c: &Cluster, i: usize) -> u16 {
+    c.ports[i] + 10000
+}
+
+fn promtool(text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/install-deps.sh installs it)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    (o.status.success(), format!("{}{}", crate::harness::text(&o.stdout), crate::harness::text(&o.stderr)))
+}
+
+#[test]
+fn metrics_pass_promtool_live_and_as_rendered_for_the_fixture() {
+    let (ok, why) = promtool(include_str!("../fixtures/metrics.txt"));
+    assert!(ok, "fixture: {why}");
+    let c = Cluster::with_extra(1, FAST_MONITOR);
+    c.up();
+    wait_until("metrics served", T, || http_get(api(&c, 0), "/metrics").is_some_and(|(code, _)| code == 200));
+    let (_, body) = http_get(api(&c, 0), "/metrics").unwrap();
+    let (ok, why) = promtool(&body);
+    assert!(ok, "live metrics: {why}\n{body}");
+    assert!(body.contains("pgrepl_node_role{node=\"pg-1\",role=\"primary\"} 1"), "{body}");
+    assert!(body.contains("pgrepl_replication_streaming{node=\"pg-2\"} 1"), "{body}");
+    assert!(body.contains("pgrepl_slot_retained_bytes{slot=\"pg_2\"}"), "{body}");
+}
+
+#[test]
+fn haproxy_sends_writes_to_the_primary_and_reads_to_a_replica() {
+    let c = Cluster::with_extra(
+        2,
+        &format!("{FAST_MONITOR}\n[[database]]\nname = \"app\"\nowner = \"app\"\nowner_password_file = \"secrets/app.password\"\n"),
+    );
+    c.write("secrets/app.password", "app-secret\n");
+    c.up();
+    // The example HAProxy config, pointed at this cluster's ports.
+    let (rw, ro) = (crate::harness::free_port(), crate::harness::free_port());
+    let mut cfg = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/haproxy.cfg")).unwrap();
+    for i in 0..3 {
+        cfg = cfg
+            .replace(&format!("1543{}", 2 + i), &c.ports[i].to_string())
+            .replace(&format!("2543{}", 2 + i), &api(&c, i).to_string());
+    }
+    cfg = cfg
+        .replace("127.0.0.1:15000", &format!("127.0.0.1:{rw}"))
+        .replace("127.0.0.1:15001", &format!("127.0.0.1:{ro}"));
+    c.write("haproxy.cfg", &cfg);
+    let mut haproxy = Command::new("haproxy")
+        .arg("-f")
+        .arg(c.path("haproxy.cfg"))
+        .arg("-db")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("haproxy (scripts/install-deps.sh installs it)");
+    let psql = pgrepl::pg::bin::find(None).unwrap().program("psql");
+    let in_recovery = |port: u16| {
+        let o = Command::new(&psql)
+            .args(["-X", "-tAc", "SELECT pg_is_in_recovery()"])
+            .arg(format!("host=127.0.0.1 port={port} user=app dbname=app connect_timeout=3"))
+            .env("PGPASSWORD", "app-secret")
+            .output()
+            .unwrap();
+        text(&o.stdout).trim().to_string()
+    };
+    wait_until("read-write frontend reaches the primary", T, || in_recovery(rw) == "f");
+    wait_until("read-only frontend reaches a replica", T, || in_recovery(ro) == "t");
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+}
+
+fn check(c: &Cluster) -> (i32, String) {
+    let o = c.pgrepl(&["check"]);
+    (o.status.code().unwrap_or(-1), text(&o.stdout))
+}
+
+#[test]
+fn check_and_replica_lag_endpoint_follow_paused_replay() {
+    let c = Cluster::with_extra(1, FAST_MONITOR);
+    c.up();
+    c.sql("pg-1", "CREATE TABLE ticks (t timestamptz DEFAULT now())").unwrap();
+    // The idle trap: once nothing is written for longer than warn_lag, a
+    // caught-up replica is still healthy and lag-free.
+    wait_until("a replayed transaction older than warn_lag", T, || {
+        c.node_status("pg-2")["last_replay_timestamp"].as_str().is_some_and(|ts| {
+            let q = format!("SELECT now() - '{ts}'::timestamptz > interval '2 seconds'");
+            c.sql("pg-1", &q).as_deref() == Ok("t")
+        })
+    });
+    let (code, out) = check(&c);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("PGREPL OK - primary pg-1"), "{out}");
+    assert_eq!(http_get(api(&c, 1), "/replica?lag=1s").map(|r| r.0), Some(200));
+
+    // Pause replay and keep writing: the lag grows past the thresholds.
+    c.sql("pg-2", "SELECT pg_wal_replay_pause()").unwrap();
+    wait_until("check reports the lag and /replica?lag=1s says 503", T, || {
+        c.sql("pg-1", "INSERT INTO ticks DEFAULT VALUES").unwrap();
+        let (code, _) = check(&c);
+        (code == 1 || code == 2) && http_get(api(&c, 1), "/replica?lag=1s").map(|r| r.0) == Some(503)
+    });
+    let (_, out) = check(&c);
+    assert!(out.contains("pg-2: replay lag"), "{out}");
+    assert_eq!(http_get(api(&c, 1), "/replica").map(|r| r.0), Some(200), "still a streaming replica without a bound");
+
+    c.sql("pg-2", "SELECT pg_wal_replay_resume()").unwrap();
+    wait_until("lag back under the bound", T, || {
+        http_get(api(&c, 1), "/replica?lag=1s").map(|r| r.0) == Some(200) && check(&c).0 == 0
+    });
+}
+
+#[test]
+fn check_is_critical_when_a_replica_is_stopped() {
+    let c = Cluster::with_extra(2, FAST_MONITOR);
+    c.up();
+    c.ok(&["down", "pg-3"]);
+    let (code, out) = check(&c);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.starts_with("PGREPL CRITICAL - pg-3: stopped"), "{out}");
+    // The supervisor keeps serving pg-3's port and says it is down.
+    wait_until("pg-3's /health says 503", T, || http_get(api(&c, 2), "/health").is_some_and(|(code, _)| code == 503));
+    assert_eq!(http_get(api(&c, 1), "/health").map(|r| r.0), Some(200));
+}
+
+/// Every key of an object, recursively, as dotted paths ("[]" for arrays).
+fn keys(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                out.push(p.clone());
+                keys(v, &p, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for v in a {
+                keys(v, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Paths whose value is null somewhere in the document.
+fn nulls(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Null => out.push(prefix.to_string()),
+        serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| nulls(v, &format!("{prefix}.{k}"), out)),
+        serde_json::Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| nulls(v, &format!("{prefix}[{i}]"), out)),
+        _ => {}
+    }
+}
+
+fn documented(section: &str) -> Vec<String> {
+    // docs/status.md lists every key path between "<!-- keys:SECTION -->" markers.
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status.md")).unwrap();
+    let start = doc.find(&format!("<!-- keys:{section} -->")).expect("section");
+    let body = &doc[start..];
+    let end = body.find("<!-- /keys -->").unwrap();
+    body[..end]
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- `"))
+        .map(|l| l.split('`').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn status_and_monitor_json_match_the_documented_schema_with_every_field_filled() {
+    // Lines before the first table header land in the harness's [postgresql].
+    let c = Cluster::with_extra(1, &format!("max_slot_wal_keep_size = \"1GB\"\n{FAST_MONITOR}"));
+    c.up();
+    c.sql("pg-1", "CREATE TABLE t AS SELECT 1 AS x").unwrap();
+    wait_until("a transaction replayed on pg-2", T, || !c.node_status("pg-2")["last_replay_timestamp"].is_null());
+    let status: serde_json::Value = serde_json::from_str(&c.ok(&["status", "--json"])).unwrap();
+    let mut got = Vec::new();
+    keys(&status, "", &mut got);
+    got.sort();
+    got.dedup();
+    let mut want = documented("status");
+    want.sort();
+    assert_eq!(got, want, "status --json keys differ from docs/status.md");
+    // Every field filled, except those that are null by definition on a
+    // healthy cluster (documented as such).
+    let mut n = Vec::new();
+    nulls(&status, "", &mut n);
+    let allowed = |p: &str| {
+        p.ends_with(".error")
+            || (p.starts_with(".nodes[0].")
+                && [".received_lsn", ".replayed_lsn", ".last_replay_timestamp", ".wal_receiver", ".replication"]
+                    .iter()
+                    .any(|s| p.ends_with(s)))
+            || (p.starts_with(".nodes[1].") && p.ends_with(".current_lsn"))
+    };
+    let unexpected: Vec<&String> = n.iter().filter(|p| !allowed(p)).collect();
+    assert!(unexpected.is_empty(), "unexpected nulls in status --json: {unexpected:?}\n{status:#}");
+
+    let line = c.ok(&["monitor", "--json", "--count", "1", "--interval", "100ms"]);
+    let report: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let mut got = Vec::new();
+    keys(&report, "", &mut got);
+    got.sort();
+    got.dedup();
+    let mut want = documented("monitor");
+    want.sort();
+    assert_eq!(got, want, "monitor --json keys differ from docs/status.md");
+    let mut n = Vec::new();
+    nulls(&report, "", &mut n);
+    let unexpected: Vec<&String> = n.iter().filter(|p| !p.ends_with(".error")).collect();
+    assert!(unexpected.is_empty(), "unexpected nulls in monitor --json: {unexpected:?}\n{report:#}");
+}
