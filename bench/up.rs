@@ -5,9 +5,13 @@
 //!
 //! Run: `cargo bench --bench up` (as root, PostgreSQL runs as `postgres`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{pid_of, proc_status_kb, tempdir, wait, BenchCluster};
 
 use pgrepl::os_user::RunAs;
 use pgrepl::pg::bin::PgBin;
@@ -49,70 +53,30 @@ fn main() {
     println!("supervisor peak RSS (VmHWM) while supervising: {:.1} MB (target <= 20 MB)", peak as f64 / 1024.0);
 }
 
-fn tempdir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix("pgrepl-bench").tempdir_in("/tmp").expect("tempdir");
-    std::fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-    d
-}
-
 /// One `pgrepl up --detach`: wall seconds, the phases line, and the
 /// supervisor's peak RSS in kB after a replica crash and restart.
 fn run_pgrepl(replicas: usize, port: u16) -> (f64, String, u64) {
-    let d = tempdir();
-    let mut toml = "[cluster]\nname = \"bench\"\n[replication]\npassword_file = \"pw\"\n".to_string();
-    for i in 0..=replicas {
-        toml.push_str(&format!("[[node]]\nname = \"n{i}\"\nport = {}\n", port + i as u16));
-    }
-    std::fs::write(d.path().join("pgrepl.toml"), toml).expect("config");
-    std::fs::write(d.path().join("pw"), "bench-password\n").expect("pw");
-    let pgrepl = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-            .arg("-c")
-            .arg(d.path().join("pgrepl.toml"))
-            .args(args)
-            .output()
-            .expect("pgrepl")
-    };
+    let c = BenchCluster::new(replicas, port, "");
     let t = Instant::now();
-    let out = pgrepl(&["up", "--detach"]);
+    let out = c.pgrepl(&["up", "--detach"]);
     let secs = t.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "pgrepl up failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let phases = text.lines().find_map(|l| l.split_once("timings: ").map(|(_, r)| r.to_string())).unwrap_or_default();
     // Exercise the supervisor: status queries, then a replica crash it must handle.
     for _ in 0..5 {
-        pgrepl(&["status", "--json"]);
+        c.pgrepl(&["status", "--json"]);
     }
-    let data = d.path().join("data");
+    let data = c.data();
     let victim = pid_of(&data.join("n1/postmaster.pid"));
     let _ = Command::new("kill").args(["-9", &victim.to_string()]).status();
     wait(Duration::from_secs(60), || {
         pid_of(&data.join("n1/postmaster.pid")) != victim
-            && String::from_utf8_lossy(&pgrepl(&["status", "--json"]).stdout).matches("\"streaming\"").count()
-                == replicas
+            && String::from_utf8_lossy(&c.pgrepl(&["status", "--json"]).stdout).matches("\"streaming\"").count()
+                == 2 * replicas
     });
-    let sup = pid_of(&data.join("pgrepl.pid"));
-    let status = std::fs::read_to_string(format!("/proc/{sup}/status")).unwrap_or_default();
-    let peak = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    pgrepl(&["down"]);
+    let peak = proc_status_kb(c.supervisor(), "VmHWM:");
     (secs, phases, peak)
-}
-
-fn pid_of(path: &Path) -> i32 {
-    std::fs::read_to_string(path).ok().and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok())).unwrap_or(0)
-}
-
-/// Poll a condition with a deadline.
-fn wait(timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "benchmark condition timed out");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The seeds' procedure, sequential, as a person would script it.

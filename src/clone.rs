@@ -77,7 +77,7 @@ pub async fn clone(
                 None => {}
             }
         };
-        match basebackup::clone(&ctx.bin, &ctx.runas, &src, &staging, progress).await {
+        match basebackup::clone(ctx.bin()?, &ctx.runas, &src, &staging, progress).await {
             Ok(()) => break,
             Err(CloneFailure::Unreachable(why)) => {
                 if tokio::time::Instant::now() + backoff > deadline {

@@ -15,6 +15,7 @@ use crate::pg::standby::{self, StandbyPlan};
 
 /// Write every config file for `node` in `dir`, for the given role.
 pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary: &Node) -> Result<()> {
+    let major = ctx.bin()?.major;
     let cfg = &ctx.cfg;
     let socket_dir = ctx.layout.socket_dir();
     let socket_dir = socket_dir.to_string_lossy();
@@ -22,7 +23,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
     let passfile = passfile.to_string_lossy();
     let slot = slot_name_for(cfg, node);
     let splan = StandbyPlan {
-        major: ctx.bin.major,
+        major,
         primary_host: &primary.host,
         primary_port: primary.port,
         user: &cfg.replication.user,
@@ -30,9 +31,9 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         application_name: &node.name,
         slot: slot.as_deref(),
     };
-    let in_conf = role == Role::Replica && !standby::uses_recovery_conf(ctx.bin.major);
+    let in_conf = role == Role::Replica && !standby::uses_recovery_conf(major);
     let plan = ConfPlan {
-        major: ctx.bin.major,
+        major,
         cluster_name: &cfg.cluster_name,
         node_name: &node.name,
         listen_address: &node.host,
@@ -65,7 +66,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
     let signal = dir.join(standby::SIGNAL_FILE);
     let recovery = dir.join(standby::RECOVERY_CONF);
     match role {
-        Role::Replica if standby::uses_recovery_conf(ctx.bin.major) => {
+        Role::Replica if standby::uses_recovery_conf(major) => {
             write(standby::RECOVERY_CONF, standby::recovery_conf(&splan))?
         }
         Role::Replica => write(standby::SIGNAL_FILE, String::new())?,

@@ -2,7 +2,7 @@
 //! PostgreSQL installation, the OS identity PostgreSQL runs as, and the
 //! data-root layout. Built once per command and passed explicitly.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio_postgres::Client;
 
@@ -18,18 +18,28 @@ use crate::state::State;
 #[derive(Debug)]
 pub struct Ctx {
     pub cfg: Config,
-    pub bin: PgBin,
+    /// Found on first use: observing commands never need the binaries, and
+    /// finding them costs a `postgres --version`.
+    bin: OnceLock<PgBin>,
     pub runas: RunAs,
     pub layout: Layout,
 }
 
 impl Ctx {
-    /// Find the binaries and the OS identity for `cfg`.
+    /// The OS identity and layout for `cfg`.
     pub fn new(cfg: Config) -> Result<Arc<Ctx>> {
-        let bin = bin::find(cfg.postgres_bin.as_deref())?;
         let runas = RunAs::resolve(&cfg.os_user)?;
         let layout = Layout::new(&cfg.data_root);
-        Ok(Arc::new(Ctx { cfg, bin, runas, layout }))
+        Ok(Arc::new(Ctx { cfg, bin: OnceLock::new(), runas, layout }))
+    }
+
+    /// The PostgreSQL installation, found on first use.
+    pub fn bin(&self) -> Result<&PgBin> {
+        if let Some(b) = self.bin.get() {
+            return Ok(b);
+        }
+        let found = bin::find(self.cfg.postgres_bin.as_deref())?;
+        Ok(self.bin.get_or_init(|| found))
     }
 
     /// The node that is primary now: the state file's, else the bootstrap one.

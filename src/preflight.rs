@@ -33,6 +33,7 @@ pub struct NodePlan {
 
 /// Check everything and decide what to do, changing nothing.
 pub async fn plan(ctx: &Ctx, selected: &[Node], reclone: &[String]) -> Result<Vec<NodePlan>> {
+    ctx.bin()?;
     ctx.runas.check_reachable(&ctx.cfg.data_root)?;
     check_socket_path(ctx)?;
     let state = State::load(&ctx.layout.state_file())?;
@@ -110,8 +111,8 @@ fn wrong_major(ctx: &Ctx, node: &Node, major: u32) -> Error {
         "node {}: data dir {} holds a PostgreSQL {major} cluster, but the binaries found are PostgreSQL {} ({}). pgrepl will not touch it. Point [cluster] postgres_bin at PostgreSQL {major}, or give node {} another data_dir",
         node.name,
         node.data_dir.display(),
-        ctx.bin.major,
-        ctx.bin.dir.display(),
+        ctx.bin().map_or(0, |b| b.major),
+        ctx.bin().map_or("?".into(), |b| b.dir.display().to_string()),
         node.name
     ))
 }
@@ -127,7 +128,7 @@ fn primary_action(ctx: &Ctx, node: &Node, dir: &DirState, state: &State) -> Resu
             node.data_dir.display(),
             ctx.layout.state_file().display()
         ))),
-        DirState::Postgres { major, .. } if *major != ctx.bin.major => Err(wrong_major(ctx, node, *major)),
+        DirState::Postgres { major, .. } if *major != ctx.bin()?.major => Err(wrong_major(ctx, node, *major)),
         DirState::Postgres { system_id, .. } if state.system_id == Some(*system_id) => Ok(Action::Start),
         DirState::Postgres { system_id, .. } => Err(Error::UnsafeDataDir(format!(
             "node {}: data dir {} holds a PostgreSQL cluster that pgrepl did not create for cluster {} (its system identifier is {system_id}, pgrepl's record says {}). pgrepl will not touch it. Move it aside, or set data_dir for node {} to an empty directory",
@@ -162,7 +163,7 @@ async fn replica_action(
         DirState::Missing | DirState::Empty => Ok(Action::Clone { move_aside: false }),
         _ if reclone => Ok(Action::Clone { move_aside: true }),
         DirState::Foreign => Err(not_a_data_dir(node)),
-        DirState::Postgres { major, .. } if *major != ctx.bin.major => Err(wrong_major(ctx, node, *major)),
+        DirState::Postgres { major, .. } if *major != ctx.bin()?.major => Err(wrong_major(ctx, node, *major)),
         DirState::Postgres { system_id, .. } => {
             let cluster_id = cluster_system_id(ctx, state, primary).await?;
             if cluster_id == Some(*system_id) {

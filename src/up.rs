@@ -143,9 +143,9 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
                 "{}: initdb in {} (PostgreSQL {})",
                 p.node.name,
                 p.node.data_dir.display(),
-                ctx.bin.version
+                ctx.bin()?.version
             ));
-            initdb::initdb(&ctx.bin, &ctx.runas, &p.node.data_dir).await?;
+            initdb::initdb(ctx.bin()?, &ctx.runas, &p.node.data_dir).await?;
             state = State {
                 cluster: ctx.cfg.cluster_name.clone(),
                 system_id: Some(datadir::system_id(&p.node.data_dir)?),

@@ -349,7 +349,12 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
             }
         };
         if api_port != 0 {
-            api_ports.push((api_port, name.clone(), n.api_port.as_ref().map_or_else(|| n.name.span(), |a| a.span()), n.api_port.is_some()));
+            api_ports.push((
+                api_port,
+                name.clone(),
+                n.api_port.as_ref().map_or_else(|| n.name.span(), |a| a.span()),
+                n.api_port.is_some(),
+            ));
         }
         let role = match &n.role {
             None => None,
@@ -384,7 +389,10 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
         let earlier = api_ports[..i].iter().filter(|a| *explicit || a.3).map(|(p, n, _, _)| (*p as i64, n));
         let clash = earlier.chain(node_ports.iter().map(|(p, n)| (*p, *n))).find(|(p, _)| *p == *port as i64);
         if let Some((_, other)) = clash {
-            p.list.push(format!("{}: node `{name}`'s api_port {port} is already used by node `{other}`; set api_port to a free port", p.loc.at(span.clone())));
+            p.list.push(format!(
+                "{}: node `{name}`'s api_port {port} is already used by node `{other}`; set api_port to a free port",
+                p.loc.at(span.clone())
+            ));
         }
     }
     match primaries.len() {

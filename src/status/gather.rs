@@ -58,7 +58,8 @@ SELECT pg_is_in_recovery(),
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
        extract(epoch FROM pg_last_xact_replay_timestamp())::float8,
        (SELECT status FROM w),
-       c.t, c.l, c.s, c.b, c.d
+       c.t, c.l, c.s, c.b, c.d,
+       current_setting('server_version_num')::int
 FROM c";
 
 const REPLICATION_SQL: &str = "
@@ -78,9 +79,11 @@ fn lsn(s: Option<String>) -> Option<Lsn> {
     s.and_then(|s| s.parse().ok())
 }
 
-async fn query(c: &Client, major: u32) -> std::result::Result<Raw, tokio_postgres::Error> {
+async fn query(c: &Client) -> std::result::Result<Raw, tokio_postgres::Error> {
     let r = c.query_one(NODE_SQL, &[]).await?;
     let standby: bool = r.get(0);
+    // Each server's own version decides its catalog columns.
+    let major = u32::try_from(r.get::<_, i32>(12) / 10000).unwrap_or(0);
     let (t, l, s, b, d): (i64, i64, i64, i64, i64) = (r.get(7), r.get(8), r.get(9), r.get(10), r.get(11));
     let mut raw = Raw {
         standby,
@@ -171,7 +174,7 @@ async fn one(ctx: Arc<Ctx>, node: Node, conn: Arc<Mutex<Option<Client>>>) -> (No
         }
     }
     let Some(client) = guard.as_ref() else { return (st, None) };
-    match query(client, ctx.bin.major).await {
+    match query(client).await {
         Ok(raw) => {
             st.state = "running".into();
             st.role = Some(if raw.standby { "replica" } else { "primary" }.into());

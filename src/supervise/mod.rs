@@ -176,7 +176,8 @@ impl Proc {
 }
 
 fn spawn_postgres(ctx: &Ctx, node: &Node, index: usize, out: &Output) -> std::io::Result<Proc> {
-    let mut cmd = process::command(&ctx.bin, &ctx.runas, "postgres");
+    let bin = ctx.bin().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut cmd = process::command(bin, &ctx.runas, "postgres");
     cmd.arg("-D").arg(&node.data_dir).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     if let Some(o) = child.stdout.take() {

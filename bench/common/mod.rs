@@ -1,0 +1,99 @@
+//! Shared by the benchmarks: a throw-away cluster driven through the real
+//! `pgrepl` binary, and small polling helpers.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A temp dir the `postgres` OS user can traverse.
+pub fn tempdir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix("pgrepl-bench").tempdir_in("/tmp").expect("tempdir");
+    std::fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    d
+}
+
+/// A cluster config with `replicas` replicas from `port`, in a temp dir.
+pub struct BenchCluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl BenchCluster {
+    pub fn new(replicas: usize, port: u16, extra: &str) -> Self {
+        let dir = tempdir();
+        let mut toml = "[cluster]\nname = \"bench\"\n[replication]\npassword_file = \"pw\"\n".to_string();
+        for i in 0..=replicas {
+            toml.push_str(&format!("[[node]]\nname = \"n{i}\"\nport = {}\n", port + i as u16));
+        }
+        toml.push_str(extra);
+        std::fs::write(dir.path().join("pgrepl.toml"), toml).expect("config");
+        std::fs::write(dir.path().join("pw"), "bench-password\n").expect("pw");
+        BenchCluster { dir, port }
+    }
+
+    pub fn pgrepl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+            .arg("-c")
+            .arg(self.dir.path().join("pgrepl.toml"))
+            .args(args)
+            .output()
+            .expect("pgrepl")
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The supervisor's pid.
+    pub fn supervisor(&self) -> i32 {
+        pid_of(&self.data().join("pgrepl.pid"))
+    }
+}
+
+impl Drop for BenchCluster {
+    fn drop(&mut self) {
+        let _ = self.pgrepl(&["down"]);
+    }
+}
+
+/// The first line of a pid file, as a pid (0 if unreadable).
+pub fn pid_of(path: &Path) -> i32 {
+    std::fs::read_to_string(path).ok().and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok())).unwrap_or(0)
+}
+
+/// Poll a condition with a deadline.
+pub fn wait(timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "benchmark condition timed out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A field of /proc/<pid>/status in kB.
+pub fn proc_status_kb(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time (user + system) of a process, in clock ticks.
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime) are at 11 and 12 after the comm.
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Median of a sample (sorted in place).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
