@@ -26,7 +26,7 @@ fn main() {
         bin.version,
         bin.dir.display()
     );
-    let mut port = 21000 + (std::process::id() % 500) as u16 * 10;
+    let mut port = 16000 + (std::process::id() % 300) as u16 * 20;
     let mut rss = Vec::new();
     println!(
         "{:<6} {:>10} {:>10} {:>7} {:>8}  pgrepl phases (median run)",
