@@ -224,3 +224,27 @@ fn status_and_monitor_json_match_the_documented_schema_with_every_field_filled()
     let unexpected: Vec<&String> = n.iter().filter(|p| !p.ends_with(".error")).collect();
     assert!(unexpected.is_empty(), "unexpected nulls in monitor --json: {unexpected:?}\n{report:#}");
 }
+
+#[test]
+fn status_watch_redraws_and_an_unreachable_node_does_not_hide_the_others() {
+    let c = Cluster::new(1);
+    c.up();
+    c.ok(&["down", "pg-2"]);
+    let st = c.status();
+    assert_eq!(st["nodes"][1]["state"], "stopped");
+    assert_eq!(st["nodes"][0]["state"], "running");
+    assert_eq!(st["nodes"][0]["role"], "primary");
+    let out_path = c.path("watch.out");
+    let mut w = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .arg("-c")
+        .arg(c.config())
+        .args(["status", "--watch", "--interval", "200ms"])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("three refreshes", T, || std::fs::read_to_string(&out_path).unwrap_or_default().matches("cluster it (primary: pg-1)").count() >= 3);
+    let _ = w.kill();
+    let _ = w.wait();
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    assert!(out.contains("! pg-2: stopped"), "{out}");
+}
