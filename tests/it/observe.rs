@@ -242,7 +242,9 @@ fn status_watch_redraws_and_an_unreachable_node_does_not_hide_the_others() {
         .stdout(std::fs::File::create(&out_path).unwrap())
         .spawn()
         .unwrap();
-    wait_until("three refreshes", T, || std::fs::read_to_string(&out_path).unwrap_or_default().matches("cluster it (primary: pg-1)").count() >= 3);
+    wait_until("three refreshes", T, || {
+        std::fs::read_to_string(&out_path).unwrap_or_default().matches("cluster it (primary: pg-1)").count() >= 3
+    });
     let _ = w.kill();
     let _ = w.wait();
     let out = std::fs::read_to_string(&out_path).unwrap();
