@@ -83,6 +83,40 @@ pub enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Planned move of the primary to a streaming replica, with zero data loss.
+    Switchover {
+        /// Target node (default: the least lagging streaming replica).
+        #[arg(long)]
+        to: Option<String>,
+        /// Refuse if the target's replay lag is larger than this.
+        #[arg(long, default_value = "1MB", value_parser = parse_size)]
+        max_lag: crate::units::ByteSize,
+        /// Deadline for each step.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// The primary is down: promote the most advanced replica.
+    Failover {
+        /// Node to promote (default: the most advanced replica).
+        #[arg(long)]
+        to: Option<String>,
+        /// Stop a still-running primary first (fencing).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a former primary (or any diverged node) a standby again, with pg_rewind.
+    Rejoin {
+        /// Node name.
+        node: String,
+    },
+    /// Replace a node's data dir with a fresh base backup from the primary.
+    Reclone {
+        /// Node name.
+        node: String,
+        /// Delete the old data dir instead of moving it aside.
+        #[arg(long)]
+        discard: bool,
+    },
     /// Open psql on a node as the superuser, or run it with ARGS.
     Psql {
         /// Node name.
@@ -95,6 +129,10 @@ pub enum Command {
 
 fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     crate::units::parse_duration(s)
+}
+
+fn parse_size(s: &str) -> std::result::Result<crate::units::ByteSize, String> {
+    crate::units::ByteSize::parse(s)
 }
 
 fn load(cli: &Cli) -> Result<std::sync::Arc<Ctx>> {
@@ -131,6 +169,24 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Status { json, watch, interval } => crate::observe::status(&ctx, json, watch, interval).await,
             Command::Check => crate::observe::check(&ctx).await,
             Command::Monitor { interval, json, count } => crate::observe::monitor(&ctx, json, interval, count).await,
+            Command::Switchover { to, max_lag, timeout } => {
+                let control = crate::control::Control::find(&ctx)?;
+                let o = crate::moves::switchover::Options { to, max_lag, timeout };
+                crate::moves::switchover::run(&ctx, &control, &o, &crate::supervise::Output::new(0)).await
+            }
+            Command::Failover { to, force } => {
+                let control = crate::control::Control::find(&ctx)?;
+                crate::moves::failover::run(&ctx, &control, to.as_deref(), force, &crate::supervise::Output::new(0))
+                    .await
+            }
+            Command::Rejoin { node } => {
+                let control = crate::control::Control::find(&ctx)?;
+                crate::moves::rejoin::rejoin(&ctx, &control, &node, &crate::supervise::Output::new(0)).await
+            }
+            Command::Reclone { node, discard } => {
+                let control = crate::control::Control::find(&ctx)?;
+                crate::moves::rejoin::reclone(&ctx, &control, &node, discard, &crate::supervise::Output::new(0)).await
+            }
             Command::Psql { node, args } => crate::psql::run(&ctx, &node, &args),
         }
     })

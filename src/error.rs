@@ -66,6 +66,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A move (switchover, failover, rejoin) was refused before anything
+    /// changed, or rolled back; the text says why and what to do.
+    #[error("{0}")]
+    Refused(String),
+
     /// A child pgrepl already reported its error; exit with its code.
     #[error("exit status {0}")]
     Exit(i32),
@@ -99,6 +104,7 @@ impl Error {
             Error::Authentication(_) => 8,
             Error::Subprocess { .. } => 9,
             Error::Timeout(_) => 10,
+            Error::Refused(_) => 11,
             Error::Usage(_) => 64,
             Error::Exit(code) => *code,
         }

@@ -22,6 +22,13 @@ pub struct State {
     /// Schema files already applied, as `database:path`.
     #[serde(default)]
     pub schemas_applied: Vec<String>,
+    /// Nodes whose data dir cannot follow the primary (rewind impossible or
+    /// failed): they stay stopped until `pgrepl reclone`.
+    #[serde(default)]
+    pub needs_reclone: Vec<String>,
+    /// The last move of the primary and why, for `status`.
+    #[serde(default)]
+    pub last_move: Option<String>,
 }
 
 impl State {

@@ -235,7 +235,7 @@ async fn start_and_wait(ctx: &Ctx, sup: &Supervisor, node: &Node) -> Result<()> 
     wait_sql(ctx, node, timeout).await
 }
 
-async fn wait_sql(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
+pub(crate) async fn wait_sql(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match ctx.connect(node).await {
@@ -251,7 +251,7 @@ async fn wait_sql(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
 
 /// Wait until the primary lists `node` as streaming (or, when the primary
 /// is on another host, until the node's own WAL receiver says so).
-async fn wait_streaming(ctx: &Ctx, node: &Node, primary: &Node) -> Result<()> {
+pub(crate) async fn wait_streaming(ctx: &Ctx, node: &Node, primary: &Node) -> Result<()> {
     let timeout = ctx.cfg.supervisor.start_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
     let primary_local = datadir::running_postmaster(&primary.data_dir).is_some();

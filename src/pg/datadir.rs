@@ -94,7 +94,15 @@ pub fn running_postmaster(dir: &Path) -> Option<PidFile> {
     let pf = read_pid_file(dir)?;
     // A pid can be reused after a crash; trust it only if it is a postgres.
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", pf.pid)).unwrap_or_default();
-    (pid_alive(pf.pid) && (comm.is_empty() || comm.trim().starts_with("postgres"))).then_some(pf)
+    (pid_alive(pf.pid) && !is_zombie(pf.pid) && (comm.is_empty() || comm.trim().starts_with("postgres"))).then_some(pf)
+}
+
+/// A zombie has exited; its parent just has not reaped it yet.
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// Where a clone or initdb is built before it is renamed into place. The

@@ -5,9 +5,11 @@
 pub mod basebackup;
 pub mod bin;
 pub mod conf;
+pub mod controldata;
 pub mod datadir;
 pub mod hba;
 pub mod initdb;
 pub mod process;
+pub mod rewind;
 pub mod sql;
 pub mod standby;

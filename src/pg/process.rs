@@ -32,8 +32,9 @@ pub fn command(bin: &PgBin, runas: &RunAs, program: &str) -> Command {
     cmd
 }
 
-/// Run to completion, capturing output. Non-zero exit becomes
-/// [`Error::Subprocess`] with the status and stderr.
+/// Run to completion, capturing output: stdout then stderr on success (some
+/// programs report on stderr). Non-zero exit becomes [`Error::Subprocess`]
+/// with the status and stderr.
 pub async fn run_captured(mut cmd: Command, name: &str) -> Result<String> {
     let out = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output().await.map_err(|e| Error::Subprocess {
         program: name.to_string(),
@@ -41,7 +42,7 @@ pub async fn run_captured(mut cmd: Command, name: &str) -> Result<String> {
         stderr: String::new(),
     })?;
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     } else {
         Err(Error::Subprocess {
             program: name.to_string(),
@@ -102,21 +103,13 @@ pub async fn stop_dir(dir: &Path, timeout: Duration) -> Result<bool> {
 /// Poll until `pid` no longer exists, up to `timeout`.
 pub async fn wait_pid_gone(pid: i32, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
-    while datadir::pid_alive(pid) && !is_zombie(pid) {
+    while datadir::pid_alive(pid) && !datadir::is_zombie(pid) {
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     true
-}
-
-/// A zombie has exited; its parent just has not reaped it yet.
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
-        .unwrap_or(false)
 }
 
 /// Wait until `postmaster.pid` in `dir` names `pid` and says `ready`.

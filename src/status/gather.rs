@@ -52,8 +52,9 @@ WITH c AS (SELECT coalesce(sum(confl_tablespace), 0)::int8 AS t, coalesce(sum(co
      w AS (SELECT status, received_tli FROM pg_stat_wal_receiver)
 SELECT pg_is_in_recovery(),
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
-       pg_last_wal_receive_lsn()::text,
-       pg_last_wal_replay_lsn()::text,
+       -- A promoted primary still reports what it received as a standby; that is not its position.
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text END,
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END,
        CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM w)
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
        extract(epoch FROM pg_last_xact_replay_timestamp())::float8,

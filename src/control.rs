@@ -1,0 +1,100 @@
+//! Starting and stopping single nodes on behalf of a move (switchover,
+//! failover, rejoin, reclone) while a supervisor owns the processes.
+//!
+//! The user's intent is recorded in the node's stop marker, so the
+//! supervisor never restarts a node a move has stopped. From another
+//! process (the CLI) the supervisor is told through the marker and SIGHUP;
+//! inside the supervisor (automatic failover) its handle is used directly.
+
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::config::Node;
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::pg::datadir;
+use crate::pg::process::StopMode;
+use crate::supervise::Supervisor;
+
+/// Who runs the postgres processes.
+#[derive(Clone)]
+pub enum Control {
+    /// A supervisor in another process, by pid.
+    Signals(i32),
+    /// The supervisor of this process.
+    InProcess(Supervisor),
+}
+
+impl Control {
+    /// The running supervisor of this data root, or an error saying how to start one.
+    pub fn find(ctx: &Ctx) -> Result<Control> {
+        crate::lock::holder(&ctx.layout).map(Control::Signals).ok_or_else(|| {
+            Error::Refused(format!(
+                "no pgrepl supervisor is running for {}; start the cluster with `pgrepl up` first",
+                ctx.layout.root.display()
+            ))
+        })
+    }
+
+    /// Stop `node` and keep it stopped until [`Control::start`].
+    pub async fn stop(&self, ctx: &Ctx, node: &Node, mode: StopMode) -> Result<()> {
+        crate::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
+        crate::fsutil::write_atomic(&ctx.layout.stop_marker(&node.name), b"", 0o644)?;
+        match self {
+            Control::InProcess(sup) => sup.stop(&node.name, mode).await,
+            Control::Signals(pid) => {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGHUP);
+                // The supervisor stops it fast; an immediate stop is ours to send.
+                if mode == StopMode::Immediate {
+                    if let Some(pf) = datadir::running_postmaster(&node.data_dir) {
+                        crate::pg::process::signal_stop(pf.pid, mode);
+                    }
+                }
+            }
+        }
+        let timeout = ctx.cfg.supervisor.stop_timeout + Duration::from_secs(15);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while datadir::running_postmaster(&node.data_dir).is_some() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(format!("{} did not stop within {}s", node.name, timeout.as_secs())));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Let `node` run again and wait until it accepts connections.
+    pub async fn start(&self, ctx: &Ctx, node: &Node) -> Result<()> {
+        match std::fs::remove_file(ctx.layout.stop_marker(&node.name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(ctx.layout.stop_marker(&node.name), e)),
+        }
+        match self {
+            Control::InProcess(sup) => sup.start(&node.name),
+            Control::Signals(pid) => {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGHUP);
+            }
+        }
+        let timeout = ctx.cfg.supervisor.start_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ready = datadir::read_pid_file(&node.data_dir)
+                .is_some_and(|pf| pf.status.as_deref() == Some("ready") && datadir::pid_alive(pf.pid));
+            if ready && ctx.connect(node).await.is_ok() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "{} did not accept connections within {}s after start; see the supervisor's log ({})",
+                    node.name,
+                    timeout.as_secs(),
+                    ctx.layout.log_file().display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

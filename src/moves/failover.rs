@@ -1,0 +1,178 @@
+//! `pgrepl failover`: the primary is down; promote the best replica.
+//!
+//! Refuses while the old primary is running, unless `--force`, which first
+//! stops it (fencing) — never two writable primaries. The old primary is
+//! kept stopped (the supervisor will not restart it) until `pgrepl rejoin`.
+//! Without `--to`, the most advanced replica on the latest timeline wins:
+//! the highest received LSN; the others' missing WAL is reported.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{ensure_slots, promote, record_primary, repoint, Steps};
+use crate::config::{Node, Role};
+use crate::configure::write_node_files;
+use crate::control::Control;
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::pg::datadir;
+use crate::pg::process::StopMode;
+use crate::status::gather::gather_once;
+use crate::status::NodeStatus;
+use crate::supervise::Output;
+
+/// A candidate's position, for choosing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub name: String,
+    pub timeline: Option<i32>,
+    pub received: Option<Lsn>,
+    pub replayed: Option<Lsn>,
+}
+
+impl Candidate {
+    /// From a status row: running replicas only.
+    pub fn from_status(n: &NodeStatus) -> Option<Candidate> {
+        (n.state == "running" && n.role.as_deref() == Some("replica")).then(|| Candidate {
+            name: n.name.clone(),
+            timeline: n.timeline,
+            received: n.received_lsn.or(n.replayed_lsn),
+            replayed: n.replayed_lsn,
+        })
+    }
+}
+
+/// The most advanced candidate: latest timeline, then highest received LSN,
+/// then highest replayed LSN (less to replay before it can take writes),
+/// then config order. Returns it and, for each other, the bytes it lacks.
+pub fn choose(
+    cands: &[Candidate],
+    to: Option<&str>,
+) -> std::result::Result<(Candidate, Vec<(String, Option<u64>)>), String> {
+    let best = match to {
+        Some(t) => {
+            cands.iter().find(|c| c.name == t).cloned().ok_or_else(|| format!("{t} is not a running replica"))?
+        }
+        None => cands
+            .iter()
+            .cloned()
+            .reduce(
+                |a, b| if (b.timeline, b.received, b.replayed) > (a.timeline, a.received, a.replayed) { b } else { a },
+            )
+            .ok_or_else(|| "no running replica to promote".to_string())?,
+    };
+    let missing = cands
+        .iter()
+        .filter(|c| c.name != best.name)
+        .map(|c| {
+            (
+                c.name.clone(),
+                match (best.received, c.received) {
+                    (Some(b), Some(o)) => Some(b.bytes_since(o).unwrap_or(0)),
+                    _ => None,
+                },
+            )
+        })
+        .collect();
+    Ok((best, missing))
+}
+
+/// Run a failover.
+pub async fn run(ctx: &Arc<Ctx>, control: &Control, to: Option<&str>, force: bool, out: &Output) -> Result<()> {
+    let old = ctx.current_primary().clone();
+    let mut steps = Steps::new(out);
+    if let Some(pf) = datadir::running_postmaster(&old.data_dir) {
+        if !force {
+            return Err(Error::Refused(format!(
+                "failover refused: the primary {} is still running (pid {}). Use `pgrepl switchover` for a planned move, or `pgrepl failover --force` to stop it first",
+                old.name, pf.pid
+            )));
+        }
+    }
+    steps.step(format!("fencing {}: stopping it and keeping it stopped", old.name));
+    control.stop(ctx, &old, StopMode::Fast).await?;
+
+    let s = gather_once(ctx).await?;
+    let cands: Vec<Candidate> =
+        s.nodes.iter().filter(|n| n.name != old.name).filter_map(Candidate::from_status).collect();
+    let (best, missing) = choose(&cands, to)
+        .map_err(|why| Error::Refused(format!("failover refused: {why}; {} stays stopped", old.name)))?;
+    let target = ctx.cfg.node(&best.name)?.clone();
+    steps.step(format!(
+        "promoting {} (received up to {})",
+        target.name,
+        best.received.map_or("?".into(), |l| l.to_string())
+    ));
+    for (n, m) in &missing {
+        match m {
+            Some(0) => steps.say(format!("{n} has all of {}'s WAL", target.name)),
+            Some(b) => {
+                steps.say(format!("{n} lacks {b} bytes of {}'s WAL; it will fetch them when it follows", target.name))
+            }
+            None => steps.say(format!("{n}: how much WAL it lacks is unknown")),
+        }
+    }
+    let t0 = Instant::now();
+    promote(ctx, &target, ctx.cfg.supervisor.start_timeout).await?;
+    record_primary(ctx, &target, &format!("failover from {} to {}", old.name, target.name))?;
+    write_node_files(ctx, &target, &target.data_dir, Role::Primary, &target)?;
+    ensure_slots(ctx, &target).await?;
+    let others: Vec<&Node> = ctx.cfg.nodes.iter().filter(|n| n.name != old.name && n.name != target.name).collect();
+    for n in &others {
+        if datadir::running_postmaster(&n.data_dir).is_some() {
+            steps.step(format!("repointing {} to {}", n.name, target.name));
+            repoint(ctx, control, n, &target).await?;
+        }
+    }
+    for n in &others {
+        if datadir::running_postmaster(&n.data_dir).is_some() {
+            crate::up::wait_streaming(ctx, n, &target).await?;
+        }
+    }
+    steps.say(format!(
+        "failover complete: {} is primary ({:.2}s after fencing). {} stays stopped; `pgrepl rejoin {}` makes it a standby of {}",
+        target.name,
+        t0.elapsed().as_secs_f64(),
+        old.name,
+        old.name,
+        target.name
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str, tl: i32, lsn: &str) -> Candidate {
+        Candidate { name: name.into(), timeline: Some(tl), received: lsn.parse().ok(), replayed: lsn.parse().ok() }
+    }
+
+    #[test]
+    fn equal_reception_goes_to_the_replica_that_replayed_more() {
+        let mut paused = c("pg-2", 1, "0/5000000");
+        paused.replayed = "0/4000000".parse().ok();
+        let (best, _) = choose(&[paused, c("pg-3", 1, "0/5000000")], None).unwrap();
+        assert_eq!(best.name, "pg-3");
+    }
+
+    #[test]
+    fn most_advanced_replica_wins_and_the_others_gap_is_reported() {
+        let (best, missing) = choose(&[c("pg-2", 1, "0/5000000"), c("pg-3", 1, "0/5000100")], None).unwrap();
+        assert_eq!(best.name, "pg-3");
+        assert_eq!(missing, vec![("pg-2".to_string(), Some(0x100))]);
+    }
+
+    #[test]
+    fn a_later_timeline_beats_a_higher_lsn() {
+        let (best, _) = choose(&[c("pg-2", 2, "0/5000000"), c("pg-3", 1, "0/6000000")], None).unwrap();
+        assert_eq!(best.name, "pg-2");
+    }
+
+    #[test]
+    fn explicit_target_must_be_a_running_replica() {
+        assert_eq!(choose(&[c("pg-2", 1, "0/1")], Some("pg-9")).unwrap_err(), "pg-9 is not a running replica");
+        assert_eq!(choose(&[], None).unwrap_err(), "no running replica to promote");
+    }
+}

@@ -1,0 +1,168 @@
+//! Moving the primary: switchover, failover, rejoin and reclone, and the
+//! steps they share (promote, repoint, slots). Each step is printed as it
+//! happens and has a bounded timeout. Which node is primary now is runtime
+//! state (`state.primary`), written atomically right after a promotion.
+
+pub mod failover;
+pub mod rejoin;
+pub mod switchover;
+
+use std::time::Duration;
+
+use crate::config::{slot_name_for, Node, Role};
+use crate::configure::write_node_files;
+use crate::control::Control;
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::pg::sql;
+use crate::state::State;
+use crate::supervise::Output;
+
+/// Numbered progress lines.
+pub struct Steps<'a> {
+    out: &'a Output,
+    n: u32,
+}
+
+impl<'a> Steps<'a> {
+    pub fn new(out: &'a Output) -> Self {
+        Steps { out, n: 0 }
+    }
+    pub fn step(&mut self, msg: impl AsRef<str>) {
+        self.n += 1;
+        self.out.info(format!("step {}: {}", self.n, msg.as_ref()));
+    }
+    pub fn say(&self, msg: impl AsRef<str>) {
+        self.out.info(msg);
+    }
+}
+
+/// Poll `f` every 50 ms until it yields `Some`, or fail with `what` at the deadline.
+pub async fn until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(format!("{what} did not happen within {}s", timeout.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One value from a node, or None if it cannot be asked.
+async fn ask_lsn(ctx: &Ctx, node: &Node, q: &str) -> Option<Lsn> {
+    let c = ctx.connect(node).await.ok()?;
+    let row = c.query_one(q, &[]).await.ok()?;
+    row.get::<_, Option<String>>(0)?.parse().ok()
+}
+
+/// Wait until `node` has replayed past `lsn`.
+pub async fn wait_replayed_past(ctx: &Ctx, node: &Node, lsn: Lsn, timeout: Duration) -> Result<Lsn> {
+    until(timeout, &format!("{} replaying past {lsn}", node.name), || async {
+        ask_lsn(ctx, node, "SELECT pg_last_wal_replay_lsn()::text").await.filter(|r| *r > lsn)
+    })
+    .await
+}
+
+/// Promote `node` and wait until it accepts writes.
+pub async fn promote(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
+    let c = ctx.connect(node).await?;
+    if ctx.bin()?.major >= 12 {
+        let secs = i32::try_from(timeout.as_secs()).unwrap_or(60);
+        let ok: bool = c
+            .query_one("SELECT pg_promote(true, $1)", &[&secs])
+            .await
+            .map_err(|e| Error::sql(format!("promoting {}", node.name), e))?
+            .get(0);
+        if !ok {
+            return Err(Error::Timeout(format!(
+                "{} did not finish promotion within {}s",
+                node.name,
+                timeout.as_secs()
+            )));
+        }
+    } else {
+        let mut cmd = crate::pg::process::command(ctx.bin()?, &ctx.runas, "pg_ctl");
+        cmd.arg("promote").arg("-D").arg(&node.data_dir);
+        crate::pg::process::run_captured(cmd, "pg_ctl promote").await?;
+    }
+    until(timeout, &format!("{} accepting writes", node.name), || async {
+        let c = ctx.connect(node).await.ok()?;
+        let r = c.query_one("SELECT pg_is_in_recovery()", &[]).await.ok()?;
+        (!r.get::<_, bool>(0)).then_some(())
+    })
+    .await
+}
+
+/// Record `node` as the primary, with the reason, atomically.
+pub fn record_primary(ctx: &Ctx, node: &Node, why: &str) -> Result<()> {
+    let path = ctx.layout.state_file();
+    let mut st = State::load(&path)?;
+    st.primary = Some(node.name.clone());
+    st.last_move = Some(why.to_string());
+    st.needs_reclone.retain(|n| *n != node.name);
+    st.save(&path)
+}
+
+/// Mark or clear a node's `needs-reclone` state.
+pub fn set_needs_reclone(ctx: &Ctx, node: &Node, on: bool) -> Result<()> {
+    let path = ctx.layout.state_file();
+    let mut st = State::load(&path)?;
+    st.needs_reclone.retain(|n| *n != node.name);
+    if on {
+        st.needs_reclone.push(node.name.clone());
+    }
+    st.save(&path)
+}
+
+/// Slots on `primary` for every other node, before they need them.
+pub async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
+    let c = ctx.connect(primary).await?;
+    for n in ctx.cfg.nodes.iter().filter(|n| n.name != primary.name) {
+        if let Some(slot) = slot_name_for(&ctx.cfg, n) {
+            sql::ensure_slot(&c, &slot).await?;
+        }
+    }
+    // Its own slot, from when it was a replica of someone else, must go.
+    if let Some(own) = slot_name_for(&ctx.cfg, primary) {
+        c.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
+            &[&own],
+        )
+        .await
+        .map_err(|e| Error::sql("dropping the new primary's own slot", e))?;
+    }
+    Ok(())
+}
+
+/// Drop inactive slots on a node that is now a standby (left from when it was primary).
+pub async fn drop_stale_slots(ctx: &Ctx, node: &Node) -> Result<()> {
+    let c = ctx.connect(node).await?;
+    c.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active AND slot_type = 'physical'", &[])
+        .await
+        .map_err(|e| Error::sql(format!("dropping stale slots on {}", node.name), e))?;
+    Ok(())
+}
+
+/// Point a running replica at `primary`: rewrite its standby settings, then
+/// reload (PostgreSQL 13+ applies `primary_conninfo` on reload) or restart.
+pub async fn repoint(ctx: &Ctx, control: &Control, node: &Node, primary: &Node) -> Result<()> {
+    write_node_files(ctx, node, &node.data_dir, Role::Replica, primary)?;
+    if ctx.bin()?.major >= 13 {
+        let c = ctx.connect(node).await?;
+        c.batch_execute("SELECT pg_reload_conf()")
+            .await
+            .map_err(|e| Error::sql(format!("reloading {}", node.name), e))?;
+    } else {
+        control.stop(ctx, node, crate::pg::process::StopMode::Fast).await?;
+        control.start(ctx, node).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! `pgrepl rejoin NODE` and `pgrepl reclone NODE`: bring a former primary
+//! (or any diverged node) back as a standby of the current primary.
+//!
+//! Rejoin checks first — same cluster, same major, data checksums or
+//! wal_log_hints — then runs pg_rewind. If rewind is impossible or fails,
+//! the node stays stopped, is marked `needs-reclone`, and the message names
+//! the next step. A half-rewound dir is never started. Reclone makes a fresh
+//! base backup, moving the old dir aside unless `--discard`.
+
+use std::sync::Arc;
+
+use super::{ensure_slots, set_needs_reclone, Steps};
+use crate::config::{Node, Role};
+use crate::configure::write_node_files;
+use crate::control::Control;
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::pg::datadir::{self, DirState};
+use crate::pg::process::StopMode;
+use crate::pg::{controldata, rewind};
+use crate::state::State;
+use crate::supervise::Output;
+
+fn not_primary<'a>(ctx: &'a Ctx, name: &str, what: &str) -> Result<(&'a Node, Node)> {
+    let node = ctx.cfg.node(name)?;
+    let primary = ctx.current_primary().clone();
+    if node.name == primary.name {
+        return Err(Error::Refused(format!("{what} refused: {name} is the current primary")));
+    }
+    Ok((node, primary))
+}
+
+/// Run `rejoin`.
+pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output) -> Result<()> {
+    let (node, primary) = not_primary(ctx, name, "rejoin")?;
+    let mut steps = Steps::new(out);
+    let state = State::load(&ctx.layout.state_file())?;
+    let reclone = format!("`pgrepl reclone {name}`");
+    // Checks that need nothing stopped, so a refusal leaves the node as it was.
+    match datadir::inspect(&node.data_dir)? {
+        DirState::Postgres { system_id, major } => {
+            if state.system_id.is_some_and(|s| s != system_id) {
+                return Err(Error::Refused(format!(
+                    "rejoin refused, nothing changed: {}'s data dir belongs to another cluster (system identifier {system_id}, this cluster's is {}); pg_rewind cannot join them. Next step: {reclone}",
+                    name,
+                    state.system_id.unwrap_or_default()
+                )));
+            }
+            if major != ctx.bin()?.major {
+                return Err(Error::Refused(format!(
+                    "rejoin refused, nothing changed: {name} holds PostgreSQL {major} data. Next step: {reclone}"
+                )));
+            }
+        }
+        _ => {
+            return Err(Error::Refused(format!(
+                "rejoin refused: {name} has no PostgreSQL data dir. Next step: {reclone}"
+            )))
+        }
+    }
+    if datadir::running_postmaster(&node.data_dir).is_some() {
+        steps.step(format!("stopping {name}"));
+    }
+    control.stop(ctx, node, StopMode::Fast).await?;
+    let cd = controldata::read(ctx.bin()?, &ctx.runas, &node.data_dir).await?;
+    if !cd.rewindable() {
+        set_needs_reclone(ctx, node, true)?;
+        return Err(Error::Refused(format!(
+            "rejoin refused: {name} has neither data checksums nor wal_log_hints, so pg_rewind cannot work; its data dir is untouched and it stays stopped. Next step: {reclone}"
+        )));
+    }
+    steps.step(format!(
+        "pg_rewind {name} from {} (timeline {} on {name})",
+        primary.name,
+        cd.timeline.map_or("?".into(), |t| t.to_string())
+    ));
+    ensure_slots(ctx, &primary).await?;
+    match rewind::rewind(
+        ctx.bin()?,
+        &ctx.runas,
+        &node.data_dir,
+        &ctx.layout.socket_dir(),
+        primary.port,
+        &ctx.runas.name,
+        false,
+    )
+    .await
+    {
+        Ok(rewind::Rewound::NotNeeded) => steps.say(format!("{name} had not diverged; no rewind needed")),
+        Ok(rewind::Rewound::Done(how)) => steps.say(format!("{name} rewound: {how}")),
+        Err(e) => {
+            set_needs_reclone(ctx, node, true)?;
+            return Err(Error::Refused(format!("rejoin failed: pg_rewind could not resync {name}: {e}\n{name} stays stopped (marked needs-reclone) and will not be started as a primary. Next step: {reclone}")));
+        }
+    }
+    start_following(ctx, control, node, &primary, &mut steps).await
+}
+
+/// Write standby settings, start, and wait until it streams.
+async fn start_following(
+    ctx: &Arc<Ctx>,
+    control: &Control,
+    node: &Node,
+    primary: &Node,
+    steps: &mut Steps<'_>,
+) -> Result<()> {
+    write_node_files(ctx, node, &node.data_dir, Role::Replica, primary)?;
+    steps.step(format!("starting {} as a standby of {}", node.name, primary.name));
+    control.start(ctx, node).await?;
+    super::drop_stale_slots(ctx, node).await?;
+    crate::up::wait_streaming(ctx, node, primary).await?;
+    set_needs_reclone(ctx, node, false)?;
+    steps.say(format!("{} streams from {}", node.name, primary.name));
+    Ok(())
+}
+
+/// Run `reclone`.
+pub async fn reclone(ctx: &Arc<Ctx>, control: &Control, name: &str, discard: bool, out: &Output) -> Result<()> {
+    let (node, primary) = not_primary(ctx, name, "reclone")?;
+    let mut steps = Steps::new(out);
+    steps.step(format!("stopping {name}"));
+    control.stop(ctx, node, StopMode::Fast).await?;
+    ensure_slots(ctx, &primary).await?;
+    if discard && node.data_dir.exists() {
+        steps.step(format!("discarding {} (--discard)", node.data_dir.display()));
+        std::fs::remove_dir_all(&node.data_dir).map_err(|e| Error::io(&node.data_dir, e))?;
+    }
+    steps.step(format!("cloning {name} from {}", primary.name));
+    crate::clone::clone(ctx, node, &primary, true, out, None).await?;
+    start_following(ctx, control, node, &primary, &mut steps).await
+}

@@ -1,0 +1,223 @@
+//! `pgrepl switchover`: a planned move of the primary with zero data loss.
+//!
+//! Refuses before changing anything if the target does not exist, is not
+//! streaming, or lags more than `--max-lag`. Then: CHECKPOINT; fast-stop
+//! the old primary (its shutdown checkpoint streams to the standbys); wait
+//! until the target has replayed past that checkpoint; promote it; make the
+//! old primary its standby (checking with pg_rewind that no rewind is
+//! needed); repoint the other replicas. If the target never catches up, the
+//! old primary is started again as primary: exactly one primary either way.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{drop_stale_slots, ensure_slots, promote, record_primary, repoint, wait_replayed_past, Steps};
+use crate::config::{Node, Role};
+use crate::configure::write_node_files;
+use crate::control::Control;
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::pg::process::StopMode;
+use crate::pg::{controldata, rewind};
+use crate::status::gather::gather_once;
+use crate::status::ClusterStatus;
+use crate::supervise::Output;
+use crate::units::ByteSize;
+
+/// Options of `pgrepl switchover`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub to: Option<String>,
+    pub max_lag: ByteSize,
+    pub timeout: Duration,
+}
+
+/// Pick and check the target from a snapshot. Pure, so the refusals are unit-tested.
+pub fn choose_target<'a>(
+    s: &'a ClusterStatus,
+    old: &str,
+    to: Option<&str>,
+    max_lag: ByteSize,
+) -> std::result::Result<&'a str, String> {
+    let old_ok = s.nodes.iter().any(|n| n.name == old && n.is_writable_primary());
+    if !old_ok {
+        return Err(format!(
+            "the primary {old} is not running as a writable primary; use `pgrepl failover` when the primary is down"
+        ));
+    }
+    let lag = |n: &crate::status::NodeStatus| n.replication.as_ref().and_then(|r| r.lag_bytes.replay);
+    let target = match to {
+        Some(t) => s.nodes.iter().find(|n| n.name == t).ok_or_else(|| format!("no node named `{t}`"))?,
+        None => s
+            .nodes
+            .iter()
+            .filter(|n| n.name != old && n.is_streaming_replica())
+            .min_by_key(|n| lag(n).unwrap_or(u64::MAX))
+            .ok_or_else(|| "no streaming replica to switch over to".to_string())?,
+    };
+    if target.name == old {
+        return Err(format!("{old} is already the primary"));
+    }
+    if !target.is_streaming_replica() {
+        return Err(format!(
+            "{} is not a streaming replica (state: {}); it cannot take over without losing data",
+            target.name, target.state
+        ));
+    }
+    match lag(target) {
+        Some(b) if b <= max_lag.0 => Ok(&target.name),
+        Some(b) => Err(format!(
+            "{} is {b} bytes behind, more than --max-lag {max_lag}; wait for it to catch up or raise --max-lag",
+            target.name
+        )),
+        None => Err(format!("{}'s replay lag is unknown; it cannot be checked against --max-lag", target.name)),
+    }
+}
+
+/// Run a switchover.
+pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
+    let old = ctx.current_primary().clone();
+    let before = gather_once(ctx).await?;
+    let target_name = choose_target(&before, &old.name, o.to.as_deref(), o.max_lag)
+        .map_err(|why| Error::Refused(format!("switchover refused, nothing changed: {why}")))?;
+    let target = ctx.cfg.node(target_name)?.clone();
+    let tl_before = before.nodes.iter().find(|n| n.name == old.name).and_then(|n| n.timeline);
+    let mut steps = Steps::new(out);
+
+    steps.step(format!("CHECKPOINT on {}", old.name));
+    let c = ctx.connect(&old).await?;
+    c.batch_execute("CHECKPOINT").await.map_err(|e| Error::sql("checkpoint", e))?;
+    drop(c);
+
+    steps.step(format!("fast-stopping the primary {}", old.name));
+    let t0 = Instant::now();
+    control.stop(ctx, &old, StopMode::Fast).await?;
+    let cd = controldata::read(ctx.bin()?, &ctx.runas, &old.data_dir).await?;
+    let final_lsn = match (cd.clean_shutdown(), cd.checkpoint) {
+        (true, Some(l)) => l,
+        _ => {
+            control.start(ctx, &old).await?;
+            return Err(Error::Refused(format!(
+                "switchover rolled back: {} did not shut down cleanly ({}); it is primary again",
+                old.name, cd.state
+            )));
+        }
+    };
+
+    steps.step(format!("waiting for {} to replay past {}'s shutdown checkpoint {final_lsn}", target.name, old.name));
+    if let Err(e) = wait_replayed_past(ctx, &target, final_lsn, o.timeout).await {
+        control.start(ctx, &old).await?;
+        return Err(Error::Refused(format!(
+            "switchover rolled back: {e}; {} is primary again, {} is unchanged",
+            old.name, target.name
+        )));
+    }
+
+    steps.step(format!("promoting {}", target.name));
+    if let Err(e) = promote(ctx, &target, o.timeout).await {
+        // The target may be half-way; the old primary holds every acknowledged commit.
+        steps.say(format!("promotion failed ({e}); restarting {} as primary", old.name));
+        control.start(ctx, &old).await?;
+        return Err(Error::Refused(format!("switchover rolled back: {e}; {} is primary again", old.name)));
+    }
+    let unavailable = t0.elapsed();
+    record_primary(ctx, &target, &format!("switchover from {} to {}", old.name, target.name))?;
+    write_node_files(ctx, &target, &target.data_dir, Role::Primary, &target)?;
+    ensure_slots(ctx, &target).await?;
+
+    steps.step(format!("making {} a standby of {}", old.name, target.name));
+    follow(ctx, control, &old, &target, &mut steps).await?;
+
+    let others: Vec<&Node> = ctx.cfg.nodes.iter().filter(|n| n.name != old.name && n.name != target.name).collect();
+    if !others.is_empty() {
+        steps.step(format!(
+            "repointing {} to {}",
+            others.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
+            target.name
+        ));
+    }
+    for n in &others {
+        if crate::pg::datadir::running_postmaster(&n.data_dir).is_some() {
+            repoint(ctx, control, n, &target).await?;
+        }
+    }
+    for n in ctx.cfg.nodes.iter().filter(|n| n.name != target.name) {
+        if crate::pg::datadir::running_postmaster(&n.data_dir).is_some() {
+            crate::up::wait_streaming(ctx, n, &target).await?;
+        }
+    }
+    let after = gather_once(ctx).await?;
+    let tl_after = after.nodes.iter().find(|n| n.name == target.name).and_then(|n| n.timeline);
+    steps.say(format!(
+        "switchover complete: {} is primary (timeline {} -> {}); writes were unavailable for {:.2}s",
+        target.name,
+        tl_before.map_or("?".into(), |t| t.to_string()),
+        tl_after.map_or("?".into(), |t| t.to_string()),
+        unavailable.as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Turn a cleanly stopped former primary into a standby of `primary`:
+/// pg_rewind decides whether its WAL diverged (after a clean switchover it
+/// must not have; this checks instead of assuming).
+pub async fn follow(ctx: &Ctx, control: &Control, node: &Node, primary: &Node, steps: &mut Steps<'_>) -> Result<()> {
+    let bin = ctx.bin()?;
+    match rewind::rewind(bin, &ctx.runas, &node.data_dir, &ctx.layout.socket_dir(), primary.port, &ctx.runas.name, true)
+        .await?
+    {
+        rewind::Rewound::NotNeeded => steps.say(format!("{}: pg_rewind confirms no rewind is needed", node.name)),
+        rewind::Rewound::Done(_) => {
+            steps.say(format!("{}: its WAL diverged; running pg_rewind", node.name));
+            rewind::rewind(
+                bin,
+                &ctx.runas,
+                &node.data_dir,
+                &ctx.layout.socket_dir(),
+                primary.port,
+                &ctx.runas.name,
+                false,
+            )
+            .await?;
+        }
+    }
+    write_node_files(ctx, node, &node.data_dir, Role::Replica, primary)?;
+    control.start(ctx, node).await?;
+    drop_stale_slots(ctx, node).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::example;
+
+    #[test]
+    fn picks_the_least_lagging_streaming_replica() {
+        let s = example().status;
+        assert_eq!(choose_target(&s, "pg-1", None, ByteSize(1 << 20)), Ok("pg-2"));
+    }
+
+    #[test]
+    fn refuses_a_lagging_missing_or_primary_target() {
+        let s = example().status;
+        let e = choose_target(&s, "pg-1", Some("pg-3"), ByteSize(1 << 20)).unwrap_err();
+        assert_eq!(
+            e,
+            "pg-3 is 16777312 bytes behind, more than --max-lag 1MB; wait for it to catch up or raise --max-lag"
+        );
+        assert_eq!(choose_target(&s, "pg-1", Some("pg-9"), ByteSize(1 << 20)).unwrap_err(), "no node named `pg-9`");
+        assert_eq!(
+            choose_target(&s, "pg-1", Some("pg-1"), ByteSize(1 << 20)).unwrap_err(),
+            "pg-1 is already the primary"
+        );
+    }
+
+    #[test]
+    fn refuses_a_stopped_target() {
+        let mut s = example().status;
+        s.nodes[1].state = "stopped".into();
+        let e = choose_target(&s, "pg-1", Some("pg-2"), ByteSize(1 << 20)).unwrap_err();
+        assert!(e.starts_with("pg-2 is not a streaming replica (state: stopped)"), "{e}");
+    }
+}

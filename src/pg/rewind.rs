@@ -1,0 +1,50 @@
+//! `pg_rewind`: resynchronise a diverged former primary from the current
+//! primary, as the OS user, with the source reached over its Unix socket as
+//! the superuser (so no password is involved).
+
+use std::path::Path;
+
+use super::bin::PgBin;
+use super::process::{command, run_captured};
+use crate::error::Result;
+use crate::os_user::RunAs;
+
+/// What pg_rewind did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewound {
+    /// The target had not diverged.
+    NotNeeded,
+    /// Files were copied; the output's last line says how much.
+    Done(String),
+}
+
+/// Rewind `target` from the server at `socket_dir:port`. `dry_run` only checks.
+pub async fn rewind(
+    bin: &PgBin,
+    runas: &RunAs,
+    target: &Path,
+    socket_dir: &Path,
+    port: u16,
+    superuser: &str,
+    dry_run: bool,
+) -> Result<Rewound> {
+    let mut cmd = command(bin, runas, "pg_rewind");
+    cmd.arg("--target-pgdata")
+        .arg(target)
+        .arg(format!("--source-server=host={} port={port} user={superuser} dbname=postgres", socket_dir.display()))
+        .arg("--progress");
+    if dry_run {
+        cmd.arg("--dry-run");
+    }
+    let out = run_captured(cmd, "pg_rewind").await?;
+    Ok(interpret(&out))
+}
+
+/// pg_rewind prints "no rewind required" when the timelines never diverged.
+pub fn interpret(stdout_and_stderr: &str) -> Rewound {
+    if stdout_and_stderr.contains("no rewind required") {
+        Rewound::NotNeeded
+    } else {
+        Rewound::Done(stdout_and_stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string())
+    }
+}
