@@ -43,13 +43,16 @@ impl Candidate {
     }
 }
 
+/// For each other candidate, the bytes of WAL it lacks (None: unknown).
+pub type Gaps = Vec<(String, Option<u64>)>;
+
 /// The most advanced candidate: latest timeline, then highest received LSN,
 /// then highest replayed LSN (less to replay before it can take writes),
 /// then config order. Returns it and, for each other, the bytes it lacks.
 pub fn choose(
     cands: &[Candidate],
     to: Option<&str>,
-) -> std::result::Result<(Candidate, Vec<(String, Option<u64>)>), String> {
+) -> std::result::Result<(Candidate, Gaps), String> {
     let best = match to {
         Some(t) => {
             cands.iter().find(|c| c.name == t).cloned().ok_or_else(|| format!("{t} is not a running replica"))?
@@ -127,7 +130,11 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, to: Option<&str>, force: boo
     }
     for n in &others {
         if datadir::running_postmaster(&n.data_dir).is_some() {
-            crate::up::wait_streaming(ctx, n, &target).await?;
+            // The new primary is up either way; a replica that does not
+            // follow (replay paused, say) is reported, not a failed failover.
+            if let Err(e) = crate::up::wait_streaming(ctx, n, &target).await {
+                steps.say(format!("warning: {e}; check it with `pgrepl status`"));
+            }
         }
     }
     steps.say(format!(

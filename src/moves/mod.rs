@@ -101,6 +101,15 @@ pub async fn promote(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
     .await
 }
 
+/// CHECKPOINT on `node`. Before pg_rewind reads a just-promoted source: a
+/// promotion does not wait for its checkpoint, and until one runs the
+/// source's control file still names the old timeline, so pg_rewind would
+/// wrongly see "the same timeline, no rewind required".
+pub async fn checkpoint(ctx: &Ctx, node: &Node) -> Result<()> {
+    let c = ctx.connect(node).await?;
+    c.batch_execute("CHECKPOINT").await.map_err(|e| Error::sql(format!("checkpoint on {}", node.name), e))
+}
+
 /// Record `node` as the primary, with the reason, atomically.
 pub fn record_primary(ctx: &Ctx, node: &Node, why: &str) -> Result<()> {
     let path = ctx.layout.state_file();

@@ -75,6 +75,7 @@ pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output)
         cd.timeline.map_or("?".into(), |t| t.to_string())
     ));
     ensure_slots(ctx, &primary).await?;
+    super::checkpoint(ctx, &primary).await?;
     match rewind::rewind(
         ctx.bin()?,
         &ctx.runas,
@@ -86,8 +87,8 @@ pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output)
     )
     .await
     {
-        Ok(rewind::Rewound::NotNeeded) => steps.say(format!("{name} had not diverged; no rewind needed")),
-        Ok(rewind::Rewound::Done(how)) => steps.say(format!("{name} rewound: {how}")),
+        Ok(rewind::Rewound::NotNeeded(how)) => steps.say(format!("{name} had not diverged; no rewind needed ({how})")),
+        Ok(rewind::Rewound::Done(how)) => steps.say(format!("{name} rewound ({how})")),
         Err(e) => {
             set_needs_reclone(ctx, node, true)?;
             return Err(Error::Refused(format!("rejoin failed: pg_rewind could not resync {name}: {e}\n{name} stays stopped (marked needs-reclone) and will not be started as a primary. Next step: {reclone}")));

@@ -163,12 +163,13 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
 /// must not have; this checks instead of assuming).
 pub async fn follow(ctx: &Ctx, control: &Control, node: &Node, primary: &Node, steps: &mut Steps<'_>) -> Result<()> {
     let bin = ctx.bin()?;
+    super::checkpoint(ctx, primary).await?;
     match rewind::rewind(bin, &ctx.runas, &node.data_dir, &ctx.layout.socket_dir(), primary.port, &ctx.runas.name, true)
         .await?
     {
-        rewind::Rewound::NotNeeded => steps.say(format!("{}: pg_rewind confirms no rewind is needed", node.name)),
-        rewind::Rewound::Done(_) => {
-            steps.say(format!("{}: its WAL diverged; running pg_rewind", node.name));
+        rewind::Rewound::NotNeeded(_) => steps.say(format!("{}: pg_rewind confirms no rewind is needed", node.name)),
+        rewind::Rewound::Done(why) => {
+            steps.say(format!("{}: pg_rewind finds its WAL diverged ({why}); rewinding", node.name));
             rewind::rewind(
                 bin,
                 &ctx.runas,

@@ -9,12 +9,13 @@ use super::process::{command, run_captured};
 use crate::error::Result;
 use crate::os_user::RunAs;
 
-/// What pg_rewind did.
+/// What pg_rewind did; each carries pg_rewind's own account (its
+/// `pg_rewind:` lines, without the progress counters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rewound {
     /// The target had not diverged.
-    NotNeeded,
-    /// Files were copied; the output's last line says how much.
+    NotNeeded(String),
+    /// The target had diverged and was (or, in a dry run, would be) rewound.
     Done(String),
 }
 
@@ -42,9 +43,15 @@ pub async fn rewind(
 
 /// pg_rewind prints "no rewind required" when the timelines never diverged.
 pub fn interpret(stdout_and_stderr: &str) -> Rewound {
+    let account: Vec<&str> = stdout_and_stderr
+        .lines()
+        .filter(|l| l.starts_with("pg_rewind:"))
+        .map(|l| l.trim_start_matches("pg_rewind:").trim())
+        .collect();
+    let account = account.join("; ");
     if stdout_and_stderr.contains("no rewind required") {
-        Rewound::NotNeeded
+        Rewound::NotNeeded(account)
     } else {
-        Rewound::Done(stdout_and_stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string())
+        Rewound::Done(account)
     }
 }

@@ -1,0 +1,247 @@
+//! Moving the primary on a real cluster: switchover under load, failover
+//! selection, rejoin of a diverged former primary, and the refusals.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::harness::{snapshot, text, wait_until, Cluster};
+
+const T: Duration = Duration::from_secs(90);
+const APP_DB: &str =
+    "\n[[database]]\nname = \"app\"\nowner = \"app\"\nowner_password_file = \"secrets/app.password\"\n";
+
+fn cluster(replicas: usize) -> Cluster {
+    let c = Cluster::with_extra(replicas, APP_DB);
+    c.write("secrets/app.password", "app-secret\n");
+    c
+}
+
+/// A client that commits sequential ids through a libpq multi-host string
+/// with target_session_attrs=read-write, reconnecting after errors.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<i64>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(c: &Cluster) -> Writer {
+        let hosts = vec!["127.0.0.1"; c.ports.len()].join(",");
+        let ports: Vec<String> = c.ports.iter().map(|p| p.to_string()).collect();
+        let conn = format!("host={hosts} port={} user=app password=app-secret dbname=app target_session_attrs=read-write connect_timeout=2", ports.join(","));
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), acked.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let mut client: Option<tokio_postgres::Client> = None;
+                let mut id = 0i64;
+                while !s.load(Ordering::SeqCst) {
+                    if client.as_ref().is_none_or(|c| c.is_closed()) {
+                        client = match tokio_postgres::connect(&conn, tokio_postgres::NoTls).await {
+                            Ok((c, conn)) => {
+                                tokio::spawn(conn);
+                                Some(c)
+                            }
+                            Err(_) => {
+                                // Pace reconnect attempts; the loop re-checks for a primary.
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                None
+                            }
+                        };
+                        continue;
+                    }
+                    id += 1;
+                    let r = client
+                        .as_ref()
+                        .unwrap()
+                        .execute("INSERT INTO w (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&id])
+                        .await;
+                    match r {
+                        Ok(_) => a.lock().unwrap().push(id),
+                        Err(_) => client = None,
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+        });
+        Writer { stop, acked, thread: Some(thread) }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn wait_more(&self, n: usize) {
+        let target = self.count() + n;
+        wait_until(&format!("{n} more acknowledged writes"), T, || self.count() >= target);
+    }
+
+    fn finish(mut self) -> Vec<i64> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+fn timeline(c: &Cluster, node: &str) -> i64 {
+    c.node_status(node)["timeline"].as_i64().unwrap_or(-1)
+}
+
+fn primary(c: &Cluster) -> String {
+    c.status()["primary"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn switchover_there_and_back_under_load_loses_no_acknowledged_write() {
+    let c = cluster(2);
+    c.up();
+    c.sql_db("pg-1", "app", "CREATE TABLE w (id bigint PRIMARY KEY); ALTER TABLE w OWNER TO app").unwrap();
+    let tl0 = timeline(&c, "pg-1");
+    let w = Writer::start(&c);
+    w.wait_more(50);
+
+    let out = c.ok(&["switchover", "--to", "pg-2"]);
+    assert!(out.contains("switchover complete: pg-2 is primary"), "{out}");
+    assert!(out.contains("writes were unavailable for"), "{out}");
+    // A clean switchover leaves nothing to rewind; pgrepl checks rather than assumes.
+    assert!(out.contains("pg-1: pg_rewind confirms no rewind is needed"), "{out}");
+    assert_eq!(primary(&c), "pg-2");
+    assert_eq!(timeline(&c, "pg-2"), tl0 + 1);
+    w.wait_more(50);
+
+    let out = c.ok(&["switchover", "--to", "pg-1"]);
+    assert!(out.contains("pg-2: pg_rewind confirms no rewind is needed"), "{out}");
+    w.wait_more(50);
+    let acked = w.finish();
+
+    assert_eq!(primary(&c), "pg-1");
+    assert_eq!(timeline(&c, "pg-1"), tl0 + 2, "one timeline per switchover");
+    let present: HashSet<i64> =
+        c.sql_db("pg-1", "app", "SELECT id FROM w").unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    let lost: Vec<&i64> = acked.iter().filter(|id| !present.contains(id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged writes lost: {lost:?}", lost.len());
+    for n in ["pg-2", "pg-3"] {
+        wait_until(&format!("{n} streaming from pg-1"), T, || c.streaming(n));
+    }
+}
+
+#[test]
+fn switchover_to_a_stopped_or_lagging_target_is_refused_with_no_role_change() {
+    let c = cluster(2);
+    c.up();
+    c.ok(&["down", "pg-3"]);
+    let o = c.pgrepl(&["switchover", "--to", "pg-3"]);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr)
+            .contains("switchover refused, nothing changed: pg-3 is not a streaming replica (state: stopped)"),
+        "{}",
+        text(&o.stderr)
+    );
+    c.ok(&["up", "pg-3"]);
+    wait_until("pg-3 streaming", T, || c.streaming("pg-3"));
+
+    c.sql("pg-3", "SELECT pg_wal_replay_pause()").unwrap();
+    c.sql("pg-1", "CREATE TABLE filler AS SELECT g FROM generate_series(1, 100000) g").unwrap();
+    wait_until("pg-3 behind", T, || {
+        c.node_status("pg-3")["replication"]["lag_bytes"]["replay"].as_u64().is_some_and(|b| b > 1 << 20)
+    });
+    let o = c.pgrepl(&["switchover", "--to", "pg-3", "--max-lag", "1MB"]);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("more than --max-lag 1MB"), "{}", text(&o.stderr));
+    assert_eq!(primary(&c), "pg-1");
+    assert_eq!(c.node_status("pg-1")["role"], "primary");
+    c.sql("pg-3", "SELECT pg_wal_replay_resume()").unwrap();
+}
+
+#[test]
+fn failover_promotes_the_most_advanced_replica_and_the_rest_follow() {
+    let c = cluster(2);
+    c.up();
+    c.sql("pg-2", "SELECT pg_wal_replay_pause()").unwrap();
+    c.sql("pg-1", "CREATE TABLE after_pause AS SELECT 1 AS x").unwrap();
+    wait_until("pg-3 replayed past pg-2", T, || {
+        let s = c.status();
+        let r = |i: usize| s["nodes"][i]["replayed_lsn"].as_str().map(str::to_string);
+        r(2).is_some() && r(1) != r(2)
+    });
+    let o = c.pgrepl(&["failover"]);
+    assert_eq!(o.status.code(), Some(11), "failover must refuse while the primary runs");
+    let out = c.ok(&["failover", "--force"]);
+    assert!(out.contains("promoting pg-3"), "{out}");
+    assert!(out.contains("pg-1 stays stopped; `pgrepl rejoin pg-1`"), "{out}");
+    assert_eq!(primary(&c), "pg-3");
+    c.sql("pg-2", "SELECT pg_wal_replay_resume()").unwrap();
+    wait_until("pg-2 follows pg-3", T, || c.streaming("pg-2"));
+    assert_eq!(c.sql("pg-2", "SELECT x FROM after_pause").unwrap(), "1");
+    assert_eq!(c.node_status("pg-1")["state"], "stopped");
+}
+
+#[test]
+fn diverged_former_primary_is_rewound_by_rejoin() {
+    let c = cluster(2);
+    c.up();
+    c.sql("pg-1", "CREATE TABLE facts (id int PRIMARY KEY)").unwrap();
+    c.sql("pg-1", "INSERT INTO facts VALUES (1)").unwrap();
+    wait_until("row on pg-2", T, || c.sql("pg-2", "SELECT count(*) FROM facts").as_deref() == Ok("1"));
+    c.ok(&["failover", "--force", "--to", "pg-2"]);
+    c.sql("pg-2", "INSERT INTO facts VALUES (2)").unwrap();
+
+    // The old primary, out of the supervisor's control, takes writes of its own.
+    let bin = pgrepl::pg::bin::find(None).unwrap();
+    let mut cmd = Command::new(bin.program("postgres"));
+    cmd.arg("-D").arg(c.data_dir("pg-1")).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    if crate::harness::is_root() {
+        use std::os::unix::process::CommandExt;
+        let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+    }
+    let mut rogue = cmd.spawn().unwrap();
+    wait_until("isolated pg-1 accepts writes", T, || c.sql("pg-1", "INSERT INTO facts VALUES (99)").is_ok());
+    c.sql("pg-1", "CREATE TABLE divergent AS SELECT 1 AS x").unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(rogue.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    rogue.wait().unwrap();
+
+    let out = c.ok(&["rejoin", "pg-1"]);
+    assert!(out.contains("pg-1 rewound"), "{out}");
+    wait_until("pg-1 streaming from pg-2", T, || c.streaming("pg-1"));
+    assert_eq!(
+        c.sql("pg-1", "SELECT string_agg(id::text, ',' ORDER BY id) FROM facts").unwrap(),
+        "1,2",
+        "divergent row survived"
+    );
+    assert_eq!(c.sql("pg-1", "SELECT count(*) FROM pg_tables WHERE tablename = 'divergent'").unwrap(), "0");
+}
+
+#[test]
+fn rejoin_of_a_dir_rewind_cannot_fix_is_refused_untouched() {
+    let c = cluster(1);
+    c.up();
+    let other = Cluster::new(0);
+    other.up();
+    other.ok(&["down"]);
+    c.ok(&["down", "pg-2"]);
+    let pg2 = c.data_dir("pg-2");
+    std::fs::remove_dir_all(&pg2).unwrap();
+    std::fs::rename(other.data_dir("pg-1"), &pg2).unwrap();
+    let before = snapshot(&pg2);
+    let o = c.pgrepl(&["rejoin", "pg-2"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(11), "{err}");
+    assert!(
+        err.contains("rejoin refused, nothing changed: pg-2's data dir belongs to another cluster")
+            && err.contains("Next step: `pgrepl reclone pg-2`"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&pg2), before);
+    // The named next step works.
+    c.ok(&["reclone", "pg-2"]);
+    wait_until("pg-2 streaming", T, || c.streaming("pg-2"));
+}
