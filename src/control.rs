@@ -18,6 +18,32 @@ use crate::pg::datadir;
 use crate::pg::process::StopMode;
 use crate::supervise::Supervisor;
 
+/// Held while a move runs, so two moves (a command and automatic failover)
+/// never interleave.
+pub struct MoveLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Take the move lock, or say that another move is running.
+pub fn move_lock(ctx: &Ctx) -> Result<MoveLock> {
+    crate::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
+    let path = ctx.layout.move_lock();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map(|l| MoveLock { _lock: l }).map_err(
+        |_| {
+            Error::Refused(
+                "another move (switchover, failover, rejoin or reclone) is in progress; try again when it has finished"
+                    .into(),
+            )
+        },
+    )
+}
+
 /// Who runs the postgres processes.
 #[derive(Clone)]
 pub enum Control {

@@ -254,7 +254,16 @@ mod tests {
     }
 
     fn cluster(nodes: Vec<NodeStatus>) -> ClusterStatus {
-        ClusterStatus { cluster: "c".into(), timestamp: String::new(), primary: "p".into(), nodes, slots: vec![] }
+        ClusterStatus {
+            cluster: "c".into(),
+            timestamp: String::new(),
+            primary: "p".into(),
+            ha: None,
+            last_move: None,
+            needs_reclone: vec![],
+            nodes,
+            slots: vec![],
+        }
     }
 
     #[test]

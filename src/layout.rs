@@ -45,6 +45,14 @@ impl Layout {
     pub fn supervised_file(&self) -> PathBuf {
         self.run_dir().join("supervised")
     }
+    /// Held (flock) while a move (switchover, failover, rejoin, reclone) runs.
+    pub fn move_lock(&self) -> PathBuf {
+        self.run_dir().join("move.lock")
+    }
+    /// The HA task's latest decision, for `status`.
+    pub fn ha_file(&self) -> PathBuf {
+        self.run_dir().join("ha")
+    }
     /// Present while the user wants `node` stopped (`pgrepl down NODE`).
     pub fn stop_marker(&self, node: &str) -> PathBuf {
         self.run_dir().join(format!("{node}.stopped"))

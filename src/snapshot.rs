@@ -108,6 +108,9 @@ pub fn example() -> Snapshot {
         cluster: "demo".into(),
         timestamp: "2026-11-22T08:00:00.000Z".into(),
         primary: "pg-1".into(),
+        ha: Some("primary pg-1 is writable and holds the leader lease".into()),
+        last_move: None,
+        needs_reclone: vec![],
         nodes: vec![p, r1, r2],
         slots: vec![
             SlotStatus {

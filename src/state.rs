@@ -26,6 +26,9 @@ pub struct State {
     /// failed): they stay stopped until `pgrepl reclone`.
     #[serde(default)]
     pub needs_reclone: Vec<String>,
+    /// Former primaries fenced by a failover, waiting to rejoin as standbys.
+    #[serde(default)]
+    pub fenced: Vec<String>,
     /// The last move of the primary and why, for `status`.
     #[serde(default)]
     pub last_move: Option<String>,

@@ -75,7 +75,14 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     let parts: Vec<String> = timings.iter().map(|(k, v)| format!("{k}={v:.2}s")).collect();
     out.info(format!("timings: {} total={:.2}s", parts.join(" "), started.elapsed().as_secs_f64()));
     let latest = crate::snapshot::spawn(ctx.clone(), sup.clone());
-    crate::api::serve(ctx.clone(), &selected, latest, out.clone()).await;
+    crate::api::serve(ctx.clone(), &selected, latest.clone(), out.clone()).await;
+    // Automatic failover needs one decider that sees every node: only a
+    // supervisor running the whole cluster decides (multi-host HA needs etcd).
+    if selected.len() == ctx.cfg.nodes.len() && ctx.cfg.nodes.len() > 1 {
+        let dcs =
+            std::sync::Arc::new(crate::dcs::InProcess::new(std::sync::Arc::new(crate::dcs::SystemClock::default())));
+        crate::ha::task::spawn(ctx.clone(), sup.clone(), latest, dcs, out.clone());
+    }
     crate::fsutil::write_atomic(&ctx.layout.ready_file(), std::process::id().to_string().as_bytes(), 0o644)?;
     loop {
         tokio::select! {

@@ -36,6 +36,24 @@ pub struct File {
     /// `[api]`: the per-node HTTP health API.
     #[serde(default)]
     pub api: Api,
+    /// `[failover]`: automatic failover on one machine.
+    #[serde(default)]
+    pub failover: Failover,
+}
+
+/// `[failover]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failover {
+    /// `automatic` (default) or `manual`.
+    pub mode: Option<Spanned<String>>,
+    /// How long a dead primary may take to accept writes again after a
+    /// restart in place before a replica is promoted. Default `10s`.
+    pub primary_start_timeout: Option<Spanned<String>>,
+    /// Rejoin a fenced former primary by itself (pg_rewind). Default true.
+    pub auto_rejoin: Option<bool>,
+    /// How often a failed automatic rejoin is retried. Default `5s`.
+    pub rejoin_interval: Option<Spanned<String>>,
 }
 
 /// `[cluster]`.

@@ -112,6 +112,8 @@ pub struct Config {
     pub monitor: Monitor,
     /// `[api]` settings.
     pub api: Api,
+    /// `[failover]` settings.
+    pub failover: Failover,
     /// Non-fatal remarks (for example a literal password in the file).
     pub warnings: Vec<String>,
 }
@@ -179,6 +181,15 @@ pub struct Monitor {
     pub crit_lag: Duration,
     pub warn_conflicts: u64,
     pub crit_slot_retained: ByteSize,
+}
+
+/// `[failover]`: automatic failover on one machine.
+#[derive(Debug, Clone)]
+pub struct Failover {
+    pub mode: crate::ha::Mode,
+    pub primary_start_timeout: Duration,
+    pub auto_rejoin: bool,
+    pub rejoin_interval: Duration,
 }
 
 /// `[api]`: where the per-node HTTP listeners bind.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::file;
-use super::{Api, Config, Database, HbaRule, Monitor, Node, Replication, Role, Secret, Supervisor};
+use super::{Api, Config, Database, Failover, HbaRule, Monitor, Node, Replication, Role, Secret, Supervisor};
 use crate::error::{Error, Result};
 use crate::units::{parse_duration, ByteSize};
 
@@ -136,6 +136,22 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
         listen: raw.api.listen.as_ref().map_or("127.0.0.1", |l| l.get_ref()).to_string(),
         enabled: raw.api.enabled.unwrap_or(true),
     };
+    let f = &raw.failover;
+    let failover = Failover {
+        mode: match f.mode.as_ref().map(|m| m.get_ref().as_str()) {
+            None | Some("automatic") => crate::ha::Mode::Automatic,
+            Some("manual") => crate::ha::Mode::Manual,
+            Some(other) => {
+                if let Some(m) = &f.mode {
+                    p.push(m, format!("failover mode `{other}` is not `automatic` or `manual`"));
+                }
+                crate::ha::Mode::Manual
+            }
+        },
+        primary_start_timeout: duration(&f.primary_start_timeout, "10s", p),
+        auto_rejoin: f.auto_rejoin.unwrap_or(true),
+        rejoin_interval: duration(&f.rejoin_interval, "5s", p),
+    };
     Config {
         path: path.to_path_buf(),
         cluster_name: name,
@@ -150,6 +166,7 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
         supervisor,
         monitor,
         api,
+        failover,
         warnings: std::mem::take(&mut p.warnings),
     }
 }

@@ -49,10 +49,7 @@ pub type Gaps = Vec<(String, Option<u64>)>;
 /// The most advanced candidate: latest timeline, then highest received LSN,
 /// then highest replayed LSN (less to replay before it can take writes),
 /// then config order. Returns it and, for each other, the bytes it lacks.
-pub fn choose(
-    cands: &[Candidate],
-    to: Option<&str>,
-) -> std::result::Result<(Candidate, Gaps), String> {
+pub fn choose(cands: &[Candidate], to: Option<&str>) -> std::result::Result<(Candidate, Gaps), String> {
     let best = match to {
         Some(t) => {
             cands.iter().find(|c| c.name == t).cloned().ok_or_else(|| format!("{t} is not a running replica"))?
@@ -95,6 +92,7 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, to: Option<&str>, force: boo
     }
     steps.step(format!("fencing {}: stopping it and keeping it stopped", old.name));
     control.stop(ctx, &old, StopMode::Fast).await?;
+    super::set_fenced(ctx, &old, true)?;
 
     let s = gather_once(ctx).await?;
     let cands: Vec<Candidate> =

@@ -117,6 +117,18 @@ pub fn record_primary(ctx: &Ctx, node: &Node, why: &str) -> Result<()> {
     st.primary = Some(node.name.clone());
     st.last_move = Some(why.to_string());
     st.needs_reclone.retain(|n| *n != node.name);
+    st.fenced.retain(|n| *n != node.name);
+    st.save(&path)
+}
+
+/// Mark or clear a node as fenced (a former primary waiting to rejoin).
+pub fn set_fenced(ctx: &Ctx, node: &Node, on: bool) -> Result<()> {
+    let path = ctx.layout.state_file();
+    let mut st = State::load(&path)?;
+    st.fenced.retain(|n| *n != node.name);
+    if on {
+        st.fenced.push(node.name.clone());
+    }
     st.save(&path)
 }
 

@@ -89,6 +89,13 @@ pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output)
     {
         Ok(rewind::Rewound::NotNeeded(how)) => steps.say(format!("{name} had not diverged; no rewind needed ({how})")),
         Ok(rewind::Rewound::Done(how)) => steps.say(format!("{name} rewound ({how})")),
+        Err(e) if e.to_string().contains("single-user mode") => {
+            // pg_rewind first runs crash recovery on the target; a node that
+            // cannot start yet is not a node that cannot be rewound.
+            return Err(Error::Refused(format!(
+                "rejoin failed: {name} cannot start for pg_rewind's crash recovery yet (see its log); it stays stopped. Fix what keeps it from starting, then rejoin again: {e}"
+            )));
+        }
         Err(e) => {
             set_needs_reclone(ctx, node, true)?;
             return Err(Error::Refused(format!("rejoin failed: pg_rewind could not resync {name}: {e}\n{name} stays stopped (marked needs-reclone) and will not be started as a primary. Next step: {reclone}")));
@@ -111,6 +118,7 @@ async fn start_following(
     super::drop_stale_slots(ctx, node).await?;
     crate::up::wait_streaming(ctx, node, primary).await?;
     set_needs_reclone(ctx, node, false)?;
+    super::set_fenced(ctx, node, false)?;
     steps.say(format!("{} streams from {}", node.name, primary.name));
     Ok(())
 }

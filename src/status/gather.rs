@@ -227,10 +227,16 @@ impl Gatherer {
                 st
             })
             .collect();
+        let state = crate::state::State::load(&self.ctx.layout.state_file()).unwrap_or_default();
+        let ha =
+            crate::lock::holder(&self.ctx.layout).and_then(|_| std::fs::read_to_string(self.ctx.layout.ha_file()).ok());
         Ok(ClusterStatus {
             cluster: self.ctx.cfg.cluster_name.clone(),
             timestamp,
             primary: self.ctx.current_primary().name.clone(),
+            ha,
+            last_move: state.last_move,
+            needs_reclone: state.needs_reclone,
             nodes,
             slots: primary_raw.map(|p| p.slots.clone()).unwrap_or_default(),
         })

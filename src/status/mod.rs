@@ -23,6 +23,12 @@ pub struct ClusterStatus {
     pub timestamp: String,
     /// The node pgrepl considers primary now.
     pub primary: String,
+    /// The supervisor's latest HA decision, as a sentence (null without a supervisor).
+    pub ha: Option<String>,
+    /// The last move of the primary (switchover or failover) and why.
+    pub last_move: Option<String>,
+    /// Nodes marked needs-reclone: they stay stopped until `pgrepl reclone`.
+    pub needs_reclone: Vec<String>,
     pub nodes: Vec<NodeStatus>,
     /// Physical slots on the observed primary.
     pub slots: Vec<SlotStatus>,

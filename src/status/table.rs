@@ -60,6 +60,15 @@ pub fn render(s: &ClusterStatus, h: &Report) -> String {
         ]);
     }
     let mut out = format!("cluster {} (primary: {}) at {}: {}\n", s.cluster, s.primary, s.timestamp, h.level.nagios());
+    if let Some(ha) = &s.ha {
+        out.push_str(&format!("ha: {ha}\n"));
+    }
+    if let Some(m) = &s.last_move {
+        out.push_str(&format!("last move: {m}\n"));
+    }
+    for n in &s.needs_reclone {
+        out.push_str(&format!("{n} needs a re-clone: run `pgrepl reclone {n}`\n"));
+    }
     out.push_str(&table(rows));
     if !s.slots.is_empty() {
         let mut rows = vec![["SLOT", "ACTIVE", "WAL STATUS", "RETAINED", "SAFE WAL SIZE"].map(String::from).to_vec()];

@@ -245,3 +245,41 @@ fn rejoin_of_a_dir_rewind_cannot_fix_is_refused_untouched() {
     c.ok(&["reclone", "pg-2"]);
     wait_until("pg-2 streaming", T, || c.streaming("pg-2"));
 }
+
+#[test]
+fn primary_killed_and_unable_to_restart_fails_over_then_rejoins_by_rewind() {
+    let c = Cluster::with_extra(
+        2,
+        "\n[monitor]\ninterval = \"200ms\"\n\n[failover]\nprimary_start_timeout = \"2s\"\nrejoin_interval = \"1s\"\n",
+    );
+    c.up();
+    c.sql("pg-1", "CREATE TABLE t AS SELECT 1 AS x").unwrap();
+    // Make the in-place restart fail, then kill the primary.
+    let base = c.data_dir("pg-1").join("postgresql.base.conf");
+    let original = std::fs::read_to_string(&base).unwrap();
+    std::fs::write(&base, format!("{original}\nthis_setting_does_not_exist = 1\n")).unwrap();
+    let pid = c.postmaster_pid("pg-1").unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+
+    wait_until("a replica promoted", T, || primary(&c) != "pg-1");
+    let new = primary(&c);
+    let third = if new == "pg-2" { "pg-3" } else { "pg-2" };
+    wait_until(&format!("{third} follows {new}"), T, || c.streaming(third));
+    assert_eq!(timeline(&c, &new), 2);
+    assert_eq!(timeline(&c, third), 2, "the third node follows the new timeline");
+    c.sql(&new, "INSERT INTO t VALUES (2)").unwrap();
+    let st = c.status();
+    assert_eq!(st["last_move"], format!("failover from pg-1 to {new}"));
+    assert_eq!(c.node_status("pg-1")["state"], "stopped", "the old primary must not run while it cannot rejoin");
+    let log = std::fs::read_to_string(c.path("data/pgrepl.log")).unwrap();
+    assert!(log.contains("ha: primary pg-1 is not accepting writes for"), "{log}");
+    assert!(log.contains("and its lease expired; promoting"), "{log}");
+
+    // Once it can start again, it comes back as a standby through pg_rewind.
+    std::fs::write(&base, original).unwrap();
+    wait_until("pg-1 streams from the new primary", T, || c.streaming("pg-1"));
+    assert_eq!(c.node_status("pg-1")["role"], "replica");
+    wait_until("pg-1 has the new primary's write", T, || c.sql("pg-1", "SELECT count(*) FROM t").as_deref() == Ok("2"));
+    let log = std::fs::read_to_string(c.path("data/pgrepl.log")).unwrap();
+    assert!(log.contains("pg-1 rewound"), "{log}");
+}

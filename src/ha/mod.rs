@@ -1,0 +1,202 @@
+//! High availability on one machine: the decision, and the task that acts
+//! on it. The decision is a pure function from [`Facts`] to an [`Action`]
+//! plus the sentence saying why; the task gathers the facts from the
+//! monitor's snapshot and the leader lease ([`crate::dcs`]), logs the
+//! sentence when it changes, shows it in `status`, and carries the action out.
+
+pub mod task;
+
+use std::time::Duration;
+
+use crate::moves::failover::{choose, Candidate};
+
+/// `[failover] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Automatic,
+    Manual,
+}
+
+/// Everything the decision looks at.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub mode: Mode,
+    /// The node that is primary by runtime state.
+    pub primary: String,
+    pub primary_writable: bool,
+    /// How long the primary has not accepted writes (None while it does).
+    pub down_for: Option<Duration>,
+    pub primary_start_timeout: Duration,
+    /// The holder of the live leader lease, after this cycle's renewal.
+    pub leader: Option<String>,
+    /// Running replicas.
+    pub candidates: Vec<Candidate>,
+    /// Former primaries fenced by a failover, waiting to rejoin.
+    pub fenced: Vec<String>,
+    /// Automatic rejoin is on and its retry interval has passed.
+    pub rejoin_due: bool,
+    /// A switchover/failover/rejoin command holds the move lock.
+    pub move_in_progress: bool,
+}
+
+/// What to do this cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Nothing,
+    /// The primary is down but its lease is live: the supervisor is
+    /// restarting it in place (crash recovery).
+    WaitForRestart,
+    /// Fence the old primary and promote this replica.
+    Failover {
+        to: String,
+    },
+    /// pg_rewind a fenced former primary and start it as a standby.
+    Rejoin {
+        node: String,
+    },
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("?".into(), |d| format!("{:.1}s", d.as_secs_f64()))
+}
+
+/// Decide. The second value is the sentence logged and shown in `status`.
+pub fn decide(f: &Facts) -> (Action, String) {
+    if f.move_in_progress {
+        return (Action::Nothing, "a move command is running; automatic failover waits for it".into());
+    }
+    if f.primary_writable {
+        if let (Some(node), true) = (f.fenced.first(), f.rejoin_due) {
+            return (
+                Action::Rejoin { node: node.clone() },
+                format!("primary {} is writable; rejoining former primary {node} as its standby", f.primary),
+            );
+        }
+        let waiting =
+            if f.fenced.is_empty() { String::new() } else { format!("; {} waits to rejoin", f.fenced.join(", ")) };
+        return (Action::Nothing, format!("primary {} is writable and holds the leader lease{waiting}", f.primary));
+    }
+    if f.mode == Mode::Manual {
+        return (
+            Action::Nothing,
+            format!(
+                "primary {} is not accepting writes ({}); automatic failover is off: run `pgrepl failover`",
+                f.primary,
+                secs(f.down_for)
+            ),
+        );
+    }
+    if f.leader.as_deref() == Some(f.primary.as_str()) {
+        return (
+            Action::WaitForRestart,
+            format!(
+                "primary {} is not accepting writes for {}; restarting it in place, failover if it is not back within {}s",
+                f.primary,
+                secs(f.down_for),
+                f.primary_start_timeout.as_secs()
+            ),
+        );
+    }
+    match choose(&f.candidates, None) {
+        Ok((best, _)) => (
+            Action::Failover { to: best.name.clone() },
+            format!(
+                "primary {} is not accepting writes for {} and its lease expired; promoting {}, the most advanced replica (received {})",
+                f.primary,
+                secs(f.down_for),
+                best.name,
+                best.received.map_or("?".into(), |l| l.to_string())
+            ),
+        ),
+        Err(why) => (Action::Nothing, format!("primary {} is down and cannot be replaced: {why}", f.primary)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(name: &str, lsn: &str) -> Candidate {
+        Candidate { name: name.into(), timeline: Some(1), received: lsn.parse().ok(), replayed: lsn.parse().ok() }
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            mode: Mode::Automatic,
+            primary: "pg-1".into(),
+            primary_writable: true,
+            down_for: None,
+            primary_start_timeout: Duration::from_secs(10),
+            leader: Some("pg-1".into()),
+            candidates: vec![cand("pg-2", "0/5000000"), cand("pg-3", "0/5000100")],
+            fenced: vec![],
+            rejoin_due: false,
+            move_in_progress: false,
+        }
+    }
+
+    #[test]
+    fn healthy_primary_means_nothing_to_do() {
+        assert_eq!(decide(&facts()), (Action::Nothing, "primary pg-1 is writable and holds the leader lease".into()));
+    }
+
+    #[test]
+    fn primary_killed_within_its_lease_is_restarted_in_place() {
+        let f = Facts { primary_writable: false, down_for: Some(Duration::from_millis(3200)), ..facts() };
+        let (a, why) = decide(&f);
+        assert_eq!(a, Action::WaitForRestart);
+        assert_eq!(why, "primary pg-1 is not accepting writes for 3.2s; restarting it in place, failover if it is not back within 10s");
+    }
+
+    #[test]
+    fn primary_killed_past_its_lease_promotes_the_most_advanced_replica() {
+        let f =
+            Facts { primary_writable: false, down_for: Some(Duration::from_millis(10100)), leader: None, ..facts() };
+        let (a, why) = decide(&f);
+        assert_eq!(a, Action::Failover { to: "pg-3".into() });
+        assert_eq!(why, "primary pg-1 is not accepting writes for 10.1s and its lease expired; promoting pg-3, the most advanced replica (received 0/5000100)");
+    }
+
+    #[test]
+    fn manual_mode_only_says_what_to_run() {
+        let f = Facts {
+            mode: Mode::Manual,
+            primary_writable: false,
+            down_for: Some(Duration::from_secs(30)),
+            leader: None,
+            ..facts()
+        };
+        let (a, why) = decide(&f);
+        assert_eq!(a, Action::Nothing);
+        assert!(why.ends_with("automatic failover is off: run `pgrepl failover`"), "{why}");
+    }
+
+    #[test]
+    fn no_replica_no_failover() {
+        let f = Facts {
+            primary_writable: false,
+            down_for: Some(Duration::from_secs(30)),
+            leader: None,
+            candidates: vec![],
+            ..facts()
+        };
+        assert_eq!(
+            decide(&f),
+            (Action::Nothing, "primary pg-1 is down and cannot be replaced: no running replica to promote".into())
+        );
+    }
+
+    #[test]
+    fn fenced_former_primary_rejoins_when_due_and_waits_otherwise() {
+        let f = Facts { fenced: vec!["pg-1".into()], primary: "pg-3".into(), leader: Some("pg-3".into()), ..facts() };
+        assert_eq!(decide(&f).1, "primary pg-3 is writable and holds the leader lease; pg-1 waits to rejoin");
+        let f = Facts { rejoin_due: true, ..f };
+        assert_eq!(decide(&f).0, Action::Rejoin { node: "pg-1".into() });
+    }
+
+    #[test]
+    fn a_running_move_command_is_not_interfered_with() {
+        let f = Facts { primary_writable: false, leader: None, move_in_progress: true, ..facts() };
+        assert_eq!(decide(&f).0, Action::Nothing);
+    }
+}

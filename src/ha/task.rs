@@ -1,0 +1,91 @@
+//! The HA task inside the supervisor: on every monitor snapshot it renews
+//! the leader lease for a writable primary, gathers the [`Facts`], decides,
+//! logs the decision's sentence when it changes (and writes it where
+//! `status` shows it), and carries the action out under the move lock.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{decide, Action, Facts};
+use crate::control::{move_lock, Control};
+use crate::ctx::Ctx;
+use crate::dcs::Dcs;
+use crate::moves::failover::Candidate;
+use crate::snapshot::Latest;
+use crate::state::State;
+use crate::supervise::{Output, Supervisor};
+
+/// Start the HA task.
+pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dcs>, out: Output) {
+    tokio::spawn(async move {
+        let ttl = ctx.cfg.failover.primary_start_timeout;
+        let mut down_since: Option<(String, Instant)> = None;
+        let mut last_reason = String::new();
+        let mut next_rejoin = Instant::now();
+        while latest.changed().await.is_ok() {
+            let Some(snap) = latest.borrow_and_update().clone() else { continue };
+            let primary = ctx.current_primary().clone();
+            let writable = snap.status.nodes.iter().any(|n| n.name == primary.name && n.is_writable_primary());
+            if writable {
+                down_since = None;
+                // acquire renews for the holder and takes a free lease.
+                let _ = dcs.acquire(&primary.name, ttl).await;
+            } else if down_since.as_ref().is_none_or(|(n, _)| *n != primary.name) {
+                down_since = Some((primary.name.clone(), Instant::now()));
+            }
+            let state = State::load(&ctx.layout.state_file()).unwrap_or_default();
+            let lock = move_lock(&ctx);
+            let facts = Facts {
+                mode: ctx.cfg.failover.mode,
+                primary: primary.name.clone(),
+                primary_writable: writable,
+                down_for: down_since.as_ref().map(|(_, t)| t.elapsed()),
+                primary_start_timeout: ttl,
+                leader: dcs.leader().await.ok().flatten(),
+                candidates: snap
+                    .status
+                    .nodes
+                    .iter()
+                    .filter(|n| n.name != primary.name)
+                    .filter_map(Candidate::from_status)
+                    .collect(),
+                fenced: state.fenced.clone(),
+                rejoin_due: ctx.cfg.failover.auto_rejoin && Instant::now() >= next_rejoin,
+                move_in_progress: lock.is_err(),
+            };
+            let (action, reason) = decide(&facts);
+            if reason != last_reason {
+                out.info(format!("ha: {reason}"));
+                let _ = crate::fsutil::write_atomic(&ctx.layout.ha_file(), reason.as_bytes(), 0o644);
+                last_reason = reason;
+            }
+            let control = Control::InProcess(sup.clone());
+            match action {
+                Action::Nothing | Action::WaitForRestart => {}
+                Action::Failover { to } => {
+                    // Take the lease for the new primary first: the store, not this
+                    // loop's opinion, decides who may be primary.
+                    if !dcs.acquire(&to, ttl).await.unwrap_or(false) {
+                        continue;
+                    }
+                    if let Err(e) = crate::moves::failover::run(&ctx, &control, Some(&to), true, &out).await {
+                        out.info(format!("ha: automatic failover to {to} failed: {e}"));
+                        let _ = dcs.release(&to).await;
+                    }
+                    down_since = None;
+                }
+                Action::Rejoin { node } => {
+                    next_rejoin = Instant::now() + ctx.cfg.failover.rejoin_interval;
+                    if let Err(e) = crate::moves::rejoin::rejoin(&ctx, &control, &node, &out).await {
+                        out.info(format!(
+                            "ha: rejoining {node} failed, retrying in {}s: {}",
+                            ctx.cfg.failover.rejoin_interval.as_secs(),
+                            e.to_string().lines().next().unwrap_or("")
+                        ));
+                    }
+                }
+            }
+            drop(lock);
+        }
+    });
+}
