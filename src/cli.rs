@@ -171,24 +171,24 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Monitor { interval, json, count } => crate::observe::monitor(&ctx, json, interval, count).await,
             Command::Switchover { to, max_lag, timeout } => {
                 let control = crate::control::Control::find(&ctx)?;
-                let _lock = crate::control::move_lock(&ctx)?;
+                let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 let o = crate::moves::switchover::Options { to, max_lag, timeout };
                 crate::moves::switchover::run(&ctx, &control, &o, &crate::supervise::Output::new(0)).await
             }
             Command::Failover { to, force } => {
                 let control = crate::control::Control::find(&ctx)?;
-                let _lock = crate::control::move_lock(&ctx)?;
+                let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 crate::moves::failover::run(&ctx, &control, to.as_deref(), force, &crate::supervise::Output::new(0))
                     .await
             }
             Command::Rejoin { node } => {
                 let control = crate::control::Control::find(&ctx)?;
-                let _lock = crate::control::move_lock(&ctx)?;
+                let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 crate::moves::rejoin::rejoin(&ctx, &control, &node, &crate::supervise::Output::new(0)).await
             }
             Command::Reclone { node, discard } => {
                 let control = crate::control::Control::find(&ctx)?;
-                let _lock = crate::control::move_lock(&ctx)?;
+                let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 crate::moves::rejoin::reclone(&ctx, &control, &node, discard, &crate::supervise::Output::new(0)).await
             }
             Command::Psql { node, args } => crate::psql::run(&ctx, &node, &args),

@@ -44,6 +44,19 @@ pub fn move_lock(ctx: &Ctx) -> Result<MoveLock> {
     )
 }
 
+/// Take the move lock, waiting up to `timeout` for the one who holds it
+/// (the HA task holds it for a moment on every snapshot).
+pub async fn wait_move_lock(ctx: &Ctx, timeout: Duration) -> Result<MoveLock> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match move_lock(ctx) {
+            Ok(l) => return Ok(l),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// Who runs the postgres processes.
 #[derive(Clone)]
 pub enum Control {

@@ -50,7 +50,9 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                     .filter_map(Candidate::from_status)
                     .collect(),
                 fenced: state.fenced.clone(),
-                rejoin_due: ctx.cfg.failover.auto_rejoin && Instant::now() >= next_rejoin,
+                rejoin_due: ctx.cfg.failover.auto_rejoin
+                    && ctx.cfg.failover.mode == super::Mode::Automatic
+                    && Instant::now() >= next_rejoin,
                 move_in_progress: lock.is_err(),
             };
             let (action, reason) = decide(&facts);

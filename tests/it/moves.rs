@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::harness::{snapshot, text, wait_until, Cluster};
 
 const T: Duration = Duration::from_secs(90);
+const MANUAL: &str = "\n[failover]\nmode = \"manual\"\n";
 const APP_DB: &str =
     "\n[[database]]\nname = \"app\"\nowner = \"app\"\nowner_password_file = \"secrets/app.password\"\n";
 
@@ -163,7 +164,8 @@ fn switchover_to_a_stopped_or_lagging_target_is_refused_with_no_role_change() {
 
 #[test]
 fn failover_promotes_the_most_advanced_replica_and_the_rest_follow() {
-    let c = cluster(2);
+    // Manual mode: nothing rejoins the fenced primary behind the test's back.
+    let c = Cluster::with_extra(2, MANUAL);
     c.up();
     c.sql("pg-2", "SELECT pg_wal_replay_pause()").unwrap();
     c.sql("pg-1", "CREATE TABLE after_pause AS SELECT 1 AS x").unwrap();
@@ -186,7 +188,8 @@ fn failover_promotes_the_most_advanced_replica_and_the_rest_follow() {
 
 #[test]
 fn diverged_former_primary_is_rewound_by_rejoin() {
-    let c = cluster(2);
+    // Manual mode: nothing rejoins the fenced primary behind the test's back.
+    let c = Cluster::with_extra(2, MANUAL);
     c.up();
     c.sql("pg-1", "CREATE TABLE facts (id int PRIMARY KEY)").unwrap();
     c.sql("pg-1", "INSERT INTO facts VALUES (1)").unwrap();
