@@ -22,6 +22,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
     let passfile = ctx.layout.passfile();
     let passfile = passfile.to_string_lossy();
     let slot = slot_name_for(cfg, node);
+    let trigger = node.data_dir.join("promote.trigger").to_string_lossy().into_owned();
     let splan = StandbyPlan {
         major,
         primary_host: &primary.host,
@@ -30,6 +31,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         passfile: &passfile,
         application_name: &node.name,
         slot: slot.as_deref(),
+        trigger_file: &trigger,
     };
     let in_conf = role == Role::Replica && !standby::uses_recovery_conf(major);
     let plan = ConfPlan {

@@ -46,7 +46,20 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     }
     // Checked here too when detaching, so a refusal reaches the user's stderr
     // with its exit code before any background process exists.
-    let plans = preflight::plan(&ctx, &selected, &opts.reclone).await?;
+    let mut plans = preflight::plan(&ctx, &selected, &opts.reclone).await?;
+    // A node whose data dir cannot follow the primary is never started;
+    // `--reclone NODE` (or `pgrepl reclone NODE`) is the way back.
+    let blocked = State::load(&ctx.layout.state_file())?.needs_reclone;
+    plans.retain(|p| {
+        let keep = !blocked.contains(&p.node.name) || matches!(p.action, Action::Clone { .. });
+        if !keep {
+            out.info(format!(
+                "{}: needs a re-clone and stays stopped; run `pgrepl up --reclone {}` or `pgrepl reclone {}`",
+                p.node.name, p.node.name, p.node.name
+            ));
+        }
+        keep
+    });
     if opts.detach && !opts.supervise_child {
         return detach::spawn(&ctx, &opts, &out).await;
     }
@@ -222,6 +235,9 @@ async fn replica_up(
     };
     start_and_wait(ctx, sup, &p.node).await?;
     wait_streaming(ctx, &p.node, primary).await?;
+    if cloned.is_some() {
+        crate::moves::set_needs_reclone(ctx, &p.node, false)?;
+    }
     sup.out.info(format!("{}: streaming from {}", p.node.name, primary.name));
     Ok(cloned)
 }

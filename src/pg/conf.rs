@@ -192,6 +192,16 @@ wal_log_hints = on    # lets pg_rewind resync a former primary instead of a full
     }
 
     #[test]
+    fn wal_retention_setting_by_major() {
+        let user = BTreeMap::new();
+        for (major, segments) in [(10, true), (11, true), (12, true), (13, false), (15, false), (17, false)] {
+            let out = render(&plan(&user, major));
+            assert_eq!(out.contains("wal_keep_segments = 10 "), segments, "PostgreSQL {major}");
+            assert_eq!(out.contains("wal_keep_size = '160MB'"), !segments, "PostgreSQL {major}");
+        }
+    }
+
+    #[test]
     fn old_majors_keep_segments() {
         let user = BTreeMap::new();
         let out = render(&plan(&user, 12));

@@ -21,6 +21,9 @@ pub struct StandbyPlan<'a> {
     pub passfile: &'a str,
     pub application_name: &'a str,
     pub slot: Option<&'a str>,
+    /// For `recovery.conf` (PostgreSQL 10 and 11): the file whose creation
+    /// promotes the standby, as the seeds configure it.
+    pub trigger_file: &'a str,
 }
 
 /// True when this major needs `recovery.conf` instead of `standby.signal`.
@@ -90,6 +93,10 @@ pub fn settings(p: &StandbyPlan) -> StandbySettings {
 pub fn recovery_conf(p: &StandbyPlan) -> String {
     let mut out = String::from(super::conf::HEADER);
     out.push_str("standby_mode = 'on'    # stay in recovery and keep streaming\n");
+    out.push_str(&format!(
+        "trigger_file = {}    # creating this file promotes the standby (pg_ctl promote works too)\n",
+        quote(p.trigger_file)
+    ));
     for (k, v, why) in settings(p) {
         out.push_str(&format!("{k} = {v}    # {why}\n"));
     }
@@ -109,6 +116,35 @@ mod tests {
             passfile: "/srv/my data/pgpass",
             application_name: "pg-2",
             slot: Some("pg_2"),
+            trigger_file: "/srv/data/pg-2/promote.trigger",
+        }
+    }
+
+    /// The standby configuration each major gets, in one table.
+    #[test]
+    fn standby_layout_by_major() {
+        for (major, old_layout) in [(10, true), (11, true), (12, false), (13, false), (15, false), (17, false)] {
+            assert_eq!(uses_recovery_conf(major), old_layout, "PostgreSQL {major}");
+            let p = plan(major);
+            if old_layout {
+                let r = recovery_conf(&p);
+                for line in [
+                    "standby_mode = 'on'",
+                    "trigger_file = '/srv/data/pg-2/promote.trigger'",
+                    "primary_slot_name = 'pg_2'",
+                    "recovery_target_timeline = 'latest'",
+                    "primary_conninfo = 'host=127.0.0.1",
+                ] {
+                    assert!(r.contains(line), "PostgreSQL {major} recovery.conf lacks {line}:\n{r}");
+                }
+            } else {
+                let names: Vec<String> = settings(&p).into_iter().map(|(k, _, _)| k).collect();
+                assert_eq!(
+                    names,
+                    ["primary_conninfo", "recovery_target_timeline", "primary_slot_name"],
+                    "PostgreSQL {major}"
+                );
+            }
         }
     }
 

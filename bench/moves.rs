@@ -1,0 +1,219 @@
+//! Benchmark: moving the primary.
+//! - switchover write-unavailability: the longest gap between consecutive
+//!   acknowledged commits of a writer committing every 10 ms, median of 5
+//!   switchovers, and acknowledged writes lost (must be 0);
+//! - automatic failover: kill -9 of the primary with its restart made to
+//!   fail (`primary_start_timeout = 2s`) to the first acknowledged write on
+//!   the new primary, median of 3;
+//! - rejoin with pg_rewind versus reclone on a pgbench database
+//!   (`PGREPL_BENCH_SCALE`, default 70 ≈ 1 GB).
+//!
+//! Prints figures; asserts nothing. Run: `cargo bench --bench moves`.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{median, wait, BenchCluster};
+
+const APP: &str = "[[database]]\nname = \"app\"\nowner = \"app\"\nowner_password_file = \"app.pw\"\n";
+
+/// One acknowledged commit: id, when, and the port of the server that took it.
+type Ack = (i64, Instant, i32);
+
+/// Commits sequential ids every 10 ms through a read-write multi-host string.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<Ack>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(ports: &[u16]) -> Writer {
+        let hosts = vec!["127.0.0.1"; ports.len()].join(",");
+        let p: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+        let conn = format!("host={hosts} port={} user=app password=app-secret dbname=app target_session_attrs=read-write connect_timeout=2", p.join(","));
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), acked.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+            rt.block_on(async move {
+                let mut client: Option<tokio_postgres::Client> = None;
+                let mut id = 0i64;
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                while !s.load(Ordering::SeqCst) {
+                    tick.tick().await;
+                    if client.as_ref().is_none_or(|c| c.is_closed()) {
+                        client = match tokio_postgres::connect(&conn, tokio_postgres::NoTls).await {
+                            Ok((c, conn)) => {
+                                tokio::spawn(conn);
+                                Some(c)
+                            }
+                            Err(_) => None,
+                        };
+                        continue;
+                    }
+                    id += 1;
+                    let r = client
+                        .as_ref()
+                        .expect("client")
+                        .query_one("WITH i AS (INSERT INTO w (id) VALUES ($1) ON CONFLICT DO NOTHING) SELECT inet_server_port()", &[&id])
+                        .await;
+                    match r {
+                        Ok(row) => a.lock().expect("lock").push((id, Instant::now(), row.get(0))),
+                        Err(_) => client = None,
+                    }
+                }
+            });
+        });
+        Writer { stop, acked, thread: Some(thread) }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().expect("lock").len()
+    }
+
+    fn finish(mut self) -> Vec<Ack> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.acked.lock().expect("lock").clone()
+    }
+}
+
+/// Longest gap between consecutive acknowledgements within [from, to].
+fn longest_gap(acked: &[Ack], from: Instant, to: Instant) -> f64 {
+    let times: Vec<Instant> = acked.iter().map(|a| a.1).filter(|t| *t >= from && *t <= to).collect();
+    times.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).fold(0.0, f64::max)
+}
+
+fn sql(c: &BenchCluster, node: &str, q: &str) -> String {
+    let o = c.pgrepl(&["psql", node, "--", "-X", "-d", "app", "-tAc", q]);
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn app_cluster(replicas: usize, port: u16, extra: &str) -> BenchCluster {
+    let c = BenchCluster::new(replicas, port, &format!("{APP}{extra}"));
+    std::fs::write(c.dir.path().join("app.pw"), "app-secret\n").expect("pw");
+    let up = c.pgrepl(&["up", "--detach"]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    sql(&c, "n0", "CREATE TABLE w (id bigint PRIMARY KEY); ALTER TABLE w OWNER TO app");
+    c
+}
+
+fn switchover(port: u16) {
+    let c = app_cluster(2, port, "");
+    let ports: Vec<u16> = (0..3).map(|i| port + i).collect();
+    let w = Writer::start(&ports);
+    wait(Duration::from_secs(30), || w.count() > 50);
+    let mut gaps = Vec::new();
+    let mut reported = Vec::new();
+    for i in 0..5 {
+        let to = if i % 2 == 0 { "n1" } else { "n0" };
+        let before = w.count();
+        let t0 = Instant::now();
+        let o = c.pgrepl(&["switchover", "--to", to]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "switchover failed: {out}{}", String::from_utf8_lossy(&o.stderr));
+        wait(Duration::from_secs(30), || w.count() > before + 50);
+        let acked = w.acked.lock().expect("lock").clone();
+        gaps.push(longest_gap(&acked, t0, Instant::now()));
+        if let Some(s) = out.lines().find_map(|l| {
+            l.split_once("unavailable for ").map(|(_, r)| r.trim_end_matches('s').parse::<f64>().unwrap_or(0.0))
+        }) {
+            reported.push(s);
+        }
+    }
+    let acked = w.finish();
+    let primary = if sql(&c, "n0", "SELECT pg_is_in_recovery()") == "f" { "n0" } else { "n1" };
+    let present: std::collections::HashSet<i64> =
+        sql(&c, primary, "SELECT id FROM w").lines().filter_map(|l| l.parse().ok()).collect();
+    let lost = acked.iter().filter(|(id, _, _)| !present.contains(id)).count();
+    println!(
+        "switchover (1+2, writer every 10 ms): longest commit gap median {:.3} s over 5 (target <= 1 s; each: {}), pgrepl-reported window median {:.3} s; acknowledged writes {} , lost {lost}",
+        median(&mut gaps.clone()),
+        gaps.iter().map(|g| format!("{g:.3}")).collect::<Vec<_>>().join(", "),
+        median(&mut reported),
+        acked.len()
+    );
+}
+
+fn failover(port: u16) -> f64 {
+    let c = app_cluster(2, port, "[monitor]\ninterval = \"200ms\"\n[failover]\nprimary_start_timeout = \"2s\"\n");
+    let ports: Vec<u16> = (0..3).map(|i| port + i).collect();
+    let w = Writer::start(&ports);
+    wait(Duration::from_secs(30), || w.count() > 20);
+    let base = c.data().join("n0/postgresql.base.conf");
+    let mut conf = std::fs::read_to_string(&base).expect("base conf");
+    conf.push_str("\nthis_setting_does_not_exist = 1\n");
+    std::fs::write(&base, conf).expect("break conf");
+    let pid = common::pid_of(&c.data().join("n0/postmaster.pid"));
+    let t0 = Instant::now();
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    // The first write acknowledged by another server than the killed one.
+    let old = i32::from(port);
+    let first = || w.acked.lock().expect("lock").iter().find(|a| a.1 > t0 && a.2 != old).map(|a| a.1);
+    wait(Duration::from_secs(60), || first().is_some());
+    let at = first().expect("first write on the new primary");
+    let _ = w.finish();
+    (at - t0).as_secs_f64()
+}
+
+fn rejoin_vs_reclone(port: u16, scale: u32) {
+    let c = BenchCluster::new(1, port, "[failover]\nmode = \"manual\"\n");
+    let up = c.pgrepl(&["up", "--detach"]);
+    assert!(up.status.success());
+    let bin = pgrepl::pg::bin::find(None).expect("bin");
+    let sock = c.data().join("sockets");
+    let t = Instant::now();
+    let o = Command::new(bin.program("pgbench"))
+        .args(["-i", "-q", "-s", &scale.to_string(), "-h"])
+        .arg(&sock)
+        .args(["-p", &port.to_string(), "-U", "postgres", "postgres"])
+        .output()
+        .expect("pgbench");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let size = String::from_utf8_lossy(
+        &c.pgrepl(&["psql", "n0", "--", "-tAc", "SELECT pg_size_pretty(pg_database_size('postgres'))"]).stdout,
+    )
+    .trim()
+    .to_string();
+    println!("pgbench -i -s {scale}: {size} in {:.1} s", t.elapsed().as_secs_f64());
+    wait(Duration::from_secs(300), || {
+        let s: serde_json::Value = serde_json::from_slice(&c.pgrepl(&["status", "--json"]).stdout).unwrap_or_default();
+        s["nodes"][1]["replication"]["lag_bytes"]["replay"] == 0
+    });
+    // A failover leaves the old primary to rejoin, with a little divergence.
+    assert!(c.pgrepl(&["failover", "--force", "--to", "n1"]).status.success());
+    let t = Instant::now();
+    let o = c.pgrepl(&["rejoin", "n0"]);
+    let rejoin = t.elapsed().as_secs_f64();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = Instant::now();
+    let o = c.pgrepl(&["reclone", "n0", "--discard"]);
+    let reclone = t.elapsed().as_secs_f64();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    println!(
+        "rejoin with pg_rewind: {rejoin:.2} s; reclone: {reclone:.2} s ({:.1}x faster to rewind) on a {size} database",
+        reclone / rejoin
+    );
+}
+
+fn main() {
+    let port = 14000 + (std::process::id() % 100) as u16 * 20;
+    println!("pgrepl moves benchmark");
+    switchover(port);
+    let mut f: Vec<f64> = (0..3).map(|i| failover(port + 4 + i * 4)).collect();
+    println!(
+        "automatic failover (kill -9, restart made to fail, primary_start_timeout 2 s): first acknowledged write on the new primary after median {:.2} s (runs: {}; target <= 3.5 s)",
+        median(&mut f.clone()),
+        f.iter_mut().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ")
+    );
+    let scale = std::env::var("PGREPL_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(70);
+    rejoin_vs_reclone(port + 16, scale);
+}
