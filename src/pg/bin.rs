@@ -9,6 +9,10 @@ use crate::error::{Error, Result};
 
 /// Programs a bindir must hold for pgrepl to use it.
 const REQUIRED: &[&str] = &["postgres", "initdb", "pg_basebackup"];
+/// The server programs a configured `postgres_bin` must hold; client tools
+/// (pg_basebackup, psql, ...) may come from a newer installation, since they
+/// work with servers of their own or an older major.
+const SERVER: &[&str] = &["postgres", "initdb"];
 
 /// A usable PostgreSQL installation.
 #[derive(Debug, Clone)]
@@ -18,12 +22,18 @@ pub struct PgBin {
     pub major: u32,
     /// Full version string, e.g. "15.18".
     pub version: String,
+    /// Where client tools missing from `dir` come from (same or newer major).
+    pub tools: Option<PathBuf>,
 }
 
 impl PgBin {
-    /// Path of one program in this bindir.
+    /// Path of one program: from the bindir, else from the tools dir.
     pub fn program(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        let own = self.dir.join(name);
+        match &self.tools {
+            Some(t) if !own.is_file() => t.join(name),
+            _ => own,
+        }
     }
 }
 
@@ -31,7 +41,7 @@ impl PgBin {
 pub fn find(configured: Option<&Path>) -> Result<PgBin> {
     let mut searched = Vec::new();
     if let Some(dir) = configured {
-        return probe(dir).map_err(|why| {
+        return probe_server(dir).map_err(|why| {
             Error::BinariesNotFound(format!(
                 "[cluster] postgres_bin = {} is not a usable PostgreSQL bindir: {why}. Point it at the directory holding `postgres`, `initdb` and `pg_basebackup`, or remove it to search automatically",
                 dir.display()
@@ -95,13 +105,7 @@ fn probe(dir: &Path) -> std::result::Result<PgBin, String> {
     if !missing.is_empty() {
         return Err(format!("missing {}", missing.join(", ")));
     }
-    let out = Command::new(dir.join("postgres"))
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run postgres --version: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (major, version) = parse_version(&text).ok_or_else(|| format!("cannot read version from `{}`", text.trim()))?;
+    let (major, version) = version_of(&dir.join("postgres"))?;
     // Resolve symlinks (e.g. /usr/local/bin/postgres -> /usr/lib/postgresql/15/bin)
     // so every program comes from one installation.
     let real = std::fs::canonicalize(dir.join("postgres")).ok().and_then(|p| p.parent().map(Path::to_path_buf));
@@ -109,7 +113,39 @@ fn probe(dir: &Path) -> std::result::Result<PgBin, String> {
         Some(r) if REQUIRED.iter().all(|p| r.join(p).is_file()) => r,
         _ => dir.to_path_buf(),
     };
-    Ok(PgBin { dir, major, version })
+    Ok(PgBin { dir, major, version, tools: None })
+}
+
+/// A configured bindir: the server programs are required; missing client
+/// tools are taken from an installation of the same or a newer major.
+fn probe_server(dir: &Path) -> std::result::Result<PgBin, String> {
+    let missing: Vec<&str> = SERVER.iter().copied().filter(|p| !dir.join(p).is_file()).collect();
+    if !missing.is_empty() {
+        return Err(format!("missing {}", missing.join(", ")));
+    }
+    let (major, version) = version_of(&dir.join("postgres"))?;
+    let tools = if dir.join("pg_basebackup").is_file() {
+        None
+    } else {
+        let t = candidates()
+            .into_iter()
+            .filter(|c| c.join("pg_basebackup").is_file())
+            .find(|c| version_of(&c.join("pg_basebackup")).is_ok_and(|(m, _)| m >= major))
+            .ok_or_else(|| format!("no pg_basebackup there, and none of PostgreSQL {major} or newer elsewhere"))?;
+        Some(t)
+    };
+    Ok(PgBin { dir: dir.to_path_buf(), major, version, tools })
+}
+
+/// `PROGRAM --version`, parsed.
+fn version_of(program: &Path) -> std::result::Result<(u32, String), String> {
+    let out = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {} --version: {e}", program.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_version(&text).ok_or_else(|| format!("cannot read version from `{}`", text.trim()))
 }
 
 /// Parse `postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` into (15, "15.18").

@@ -4,6 +4,7 @@ mod harness;
 
 mod bad_config;
 mod lifecycle;
+mod majors;
 mod moves;
 mod multihost;
 mod observe;
