@@ -123,24 +123,38 @@ pub fn record_primary(ctx: &Ctx, node: &Node, why: &str) -> Result<()> {
 
 /// Mark or clear a node as fenced (a former primary waiting to rejoin).
 pub fn set_fenced(ctx: &Ctx, node: &Node, on: bool) -> Result<()> {
-    let path = ctx.layout.state_file();
-    let mut st = State::load(&path)?;
-    st.fenced.retain(|n| *n != node.name);
-    if on {
-        st.fenced.push(node.name.clone());
-    }
-    st.save(&path)
+    update_list(ctx, node, on, |st| &mut st.fenced)
 }
 
 /// Mark or clear a node's `needs-reclone` state.
 pub fn set_needs_reclone(ctx: &Ctx, node: &Node, on: bool) -> Result<()> {
+    update_list(ctx, node, on, |st| &mut st.needs_reclone)
+}
+
+/// Add `node` to (or remove it from) one of the state's node lists, atomically.
+fn update_list(ctx: &Ctx, node: &Node, on: bool, list: impl Fn(&mut State) -> &mut Vec<String>) -> Result<()> {
     let path = ctx.layout.state_file();
     let mut st = State::load(&path)?;
-    st.needs_reclone.retain(|n| *n != node.name);
+    let l = list(&mut st);
+    l.retain(|n| *n != node.name);
     if on {
-        st.needs_reclone.push(node.name.clone());
+        l.push(node.name.clone());
     }
     st.save(&path)
+}
+
+/// pg_rewind `node` from `primary` through the primary's socket, as the OS user.
+pub async fn rewind_from(ctx: &Ctx, node: &Node, primary: &Node, dry_run: bool) -> Result<crate::pg::rewind::Rewound> {
+    crate::pg::rewind::rewind(
+        ctx.bin()?,
+        &ctx.runas,
+        &node.data_dir,
+        &ctx.layout.socket_dir(),
+        primary.port,
+        &ctx.runas.name,
+        dry_run,
+    )
+    .await
 }
 
 /// Slots on `primary` for every other node, before they need them.

@@ -76,17 +76,7 @@ pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output)
     ));
     ensure_slots(ctx, &primary).await?;
     super::checkpoint(ctx, &primary).await?;
-    match rewind::rewind(
-        ctx.bin()?,
-        &ctx.runas,
-        &node.data_dir,
-        &ctx.layout.socket_dir(),
-        primary.port,
-        &ctx.runas.name,
-        false,
-    )
-    .await
-    {
+    match super::rewind_from(ctx, node, &primary, false).await {
         Ok(rewind::Rewound::NotNeeded(how)) => steps.say(format!("{name} had not diverged; no rewind needed ({how})")),
         Ok(rewind::Rewound::Done(how)) => steps.say(format!("{name} rewound ({how})")),
         Err(e) if e.to_string().contains("single-user mode") => {

@@ -162,24 +162,12 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
 /// pg_rewind decides whether its WAL diverged (after a clean switchover it
 /// must not have; this checks instead of assuming).
 pub async fn follow(ctx: &Ctx, control: &Control, node: &Node, primary: &Node, steps: &mut Steps<'_>) -> Result<()> {
-    let bin = ctx.bin()?;
     super::checkpoint(ctx, primary).await?;
-    match rewind::rewind(bin, &ctx.runas, &node.data_dir, &ctx.layout.socket_dir(), primary.port, &ctx.runas.name, true)
-        .await?
-    {
+    match super::rewind_from(ctx, node, primary, true).await? {
         rewind::Rewound::NotNeeded(_) => steps.say(format!("{}: pg_rewind confirms no rewind is needed", node.name)),
         rewind::Rewound::Done(why) => {
             steps.say(format!("{}: pg_rewind finds its WAL diverged ({why}); rewinding", node.name));
-            rewind::rewind(
-                bin,
-                &ctx.runas,
-                &node.data_dir,
-                &ctx.layout.socket_dir(),
-                primary.port,
-                &ctx.runas.name,
-                false,
-            )
-            .await?;
+            super::rewind_from(ctx, node, primary, false).await?;
         }
     }
     write_node_files(ctx, node, &node.data_dir, Role::Replica, primary)?;
