@@ -117,6 +117,31 @@ pub enum Command {
         #[arg(long)]
         discard: bool,
     },
+    /// Archive one WAL file (PostgreSQL's archive_command; fsync, then rename).
+    WalPush {
+        /// The archive directory.
+        #[arg(long)]
+        archive: PathBuf,
+        /// %p: the file to archive.
+        path: PathBuf,
+        /// %f: its name.
+        name: String,
+    },
+    /// Restore one WAL file from the archive (PostgreSQL's restore_command).
+    WalFetch {
+        /// The archive directory.
+        #[arg(long)]
+        archive: PathBuf,
+        /// %f: the file wanted.
+        name: String,
+        /// %p: where to put it.
+        path: PathBuf,
+    },
+    /// Manage the WAL archive.
+    Archive {
+        #[command(subcommand)]
+        action: ArchiveAction,
+    },
     /// Open psql on a node as the superuser, or run it with ARGS.
     Psql {
         /// Node name.
@@ -131,6 +156,13 @@ fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     crate::units::parse_duration(s)
 }
 
+/// `pgrepl archive ...`.
+#[derive(Debug, Subcommand)]
+pub enum ArchiveAction {
+    /// Remove archived WAL that no node needs any more.
+    Cleanup,
+}
+
 fn parse_size(s: &str) -> std::result::Result<crate::units::ByteSize, String> {
     crate::units::ByteSize::parse(s)
 }
@@ -143,6 +175,18 @@ fn load(cli: &Cli) -> Result<std::sync::Arc<Ctx>> {
 
 /// Run the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
+    // PostgreSQL runs these as its own OS user, which may not read pgrepl.toml.
+    match &cli.command {
+        Command::WalPush { archive, path, name } => return crate::archive::push(archive, path, name),
+        Command::WalFetch { archive, name, path } => {
+            return match crate::archive::fetch(archive, name, path)? {
+                true => Ok(()),
+                // Not archived (yet): PostgreSQL expects a quiet non-zero exit.
+                false => Err(Error::Exit(1)),
+            };
+        }
+        _ => {}
+    }
     if let Command::Init { nodes, port, name, dir } = &cli.command {
         return crate::init::run(dir, &crate::init::InitOptions { nodes: *nodes, port: *port, name: name.clone() });
     }
@@ -191,6 +235,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 crate::moves::rejoin::reclone(&ctx, &control, &node, discard, &crate::supervise::Output::new(0)).await
             }
+            Command::Archive { action: ArchiveAction::Cleanup } => {
+                crate::archive::cleanup_cluster(&ctx, &crate::supervise::Output::new(0)).await
+            }
+            Command::WalPush { .. } | Command::WalFetch { .. } => Ok(()),
             Command::Psql { node, args } => crate::psql::run(&ctx, &node, &args),
         }
     })

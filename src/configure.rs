@@ -23,6 +23,10 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
     let passfile = passfile.to_string_lossy();
     let slot = slot_name_for(cfg, node);
     let trigger = node.data_dir.join("promote.trigger").to_string_lossy().into_owned();
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot find pgrepl's own executable for archive_command: {e}")))?;
+    let restore = cfg.archive.as_ref().map(|a| crate::archive::restore_command(&exe, a));
+    let archive_command = cfg.archive.as_ref().map(|a| crate::archive::archive_command(&exe, a));
     let splan = StandbyPlan {
         major,
         primary_host: &primary.host,
@@ -32,6 +36,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         application_name: &node.name,
         slot: slot.as_deref(),
         trigger_file: &trigger,
+        restore_command: restore.as_deref(),
     };
     let in_conf = role == Role::Replica && !standby::uses_recovery_conf(major);
     let plan = ConfPlan {
@@ -46,6 +51,8 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         wal_keep_size: cfg.replication.wal_keep_size,
         standby: in_conf.then(|| standby::settings(&splan)),
         user: &cfg.postgresql,
+        max_slot_wal_keep_size: cfg.replication.max_slot_wal_keep_size,
+        archive_command,
     };
     let admin = if ctx.runas.switch { vec!["root"] } else { vec![] };
     let hplan = HbaPlan {

@@ -6,6 +6,7 @@
 //! supervision), and one module per command (`up`, `down`, `status`, ...).
 
 pub mod api;
+pub mod archive;
 pub mod bootstrap;
 pub mod cli;
 pub mod clone;

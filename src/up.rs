@@ -139,6 +139,11 @@ fn prepare_root(ctx: &Ctx) -> Result<()> {
         ctx.runas.chown(&d)?;
     }
     crate::fsutil::create_dir(&l.run_dir(), 0o755)?;
+    if let Some(a) = &ctx.cfg.archive {
+        // PostgreSQL's archive_command writes here as the OS user.
+        crate::fsutil::create_dir(a, 0o700)?;
+        ctx.runas.chown(a)?;
+    }
     write_passfile(ctx)
 }
 

@@ -39,6 +39,17 @@ pub struct File {
     /// `[failover]`: automatic failover on one machine.
     #[serde(default)]
     pub failover: Failover,
+    /// `[archive]`: a WAL archive replicas can catch up from.
+    #[serde(default)]
+    pub archive: Archive,
+}
+
+/// `[archive]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Archive {
+    /// Archive directory (relative to the config file). Unset: no archive.
+    pub dir: Option<Spanned<String>>,
 }
 
 /// `[failover]`.
@@ -90,6 +101,8 @@ pub struct Replication {
     pub max_wal_senders: Option<Spanned<i64>>,
     /// How long a clone retries an unreachable primary. Default `120s`.
     pub clone_timeout: Option<Spanned<String>>,
+    /// Most WAL a replication slot may hold back (PostgreSQL 13+). Default `8GB`.
+    pub max_slot_wal_keep_size: Option<Spanned<String>>,
 }
 
 /// `[[node]]`.

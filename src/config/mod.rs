@@ -114,6 +114,8 @@ pub struct Config {
     pub api: Api,
     /// `[failover]` settings.
     pub failover: Failover,
+    /// `[archive] dir`, absolute; None without an archive.
+    pub archive: Option<PathBuf>,
     /// Non-fatal remarks (for example a literal password in the file).
     pub warnings: Vec<String>,
 }
@@ -128,6 +130,8 @@ pub struct Replication {
     pub max_wal_senders: Option<u32>,
     /// How long a clone keeps retrying an unreachable primary.
     pub clone_timeout: Duration,
+    /// Bound on the WAL a slot may retain (PostgreSQL 13+).
+    pub max_slot_wal_keep_size: ByteSize,
 }
 
 /// One `[[node]]`, resolved.

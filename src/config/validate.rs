@@ -167,6 +167,7 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
         monitor,
         api,
         failover,
+        archive: raw.archive.dir.as_ref().map(|d| resolve(base, d.get_ref())),
         warnings: std::mem::take(&mut p.warnings),
     }
 }
@@ -283,6 +284,7 @@ fn replication(r: &file::Replication, base: &Path, p: &mut Problems) -> Replicat
         wal_keep_size,
         max_wal_senders,
         clone_timeout: duration(&r.clone_timeout, "120s", p),
+        max_slot_wal_keep_size: size(&r.max_slot_wal_keep_size, "8GB", p),
     }
 }
 

@@ -32,6 +32,10 @@ pub struct ConfPlan<'a> {
     pub standby: Option<StandbySettings>,
     /// `[postgresql]`, already as GUC literals.
     pub user: &'a BTreeMap<String, String>,
+    /// Bound on the WAL a slot may retain.
+    pub max_slot_wal_keep_size: ByteSize,
+    /// `archive_command`, when a WAL archive is configured.
+    pub archive_command: Option<String>,
 }
 
 /// Rendered standby GUCs (see `standby`).
@@ -103,6 +107,21 @@ pub fn render(p: &ConfPlan) -> String {
             "WAL kept for standbys that briefly disconnect (wal_keep_size / 16MB)",
         );
     }
+    if p.major >= 13 {
+        set("max_slot_wal_keep_size", quote(&p.max_slot_wal_keep_size.to_string()), "a slot of a long-gone standby cannot fill the disk; past this the slot is lost and the standby needs a re-clone");
+    }
+    if let Some(cmd) = &p.archive_command {
+        set(
+            "archive_mode",
+            "on".into(),
+            "every finished WAL segment goes to the archive, so a standby that fell behind can catch up",
+        );
+        set(
+            "archive_command",
+            quote(cmd),
+            "pgrepl's wal-push: fsync, then rename, so a crash never leaves a partial segment",
+        );
+    }
     if let Some(standby) = &p.standby {
         for (k, v, why) in standby {
             set(k, v.clone(), why);
@@ -154,6 +173,8 @@ mod tests {
             wal_keep_size: ByteSize(160 << 20),
             standby: None,
             user,
+            max_slot_wal_keep_size: ByteSize(8 << 30),
+            archive_command: None,
         }
     }
 
@@ -171,6 +192,7 @@ hot_standby = on    # standbys serve read-only queries
 listen_addresses = '127.0.0.1'    # only the address this node is reached at, not every interface
 log_line_prefix = '%m [%p] '    # timestamp and pid on every line; pgrepl adds the node name in front
 max_replication_slots = 7    # one slot per replica, with the same headroom as wal senders
+max_slot_wal_keep_size = '8GB'    # a slot of a long-gone standby cannot fill the disk; past this the slot is lost and the standby needs a re-clone
 max_wal_senders = 7    # 3 + 2 x replicas: one per standby plus room for reconnects and base backups
 password_encryption = 'scram-sha-256'    # new passwords are stored as SCRAM verifiers, never md5
 port = 15432    # this node's port from pgrepl.toml

@@ -16,6 +16,8 @@ pub struct ControlData {
     /// "shut down", "shut down in recovery", "in production", "in archive recovery", ...
     pub state: String,
     pub checkpoint: Option<Lsn>,
+    /// Where recovery from the last checkpoint would start.
+    pub redo: Option<Lsn>,
     pub timeline: Option<u32>,
     pub checksums: bool,
     pub wal_log_hints: bool,
@@ -41,6 +43,7 @@ pub fn parse(text: &str) -> ControlData {
         match k.trim() {
             "Database cluster state" => c.state = v.to_string(),
             "Latest checkpoint location" => c.checkpoint = v.parse().ok(),
+            "Latest checkpoint's REDO location" => c.redo = v.parse().ok(),
             "Latest checkpoint's TimeLineID" => c.timeline = v.parse().ok(),
             "Data page checksum version" => c.checksums = v != "0",
             "wal_log_hints setting" => c.wal_log_hints = v == "on",

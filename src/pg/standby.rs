@@ -24,6 +24,8 @@ pub struct StandbyPlan<'a> {
     /// For `recovery.conf` (PostgreSQL 10 and 11): the file whose creation
     /// promotes the standby, as the seeds configure it.
     pub trigger_file: &'a str,
+    /// `restore_command`, when a WAL archive is configured.
+    pub restore_command: Option<&'a str>,
 }
 
 /// True when this major needs `recovery.conf` instead of `standby.signal`.
@@ -86,6 +88,13 @@ pub fn settings(p: &StandbyPlan) -> StandbySettings {
             "the primary keeps WAL in this slot until this standby has it",
         ));
     }
+    if let Some(cmd) = p.restore_command {
+        s.push((
+            "restore_command".to_string(),
+            quote(cmd),
+            "WAL the primary no longer has comes from the archive (pgrepl wal-fetch)",
+        ));
+    }
     s
 }
 
@@ -117,6 +126,7 @@ mod tests {
             application_name: "pg-2",
             slot: Some("pg_2"),
             trigger_file: "/srv/data/pg-2/promote.trigger",
+            restore_command: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod archive;
 mod bad_config;
 mod lifecycle;
 mod majors;
