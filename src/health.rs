@@ -125,6 +125,14 @@ pub fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
             ));
         }
     }
+    if let Some(d) = &s.durability {
+        let msg = d["message"].as_str().unwrap_or("").to_string();
+        match d["state"].as_str() {
+            Some("degraded") => cluster.push((Level::Warning, msg)),
+            Some("blocked") => cluster.push((Level::Critical, msg)),
+            _ => {}
+        }
+    }
     let primary = writable.first().copied();
     let mut nodes = Vec::new();
     let mut lags = Vec::new();
@@ -261,6 +269,7 @@ mod tests {
             ha: None,
             last_move: None,
             needs_reclone: vec![],
+            durability: None,
             nodes,
             slots: vec![],
         }

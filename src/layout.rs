@@ -49,6 +49,10 @@ impl Layout {
     pub fn move_lock(&self) -> PathBuf {
         self.run_dir().join("move.lock")
     }
+    /// The durability task's latest plan (JSON), for `status`.
+    pub fn durability_file(&self) -> PathBuf {
+        self.run_dir().join("durability")
+    }
     /// The HA task's latest decision, for `status`.
     pub fn ha_file(&self) -> PathBuf {
         self.run_dir().join("ha")

@@ -17,6 +17,7 @@ pub mod ctx;
 pub mod dcs;
 pub mod detach;
 pub mod down;
+pub mod durability;
 pub mod error;
 pub mod fsutil;
 pub mod ha;

@@ -157,6 +157,18 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
     }
     f.head("pgrepl_cluster_health", "gauge", "Health verdict of the cluster: 0 healthy, 1 warning, 2 critical.");
     f.sample("pgrepl_cluster_health", &[], f64::from(snap.health.level.code()));
+    if let Some(d) = &s.durability {
+        f.head(
+            "pgrepl_durability_state",
+            "gauge",
+            "Synchronous replication state: 1 on the series of the state it is in (ok, degraded, blocked).",
+        );
+        f.sample(
+            "pgrepl_durability_state",
+            &[("mode", d["mode"].as_str().unwrap_or("unknown")), ("state", d["state"].as_str().unwrap_or("unknown"))],
+            1.0,
+        );
+    }
     f.head(
         "pgrepl_supervisor_restarts_total",
         "counter",

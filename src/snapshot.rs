@@ -111,6 +111,7 @@ pub fn example() -> Snapshot {
         ha: Some("primary pg-1 is writable and holds the leader lease".into()),
         last_move: None,
         needs_reclone: vec![],
+        durability: None,
         nodes: vec![p, r1, r2],
         slots: vec![
             SlotStatus {

@@ -26,6 +26,11 @@ pub struct State {
     /// failed): they stay stopped until `pgrepl reclone`.
     #[serde(default)]
     pub needs_reclone: Vec<String>,
+    /// The standbys in `synchronous_standby_names` while synchronous
+    /// replication was in force (empty when async or degraded): the only
+    /// safe failover targets in the sync modes.
+    #[serde(default)]
+    pub sync_set: Vec<String>,
     /// Former primaries fenced by a failover, waiting to rejoin as standbys.
     #[serde(default)]
     pub fenced: Vec<String>,
@@ -44,6 +49,24 @@ impl State {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(Error::io(path, e)),
         }
+    }
+
+    /// Read, change and save under an exclusive lock, so two writers (a
+    /// move command, the supervisor's tasks) never undo each other's change.
+    pub fn update<T>(path: &Path, f: impl FnOnce(&mut State) -> T) -> Result<T> {
+        let lock_path = path.with_extension("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::Other(format!("locking {}: {e}", lock_path.display())))?;
+        let mut st = State::load(path)?;
+        let out = f(&mut st);
+        st.save(path)?;
+        Ok(out)
     }
 
     /// Save atomically.

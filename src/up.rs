@@ -94,7 +94,10 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     if selected.len() == ctx.cfg.nodes.len() && ctx.cfg.nodes.len() > 1 {
         let dcs =
             std::sync::Arc::new(crate::dcs::InProcess::new(std::sync::Arc::new(crate::dcs::SystemClock::default())));
-        crate::ha::task::spawn(ctx.clone(), sup.clone(), latest, dcs, out.clone());
+        crate::ha::task::spawn(ctx.clone(), sup.clone(), latest.clone(), dcs, out.clone());
+    }
+    if selected.iter().any(|n| n.name == ctx.current_primary().name) {
+        crate::durability::spawn(ctx.clone(), latest, out.clone());
     }
     crate::fsutil::write_atomic(&ctx.layout.ready_file(), std::process::id().to_string().as_bytes(), 0o644)?;
     loop {

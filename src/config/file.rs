@@ -101,6 +101,10 @@ pub struct Replication {
     pub max_wal_senders: Option<Spanned<i64>>,
     /// How long a clone retries an unreachable primary. Default `120s`.
     pub clone_timeout: Option<Spanned<String>>,
+    /// `async` (default), `sync` or `sync-strict`.
+    pub durability: Option<Spanned<String>>,
+    /// How many standbys must confirm each commit in the sync modes. Default 1.
+    pub sync_count: Option<Spanned<i64>>,
     /// Most WAL a replication slot may hold back (PostgreSQL 13+). Default `8GB`.
     pub max_slot_wal_keep_size: Option<Spanned<String>>,
 }

@@ -132,6 +132,10 @@ pub struct Replication {
     pub clone_timeout: Duration,
     /// Bound on the WAL a slot may retain (PostgreSQL 13+).
     pub max_slot_wal_keep_size: ByteSize,
+    /// `async`, `sync` or `sync-strict`.
+    pub durability: crate::durability::Mode,
+    /// Standbys that must confirm each commit in the sync modes.
+    pub sync_count: usize,
 }
 
 /// One `[[node]]`, resolved.

@@ -285,6 +285,25 @@ fn replication(r: &file::Replication, base: &Path, p: &mut Problems) -> Replicat
         max_wal_senders,
         clone_timeout: duration(&r.clone_timeout, "120s", p),
         max_slot_wal_keep_size: size(&r.max_slot_wal_keep_size, "8GB", p),
+        durability: match r.durability.as_ref().map(|d| d.get_ref().as_str()) {
+            None | Some("async") => crate::durability::Mode::Async,
+            Some("sync") => crate::durability::Mode::Sync,
+            Some("sync-strict") => crate::durability::Mode::SyncStrict,
+            Some(other) => {
+                if let Some(d) = &r.durability {
+                    p.push(d, format!("durability `{other}` is not `async`, `sync` or `sync-strict`"));
+                }
+                crate::durability::Mode::Async
+            }
+        },
+        sync_count: match &r.sync_count {
+            None => 1,
+            Some(n) if *n.get_ref() >= 1 => *n.get_ref() as usize,
+            Some(n) => {
+                p.push(n, "sync_count must be at least 1");
+                1
+            }
+        },
     }
 }
 

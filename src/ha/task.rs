@@ -42,13 +42,18 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                 down_for: down_since.as_ref().map(|(_, t)| t.elapsed()),
                 primary_start_timeout: ttl,
                 leader: dcs.leader().await.ok().flatten(),
-                candidates: snap
-                    .status
-                    .nodes
-                    .iter()
-                    .filter(|n| n.name != primary.name)
-                    .filter_map(Candidate::from_status)
-                    .collect(),
+                // In the sync modes only a synchronous standby may be promoted.
+                candidates: crate::moves::failover::sync_filter(
+                    &ctx,
+                    snap.status
+                        .nodes
+                        .iter()
+                        .filter(|n| n.name != primary.name)
+                        .filter_map(Candidate::from_status)
+                        .collect(),
+                    false,
+                )
+                .unwrap_or_default(),
                 fenced: state.fenced.clone(),
                 rejoin_due: ctx.cfg.failover.auto_rejoin
                     && ctx.cfg.failover.mode == super::Mode::Automatic
@@ -70,7 +75,8 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                     if !dcs.acquire(&to, ttl).await.unwrap_or(false) {
                         continue;
                     }
-                    if let Err(e) = crate::moves::failover::run(&ctx, &control, Some(&to), true, &out).await {
+                    if let Err(e) = crate::moves::failover::run_with(&ctx, &control, Some(&to), true, false, &out).await
+                    {
                         out.info(format!("ha: automatic failover to {to} failed: {e}"));
                         let _ = dcs.release(&to).await;
                     }

@@ -79,11 +79,42 @@ pub fn choose(cands: &[Candidate], to: Option<&str>) -> std::result::Result<(Can
 }
 
 /// Run a failover.
+/// In the sync modes, only a standby that was synchronous may be promoted
+/// (it holds every acknowledged commit), unless `allow_async`.
+pub fn sync_filter(ctx: &Ctx, cands: Vec<Candidate>, allow_async: bool) -> std::result::Result<Vec<Candidate>, String> {
+    if allow_async || ctx.cfg.replication.durability == crate::durability::Mode::Async {
+        return Ok(cands);
+    }
+    let set = crate::state::State::load(&ctx.layout.state_file()).map(|s| s.sync_set).unwrap_or_default();
+    let sync: Vec<Candidate> = cands.into_iter().filter(|c| set.contains(&c.name)).collect();
+    if sync.is_empty() {
+        return Err(format!(
+            "no running standby was synchronous (last synchronous set: {}); promoting an asynchronous one may lose acknowledged commits. `--force` promotes one anyway",
+            if set.is_empty() { "none".to_string() } else { set.join(", ") }
+        ));
+    }
+    Ok(sync)
+}
+
+/// Run a failover. `force` fences a running primary and may promote an
+/// asynchronous standby; `fence` alone (automatic failover) only fences.
 pub async fn run(ctx: &Arc<Ctx>, control: &Control, to: Option<&str>, force: bool, out: &Output) -> Result<()> {
+    run_with(ctx, control, to, force, force, out).await
+}
+
+/// [`run`] with fencing and asynchronous promotion allowed separately.
+pub async fn run_with(
+    ctx: &Arc<Ctx>,
+    control: &Control,
+    to: Option<&str>,
+    fence: bool,
+    allow_async: bool,
+    out: &Output,
+) -> Result<()> {
     let old = ctx.current_primary().clone();
     let mut steps = Steps::new(out);
     if let Some(pf) = datadir::running_postmaster(&old.data_dir) {
-        if !force {
+        if !fence {
             return Err(Error::Refused(format!(
                 "failover refused: the primary {} is still running (pid {}). Use `pgrepl switchover` for a planned move, or `pgrepl failover --force` to stop it first",
                 old.name, pf.pid
@@ -97,6 +128,8 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, to: Option<&str>, force: boo
     let s = gather_once(ctx).await?;
     let cands: Vec<Candidate> =
         s.nodes.iter().filter(|n| n.name != old.name).filter_map(Candidate::from_status).collect();
+    let cands = sync_filter(ctx, cands, allow_async)
+        .map_err(|why| Error::Refused(format!("failover refused: {why}; {} stays stopped", old.name)))?;
     let (best, missing) = choose(&cands, to)
         .map_err(|why| Error::Refused(format!("failover refused: {why}; {} stays stopped", old.name)))?;
     let target = ctx.cfg.node(&best.name)?.clone();

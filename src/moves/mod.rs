@@ -112,13 +112,12 @@ pub async fn checkpoint(ctx: &Ctx, node: &Node) -> Result<()> {
 
 /// Record `node` as the primary, with the reason, atomically.
 pub fn record_primary(ctx: &Ctx, node: &Node, why: &str) -> Result<()> {
-    let path = ctx.layout.state_file();
-    let mut st = State::load(&path)?;
-    st.primary = Some(node.name.clone());
-    st.last_move = Some(why.to_string());
-    st.needs_reclone.retain(|n| *n != node.name);
-    st.fenced.retain(|n| *n != node.name);
-    st.save(&path)
+    State::update(&ctx.layout.state_file(), |st| {
+        st.primary = Some(node.name.clone());
+        st.last_move = Some(why.to_string());
+        st.needs_reclone.retain(|n| *n != node.name);
+        st.fenced.retain(|n| *n != node.name);
+    })
 }
 
 /// Mark or clear a node as fenced (a former primary waiting to rejoin).
@@ -131,16 +130,15 @@ pub fn set_needs_reclone(ctx: &Ctx, node: &Node, on: bool) -> Result<()> {
     update_list(ctx, node, on, |st| &mut st.needs_reclone)
 }
 
-/// Add `node` to (or remove it from) one of the state's node lists, atomically.
+/// Add `node` to (or remove it from) one of the state's node lists.
 fn update_list(ctx: &Ctx, node: &Node, on: bool, list: impl Fn(&mut State) -> &mut Vec<String>) -> Result<()> {
-    let path = ctx.layout.state_file();
-    let mut st = State::load(&path)?;
-    let l = list(&mut st);
-    l.retain(|n| *n != node.name);
-    if on {
-        l.push(node.name.clone());
-    }
-    st.save(&path)
+    State::update(&ctx.layout.state_file(), |st| {
+        let l = list(st);
+        l.retain(|n| *n != node.name);
+        if on {
+            l.push(node.name.clone());
+        }
+    })
 }
 
 /// pg_rewind `node` from `primary` through the primary's socket, as the OS user.

@@ -237,6 +237,9 @@ impl Gatherer {
             ha,
             last_move: state.last_move,
             needs_reclone: state.needs_reclone,
+            durability: crate::lock::holder(&self.ctx.layout)
+                .and_then(|_| std::fs::read_to_string(self.ctx.layout.durability_file()).ok())
+                .and_then(|t| serde_json::from_str(&t).ok()),
             nodes,
             slots: primary_raw.map(|p| p.slots.clone()).unwrap_or_default(),
         })

@@ -29,6 +29,9 @@ pub struct ClusterStatus {
     pub last_move: Option<String>,
     /// Nodes marked needs-reclone: they stay stopped until `pgrepl reclone`.
     pub needs_reclone: Vec<String>,
+    /// The supervisor's durability plan: mode, synchronous_standby_names,
+    /// state (`ok`, `degraded`, `blocked`) and why; null without a supervisor.
+    pub durability: Option<serde_json::Value>,
     pub nodes: Vec<NodeStatus>,
     /// Physical slots on the observed primary.
     pub slots: Vec<SlotStatus>,

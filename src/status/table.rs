@@ -63,6 +63,13 @@ pub fn render(s: &ClusterStatus, h: &Report) -> String {
     if let Some(ha) = &s.ha {
         out.push_str(&format!("ha: {ha}\n"));
     }
+    if let Some(d) = &s.durability {
+        out.push_str(&format!(
+            "durability: {} ({})\n",
+            d["message"].as_str().unwrap_or("?"),
+            d["mode"].as_str().unwrap_or("?")
+        ));
+    }
     if let Some(m) = &s.last_move {
         out.push_str(&format!("last move: {m}\n"));
     }

@@ -1,0 +1,106 @@
+//! Durability modes on a live cluster: `sync` degrades loudly instead of
+//! hanging, `sync-strict` blocks and says why, and failover in the sync
+//! modes promotes only a synchronous standby.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{http_get, text, wait_until, Cluster};
+
+const T: Duration = Duration::from_secs(60);
+
+fn cluster(replicas: usize, durability: &str) -> Cluster {
+    let c = Cluster::with_extra(replicas, "\n[monitor]\ninterval = \"200ms\"\n\n[failover]\nmode = \"manual\"\n");
+    let body = std::fs::read_to_string(c.config())
+        .unwrap()
+        .replace("clone_timeout = \"20s\"\n", &format!("clone_timeout = \"20s\"\ndurability = \"{durability}\"\n"));
+    c.write("pgrepl.toml", &body);
+    c
+}
+
+fn durability_state(c: &Cluster) -> String {
+    c.status()["durability"]["state"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn sync_keeps_committing_as_standbys_stop_and_reports_the_degrade() {
+    let c = cluster(2, "sync");
+    c.up();
+    c.sql("pg-1", "CREATE TABLE t (x int)").unwrap();
+    wait_until("synchronous standbys in place", T, || {
+        c.sql("pg-1", "SHOW synchronous_standby_names").is_ok_and(|s| s.starts_with("ANY 1"))
+    });
+    wait_until("a standby reports sync", T, || c.node_status("pg-2")["replication"]["sync_state"] == "quorum");
+    c.ok(&["down", "pg-3"]);
+    c.sql("pg-1", "INSERT INTO t VALUES (1)").unwrap();
+    c.ok(&["down", "pg-2"]);
+    // This commit may wait until the supervisor degrades to async, then returns.
+    c.sql("pg-1", "INSERT INTO t VALUES (2)").unwrap();
+    wait_until("status says degraded", T, || durability_state(&c) == "degraded");
+    let st = c.status();
+    assert!(st["durability"]["message"].as_str().unwrap().starts_with("DEGRADED to asynchronous: 0 of 1"), "{st}");
+    let o = c.pgrepl(&["check"]);
+    assert_eq!(o.status.code(), Some(2), "two replicas are stopped: {}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("DEGRADED to asynchronous"), "{}", text(&o.stdout));
+    wait_until("metrics say degraded", T, || {
+        http_get(c.ports[0] + 10000, "/metrics")
+            .is_some_and(|(_, b)| b.contains("pgrepl_durability_state{mode=\"sync\",state=\"degraded\"} 1"))
+    });
+    c.ok(&["up", "pg-2"]);
+    wait_until("synchronous again", T, || durability_state(&c) == "ok");
+}
+
+#[test]
+fn sync_strict_blocks_commits_without_a_standby_and_says_why() {
+    let c = cluster(1, "sync-strict");
+    c.up();
+    c.sql("pg-1", "CREATE TABLE t (x int)").unwrap();
+    wait_until("strict list in place", T, || {
+        c.sql("pg-1", "SHOW synchronous_standby_names").as_deref() == Ok("ANY 1 (\"pg-2\")")
+    });
+    c.ok(&["down", "pg-2"]);
+    let mut commit = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .arg("-c")
+        .arg(c.config())
+        .args(["psql", "pg-1", "--", "-c", "INSERT INTO t VALUES (42)"])
+        .spawn()
+        .unwrap();
+    wait_until("status explains the block", T, || durability_state(&c) == "blocked");
+    let st = c.status();
+    assert_eq!(st["durability"]["message"].as_str().unwrap(), "commits blocked: 0 of 1 synchronous standbys streaming (sync-strict never degrades); start a standby to release them");
+    assert!(commit.try_wait().unwrap().is_none(), "the commit returned without a synchronous standby");
+    c.ok(&["up", "pg-2"]);
+    let status = commit.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(c.sql("pg-1", "SELECT count(*) FROM t WHERE x = 42").unwrap(), "1");
+}
+
+#[test]
+fn failover_in_sync_mode_refuses_a_standby_that_was_not_synchronous() {
+    let c = cluster(2, "sync");
+    c.up();
+    wait_until("both standbys synchronous", T, || {
+        c.sql("pg-1", "SHOW synchronous_standby_names").as_deref() == Ok("ANY 1 (\"pg-2\", \"pg-3\")")
+    });
+    c.ok(&["down", "pg-3"]);
+    wait_until("only pg-2 synchronous", T, || {
+        c.sql("pg-1", "SHOW synchronous_standby_names").as_deref() == Ok("ANY 1 (\"pg-2\")")
+    });
+    wait_until("sync set recorded", T, || {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(c.path("data/pgrepl.state.json")).unwrap()).unwrap();
+        s["sync_set"] == serde_json::json!(["pg-2"])
+    });
+    c.ok(&["down", "pg-1"]);
+    c.ok(&["up", "pg-3"]);
+    c.ok(&["down", "pg-2"]);
+    let o = c.pgrepl(&["failover"]);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("no running standby was synchronous (last synchronous set: pg-2)"),
+        "{}",
+        text(&o.stderr)
+    );
+    let out = c.ok(&["failover", "--force"]);
+    assert!(out.contains("promoting pg-3"), "{out}");
+}
