@@ -3,7 +3,6 @@
 //! physical slot per replica. Every step is idempotent, so `up` runs it on
 //! every start and a change of password in the config is applied.
 
-use crate::config::slot_name_for;
 use crate::config::Node;
 use crate::ctx::Ctx;
 use crate::error::Result;
@@ -42,18 +41,15 @@ pub async fn run(ctx: &Ctx, primary: &Node, state: &mut State, out: &Output) -> 
         for f in pending {
             sql::apply_schema(&dbc, owner, f).await?;
             out.info(format!("{}: applied {} to {}", primary.name, f.display(), db.name));
-            state.schemas_applied.push(schema_key(&db.name, f));
-            state.save(&ctx.layout.state_file())?;
+            let key = schema_key(&db.name, f);
+            state.schemas_applied.push(key.clone());
+            State::update(&ctx.layout.state_file(), |st| st.schemas_applied.push(key))?;
         }
     }
-    for n in cfg.nodes.iter().filter(|n| n.name != primary.name) {
-        if let Some(slot) = slot_name_for(cfg, n) {
-            sql::ensure_slot(&client, &slot).await?;
-        }
-    }
+    crate::moves::ensure_slots(ctx, primary).await?;
     if !state.bootstrapped {
         state.bootstrapped = true;
-        state.save(&ctx.layout.state_file())?;
+        State::update(&ctx.layout.state_file(), |st| st.bootstrapped = true)?;
     }
     Ok(())
 }

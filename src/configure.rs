@@ -47,7 +47,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         port: node.port,
         socket_dir: &socket_dir,
         node_count: cfg.nodes.len(),
-        max_wal_senders: cfg.replication.max_wal_senders,
+        max_wal_senders: Some(wal_senders(ctx)?),
         wal_keep_size: cfg.replication.wal_keep_size,
         standby: in_conf.then(|| standby::settings(&splan)),
         user: &cfg.postgresql,
@@ -90,6 +90,21 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         }
     }
     Ok(())
+}
+
+/// `max_wal_senders` never goes down: a standby refuses to start ("recovery
+/// aborted because of insufficient parameter settings") when its value is
+/// below the one its primary's WAL recorded, so removing a node from the
+/// config must not lower it. The highest value used is kept in the state.
+fn wal_senders(ctx: &Ctx) -> Result<u32> {
+    let cfg = &ctx.cfg;
+    let wanted = cfg.replication.max_wal_senders.unwrap_or_else(|| conf::default_wal_senders(cfg.nodes.len()));
+    let path = ctx.layout.state_file();
+    let floor = crate::state::State::load(&path).map(|s| s.max_wal_senders_used).unwrap_or(0);
+    if wanted > floor && path.parent().is_some_and(|p| p.exists()) {
+        crate::state::State::update(&path, |s| s.max_wal_senders_used = wanted)?;
+    }
+    Ok(wanted.max(floor))
 }
 
 /// Write the 0600 passfile libpq reads for replication and clones. The one

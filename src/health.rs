@@ -110,7 +110,15 @@ pub fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
     for slot in &s.slots {
         match slot.wal_status.as_deref() {
             Some("lost") => {
-                cluster.push((Level::Critical, format!("slot {} is lost: its standby needs a re-clone", slot.slot)))
+                let node = s
+                    .nodes
+                    .iter()
+                    .find(|n| crate::config::slot_name(&n.name) == slot.slot)
+                    .map_or("NODE", |n| n.name.as_str());
+                cluster.push((
+                    Level::Critical,
+                    format!("slot {} is lost: standby {node} needs a re-clone (`pgrepl reclone {node}`)", slot.slot),
+                ))
             }
             Some("unreserved") => cluster.push((
                 Level::Warning,
@@ -330,7 +338,10 @@ mod tests {
         assert_eq!(r.level, Level::Critical);
         assert_eq!(
             r.cluster,
-            vec!["slot r2 is lost: its standby needs a re-clone", "slot r2 retains 2.0GB of WAL (limit 1GB)"]
+            vec![
+                "slot r2 is lost: standby NODE needs a re-clone (`pgrepl reclone NODE`)",
+                "slot r2 retains 2.0GB of WAL (limit 1GB)"
+            ]
         );
     }
 

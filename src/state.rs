@@ -31,6 +31,12 @@ pub struct State {
     /// safe failover targets in the sync modes.
     #[serde(default)]
     pub sync_set: Vec<String>,
+    /// The highest `max_wal_senders` ever rendered; it is never lowered.
+    #[serde(default)]
+    pub max_wal_senders_used: u32,
+    /// Replication slots pgrepl created (only these are ever dropped by it).
+    #[serde(default)]
+    pub slots_created: Vec<String>,
     /// Former primaries fenced by a failover, waiting to rejoin as standbys.
     #[serde(default)]
     pub fenced: Vec<String>,

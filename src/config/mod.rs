@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::units::ByteSize;
 
-pub use validate::parse;
+pub use validate::{parse, slot_name};
 
 /// Where `pgrepl` looks for its config when `-c` is not given.
 pub const ENV_VAR: &str = "PGREPL_CONFIG";

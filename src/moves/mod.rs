@@ -163,6 +163,27 @@ pub async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
             sql::ensure_slot(&c, &slot).await?;
         }
     }
+    // Slots pgrepl made for standbys that are no longer in the config go
+    // (only ours, never a slot someone else created).
+    let wanted: Vec<String> =
+        ctx.cfg.nodes.iter().filter(|n| n.name != primary.name).filter_map(|n| slot_name_for(&ctx.cfg, n)).collect();
+    let ours = State::update(&ctx.layout.state_file(), |st| {
+        for w in &wanted {
+            if !st.slots_created.contains(w) {
+                st.slots_created.push(w.clone());
+            }
+        }
+        st.slots_created.clone()
+    })?;
+    for gone in ours.iter().filter(|s| !wanted.contains(s) && slot_name_for(&ctx.cfg, primary).as_ref() != Some(*s)) {
+        let n = c
+            .execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", &[gone])
+            .await
+            .map_err(|e| Error::sql(format!("dropping slot {gone} of a removed standby"), e))?;
+        if n > 0 {
+            State::update(&ctx.layout.state_file(), |st| st.slots_created.retain(|s| s != gone))?;
+        }
+    }
     // Its own slot, from when it was a replica of someone else, must go.
     if let Some(own) = slot_name_for(&ctx.cfg, primary) {
         c.execute(

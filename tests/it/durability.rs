@@ -104,3 +104,50 @@ fn failover_in_sync_mode_refuses_a_standby_that_was_not_synchronous() {
     let out = c.ok(&["failover", "--force"]);
     assert!(out.contains("promoting pg-3"), "{out}");
 }
+
+#[test]
+fn slot_of_a_removed_standby_is_dropped_and_a_lost_slot_asks_for_a_reclone() {
+    let c = Cluster::with_extra(2, "\n[failover]\nmode = \"manual\"\n");
+    let body = std::fs::read_to_string(c.config()).unwrap().replace(
+        "clone_timeout = \"20s\"\n",
+        "clone_timeout = \"20s\"\nmax_slot_wal_keep_size = \"32MB\"\nwal_keep_size = \"16MB\"\n",
+    );
+    c.write("pgrepl.toml", &body);
+    c.up();
+    let slots = |c: &Cluster| {
+        c.sql("pg-1", "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots").unwrap()
+    };
+    assert_eq!(slots(&c), "pg_2,pg_3");
+
+    // pg-2 stays away while more WAL than the bound is written: its slot is lost,
+    // pg_wal stays bounded, and status names the fix.
+    c.ok(&["down", "pg-2"]);
+    for i in 0..8 {
+        c.sql("pg-1", &format!("CREATE TABLE f{i} AS SELECT g FROM generate_series(1, 100000) g")).unwrap();
+        c.sql("pg-1", "SELECT pg_switch_wal()").unwrap();
+        c.sql("pg-1", "CHECKPOINT").unwrap();
+    }
+    wait_until("pg_2 lost", T, || {
+        c.sql("pg-1", "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'pg_2'").as_deref() == Ok("lost")
+    });
+    let wal_mb: u64 = c.sql("pg-1", "SELECT (sum(size) / 1048576)::int8 FROM pg_ls_waldir()").unwrap().parse().unwrap();
+    assert!(wal_mb <= 32 + 16 + 64, "pg_wal grew to {wal_mb} MB past the 32MB slot bound");
+    let o = c.pgrepl(&["check"]);
+    assert!(
+        text(&o.stdout).contains("slot pg_2 is lost: standby pg-2 needs a re-clone (`pgrepl reclone pg-2`)"),
+        "{}",
+        text(&o.stdout)
+    );
+    c.ok(&["reclone", "pg-2"]);
+    wait_until("pg-2 back", T, || c.streaming("pg-2"));
+
+    // pg-3 leaves the config: its slot goes at the next up.
+    c.ok(&["down"]);
+    let body = std::fs::read_to_string(c.config()).unwrap();
+    let cut = body.find(&format!("name = \"pg-3\"\nport = {}", c.ports[2])).unwrap();
+    let start = body[..cut].rfind("[[node]]").unwrap();
+    let end = body[cut..].find("\n\n").map_or(body.len(), |e| cut + e);
+    c.write("pgrepl.toml", &format!("{}{}", &body[..start], &body[end..]));
+    c.up();
+    assert_eq!(slots(&c), "pg_2");
+}
