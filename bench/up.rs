@@ -106,19 +106,8 @@ fn run_manual(bin: &PgBin, runas: &RunAs, replicas: usize, port: u16) -> f64 {
     );
     append(&primary.join("pg_hba.conf"), "host replication replicator 127.0.0.1/32 trust\n");
     run("pg_ctl", &["-D", &s(&primary), "-l", &s(&dir("primary.log")), "-w", "start"]);
-    run(
-        "psql",
-        &[
-            "-h",
-            &sock,
-            "-p",
-            &port.to_string(),
-            "-d",
-            "postgres",
-            "-qc",
-            "CREATE ROLE replicator WITH REPLICATION LOGIN",
-        ],
-    );
+    let port_s = port.to_string();
+    run("psql", &psql_args(&sock, &port_s, "-qc", "CREATE ROLE replicator WITH REPLICATION LOGIN"));
     for i in 1..=replicas {
         let r = dir(&format!("replica{i}"));
         run(
@@ -144,16 +133,7 @@ fn run_manual(bin: &PgBin, runas: &RunAs, replicas: usize, port: u16) -> f64 {
     }
     wait(Duration::from_secs(60), || {
         let mut c = Command::new(bin.program("psql"));
-        c.args([
-            "-h",
-            &sock,
-            "-p",
-            &port.to_string(),
-            "-d",
-            "postgres",
-            "-tAc",
-            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
-        ]);
+        c.args(psql_args(&sock, &port_s, "-tAc", "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"));
         runas.apply(&mut c);
         c.output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == replicas.to_string()).unwrap_or(false)
     });
@@ -163,6 +143,11 @@ fn run_manual(bin: &PgBin, runas: &RunAs, replicas: usize, port: u16) -> f64 {
     }
     run("pg_ctl", &["-D", &s(&primary), "-m", "fast", "-w", "stop"]);
     secs
+}
+
+/// psql arguments for the primary's socket.
+fn psql_args<'a>(sock: &'a str, port: &'a str, flags: &'a str, sql: &'a str) -> [&'a str; 8] {
+    ["-h", sock, "-p", port, "-d", "postgres", flags, sql]
 }
 
 fn append(path: &Path, text: &str) {

@@ -66,6 +66,7 @@ impl Writer {
                         Ok(_) => a.lock().unwrap().push(id),
                         Err(_) => client = None,
                     }
+                    // Pacing of the writer (about 200 commits a second), not synchronisation.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             });
