@@ -141,6 +141,15 @@ pub fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
             _ => {}
         }
     }
+    if let Some(a) = s.archive.as_ref().filter(|a| a.failing) {
+        cluster.push((
+            Level::Warning,
+            format!(
+                "WAL archiving is failing (last failure: {}); see the primary's log",
+                a.last_failed_wal.as_deref().unwrap_or("?")
+            ),
+        ));
+    }
     let primary = writable.first().copied();
     let mut nodes = Vec::new();
     let mut lags = Vec::new();
@@ -278,6 +287,7 @@ mod tests {
             last_move: None,
             needs_reclone: vec![],
             durability: None,
+            archive: None,
             nodes,
             slots: vec![],
         }

@@ -157,6 +157,22 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
     }
     f.head("pgrepl_cluster_health", "gauge", "Health verdict of the cluster: 0 healthy, 1 warning, 2 critical.");
     f.sample("pgrepl_cluster_health", &[], f64::from(snap.health.level.code()));
+    if let Some(a) = &s.archive {
+        f.head("pgrepl_archive_size_bytes", "gauge", "Bytes in the WAL archive directory.");
+        f.sample("pgrepl_archive_size_bytes", &[], a.size_bytes as f64);
+        if let Some(n) = a.archived_count {
+            f.head("pgrepl_archive_archived_total", "counter", "WAL files the primary archived (pg_stat_archiver).");
+            f.sample("pgrepl_archive_archived_total", &[], n as f64);
+        }
+        if let Some(n) = a.failed_count {
+            f.head(
+                "pgrepl_archive_failed_total",
+                "counter",
+                "Failed archive attempts on the primary (pg_stat_archiver).",
+            );
+            f.sample("pgrepl_archive_failed_total", &[], n as f64);
+        }
+    }
     if let Some(d) = &s.durability {
         f.head(
             "pgrepl_durability_state",

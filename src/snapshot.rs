@@ -112,6 +112,7 @@ pub fn example() -> Snapshot {
         last_move: None,
         needs_reclone: vec![],
         durability: None,
+        archive: None,
         nodes: vec![p, r1, r2],
         slots: vec![
             SlotStatus {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
-use super::{lag, now_unix, rfc3339, ClusterStatus, Conflicts, Lag, NodeStatus, Replication, SlotStatus};
+use super::{
+    lag, now_unix, rfc3339, ArchiveStatus, ClusterStatus, Conflicts, Lag, NodeStatus, Replication, SlotStatus,
+};
 use crate::config::Node;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
@@ -33,6 +35,7 @@ struct Raw {
     conflicts: Conflicts,
     rows: Vec<Row>,
     slots: Vec<SlotStatus>,
+    archiver: Option<ArchiveStatus>,
 }
 
 /// One `pg_stat_replication` row.
@@ -104,6 +107,7 @@ async fn query(c: &Client) -> std::result::Result<Raw, tokio_postgres::Error> {
         },
         rows: Vec::new(),
         slots: Vec::new(),
+        archiver: None,
     };
     if !standby {
         for r in c.query(REPLICATION_SQL, &[]).await? {
@@ -115,6 +119,25 @@ async fn query(c: &Client) -> std::result::Result<Raw, tokio_postgres::Error> {
                 secs: [r.get(7), r.get(8), r.get(9)],
             });
         }
+        let a = c
+            .query_one(
+                "SELECT archived_count, last_archived_wal, extract(epoch FROM last_archived_time)::float8,
+                        failed_count, last_failed_wal, extract(epoch FROM last_failed_time)::float8
+                 FROM pg_stat_archiver",
+                &[],
+            )
+            .await?;
+        let (ok_t, fail_t): (Option<f64>, Option<f64>) = (a.get(2), a.get(5));
+        raw.archiver = Some(ArchiveStatus {
+            archived_count: a.get(0),
+            last_archived_wal: a.get(1),
+            last_archived_time: ok_t.map(rfc3339),
+            failed_count: a.get(3),
+            last_failed_wal: a.get(4),
+            last_failed_time: fail_t.map(rfc3339),
+            failing: fail_t.is_some_and(|f| ok_t.is_none_or(|o| f > o)),
+            ..ArchiveStatus::default()
+        });
         for r in c.query(&slots_sql(major), &[]).await? {
             let retained: Option<i64> = r.get(3);
             raw.slots.push(SlotStatus {
@@ -228,8 +251,15 @@ impl Gatherer {
             })
             .collect();
         let state = crate::state::State::load(&self.ctx.layout.state_file()).unwrap_or_default();
-        let ha =
-            crate::lock::holder(&self.ctx.layout).and_then(|_| std::fs::read_to_string(self.ctx.layout.ha_file()).ok());
+        // The supervisor's files mean something only while it runs.
+        let supervised = crate::lock::holder(&self.ctx.layout).is_some();
+        let run_file = |p: std::path::PathBuf| supervised.then(|| std::fs::read_to_string(p).ok()).flatten();
+        let ha = run_file(self.ctx.layout.ha_file());
+        let archive = self.ctx.cfg.archive.as_ref().map(|dir| ArchiveStatus {
+            dir: dir.display().to_string(),
+            size_bytes: crate::archive::size(dir),
+            ..primary_raw.and_then(|p| p.archiver.clone()).unwrap_or_default()
+        });
         Ok(ClusterStatus {
             cluster: self.ctx.cfg.cluster_name.clone(),
             timestamp,
@@ -237,9 +267,8 @@ impl Gatherer {
             ha,
             last_move: state.last_move,
             needs_reclone: state.needs_reclone,
-            durability: crate::lock::holder(&self.ctx.layout)
-                .and_then(|_| std::fs::read_to_string(self.ctx.layout.durability_file()).ok())
-                .and_then(|t| serde_json::from_str(&t).ok()),
+            durability: run_file(self.ctx.layout.durability_file()).and_then(|t| serde_json::from_str(&t).ok()),
+            archive,
             nodes,
             slots: primary_raw.map(|p| p.slots.clone()).unwrap_or_default(),
         })

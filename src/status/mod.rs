@@ -32,9 +32,26 @@ pub struct ClusterStatus {
     /// The supervisor's durability plan: mode, synchronous_standby_names,
     /// state (`ok`, `degraded`, `blocked`) and why; null without a supervisor.
     pub durability: Option<serde_json::Value>,
+    /// WAL archive health; null without `[archive] dir`.
+    pub archive: Option<ArchiveStatus>,
     pub nodes: Vec<NodeStatus>,
     /// Physical slots on the observed primary.
     pub slots: Vec<SlotStatus>,
+}
+
+/// The WAL archive: the primary's `pg_stat_archiver` and the directory's size.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ArchiveStatus {
+    pub dir: String,
+    pub size_bytes: u64,
+    pub archived_count: Option<i64>,
+    pub last_archived_wal: Option<String>,
+    pub last_archived_time: Option<String>,
+    pub failed_count: Option<i64>,
+    pub last_failed_wal: Option<String>,
+    pub last_failed_time: Option<String>,
+    /// The last attempt failed (a failure newer than the last success).
+    pub failing: bool,
 }
 
 /// One node.

@@ -93,6 +93,10 @@ fn standby_stopped_past_wal_keep_size_catches_up_from_the_archive() {
         "pg-2 did not use the archive"
     );
 
+    let st = c.status();
+    assert!(st["archive"]["archived_count"].as_i64().unwrap_or(0) >= 6, "{st}");
+    assert_eq!(st["archive"]["failing"], false);
+    assert!(st["archive"]["size_bytes"].as_u64().unwrap_or(0) >= 6 * (16 << 20), "{st}");
     let out = c.ok(&["archive", "cleanup"]);
     assert!(out.contains("archive cleanup: removed"), "{out}");
     assert!(c.streaming("pg-2"));

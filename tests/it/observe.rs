@@ -183,10 +183,15 @@ fn documented(section: &str) -> Vec<String> {
 #[test]
 fn status_and_monitor_json_match_the_documented_schema_with_every_field_filled() {
     // Lines before the first table header land in the harness's [postgresql].
-    let c = Cluster::with_extra(1, &format!("max_slot_wal_keep_size = \"1GB\"\n{FAST_MONITOR}"));
+    let c = Cluster::with_extra(
+        1,
+        &format!("max_slot_wal_keep_size = \"1GB\"\n{FAST_MONITOR}\n[archive]\ndir = \"archive\"\n"),
+    );
     c.up();
     c.sql("pg-1", "CREATE TABLE t AS SELECT 1 AS x").unwrap();
     wait_until("a transaction replayed on pg-2", T, || !c.node_status("pg-2")["last_replay_timestamp"].is_null());
+    c.sql("pg-1", "SELECT pg_switch_wal()").unwrap();
+    wait_until("a segment archived", T, || !c.status()["archive"]["last_archived_wal"].is_null());
     let status: serde_json::Value = serde_json::from_str(&c.ok(&["status", "--json"])).unwrap();
     let mut got = Vec::new();
     keys(&status, "", &mut got);
@@ -202,6 +207,8 @@ fn status_and_monitor_json_match_the_documented_schema_with_every_field_filled()
     let allowed = |p: &str| {
         p.ends_with(".error")
             || p == ".last_move"
+            || p == ".archive.last_failed_wal"
+            || p == ".archive.last_failed_time"
             || (p.starts_with(".nodes[0].")
                 && [".received_lsn", ".replayed_lsn", ".last_replay_timestamp", ".wal_receiver", ".replication"]
                     .iter()
