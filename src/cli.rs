@@ -233,7 +233,8 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Reclone { node, discard } => {
                 let control = crate::control::Control::find(&ctx)?;
                 let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
-                crate::moves::rejoin::reclone(&ctx, &control, &node, discard, &crate::supervise::Output::new(0)).await
+                crate::moves::rejoin::reclone(&ctx, &control, &node, discard, true, &crate::supervise::Output::new(0))
+                    .await
             }
             Command::Archive { action: ArchiveAction::Cleanup } => {
                 crate::archive::cleanup_cluster(&ctx, &crate::supervise::Output::new(0)).await

@@ -324,11 +324,17 @@ fn reconcile(ctx: &Ctx, sup: &Supervisor) {
         if stop && sup.wanted(&name) {
             sup.out.info(format!("{name}: stop requested"));
             sup.request_stop(&name, StopMode::Fast);
+        } else if !stop && !sup.wanted(&name) && needs_reclone(ctx, &name) {
+            sup.out.info(format!("{name}: needs a re-clone and stays stopped; run `pgrepl reclone {name}`"));
         } else if !stop && !sup.wanted(&name) {
             sup.out.info(format!("{name}: start requested"));
             sup.start(&name);
         }
     }
+}
+
+fn needs_reclone(ctx: &Ctx, name: &str) -> bool {
+    State::load(&ctx.layout.state_file()).is_ok_and(|s| s.needs_reclone.iter().any(|n| n == name))
 }
 
 /// A supervisor already runs this data root: ask it to start the selected
@@ -349,7 +355,7 @@ async fn attach(ctx: &Ctx, pid: i32, selected: &[Node], out: &Output) -> Result<
         let _ = std::fs::remove_file(ctx.layout.stop_marker(&n.name));
     }
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP);
-    for n in selected {
+    for n in selected.iter().filter(|n| !needs_reclone(ctx, &n.name)) {
         let deadline = tokio::time::Instant::now() + ctx.cfg.supervisor.start_timeout;
         while !datadir::read_pid_file(&n.data_dir)
             .is_some_and(|pf| pf.status.as_deref() == Some("ready") && datadir::pid_alive(pf.pid))

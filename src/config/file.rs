@@ -101,6 +101,8 @@ pub struct Replication {
     pub max_wal_senders: Option<Spanned<i64>>,
     /// How long a clone retries an unreachable primary. Default `120s`.
     pub clone_timeout: Option<Spanned<String>>,
+    /// Re-clone a standby whose slot was lost, by itself. Default false.
+    pub auto_reclone: Option<bool>,
     /// `async` (default), `sync` or `sync-strict`.
     pub durability: Option<Spanned<String>>,
     /// How many standbys must confirm each commit in the sync modes. Default 1.

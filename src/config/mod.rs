@@ -134,6 +134,8 @@ pub struct Replication {
     pub max_slot_wal_keep_size: ByteSize,
     /// `async`, `sync` or `sync-strict`.
     pub durability: crate::durability::Mode,
+    /// Re-clone a standby whose slot was lost, by itself.
+    pub auto_reclone: bool,
     /// Standbys that must confirm each commit in the sync modes.
     pub sync_count: usize,
 }

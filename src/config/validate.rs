@@ -285,6 +285,7 @@ fn replication(r: &file::Replication, base: &Path, p: &mut Problems) -> Replicat
         max_wal_senders,
         clone_timeout: duration(&r.clone_timeout, "120s", p),
         max_slot_wal_keep_size: size(&r.max_slot_wal_keep_size, "8GB", p),
+        auto_reclone: r.auto_reclone.unwrap_or(false),
         durability: match r.durability.as_ref().map(|d| d.get_ref().as_str()) {
             None | Some("async") => crate::durability::Mode::Async,
             Some("sync") => crate::durability::Mode::Sync,

@@ -37,6 +37,13 @@ pub struct Facts {
     pub rejoin_due: bool,
     /// A switchover/failover/rejoin command holds the move lock.
     pub move_in_progress: bool,
+    /// Configured standbys whose slot on the primary was lost (not yet
+    /// marked needs-reclone); `true` when the user stopped the node.
+    pub lost: Vec<(String, bool)>,
+    /// `[replication] auto_reclone`.
+    pub auto_reclone: bool,
+    /// A WAL archive is configured: a standby can catch up without its old slot.
+    pub archive: bool,
 }
 
 /// What to do this cycle.
@@ -54,6 +61,18 @@ pub enum Action {
     Rejoin {
         node: String,
     },
+    /// Drop the lost slot and make a new one: the standby catches up from the archive.
+    RecreateSlot {
+        node: String,
+    },
+    /// Re-clone the standby (auto_reclone).
+    Reclone {
+        node: String,
+    },
+    /// Report the standby as needs-reclone and keep it stopped.
+    MarkNeedsReclone {
+        node: String,
+    },
 }
 
 fn secs(d: Option<Duration>) -> String {
@@ -66,6 +85,21 @@ pub fn decide(f: &Facts) -> (Action, String) {
         return (Action::Nothing, "a move command is running; automatic failover waits for it".into());
     }
     if f.primary_writable {
+        if let Some((node, stopped)) = f.lost.first() {
+            let node = node.clone();
+            return if f.archive {
+                let why =
+                    format!("the slot of {node} was lost; recreating it so {node} catches up from the WAL archive");
+                (Action::RecreateSlot { node }, why)
+            } else if f.auto_reclone {
+                let how = if *stopped { "; it stays stopped until `pgrepl up`" } else { "" };
+                let why = format!("the slot of {node} was lost and the WAL it needs is gone; re-cloning {node} (auto_reclone = true){how}");
+                (Action::Reclone { node }, why)
+            } else {
+                let why = format!("the slot of {node} was lost and the WAL it needs is gone: {node} needs a re-clone, run `pgrepl reclone {node}`");
+                (Action::MarkNeedsReclone { node }, why)
+            };
+        }
         if let (Some(node), true) = (f.fenced.first(), f.rejoin_due) {
             return (
                 Action::Rejoin { node: node.clone() },
@@ -132,7 +166,23 @@ mod tests {
             fenced: vec![],
             rejoin_due: false,
             move_in_progress: false,
+            lost: vec![],
+            auto_reclone: false,
+            archive: false,
         }
+    }
+
+    #[test]
+    fn lost_slot_is_recreated_with_an_archive_recloned_when_allowed_else_reported() {
+        let lost = Facts { lost: vec![("pg-2".into(), false)], ..facts() };
+        assert_eq!(decide(&Facts { archive: true, ..lost.clone() }).0, Action::RecreateSlot { node: "pg-2".into() });
+        assert_eq!(decide(&Facts { auto_reclone: true, ..lost.clone() }).0, Action::Reclone { node: "pg-2".into() });
+        let (a, why) = decide(&lost);
+        assert_eq!(a, Action::MarkNeedsReclone { node: "pg-2".into() });
+        assert_eq!(
+            why,
+            "the slot of pg-2 was lost and the WAL it needs is gone: pg-2 needs a re-clone, run `pgrepl reclone pg-2`"
+        );
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
         let mut down_since: Option<(String, Instant)> = None;
         let mut last_reason = String::new();
         let mut next_rejoin = Instant::now();
+        // A snapshot taken before the last action finished may still show
+        // what that action fixed (a lost slot): never act on it twice.
+        let mut acted_at = 0.0f64;
         while latest.changed().await.is_ok() {
             let Some(snap) = latest.borrow_and_update().clone() else { continue };
             let primary = ctx.current_primary().clone();
@@ -59,8 +62,26 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                     && ctx.cfg.failover.mode == super::Mode::Automatic
                     && Instant::now() >= next_rejoin,
                 move_in_progress: lock.is_err(),
+                lost: snap
+                    .status
+                    .slots
+                    .iter()
+                    .filter(|_| snap.taken_unix > acted_at)
+                    .filter(|s| s.wal_status.as_deref() == Some("lost"))
+                    .filter_map(|s| {
+                        ctx.cfg
+                            .nodes
+                            .iter()
+                            .find(|n| n.name != primary.name && crate::config::slot_name(&n.name) == s.slot)
+                    })
+                    .filter(|n| !state.needs_reclone.contains(&n.name))
+                    .map(|n| (n.name.clone(), ctx.layout.stop_marker(&n.name).exists()))
+                    .collect(),
+                auto_reclone: ctx.cfg.replication.auto_reclone,
+                archive: ctx.cfg.archive.is_some(),
             };
             let (action, reason) = decide(&facts);
+            let acted = !matches!(action, Action::Nothing | Action::WaitForRestart);
             if reason != last_reason {
                 out.info(format!("ha: {reason}"));
                 let _ = crate::fsutil::write_atomic(&ctx.layout.ha_file(), reason.as_bytes(), 0o644);
@@ -82,6 +103,24 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                     }
                     down_since = None;
                 }
+                Action::RecreateSlot { .. } => {
+                    if let Err(e) = crate::moves::ensure_slots(&ctx, &primary).await {
+                        out.info(format!("ha: recreating a lost slot failed: {e}"));
+                    }
+                }
+                Action::MarkNeedsReclone { node } => {
+                    if let Ok(n) = ctx.cfg.node(&node) {
+                        let _ = crate::moves::set_needs_reclone(&ctx, n, true);
+                        // It cannot stream any more; keep it from spinning.
+                        let _ = control.stop(&ctx, n, crate::pg::process::StopMode::Fast).await;
+                    }
+                }
+                Action::Reclone { node } => {
+                    let start = !ctx.layout.stop_marker(&node).exists();
+                    if let Err(e) = crate::moves::rejoin::reclone(&ctx, &control, &node, false, start, &out).await {
+                        out.info(format!("ha: re-cloning {node} failed: {e}"));
+                    }
+                }
                 Action::Rejoin { node } => {
                     next_rejoin = Instant::now() + ctx.cfg.failover.rejoin_interval;
                     if let Err(e) = crate::moves::rejoin::rejoin(&ctx, &control, &node, &out).await {
@@ -92,6 +131,9 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                         ));
                     }
                 }
+            }
+            if acted {
+                acted_at = crate::status::now_unix();
             }
             drop(lock);
         }

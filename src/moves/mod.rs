@@ -158,6 +158,12 @@ pub async fn rewind_from(ctx: &Ctx, node: &Node, primary: &Node, dry_run: bool) 
 /// Slots on `primary` for every other node, before they need them.
 pub async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
     let c = ctx.connect(primary).await?;
+    if ctx.bin()?.major >= 13 {
+        // A lost slot can never stream again; a fresh one replaces it.
+        c.batch_execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE wal_status = 'lost' AND NOT active")
+            .await
+            .map_err(|e| Error::sql("dropping lost slots", e))?;
+    }
     for n in ctx.cfg.nodes.iter().filter(|n| n.name != primary.name) {
         if let Some(slot) = slot_name_for(&ctx.cfg, n) {
             sql::ensure_slot(&c, &slot).await?;

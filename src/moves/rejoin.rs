@@ -113,10 +113,19 @@ async fn start_following(
     Ok(())
 }
 
-/// Run `reclone`.
-pub async fn reclone(ctx: &Arc<Ctx>, control: &Control, name: &str, discard: bool, out: &Output) -> Result<()> {
+/// Run `reclone`; with `start`, the node is started and followed after the clone.
+pub async fn reclone(
+    ctx: &Arc<Ctx>,
+    control: &Control,
+    name: &str,
+    discard: bool,
+    start: bool,
+    out: &Output,
+) -> Result<()> {
     let (node, primary) = not_primary(ctx, name, "reclone")?;
     let mut steps = Steps::new(out);
+    // An automatic re-clone of a node the user stopped leaves it stopped.
+    let keep_stopped = !start;
     steps.step(format!("stopping {name}"));
     control.stop(ctx, node, StopMode::Fast).await?;
     ensure_slots(ctx, &primary).await?;
@@ -126,5 +135,11 @@ pub async fn reclone(ctx: &Arc<Ctx>, control: &Control, name: &str, discard: boo
     }
     steps.step(format!("cloning {name} from {}", primary.name));
     crate::clone::clone(ctx, node, &primary, true, out, None).await?;
+    // The data dir is fresh: nothing keeps the node from starting any more.
+    set_needs_reclone(ctx, node, false)?;
+    if keep_stopped {
+        steps.say(format!("{name} re-cloned; it stays stopped as you left it: `pgrepl up {name}` starts it"));
+        return Ok(());
+    }
     start_following(ctx, control, node, &primary, &mut steps).await
 }

@@ -151,3 +151,45 @@ fn slot_of_a_removed_standby_is_dropped_and_a_lost_slot_asks_for_a_reclone() {
     c.up();
     assert_eq!(slots(&c), "pg_2");
 }
+
+#[test]
+fn with_auto_reclone_a_standby_whose_slot_was_lost_comes_back_streaming() {
+    let c = Cluster::with_extra(1, "\n[monitor]\ninterval = \"200ms\"\n");
+    let body = std::fs::read_to_string(c.config()).unwrap().replace(
+        "clone_timeout = \"20s\"\n",
+        "clone_timeout = \"20s\"\nmax_slot_wal_keep_size = \"32MB\"\nwal_keep_size = \"16MB\"\nauto_reclone = true\n",
+    );
+    c.write("pgrepl.toml", &body);
+    c.up();
+    c.ok(&["down", "pg-2"]);
+    for i in 0..8 {
+        c.sql("pg-1", &format!("CREATE TABLE f{i} AS SELECT g FROM generate_series(1, 100000) g")).unwrap();
+        c.sql("pg-1", "SELECT pg_switch_wal()").unwrap();
+        c.sql("pg-1", "CHECKPOINT").unwrap();
+    }
+    // The supervisor re-clones it by itself, and leaves it stopped as the user did.
+    wait_until("automatic re-clone done", T, || {
+        std::fs::read_to_string(c.path("data/pgrepl.log"))
+            .unwrap_or_default()
+            .contains("pg-2 re-cloned; it stays stopped as you left it")
+    });
+    assert_eq!(c.node_status("pg-2")["state"], "stopped");
+    c.ok(&["up", "pg-2"]);
+    let deadline = std::time::Instant::now() + T;
+    while !c.streaming("pg-2") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pg-2 not streaming:\n{}",
+            std::fs::read_to_string(c.path("data/pgrepl.log"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("pg-2") || l.contains("pgrepl]"))
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.sql("pg-2", "SELECT count(*) FROM f7").unwrap(), "100000");
+}
