@@ -167,13 +167,26 @@ fn with_auto_reclone_a_standby_whose_slot_was_lost_comes_back_streaming() {
         c.sql("pg-1", "SELECT pg_switch_wal()").unwrap();
         c.sql("pg-1", "CHECKPOINT").unwrap();
     }
-    // The supervisor re-clones it by itself, and leaves it stopped as the user did.
-    wait_until("automatic re-clone done", T, || {
+    // The supervisor re-clones it by itself (again, if the slot was lost again
+    // while the loop above still wrote), and leaves it stopped as the user did.
+    wait_until("every automatic re-clone finished and the slot is healthy", T, || {
+        let log = std::fs::read_to_string(c.path("data/pgrepl.log")).unwrap_or_default();
+        let started = log.matches("re-cloning pg-2 (auto_reclone = true)").count();
+        let done = log.matches("pg-2 re-cloned; it stays stopped as you left it").count();
+        started > 0
+            && started == done
+            && c.sql("pg-1", "SELECT coalesce(wal_status, 'unused') FROM pg_replication_slots WHERE slot_name = 'pg_2'")
+                .is_ok_and(|w| w != "lost")
+    });
+    let log = || {
         std::fs::read_to_string(c.path("data/pgrepl.log"))
             .unwrap_or_default()
-            .contains("pg-2 re-cloned; it stays stopped as you left it")
-    });
-    assert_eq!(c.node_status("pg-2")["state"], "stopped");
+            .lines()
+            .filter(|l| l.starts_with("[pgrepl]"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(c.node_status("pg-2")["state"], "stopped", "{}", log());
     c.ok(&["up", "pg-2"]);
     let deadline = std::time::Instant::now() + T;
     while !c.streaming("pg-2") {
