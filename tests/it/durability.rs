@@ -206,3 +206,46 @@ fn with_auto_reclone_a_standby_whose_slot_was_lost_comes_back_streaming() {
     }
     assert_eq!(c.sql("pg-2", "SELECT count(*) FROM f7").unwrap(), "100000");
 }
+
+#[test]
+fn sync_strict_failover_after_kill_9_loses_no_acknowledged_commit_five_times() {
+    let c = Cluster::with_extra(
+        2,
+        &format!("{}\n[monitor]\ninterval = \"200ms\"\n\n[failover]\nmode = \"manual\"\n", crate::moves::APP_DB),
+    );
+    c.write("secrets/app.password", "app-secret\n");
+    let body = std::fs::read_to_string(c.config())
+        .unwrap()
+        .replace("clone_timeout = \"20s\"\n", "clone_timeout = \"20s\"\ndurability = \"sync-strict\"\n");
+    c.write("pgrepl.toml", &body);
+    c.up();
+    c.sql_db("pg-1", "app", "CREATE TABLE w (id bigint PRIMARY KEY); ALTER TABLE w OWNER TO app").unwrap();
+    wait_until("strict list in place", T, || {
+        c.sql("pg-1", "SHOW synchronous_standby_names").is_ok_and(|s| s.starts_with("ANY 1"))
+    });
+    let w = crate::moves::Writer::start(&c);
+    for run in 1..=5 {
+        w.wait_more(30);
+        let primary = c.status()["primary"].as_str().unwrap().to_string();
+        let pid = c.postmaster_pid(&primary).unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let out = c.ok(&["failover", "--force"]);
+        assert!(out.contains("failover complete"), "run {run}: {out}");
+        let new = c.status()["primary"].as_str().unwrap().to_string();
+        assert_ne!(new, primary);
+        w.wait_more(30);
+        // Every id acknowledged so far is on the new primary.
+        let acked = w.acked.lock().unwrap().clone();
+        let present: std::collections::HashSet<i64> =
+            c.sql_db(&new, "app", "SELECT id FROM w").unwrap().lines().map(|l| l.parse().unwrap()).collect();
+        let lost: Vec<&i64> = acked.iter().filter(|id| !present.contains(id)).collect();
+        assert!(lost.is_empty(), "run {run}: {} acknowledged commits lost on failover to {new}: {lost:?}", lost.len());
+        // Bring the old primary back so the next run has two standbys again.
+        c.ok(&["rejoin", &primary]);
+        wait_until("three nodes again", T, || c.streaming(&primary));
+        wait_until("strict list includes both standbys", T, || {
+            c.sql(&new, "SHOW synchronous_standby_names").is_ok_and(|s| s.contains(&format!("\"{primary}\"")))
+        });
+    }
+    w.finish();
+}

@@ -11,7 +11,7 @@ use crate::harness::{snapshot, text, wait_until, Cluster};
 
 const T: Duration = Duration::from_secs(90);
 const MANUAL: &str = "\n[failover]\nmode = \"manual\"\n";
-const APP_DB: &str =
+pub const APP_DB: &str =
     "\n[[database]]\nname = \"app\"\nowner = \"app\"\nowner_password_file = \"secrets/app.password\"\n";
 
 fn cluster(replicas: usize) -> Cluster {
@@ -22,14 +22,14 @@ fn cluster(replicas: usize) -> Cluster {
 
 /// A client that commits sequential ids through a libpq multi-host string
 /// with target_session_attrs=read-write, reconnecting after errors.
-struct Writer {
+pub struct Writer {
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<i64>>>,
+    pub acked: Arc<Mutex<Vec<i64>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
-    fn start(c: &Cluster) -> Writer {
+    pub fn start(c: &Cluster) -> Writer {
         let hosts = vec!["127.0.0.1"; c.ports.len()].join(",");
         let ports: Vec<String> = c.ports.iter().map(|p| p.to_string()).collect();
         let conn = format!("host={hosts} port={} user=app password=app-secret dbname=app target_session_attrs=read-write connect_timeout=2", ports.join(","));
@@ -74,16 +74,16 @@ impl Writer {
         Writer { stop, acked, thread: Some(thread) }
     }
 
-    fn count(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.acked.lock().unwrap().len()
     }
 
-    fn wait_more(&self, n: usize) {
+    pub fn wait_more(&self, n: usize) {
         let target = self.count() + n;
         wait_until(&format!("{n} more acknowledged writes"), T, || self.count() >= target);
     }
 
-    fn finish(mut self) -> Vec<i64> {
+    pub fn finish(mut self) -> Vec<i64> {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
