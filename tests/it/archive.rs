@@ -66,19 +66,12 @@ fn wal_push_is_whole_or_nothing_idempotent_and_refuses_a_different_segment() {
 
 #[test]
 fn standby_stopped_past_wal_keep_size_catches_up_from_the_archive() {
-    let c = Cluster::with_extra(1, "\n[archive]\ndir = \"archive\"\n");
-    let body = std::fs::read_to_string(c.config())
-        .unwrap()
-        .replace("clone_timeout = \"20s\"\n", "clone_timeout = \"20s\"\nslots = false\nwal_keep_size = \"16MB\"\n");
-    c.write("pgrepl.toml", &body);
+    let c =
+        Cluster::with_replication(1, "slots = false\nwal_keep_size = \"16MB\"\n", "\n[archive]\ndir = \"archive\"\n");
     c.up();
     c.ok(&["down", "pg-2"]);
     // More WAL than wal_keep_size, with no slot to hold it: the primary recycles it.
-    for i in 0..6 {
-        c.sql("pg-1", &format!("CREATE TABLE f{i} AS SELECT g FROM generate_series(1, 100000) g")).unwrap();
-        c.sql("pg-1", "SELECT pg_switch_wal()").unwrap();
-    }
-    c.sql("pg-1", "CHECKPOINT").unwrap();
+    c.churn_wal("pg-1", 6);
     c.sql("pg-1", "SELECT pg_switch_wal()").unwrap();
     c.sql("pg-1", "CHECKPOINT").unwrap();
     wait_until("segments archived", T, || {

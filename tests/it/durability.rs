@@ -10,12 +10,11 @@ use crate::harness::{http_get, text, wait_until, Cluster};
 const T: Duration = Duration::from_secs(60);
 
 fn cluster(replicas: usize, durability: &str) -> Cluster {
-    let c = Cluster::with_extra(replicas, "\n[monitor]\ninterval = \"200ms\"\n\n[failover]\nmode = \"manual\"\n");
-    let body = std::fs::read_to_string(c.config())
-        .unwrap()
-        .replace("clone_timeout = \"20s\"\n", &format!("clone_timeout = \"20s\"\ndurability = \"{durability}\"\n"));
-    c.write("pgrepl.toml", &body);
-    c
+    Cluster::with_replication(
+        replicas,
+        &format!("durability = \"{durability}\"\n"),
+        "\n[monitor]\ninterval = \"200ms\"\n\n[failover]\nmode = \"manual\"\n",
+    )
 }
 
 fn durability_state(c: &Cluster) -> String {
@@ -107,12 +106,16 @@ fn failover_in_sync_mode_refuses_a_standby_that_was_not_synchronous() {
 
 #[test]
 fn slot_of_a_removed_standby_is_dropped_and_a_lost_slot_asks_for_a_reclone() {
-    let c = Cluster::with_extra(2, "\n[failover]\nmode = \"manual\"\n");
-    let body = std::fs::read_to_string(c.config()).unwrap().replace(
-        "clone_timeout = \"20s\"\n",
-        "clone_timeout = \"20s\"\nmax_slot_wal_keep_size = \"32MB\"\nwal_keep_size = \"16MB\"\n",
+    let c = Cluster::with_replication(
+        2,
+        "max_slot_wal_keep_size = \"32MB\"
+wal_keep_size = \"16MB\"
+",
+        "
+[failover]
+mode = \"manual\"
+",
     );
-    c.write("pgrepl.toml", &body);
     c.up();
     let slots = |c: &Cluster| {
         c.sql("pg-1", "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots").unwrap()
@@ -122,11 +125,7 @@ fn slot_of_a_removed_standby_is_dropped_and_a_lost_slot_asks_for_a_reclone() {
     // pg-2 stays away while more WAL than the bound is written: its slot is lost,
     // pg_wal stays bounded, and status names the fix.
     c.ok(&["down", "pg-2"]);
-    for i in 0..8 {
-        c.sql("pg-1", &format!("CREATE TABLE f{i} AS SELECT g FROM generate_series(1, 100000) g")).unwrap();
-        c.sql("pg-1", "SELECT pg_switch_wal()").unwrap();
-        c.sql("pg-1", "CHECKPOINT").unwrap();
-    }
+    c.churn_wal("pg-1", 8);
     wait_until("pg_2 lost", T, || {
         c.sql("pg-1", "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'pg_2'").as_deref() == Ok("lost")
     });
@@ -154,19 +153,20 @@ fn slot_of_a_removed_standby_is_dropped_and_a_lost_slot_asks_for_a_reclone() {
 
 #[test]
 fn with_auto_reclone_a_standby_whose_slot_was_lost_comes_back_streaming() {
-    let c = Cluster::with_extra(1, "\n[monitor]\ninterval = \"200ms\"\n");
-    let body = std::fs::read_to_string(c.config()).unwrap().replace(
-        "clone_timeout = \"20s\"\n",
-        "clone_timeout = \"20s\"\nmax_slot_wal_keep_size = \"32MB\"\nwal_keep_size = \"16MB\"\nauto_reclone = true\n",
+    let c = Cluster::with_replication(
+        1,
+        "max_slot_wal_keep_size = \"32MB\"
+wal_keep_size = \"16MB\"
+auto_reclone = true
+",
+        "
+[monitor]
+interval = \"200ms\"
+",
     );
-    c.write("pgrepl.toml", &body);
     c.up();
     c.ok(&["down", "pg-2"]);
-    for i in 0..8 {
-        c.sql("pg-1", &format!("CREATE TABLE f{i} AS SELECT g FROM generate_series(1, 100000) g")).unwrap();
-        c.sql("pg-1", "SELECT pg_switch_wal()").unwrap();
-        c.sql("pg-1", "CHECKPOINT").unwrap();
-    }
+    c.churn_wal("pg-1", 8);
     // The supervisor re-clones it by itself (again, if the slot was lost again
     // while the loop above still wrote), and leaves it stopped as the user did.
     wait_until("every automatic re-clone finished and the slot is healthy", T, || {
@@ -209,15 +209,12 @@ fn with_auto_reclone_a_standby_whose_slot_was_lost_comes_back_streaming() {
 
 #[test]
 fn sync_strict_failover_after_kill_9_loses_no_acknowledged_commit_five_times() {
-    let c = Cluster::with_extra(
+    let c = Cluster::with_replication(
         2,
+        "durability = \"sync-strict\"\n",
         &format!("{}\n[monitor]\ninterval = \"200ms\"\n\n[failover]\nmode = \"manual\"\n", crate::moves::APP_DB),
     );
     c.write("secrets/app.password", "app-secret\n");
-    let body = std::fs::read_to_string(c.config())
-        .unwrap()
-        .replace("clone_timeout = \"20s\"\n", "clone_timeout = \"20s\"\ndurability = \"sync-strict\"\n");
-    c.write("pgrepl.toml", &body);
     c.up();
     c.sql_db("pg-1", "app", "CREATE TABLE w (id bigint PRIMARY KEY); ALTER TABLE w OWNER TO app").unwrap();
     wait_until("strict list in place", T, || {

@@ -83,6 +83,28 @@ impl Cluster {
         c
     }
 
+    /// Like [`Cluster::with_extra`], with extra `[replication]` keys.
+    pub fn with_replication(replicas: usize, replication: &str, extra: &str) -> Self {
+        let c = Self::with_extra(replicas, extra);
+        let body = std::fs::read_to_string(c.config()).expect("config");
+        c.write(
+            "pgrepl.toml",
+            &body.replacen("clone_timeout = \"20s\"\n", &format!("clone_timeout = \"20s\"\n{replication}"), 1),
+        );
+        c
+    }
+
+    /// Write `tables` tables of 100k rows on `node`, switching WAL segment and
+    /// checkpointing after each, so old WAL becomes recyclable.
+    pub fn churn_wal(&self, node: &str, tables: usize) {
+        for i in 0..tables {
+            self.sql(node, &format!("CREATE TABLE f{i} AS SELECT g FROM generate_series(1, 100000) g"))
+                .expect("create");
+            self.sql(node, "SELECT pg_switch_wal()").expect("switch");
+            self.sql(node, "CHECKPOINT").expect("checkpoint");
+        }
+    }
+
     /// A temp dir with only the password file.
     pub fn empty() -> Self {
         let dir = tempfile::Builder::new().prefix("pgrepl-it").tempdir_in("/tmp").expect("tempdir");
