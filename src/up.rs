@@ -49,16 +49,14 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     let mut plans = preflight::plan(&ctx, &selected, &opts.reclone).await?;
     // A node whose data dir cannot follow the primary is never started;
     // `--reclone NODE` (or `pgrepl reclone NODE`) is the way back.
-    let blocked = State::load(&ctx.layout.state_file())?.needs_reclone;
-    plans.retain(|p| {
-        let keep = !blocked.contains(&p.node.name) || matches!(p.action, Action::Clone { .. });
-        if !keep {
-            out.info(format!(
-                "{}: needs a re-clone and stays stopped; run `pgrepl up --reclone {}` or `pgrepl reclone {}`",
-                p.node.name, p.node.name, p.node.name
-            ));
+    // A fenced former primary must not start before it is rewound: its files
+    // still say primary. Both kinds stay stopped, with the command to run.
+    plans.retain(|p| match held_back(&ctx, &p.node.name) {
+        Some(why) if !matches!(p.action, Action::Clone { .. }) => {
+            out.info(format!("{}: {why}", p.node.name));
+            false
         }
-        keep
+        _ => true,
     });
     if opts.detach && !opts.supervise_child {
         return detach::spawn(&ctx, &opts, &out).await;
@@ -324,8 +322,8 @@ fn reconcile(ctx: &Ctx, sup: &Supervisor) {
         if stop && sup.wanted(&name) {
             sup.out.info(format!("{name}: stop requested"));
             sup.request_stop(&name, StopMode::Fast);
-        } else if !stop && !sup.wanted(&name) && needs_reclone(ctx, &name) {
-            sup.out.info(format!("{name}: needs a re-clone and stays stopped; run `pgrepl reclone {name}`"));
+        } else if let (false, false, Some(why)) = (stop, sup.wanted(&name), held_back(ctx, &name)) {
+            sup.out.info(format!("{name}: {why}"));
         } else if !stop && !sup.wanted(&name) {
             sup.out.info(format!("{name}: start requested"));
             sup.start(&name);
@@ -333,8 +331,21 @@ fn reconcile(ctx: &Ctx, sup: &Supervisor) {
     }
 }
 
-fn needs_reclone(ctx: &Ctx, name: &str) -> bool {
-    State::load(&ctx.layout.state_file()).is_ok_and(|s| s.needs_reclone.iter().any(|n| n == name))
+/// Why a node must stay stopped, if it must: it needs a re-clone, or it is a
+/// former primary fenced by a failover (its files still say primary).
+fn held_back(ctx: &Ctx, name: &str) -> Option<String> {
+    let st = State::load(&ctx.layout.state_file()).ok()?;
+    if st.needs_reclone.iter().any(|n| n == name) {
+        return Some(format!(
+            "needs a re-clone and stays stopped; run `pgrepl reclone {name}` (or `pgrepl up --reclone {name}`)"
+        ));
+    }
+    if st.fenced.iter().any(|n| n == name) {
+        return Some(format!(
+            "was the primary before a failover and stays stopped until it is rewound: `pgrepl rejoin {name}` (automatic failover mode rejoins it by itself)"
+        ));
+    }
+    None
 }
 
 /// A supervisor already runs this data root: ask it to start the selected
@@ -355,7 +366,7 @@ async fn attach(ctx: &Ctx, pid: i32, selected: &[Node], out: &Output) -> Result<
         let _ = std::fs::remove_file(ctx.layout.stop_marker(&n.name));
     }
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP);
-    for n in selected.iter().filter(|n| !needs_reclone(ctx, &n.name)) {
+    for n in selected.iter().filter(|n| held_back(ctx, &n.name).is_none()) {
         let deadline = tokio::time::Instant::now() + ctx.cfg.supervisor.start_timeout;
         while !datadir::read_pid_file(&n.data_dir)
             .is_some_and(|pf| pf.status.as_deref() == Some("ready") && datadir::pid_alive(pf.pid))

@@ -103,6 +103,9 @@ async fn start_following(
     steps: &mut Steps<'_>,
 ) -> Result<()> {
     write_node_files(ctx, node, &node.data_dir, Role::Replica, primary)?;
+    // Its files now say standby: nothing holds it back any more.
+    set_needs_reclone(ctx, node, false)?;
+    super::set_fenced(ctx, node, false)?;
     steps.step(format!("starting {} as a standby of {}", node.name, primary.name));
     control.start(ctx, node).await?;
     super::drop_stale_slots(ctx, node).await?;

@@ -185,6 +185,19 @@ fn failover_promotes_the_most_advanced_replica_and_the_rest_follow() {
     wait_until("pg-2 follows pg-3", T, || c.streaming("pg-2"));
     assert_eq!(c.sql("pg-2", "SELECT x FROM after_pause").unwrap(), "1");
     assert_eq!(c.node_status("pg-1")["state"], "stopped");
+    // Its files still say primary: `up pg-1` must not start it before a rejoin.
+    let out = c.ok(&["up", "pg-1"]);
+    assert!(out.contains("a supervisor is already running"), "{out}");
+    wait_until("the supervisor says why pg-1 stays stopped", T, || {
+        std::fs::read_to_string(c.path("data/pgrepl.log"))
+            .unwrap_or_default()
+            .contains("pg-1: was the primary before a failover and stays stopped")
+    });
+    assert_eq!(c.node_status("pg-1")["state"], "stopped");
+    let writable = c.status()["nodes"].as_array().unwrap().iter().filter(|n| n["role"] == "primary").count();
+    assert_eq!(writable, 1, "two primaries");
+    c.ok(&["rejoin", "pg-1"]);
+    wait_until("pg-1 streams from pg-3", T, || c.streaming("pg-1"));
 }
 
 #[test]
