@@ -175,32 +175,9 @@ fn with_auto_reclone_a_standby_whose_slot_was_lost_comes_back_streaming() {
             .unwrap_or_default()
             .contains("pg-2 re-cloned; it stays stopped as you left it")
     });
-    let log = || {
-        std::fs::read_to_string(c.path("data/pgrepl.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with("[pgrepl]"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert_eq!(c.node_status("pg-2")["state"], "stopped", "{}", log());
+    assert_eq!(c.node_status("pg-2")["state"], "stopped", "{}", c.supervisor_log());
     c.ok(&["up", "pg-2"]);
-    let deadline = std::time::Instant::now() + T;
-    while !c.streaming("pg-2") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pg-2 not streaming:\n{}",
-            std::fs::read_to_string(c.path("data/pgrepl.log"))
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| l.contains("pg-2") || l.contains("pgrepl]"))
-                .rev()
-                .take(40)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::harness::wait_until_explained("pg-2 streaming", T, || c.streaming("pg-2"), || c.supervisor_log());
     assert_eq!(c.sql("pg-2", "SELECT count(*) FROM f7").unwrap(), "100000");
 }
 

@@ -45,10 +45,15 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// Poll `f` until it is true, or panic with `what` after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
+    wait_until_explained(what, timeout, f, String::new);
+}
+
+/// [`wait_until`], adding `explain()` (say, the supervisor's log) to the panic.
+pub fn wait_until_explained(what: &str, timeout: Duration, mut f: impl FnMut() -> bool, explain: impl Fn() -> String) {
     let deadline = Instant::now() + timeout;
     while !f() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}\n{}", explain());
         // The poll interval of a condition wait, not a synchronising sleep.
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -123,6 +128,12 @@ impl Cluster {
         let p = self.path(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, text).expect("write");
+    }
+
+    /// pgrepl's own lines from the supervisor's log, for failure messages.
+    pub fn supervisor_log(&self) -> String {
+        let log = std::fs::read_to_string(self.path("data/pgrepl.log")).unwrap_or_default();
+        log.lines().filter(|l| l.starts_with("[pgrepl]")).collect::<Vec<_>>().join("\n")
     }
 
     pub fn config(&self) -> PathBuf {
