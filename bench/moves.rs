@@ -168,26 +168,7 @@ fn rejoin_vs_reclone(port: u16, scale: u32) {
     let c = BenchCluster::new(1, port, "[failover]\nmode = \"manual\"\n");
     let up = c.pgrepl(&["up", "--detach"]);
     assert!(up.status.success());
-    let bin = pgrepl::pg::bin::find(None).expect("bin");
-    let sock = c.data().join("sockets");
-    let t = Instant::now();
-    let o = Command::new(bin.program("pgbench"))
-        .args(["-i", "-q", "-s", &scale.to_string(), "-h"])
-        .arg(&sock)
-        .args(["-p", &port.to_string(), "-U", "postgres", "postgres"])
-        .output()
-        .expect("pgbench");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let size = String::from_utf8_lossy(
-        &c.pgrepl(&["psql", "n0", "--", "-tAc", "SELECT pg_size_pretty(pg_database_size('postgres'))"]).stdout,
-    )
-    .trim()
-    .to_string();
-    println!("pgbench -i -s {scale}: {size} in {:.1} s", t.elapsed().as_secs_f64());
-    wait(Duration::from_secs(300), || {
-        let s: serde_json::Value = serde_json::from_slice(&c.pgrepl(&["status", "--json"]).stdout).unwrap_or_default();
-        s["nodes"][1]["replication"]["lag_bytes"]["replay"] == 0
-    });
+    let size = c.pgbench_init(scale);
     // A failover leaves the old primary to rejoin, with a little divergence.
     assert!(c.pgrepl(&["failover", "--force", "--to", "n1"]).status.success());
     let t = Instant::now();

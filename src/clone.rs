@@ -1,4 +1,4 @@
-//! Making a replica's data dir: `pg_basebackup` into a staging dir beside
+//! Making a replica's data dir: a base backup into a staging dir beside
 //! the target, retried with backoff while the primary is unreachable, then
 //! the standby config, then one rename into place. A clone interrupted at
 //! any point leaves only the staging dir, which the next `up` removes and
@@ -53,11 +53,24 @@ pub async fn clone(
         port: primary.port,
         user: &ctx.cfg.replication.user,
         passfile: &passfile,
+        password: &ctx.cfg.replication.password,
         slot: slot.as_deref(),
+        application_name: format!("pgrepl_clone_{}", node.name),
     };
+    let bin = ctx.bin()?;
+    let method = ctx
+        .cfg
+        .replication
+        .clone_method
+        .resolve(bin.major, bin.program_major("pg_basebackup"))
+        .map_err(Error::BinariesNotFound)?;
     out.info(format!(
-        "{}: cloning from {} ({}:{}) with pg_basebackup",
-        node.name, primary.name, primary.host, primary.port
+        "{}: cloning from {} ({}:{}) with {}",
+        node.name,
+        primary.name,
+        primary.host,
+        primary.port,
+        method.label()
     ));
     let deadline = tokio::time::Instant::now() + ctx.cfg.replication.clone_timeout;
     let mut backoff = Duration::from_millis(500);
@@ -77,7 +90,7 @@ pub async fn clone(
                 None => {}
             }
         };
-        match basebackup::clone(ctx.bin()?, &ctx.runas, &src, &staging, progress).await {
+        match basebackup::clone(method, bin, &ctx.runas, &src, &staging, progress).await {
             Ok(()) => break,
             Err(CloneFailure::Unreachable(why)) => {
                 if tokio::time::Instant::now() + backoff > deadline {

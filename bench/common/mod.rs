@@ -46,6 +46,32 @@ impl BenchCluster {
         self.dir.path().join("data")
     }
 
+    /// `pgbench -i -s SCALE` on the primary `n0`, then wait until `n1` has
+    /// replayed it all. Returns the database size, as PostgreSQL prints it.
+    pub fn pgbench_init(&self, scale: u32) -> String {
+        let bin = pgrepl::pg::bin::find(None).expect("bin");
+        let t = Instant::now();
+        let o = Command::new(bin.program("pgbench"))
+            .args(["-i", "-q", "-s", &scale.to_string(), "-h"])
+            .arg(self.data().join("sockets"))
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "postgres"])
+            .output()
+            .expect("pgbench");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let size = String::from_utf8_lossy(
+            &self.pgrepl(&["psql", "n0", "--", "-tAc", "SELECT pg_size_pretty(pg_database_size('postgres'))"]).stdout,
+        )
+        .trim()
+        .to_string();
+        println!("pgbench -i -s {scale}: {size} in {:.1} s", t.elapsed().as_secs_f64());
+        wait(Duration::from_secs(300), || {
+            let s: serde_json::Value =
+                serde_json::from_slice(&self.pgrepl(&["status", "--json"]).stdout).unwrap_or_default();
+            s["nodes"][1]["replication"]["lag_bytes"]["replay"] == 0
+        });
+        size
+    }
+
     /// The supervisor's pid.
     pub fn supervisor(&self) -> i32 {
         pid_of(&self.data().join("pgrepl.pid"))

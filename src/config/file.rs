@@ -109,6 +109,8 @@ pub struct Replication {
     pub sync_count: Option<Spanned<i64>>,
     /// Most WAL a replication slot may hold back (PostgreSQL 13+). Default `8GB`.
     pub max_slot_wal_keep_size: Option<Spanned<String>>,
+    /// `auto` (default), `pg_basebackup` or `builtin`.
+    pub clone_method: Option<Spanned<String>>,
 }
 
 /// `[[node]]`.

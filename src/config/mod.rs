@@ -138,6 +138,8 @@ pub struct Replication {
     pub auto_reclone: bool,
     /// Standbys that must confirm each commit in the sync modes.
     pub sync_count: usize,
+    /// How replicas are copied from the primary.
+    pub clone_method: crate::pg::basebackup::Method,
 }
 
 /// One `[[node]]`, resolved.

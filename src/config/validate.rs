@@ -12,6 +12,7 @@ use toml::Spanned;
 use super::file;
 use super::{Api, Config, Database, Failover, HbaRule, Monitor, Node, Replication, Role, Secret, Supervisor};
 use crate::error::{Error, Result};
+use crate::pg::basebackup::Method as CloneMethod;
 use crate::units::{parse_duration, ByteSize};
 
 /// Maps byte offsets in the source to `file:line:col`.
@@ -286,6 +287,17 @@ fn replication(r: &file::Replication, base: &Path, p: &mut Problems) -> Replicat
         clone_timeout: duration(&r.clone_timeout, "120s", p),
         max_slot_wal_keep_size: size(&r.max_slot_wal_keep_size, "8GB", p),
         auto_reclone: r.auto_reclone.unwrap_or(false),
+        clone_method: match r.clone_method.as_ref().map(|d| d.get_ref().as_str()) {
+            None | Some("auto") => CloneMethod::Auto,
+            Some("pg_basebackup") => CloneMethod::PgBasebackup,
+            Some("builtin") => CloneMethod::Builtin,
+            Some(other) => {
+                if let Some(d) = &r.clone_method {
+                    p.push(d, format!("clone_method `{other}` is not `auto`, `pg_basebackup` or `builtin`"));
+                }
+                CloneMethod::Auto
+            }
+        },
         durability: match r.durability.as_ref().map(|d| d.get_ref().as_str()) {
             None | Some("async") => crate::durability::Mode::Async,
             Some("sync") => crate::durability::Mode::Sync,

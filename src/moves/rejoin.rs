@@ -33,6 +33,7 @@ fn not_primary<'a>(ctx: &'a Ctx, name: &str, what: &str) -> Result<(&'a Node, No
 /// Run `rejoin`.
 pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output) -> Result<()> {
     let (node, primary) = not_primary(ctx, name, "rejoin")?;
+    ctx.bin()?.require_matched(&["pg_controldata", "pg_rewind"], "rejoin")?;
     let mut steps = Steps::new(out);
     let state = State::load(&ctx.layout.state_file())?;
     let reclone = format!("`pgrepl reclone {name}`");

@@ -76,6 +76,8 @@ pub fn choose_target<'a>(
 
 /// Run a switchover.
 pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
+    // Checked first: step 5 needs both, and a refusal must change nothing.
+    ctx.bin()?.require_matched(&["pg_controldata", "pg_rewind"], "switchover")?;
     let old = ctx.current_primary().clone();
     let before = gather_once(ctx).await?;
     let target_name = choose_target(&before, &old.name, o.to.as_deref(), o.max_lag)

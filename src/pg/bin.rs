@@ -7,13 +7,10 @@ use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
 
-/// Programs a bindir must hold for pgrepl to use it.
-const REQUIRED: &[&str] = &["postgres", "initdb", "pg_basebackup"];
-/// The server programs a configured `postgres_bin` must hold; client tools
-/// (pg_basebackup, psql, ...) may come from a newer installation, since they
-/// work with servers of their own or an older major.
-const SERVER: &[&str] = &["postgres", "initdb"];
-
+/// The server programs a bindir must hold. Client tools (pg_basebackup,
+/// pg_rewind, psql, ...) may come from another installation: pgrepl has its
+/// own base backup for servers no installed pg_basebackup can copy.
+const SERVER: &[&str] = &["postgres", "initdb", "pg_ctl"];
 /// A usable PostgreSQL installation.
 #[derive(Debug, Clone)]
 pub struct PgBin {
@@ -22,8 +19,8 @@ pub struct PgBin {
     pub major: u32,
     /// Full version string, e.g. "15.18".
     pub version: String,
-    /// Where client tools missing from `dir` come from (same or newer major).
-    pub tools: Option<PathBuf>,
+    /// Where client tools missing from `dir` come from, and their major.
+    pub tools: Option<(PathBuf, u32)>,
 }
 
 impl PgBin {
@@ -31,9 +28,41 @@ impl PgBin {
     pub fn program(&self, name: &str) -> PathBuf {
         let own = self.dir.join(name);
         match &self.tools {
-            Some(t) if !own.is_file() => t.join(name),
+            Some((t, _)) if !own.is_file() => t.join(name),
             _ => own,
         }
+    }
+
+    /// The major of the program [`PgBin::program`] would run, if it exists.
+    pub fn program_major(&self, name: &str) -> Option<u32> {
+        if self.dir.join(name).is_file() {
+            return Some(self.major);
+        }
+        self.tools.as_ref().filter(|(t, _)| t.join(name).is_file()).map(|(_, m)| *m)
+    }
+
+    /// Check that `programs` exist for exactly the server's major, as
+    /// pg_rewind and pg_controldata must (they read the data dir's files).
+    pub fn require_matched(&self, programs: &[&str], what: &str) -> Result<()> {
+        let wrong: Vec<String> = programs
+            .iter()
+            .filter(|p| self.program_major(p) != Some(self.major))
+            .map(|p| match self.program_major(p) {
+                Some(m) => format!("{p} is from PostgreSQL {m}"),
+                None => format!("{p} is missing"),
+            })
+            .collect();
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        Err(Error::BinariesNotFound(format!(
+            "{what} needs {} of PostgreSQL {} (the server's major), but {} (bindir {}). Install that major's client programs into the bindir, or set [cluster] postgres_bin to a complete PostgreSQL {} installation",
+            programs.join(" and "),
+            self.major,
+            wrong.join(", "),
+            self.dir.display(),
+            self.major
+        )))
     }
 }
 
@@ -41,9 +70,9 @@ impl PgBin {
 pub fn find(configured: Option<&Path>) -> Result<PgBin> {
     let mut searched = Vec::new();
     if let Some(dir) = configured {
-        return probe_server(dir).map_err(|why| {
+        return probe(dir).map_err(|why| {
             Error::BinariesNotFound(format!(
-                "[cluster] postgres_bin = {} is not a usable PostgreSQL bindir: {why}. Point it at the directory holding `postgres`, `initdb` and `pg_basebackup`, or remove it to search automatically",
+                "[cluster] postgres_bin = {} is not a usable PostgreSQL bindir: {why}. Point it at the directory holding `postgres`, `initdb` and `pg_ctl`, or remove it to search automatically",
                 dir.display()
             ))
         });
@@ -99,9 +128,11 @@ fn candidates() -> Vec<PathBuf> {
     out
 }
 
-/// Check a directory: required programs present, `postgres --version` parses.
+/// Check a directory: server programs present, `postgres --version`
+/// parses. Client tools it lacks come from another installation, preferring
+/// one of the same major, then the newest.
 fn probe(dir: &Path) -> std::result::Result<PgBin, String> {
-    let missing: Vec<&str> = REQUIRED.iter().copied().filter(|p| !dir.join(p).is_file()).collect();
+    let missing: Vec<&str> = SERVER.iter().copied().filter(|p| !dir.join(p).is_file()).collect();
     if !missing.is_empty() {
         return Err(format!("missing {}", missing.join(", ")));
     }
@@ -110,31 +141,21 @@ fn probe(dir: &Path) -> std::result::Result<PgBin, String> {
     // so every program comes from one installation.
     let real = std::fs::canonicalize(dir.join("postgres")).ok().and_then(|p| p.parent().map(Path::to_path_buf));
     let dir = match real {
-        Some(r) if REQUIRED.iter().all(|p| r.join(p).is_file()) => r,
+        Some(r) if SERVER.iter().all(|p| r.join(p).is_file()) => r,
         _ => dir.to_path_buf(),
     };
-    Ok(PgBin { dir, major, version, tools: None })
-}
-
-/// A configured bindir: the server programs are required; missing client
-/// tools are taken from an installation of the same or a newer major.
-fn probe_server(dir: &Path) -> std::result::Result<PgBin, String> {
-    let missing: Vec<&str> = SERVER.iter().copied().filter(|p| !dir.join(p).is_file()).collect();
-    if !missing.is_empty() {
-        return Err(format!("missing {}", missing.join(", ")));
-    }
-    let (major, version) = version_of(&dir.join("postgres"))?;
     let tools = if dir.join("pg_basebackup").is_file() {
         None
     } else {
-        let t = candidates()
+        let mut others: Vec<(PathBuf, u32)> = candidates()
             .into_iter()
-            .filter(|c| c.join("pg_basebackup").is_file())
-            .find(|c| version_of(&c.join("pg_basebackup")).is_ok_and(|(m, _)| m >= major))
-            .ok_or_else(|| format!("no pg_basebackup there, and none of PostgreSQL {major} or newer elsewhere"))?;
-        Some(t)
+            .filter(|c| c.join("pg_basebackup").is_file() && *c != dir)
+            .filter_map(|c| version_of(&c.join("pg_basebackup")).ok().map(|(m, _)| (c, m)))
+            .collect();
+        others.sort_by_key(|(_, m)| (*m != major, std::cmp::Reverse(*m)));
+        others.into_iter().next()
     };
-    Ok(PgBin { dir: dir.to_path_buf(), major, version, tools })
+    Ok(PgBin { dir, major, version, tools })
 }
 
 /// `PROGRAM --version`, parsed.

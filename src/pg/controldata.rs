@@ -55,6 +55,9 @@ pub fn parse(text: &str) -> ControlData {
 
 /// Run `pg_controldata` on `dir`.
 pub async fn read(bin: &PgBin, runas: &RunAs, dir: &Path) -> Result<ControlData> {
+    // pg_control's layout changes between majors: another major's program
+    // would misread it.
+    bin.require_matched(&["pg_controldata"], "reading a data dir's control file")?;
     let mut cmd = command(bin, runas, "pg_controldata");
     cmd.arg("-D").arg(dir);
     Ok(parse(&run_captured(cmd, "pg_controldata").await?))

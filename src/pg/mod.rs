@@ -13,3 +13,5 @@ pub mod process;
 pub mod rewind;
 pub mod sql;
 pub mod standby;
+pub mod tar;
+pub mod wire;

@@ -29,6 +29,7 @@ pub async fn rewind(
     superuser: &str,
     dry_run: bool,
 ) -> Result<Rewound> {
+    bin.require_matched(&["pg_rewind"], "pg_rewind")?;
     let mut cmd = command(bin, runas, "pg_rewind");
     cmd.arg("--target-pgdata")
         .arg(target)

@@ -97,11 +97,13 @@ pub async fn ensure_database(client: &Client, name: &str, owner: &str) -> Result
     Ok(!exists)
 }
 
-/// Create a physical replication slot unless it exists.
+/// Create a physical replication slot unless it exists. The slot reserves
+/// WAL from the moment it is made, so a standby that is still being cloned
+/// (or has not yet followed a new primary) finds everything it needs.
 pub async fn ensure_slot(client: &Client, slot: &str) -> Result<()> {
     client
         .execute(
-            "SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+            "SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
             &[&slot],
         )
         .await

@@ -4,6 +4,7 @@ mod harness;
 
 mod archive;
 mod bad_config;
+mod clone;
 mod durability;
 mod lifecycle;
 mod majors;

@@ -1,26 +1,49 @@
-//! The core flow on another PostgreSQL major, live: PostgreSQL 11 uses the
-//! old layout (recovery.conf, wal_keep_segments, pg_ctl promote).
-//! `scripts/install-deps.sh` puts its server binaries in /opt/pgrepl/postgresql/11.
+//! The core flow on other PostgreSQL majors, live: PostgreSQL 11 uses the
+//! old layout (recovery.conf, wal_keep_segments, pg_ctl promote), and
+//! PostgreSQL 17 is newer than every installed pg_basebackup, so its
+//! replicas are copied by pgrepl's own base backup. `scripts/install-deps.sh`
+//! puts their server binaries in /opt/pgrepl/postgresql/<major>.
 
 use std::time::Duration;
 
-use crate::harness::{wait_until, Cluster};
+use crate::harness::{text, wait_until, Cluster};
 
-const PG11: &str = "/opt/pgrepl/postgresql/11/bin";
+/// A 1+1 cluster on the server binaries of `major`, up, with a row on the
+/// replica; returns the cluster and `up`'s output.
+fn up_on_major(major: u32, extra: &str) -> (Cluster, String) {
+    let bindir = format!("/opt/pgrepl/postgresql/{major}/bin");
+    assert!(
+        std::path::Path::new(&bindir).join("postgres").is_file(),
+        "PostgreSQL {major} binaries missing in {bindir}: run `sudo bash scripts/install-deps.sh`"
+    );
+    let c = Cluster::with_extra(1, &format!("\n[failover]\nmode = \"manual\"\n{extra}"));
+    let body = std::fs::read_to_string(c.config())
+        .unwrap()
+        .replace("data_root = \"data\"", &format!("data_root = \"data\"\npostgres_bin = \"{bindir}\""));
+    c.write("pgrepl.toml", &body);
+    let out = c.up();
+    assert!(out.contains(&format!("(PostgreSQL {major}.")), "{out}");
+    assert_eq!(c.sql("pg-1", "SHOW server_version_num").unwrap().get(..2), Some(major.to_string().as_str()));
+    c.sql("pg-1", "CREATE TABLE t AS SELECT 1 AS x").unwrap();
+    wait_until(&format!("row on the PG {major} replica"), Duration::from_secs(60), || {
+        c.sql("pg-2", "SELECT x FROM t").as_deref() == Ok("1")
+    });
+    let st = c.node_status("pg-2");
+    assert_eq!(st["replication"]["state"], "streaming", "{st}");
+    (c, out)
+}
+
+/// Fail over to the replica and write there: the promotion half of the flow.
+fn promote_replica(c: &Cluster) {
+    let out = c.ok(&["failover", "--force"]);
+    assert!(out.contains("failover complete: pg-2 is primary"), "{out}");
+    c.sql("pg-2", "INSERT INTO t VALUES (2)").unwrap();
+    assert_eq!(c.node_status("pg-2")["timeline"], 2);
+}
 
 #[test]
 fn postgresql_11_up_clone_and_promote_with_recovery_conf() {
-    assert!(
-        std::path::Path::new(PG11).join("postgres").is_file(),
-        "PostgreSQL 11 binaries missing in {PG11}: run `sudo bash scripts/install-deps.sh`"
-    );
-    let c = Cluster::with_extra(1, "\n[failover]\nmode = \"manual\"\n");
-    let body = std::fs::read_to_string(c.config())
-        .unwrap()
-        .replace("data_root = \"data\"", &format!("data_root = \"data\"\npostgres_bin = \"{PG11}\""));
-    c.write("pgrepl.toml", &body);
-    let out = c.up();
-    assert!(out.contains("(PostgreSQL 11."), "{out}");
+    let (c, _) = up_on_major(11, "");
     // The old layout, as seed 001 describes it for PostgreSQL 11.
     let recovery = std::fs::read_to_string(c.data_dir("pg-2").join("recovery.conf")).unwrap();
     assert!(
@@ -32,17 +55,28 @@ fn postgresql_11_up_clone_and_promote_with_recovery_conf() {
     assert!(!c.data_dir("pg-2").join("standby.signal").exists());
     let conf = std::fs::read_to_string(c.data_dir("pg-1").join("postgresql.conf")).unwrap();
     assert!(conf.contains("wal_keep_segments = 10"), "{conf}");
-    assert_eq!(c.sql("pg-1", "SHOW server_version_num").unwrap().get(..2), Some("11"));
+    promote_replica(&c);
+}
 
-    c.sql("pg-1", "CREATE TABLE t AS SELECT 1 AS x").unwrap();
-    wait_until("row on the PG 11 replica", Duration::from_secs(60), || {
-        c.sql("pg-2", "SELECT x FROM t").as_deref() == Ok("1")
-    });
-    let st = c.node_status("pg-2");
-    assert_eq!(st["replication"]["state"], "streaming", "{st}");
-
-    let out = c.ok(&["failover", "--force"]);
-    assert!(out.contains("failover complete: pg-2 is primary"), "{out}");
-    c.sql("pg-2", "INSERT INTO t VALUES (2)").unwrap();
-    assert_eq!(c.node_status("pg-2")["timeline"], 2);
+#[test]
+fn postgresql_17_up_clone_with_builtin_base_backup_and_promote() {
+    let (c, out) = up_on_major(17, "");
+    // Debian's pg_basebackup 15 cannot copy a 17 server; pgrepl's own does.
+    assert!(out.contains("with pgrepl's built-in base backup"), "{out}");
+    assert!(c.data_dir("pg-2").join("standby.signal").is_file());
+    assert!(!c.data_dir("pg-2").join("recovery.conf").exists());
+    let conf = std::fs::read_to_string(c.data_dir("pg-1").join("postgresql.conf")).unwrap();
+    assert!(conf.contains("wal_keep_size = "), "{conf}");
+    // Only pg_rewind 15 is installed: a switchover (which must verify with
+    // pg_rewind that the old primary needs no rewind) is refused up front.
+    let o = c.pgrepl(&["switchover"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("switchover needs pg_controldata and pg_rewind of PostgreSQL 17 (the server's major), but pg_controldata is from PostgreSQL 15"),
+        "{err}"
+    );
+    assert_eq!(c.node_status("pg-1")["role"], "primary");
+    assert!(c.streaming("pg-2"));
+    promote_replica(&c);
 }

@@ -1,43 +1,16 @@
 //! `pg_basebackup` into a staging dir, with progress reported as it runs
-//! and failures sorted into "retry" (primary not reachable yet),
-//! "authentication" (never retried) and everything else.
+//! and its stderr sorted into a [`CloneFailure`].
 
 use std::path::Path;
 use std::process::Stdio;
 
 use tokio::io::AsyncReadExt;
 
-use super::bin::PgBin;
-use super::process::command;
+use super::{CloneFailure, CloneSource, Progress};
 use crate::error::Error;
 use crate::os_user::RunAs;
-
-/// Where to clone from and into.
-pub struct CloneSource<'a> {
-    pub host: &'a str,
-    pub port: u16,
-    pub user: &'a str,
-    pub passfile: &'a Path,
-    pub slot: Option<&'a str>,
-}
-
-/// One progress report: kB done, kB total.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    pub done_kb: u64,
-    pub total_kb: u64,
-}
-
-/// How a failed clone should be handled.
-#[derive(Debug)]
-pub enum CloneFailure {
-    /// The primary is not reachable (yet): retry with backoff.
-    Unreachable(String),
-    /// Wrong password or no pg_hba entry: retrying cannot help.
-    Auth(String),
-    /// Anything else.
-    Other(Error),
-}
+use crate::pg::bin::PgBin;
+use crate::pg::process::command;
 
 /// Parse one `pg_basebackup -P` progress line: `  1234/22966 kB (5%), 0/1 tablespace`.
 pub fn parse_progress(line: &str) -> Option<Progress> {
@@ -75,7 +48,7 @@ pub fn classify(stderr: &str, status: &str) -> CloneFailure {
 }
 
 /// Run one clone attempt into `target` (which must be empty or missing).
-pub async fn clone(
+pub async fn run(
     bin: &PgBin,
     runas: &RunAs,
     src: &CloneSource<'_>,

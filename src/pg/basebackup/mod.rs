@@ -1,0 +1,143 @@
+//! Copying a primary's data dir for a new standby, by one of two methods:
+//! the installed `pg_basebackup` (the default wherever it can copy the
+//! server), or pgrepl's own client of the replication protocol (for a
+//! server newer than every installed pg_basebackup, or when asked for).
+//! Either way failures are sorted into "retry" (primary not reachable yet),
+//! "authentication" (never retried) and everything else.
+
+mod builtin;
+mod external;
+
+use std::path::Path;
+
+use crate::config::Secret;
+use crate::error::Error;
+use crate::os_user::RunAs;
+use crate::pg::bin::PgBin;
+
+/// `[replication] clone_method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    /// pg_basebackup when it can copy this server's major, else built-in.
+    #[default]
+    Auto,
+    PgBasebackup,
+    Builtin,
+}
+
+impl Method {
+    /// Pick the method for a server of `major`, given the major of the
+    /// pg_basebackup there is (if any). pg_basebackup copies servers of its
+    /// own major and older ones, never newer.
+    pub fn resolve(self, major: u32, pg_basebackup: Option<u32>) -> std::result::Result<Method, String> {
+        let usable = pg_basebackup.is_some_and(|m| m >= major);
+        match self {
+            Method::Auto if usable => Ok(Method::PgBasebackup),
+            Method::Auto | Method::Builtin => Ok(Method::Builtin),
+            Method::PgBasebackup if usable => Ok(Method::PgBasebackup),
+            Method::PgBasebackup => Err(match pg_basebackup {
+                Some(m) => format!(
+                    "[replication] clone_method = \"pg_basebackup\", but the pg_basebackup found is from PostgreSQL {m}, which cannot copy a PostgreSQL {major} server. Install PostgreSQL {major}'s client programs, or set clone_method = \"auto\""
+                ),
+                None => format!(
+                    "[replication] clone_method = \"pg_basebackup\", but no pg_basebackup is installed. Install PostgreSQL {major}'s client programs, or set clone_method = \"auto\""
+                ),
+            }),
+        }
+    }
+
+    /// How the method is named in messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Auto => "auto",
+            Method::PgBasebackup => "pg_basebackup",
+            Method::Builtin => "pgrepl's built-in base backup",
+        }
+    }
+}
+
+/// Where to clone from and into.
+pub struct CloneSource<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    /// For pg_basebackup, which reads the password from here.
+    pub passfile: &'a Path,
+    /// For the built-in client, which never writes it anywhere.
+    pub password: &'a Secret,
+    pub slot: Option<&'a str>,
+    /// Shown in the primary's pg_stat_activity while the copy runs.
+    pub application_name: String,
+}
+
+/// One progress report: kB done, kB total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub done_kb: u64,
+    pub total_kb: u64,
+}
+
+/// How a failed clone should be handled.
+#[derive(Debug)]
+pub enum CloneFailure {
+    /// The primary is not reachable (yet): retry with backoff.
+    Unreachable(String),
+    /// Wrong password or no pg_hba entry: retrying cannot help.
+    Auth(String),
+    /// Anything else.
+    Other(Error),
+}
+
+/// Run one clone attempt into `target` (existing and empty) with a method
+/// already resolved by [`Method::resolve`].
+pub async fn clone(
+    method: Method,
+    bin: &PgBin,
+    runas: &RunAs,
+    src: &CloneSource<'_>,
+    target: &Path,
+    mut on_progress: impl FnMut(Progress),
+) -> std::result::Result<(), CloneFailure> {
+    if method != Method::Builtin {
+        return external::run(bin, runas, src, target, on_progress).await;
+    }
+    let owned = builtin::Source {
+        host: src.host.to_string(),
+        port: src.port,
+        user: src.user.to_string(),
+        password: src.password.expose().to_string(),
+        slot: src.slot.map(str::to_string),
+        application_name: src.application_name.clone(),
+    };
+    let owner = runas.switch.then_some((runas.uid, runas.gid));
+    let target = target.to_path_buf();
+    // The copy blocks on the network and the disk, so it gets a thread;
+    // progress comes back over a channel to the caller's task.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let job = tokio::task::spawn_blocking(move || {
+        builtin::clone(&owned, &target, owner, |p| {
+            let _ = tx.send(p);
+        })
+    });
+    while let Some(p) = rx.recv().await {
+        on_progress(p);
+    }
+    job.await.map_err(|e| CloneFailure::Other(Error::Other(format!("the base backup thread failed: {e}"))))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_follows_what_pg_basebackup_can_copy() {
+        assert_eq!(Method::Auto.resolve(15, Some(15)), Ok(Method::PgBasebackup));
+        assert_eq!(Method::Auto.resolve(11, Some(15)), Ok(Method::PgBasebackup));
+        assert_eq!(Method::Auto.resolve(17, Some(15)), Ok(Method::Builtin));
+        assert_eq!(Method::Auto.resolve(17, None), Ok(Method::Builtin));
+        assert_eq!(Method::Builtin.resolve(15, Some(15)), Ok(Method::Builtin));
+        let e = Method::PgBasebackup.resolve(17, Some(15)).unwrap_err();
+        assert!(e.contains("from PostgreSQL 15, which cannot copy a PostgreSQL 17 server"), "{e}");
+        assert!(Method::PgBasebackup.resolve(15, None).unwrap_err().contains("no pg_basebackup is installed"));
+    }
+}

@@ -1,0 +1,318 @@
+//! A small, blocking client for PostgreSQL's physical replication protocol
+//! (a `replication=true` connection). tokio-postgres cannot open one, so
+//! this speaks the wire format with `postgres-protocol`'s codecs: startup,
+//! SCRAM-SHA-256 / MD5 / cleartext authentication, and simple queries whose
+//! responses the caller reads message by message (BASE_BACKUP streams COPY
+//! data between ordinary result sets).
+//!
+//! Blocking on purpose: the one user (the built-in base backup) writes files
+//! as fast as data arrives, and runs on its own thread.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::message::backend::{ErrorResponseBody, Message};
+use postgres_protocol::message::frontend;
+
+/// Why a replication connection or command failed.
+#[derive(Debug)]
+pub enum WireError {
+    /// No connection could be made (refused, unreachable, timed out).
+    Connect(String),
+    /// The server answered with an error.
+    Server { severity: String, code: String, message: String },
+    /// Anything else: an I/O error mid-stream or a message we did not expect.
+    Protocol(String),
+}
+
+impl WireError {
+    /// The server is running but not accepting connections yet (or any more).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            WireError::Connect(_) => true,
+            // 57P03: cannot_connect_now (starting up, shutting down, in recovery).
+            WireError::Server { code, .. } => code == "57P03",
+            WireError::Protocol(_) => false,
+        }
+    }
+
+    /// The server rejected who we are: wrong password or no pg_hba entry.
+    pub fn is_auth(&self) -> bool {
+        // 28P01: invalid_password; 28000: invalid_authorization_specification.
+        matches!(self, WireError::Server { code, .. } if code == "28P01" || code == "28000")
+    }
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::Connect(s) | WireError::Protocol(s) => f.write_str(s),
+            WireError::Server { severity, code, message } => write!(f, "{severity}: {message} (SQLSTATE {code})"),
+        }
+    }
+}
+
+impl From<io::Error> for WireError {
+    fn from(e: io::Error) -> Self {
+        WireError::Protocol(format!("replication connection: {e}"))
+    }
+}
+
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// Where and as whom to connect.
+pub struct Target<'a> {
+    /// A host name or address, or a socket directory (starts with '/').
+    pub host: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub password: &'a str,
+    pub application_name: &'a str,
+}
+
+/// An open, authenticated replication connection.
+pub struct ReplConn {
+    stream: Box<dyn Stream>,
+    rbuf: BytesMut,
+    /// The server's major version (from its `server_version` parameter).
+    pub server_major: u32,
+}
+
+impl ReplConn {
+    /// Connect and authenticate. `io_timeout` bounds the connect and every
+    /// later read: a server that goes silent that long is treated as gone.
+    pub fn connect(t: &Target<'_>, io_timeout: Duration) -> Result<ReplConn, WireError> {
+        let where_ = format!("{}:{}", t.host, t.port);
+        let stream: Box<dyn Stream> = if t.host.starts_with('/') {
+            let path = format!("{}/.s.PGSQL.{}", t.host, t.port);
+            let s = UnixStream::connect(&path).map_err(|e| WireError::Connect(format!("connecting to {path}: {e}")))?;
+            s.set_read_timeout(Some(io_timeout))?;
+            Box::new(s)
+        } else {
+            let addrs: Vec<_> = (t.host, t.port)
+                .to_socket_addrs()
+                .map_err(|e| WireError::Connect(format!("could not translate host name {}: {e}", t.host)))?
+                .collect();
+            let mut last = None;
+            let mut found = None;
+            for a in addrs {
+                match TcpStream::connect_timeout(&a, io_timeout) {
+                    Ok(s) => {
+                        found = Some(s);
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            let s = found.ok_or_else(|| {
+                WireError::Connect(format!(
+                    "could not connect to {where_}: {}",
+                    last.map_or("no address".to_string(), |e| e.to_string())
+                ))
+            })?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(io_timeout))?;
+            Box::new(s)
+        };
+        let mut c = ReplConn { stream, rbuf: BytesMut::with_capacity(64 * 1024), server_major: 0 };
+        c.startup(t)?;
+        Ok(c)
+    }
+
+    fn startup(&mut self, t: &Target<'_>) -> Result<(), WireError> {
+        let mut buf = BytesMut::new();
+        let params = [
+            ("user", t.user),
+            ("database", "replication"),
+            ("replication", "true"),
+            ("application_name", t.application_name),
+        ];
+        frontend::startup_message(params.iter().copied(), &mut buf)?;
+        self.send(&buf)?;
+        loop {
+            match self.recv()? {
+                Message::AuthenticationOk => {}
+                Message::AuthenticationCleartextPassword => {
+                    let mut b = BytesMut::new();
+                    frontend::password_message(t.password.as_bytes(), &mut b)?;
+                    self.send(&b)?;
+                }
+                Message::AuthenticationMd5Password(body) => {
+                    let hash = postgres_protocol::authentication::md5_hash(
+                        t.user.as_bytes(),
+                        t.password.as_bytes(),
+                        body.salt(),
+                    );
+                    let mut b = BytesMut::new();
+                    frontend::password_message(hash.as_bytes(), &mut b)?;
+                    self.send(&b)?;
+                }
+                Message::AuthenticationSasl(body) => {
+                    let mut mechs = body.mechanisms();
+                    let mut scram = false;
+                    while let Some(m) = mechs.next()? {
+                        scram |= m == SCRAM_SHA_256;
+                    }
+                    if !scram {
+                        return Err(WireError::Protocol("the server offered no SASL mechanism pgrepl knows".into()));
+                    }
+                    self.scram(t.password)?;
+                }
+                Message::ParameterStatus(p) => {
+                    if p.name()? == "server_version" {
+                        let v = p.value()?;
+                        self.server_major = super::bin::parse_version(v).map_or(0, |(m, _)| m);
+                    }
+                }
+                Message::BackendKeyData(_) | Message::NoticeResponse(_) => {}
+                Message::ReadyForQuery(_) => return Ok(()),
+                _ => return Err(WireError::Protocol("unexpected message during startup".into())),
+            }
+        }
+    }
+
+    fn scram(&mut self, password: &str) -> Result<(), WireError> {
+        let mut s = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+        let mut b = BytesMut::new();
+        frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut b)?;
+        self.send(&b)?;
+        match self.recv()? {
+            Message::AuthenticationSaslContinue(body) => s.update(body.data())?,
+            _ => return Err(WireError::Protocol("SCRAM: expected the server's first message".into())),
+        }
+        let mut b = BytesMut::new();
+        frontend::sasl_response(s.message(), &mut b)?;
+        self.send(&b)?;
+        match self.recv()? {
+            Message::AuthenticationSaslFinal(body) => s.finish(body.data())?,
+            _ => return Err(WireError::Protocol("SCRAM: expected the server's final message".into())),
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, buf: &[u8]) -> Result<(), WireError> {
+        self.stream.write_all(buf)?;
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    /// Send a simple query; read its response with [`ReplConn::recv`].
+    pub fn query(&mut self, sql: &str) -> Result<(), WireError> {
+        let mut b = BytesMut::new();
+        frontend::query(sql, &mut b)?;
+        self.send(&b)
+    }
+
+    /// Run a command whose result is at most one small result set, and return
+    /// its rows as text (NULL as `None`).
+    pub fn simple(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, WireError> {
+        self.query(sql)?;
+        let mut rows = Vec::new();
+        let mut failed = None;
+        loop {
+            match self.recv() {
+                Ok(Message::DataRow(r)) => rows.push(row_text(&r)?),
+                Ok(Message::ReadyForQuery(_)) => break,
+                Ok(_) => {}
+                // The server still sends ReadyForQuery after an error.
+                Err(e @ WireError::Server { .. }) => failed = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        failed.map_or(Ok(rows), Err)
+    }
+
+    /// The next backend message. An ErrorResponse becomes `Err(Server)`.
+    pub fn recv(&mut self) -> Result<Message, WireError> {
+        loop {
+            if let Some(m) = Message::parse(&mut self.rbuf)? {
+                return match m {
+                    Message::ErrorResponse(body) => Err(server_error(&body)),
+                    m => Ok(m),
+                };
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            let n = match self.stream.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return Err(WireError::Protocol("the server sent nothing before the timeout".into()));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                return Err(WireError::Protocol("the server closed the connection".into()));
+            }
+            self.rbuf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+impl Drop for ReplConn {
+    fn drop(&mut self) {
+        let mut b = BytesMut::new();
+        frontend::terminate(&mut b);
+        let _ = self.stream.write_all(&b);
+    }
+}
+
+/// A DataRow's columns as text.
+pub fn row_text(r: &postgres_protocol::message::backend::DataRowBody) -> Result<Vec<Option<String>>, WireError> {
+    let mut out = Vec::new();
+    let mut ranges = r.ranges();
+    while let Some(range) = ranges.next()? {
+        out.push(range.map(|rg| String::from_utf8_lossy(&r.buffer()[rg]).into_owned()));
+    }
+    Ok(out)
+}
+
+fn server_error(body: &ErrorResponseBody) -> WireError {
+    let (mut severity, mut code, mut message) = (String::new(), String::new(), String::new());
+    let mut fields = body.fields();
+    while let Ok(Some(f)) = fields.next() {
+        let v = String::from_utf8_lossy(f.value_bytes()).into_owned();
+        match f.type_() {
+            b'S' => severity = v,
+            b'C' => code = v,
+            b'M' => message = v,
+            _ => {}
+        }
+    }
+    WireError::Server { severity, code, message }
+}
+
+/// Quote an identifier for a replication command.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quote a string literal for a replication command.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_sorted() {
+        let e = |code: &str| WireError::Server { severity: "FATAL".into(), code: code.into(), message: "m".into() };
+        assert!(e("28P01").is_auth() && !e("28P01").is_transient());
+        assert!(e("28000").is_auth());
+        assert!(e("57P03").is_transient() && !e("57P03").is_auth());
+        assert!(WireError::Connect("refused".into()).is_transient());
+        assert!(!e("42601").is_transient() && !e("42601").is_auth());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}
