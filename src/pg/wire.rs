@@ -85,14 +85,15 @@ pub struct ReplConn {
 }
 
 impl ReplConn {
-    /// Connect and authenticate. `io_timeout` bounds the connect and every
-    /// later read: a server that goes silent that long is treated as gone.
-    pub fn connect(t: &Target<'_>, io_timeout: Duration) -> Result<ReplConn, WireError> {
+    /// Connect and authenticate. `connect_timeout` bounds the TCP connect.
+    /// Reads have no timeout, since a primary may rightly say nothing for
+    /// minutes (a fast checkpoint of large shared_buffers before a base
+    /// backup); TCP keepalives find a peer that is gone instead.
+    pub fn connect(t: &Target<'_>, connect_timeout: Duration) -> Result<ReplConn, WireError> {
         let where_ = format!("{}:{}", t.host, t.port);
         let stream: Box<dyn Stream> = if t.host.starts_with('/') {
             let path = format!("{}/.s.PGSQL.{}", t.host, t.port);
             let s = UnixStream::connect(&path).map_err(|e| WireError::Connect(format!("connecting to {path}: {e}")))?;
-            s.set_read_timeout(Some(io_timeout))?;
             Box::new(s)
         } else {
             let addrs: Vec<_> = (t.host, t.port)
@@ -102,7 +103,7 @@ impl ReplConn {
             let mut last = None;
             let mut found = None;
             for a in addrs {
-                match TcpStream::connect_timeout(&a, io_timeout) {
+                match TcpStream::connect_timeout(&a, connect_timeout) {
                     Ok(s) => {
                         found = Some(s);
                         break;
@@ -117,7 +118,7 @@ impl ReplConn {
                 ))
             })?;
             s.set_nodelay(true)?;
-            s.set_read_timeout(Some(io_timeout))?;
+            keepalive(&s)?;
             Box::new(s)
         };
         let mut c = ReplConn { stream, rbuf: BytesMut::with_capacity(64 * 1024), server_major: 0 };
@@ -238,19 +239,24 @@ impl ReplConn {
                 };
             }
             let mut chunk = [0u8; 64 * 1024];
-            let n = match self.stream.read(&mut chunk) {
-                Ok(n) => n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    return Err(WireError::Protocol("the server sent nothing before the timeout".into()));
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let n = self.stream.read(&mut chunk)?;
             if n == 0 {
                 return Err(WireError::Protocol("the server closed the connection".into()));
             }
             self.rbuf.extend_from_slice(&chunk[..n]);
         }
     }
+}
+
+/// Probe an idle connection after 10 s, every 5 s, and give up after 3
+/// unanswered probes: a vanished primary is noticed in about 25 s.
+fn keepalive(s: &TcpStream) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let set = |r: nix::Result<()>| r.map_err(io::Error::from);
+    set(setsockopt(s, sockopt::KeepAlive, &true))?;
+    set(setsockopt(s, sockopt::TcpKeepIdle, &10))?;
+    set(setsockopt(s, sockopt::TcpKeepInterval, &5))?;
+    set(setsockopt(s, sockopt::TcpKeepCount, &3))
 }
 
 impl Drop for ReplConn {

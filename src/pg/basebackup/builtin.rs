@@ -19,8 +19,8 @@ use crate::error::Error;
 use crate::pg::tar::Extractor;
 use crate::pg::wire::{quote_ident, quote_literal, row_text, ReplConn, Target, WireError};
 
-/// A server silent this long mid-backup is treated as gone.
-const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long to wait for the primary to accept the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The BASE_BACKUP command for a server major. PostgreSQL 15 replaced the
 /// keyword options with a parenthesised list and changed the reply format.
@@ -96,7 +96,7 @@ pub fn clone(
         password: &src.password,
         application_name: &src.application_name,
     };
-    let mut conn = ReplConn::connect(&t, IO_TIMEOUT).map_err(sort)?;
+    let mut conn = ReplConn::connect(&t, CONNECT_TIMEOUT).map_err(sort)?;
     let major = conn.server_major;
     if src.slot.is_none() {
         let name = format!("pgrepl_clone_{}", std::process::id());
