@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what pgrepl and its tests need on a new Debian 12 machine:
 # PostgreSQL 15 server binaries (which also create the `postgres` OS user),
-# iproute2 for the multi-host test, and prometheus (for promtool) and haproxy
+# OpenSSL (library headers and command), iproute2 for the multi-host test, and prometheus (for promtool) and haproxy
 # for the observability tests. Safe to run again.
 set -euo pipefail
 
@@ -11,6 +11,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 need=()
 dpkg -s postgresql-15 >/dev/null 2>&1 || need+=(postgresql-15)
 dpkg -s iproute2 >/dev/null 2>&1 || need+=(iproute2)
+# pgrepl links the system OpenSSL for [tls]; the tests make certificates
+# with the openssl command.
+for p in libssl-dev pkg-config openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 # Real clients for the observability tests: promtool and HAProxy.
 dpkg -s prometheus >/dev/null 2>&1 || need+=(prometheus)
 dpkg -s haproxy >/dev/null 2>&1 || need+=(haproxy)

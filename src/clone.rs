@@ -47,6 +47,7 @@ pub async fn clone(
     crate::fsutil::create_dir(&staging, 0o700)?;
     ctx.runas.chown(&staging)?;
     let passfile = ctx.layout.passfile();
+    let root_cert = ctx.layout.root_cert();
     let slot = slot_name_for(&ctx.cfg, node);
     let src = CloneSource {
         host: &primary.host,
@@ -56,6 +57,8 @@ pub async fn clone(
         password: &ctx.cfg.replication.password,
         slot: slot.as_deref(),
         application_name: format!("pgrepl_clone_{}", node.name),
+        tls: ctx.cfg.tls.as_ref(),
+        root_cert: &root_cert,
     };
     let bin = ctx.bin()?;
     let method = ctx

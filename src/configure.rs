@@ -37,6 +37,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         slot: slot.as_deref(),
         trigger_file: &trigger,
         restore_command: restore.as_deref(),
+        ssl: cfg.tls.as_ref().map(|t| crate::tls::libpq_params(t, &ctx.layout.root_cert())).unwrap_or_default(),
     };
     let in_conf = role == Role::Replica && !standby::uses_recovery_conf(major);
     let plan = ConfPlan {
@@ -53,6 +54,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         user: &cfg.postgresql,
         max_slot_wal_keep_size: cfg.replication.max_slot_wal_keep_size,
         archive_command,
+        tls: cfg.tls.is_some(),
     };
     let admin = if ctx.runas.switch { vec!["root"] } else { vec![] };
     let hplan = HbaPlan {
@@ -61,6 +63,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         superuser: &ctx.runas.name,
         admin_os_users: admin,
         extra: &cfg.hba,
+        tls: cfg.tls.is_some(),
     };
     let write = |name: &str, text: String| -> Result<()> {
         let p = dir.join(name);
@@ -70,6 +73,9 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
     write("postgresql.conf", conf::render(&plan))?;
     write("pg_hba.conf", hba::render_hba(&hplan))?;
     write("pg_ident.conf", hba::render_ident(&hplan))?;
+    if let Some(t) = &cfg.tls {
+        crate::tls::write_server_files(t, dir, &ctx.runas)?;
+    }
     // pg_basebackup copies the primary's postgresql.auto.conf; pgrepl keeps
     // standby settings out of it so a promotion leaves nothing stale behind.
     let signal = dir.join(standby::SIGNAL_FILE);
@@ -107,9 +113,13 @@ fn wal_senders(ctx: &Ctx) -> Result<u32> {
     Ok(wanted.max(floor))
 }
 
-/// Write the 0600 passfile libpq reads for replication and clones. The one
-/// place the clear-text password is written, readable only by the OS user.
-pub fn write_passfile(ctx: &Ctx) -> Result<()> {
+/// Write what libpq needs for replication and clones: the 0600 passfile
+/// (the one place the clear-text password is written, readable only by
+/// the OS user) and, with `[tls]` and a CA, the CA certificate.
+pub fn write_client_files(ctx: &Ctx) -> Result<()> {
+    if let Some(t) = &ctx.cfg.tls {
+        crate::tls::write_client_files(t, &ctx.layout.root_cert(), &ctx.runas)?;
+    }
     let r = &ctx.cfg.replication;
     let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
     let text = format!("*:*:*:{}:{}\n", esc(&r.user), esc(r.password.expose()));

@@ -70,7 +70,8 @@ impl Ctx {
     /// Connection as the replication role over TCP (for nodes on other hosts).
     pub async fn connect_remote(&self, node: &Node) -> Result<Client> {
         let r = &self.cfg.replication;
-        sql::connect_tcp(&node.host, node.port, &r.user, &r.password, "postgres")
+        let tls = self.cfg.tls.as_ref().map(crate::tls::make_tls).transpose()?;
+        sql::connect_tcp(&node.host, node.port, &r.user, &r.password, "postgres", tls)
             .await
             .map_err(|e| Error::sql(format!("connecting to {} at {}:{}", node.name, node.host, node.port), e))
     }

@@ -21,6 +21,10 @@ impl Layout {
     pub fn passfile(&self) -> PathBuf {
         self.root.join("pgpass")
     }
+    /// The client's copy of the `[tls]` CA (libpq's sslrootcert).
+    pub fn root_cert(&self) -> PathBuf {
+        self.root.join("root.crt")
+    }
     /// Runtime state (system identifier, bootstrap progress, current primary).
     pub fn state_file(&self) -> PathBuf {
         self.root.join("pgrepl.state.json")

@@ -39,5 +39,6 @@ pub mod snapshot;
 pub mod state;
 pub mod status;
 pub mod supervise;
+pub mod tls;
 pub mod units;
 pub mod up;

@@ -10,7 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 
 use crate::config::{Node, Role};
-use crate::configure::{write_node_files, write_passfile};
+use crate::configure::{write_client_files, write_node_files};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::pg::process::{self, StopMode};
@@ -145,7 +145,7 @@ fn prepare_root(ctx: &Ctx) -> Result<()> {
         crate::fsutil::create_dir(a, 0o700)?;
         ctx.runas.chown(a)?;
     }
-    write_passfile(ctx)
+    write_client_files(ctx)
 }
 
 /// Seconds spent in each phase of `up`, printed for operators and the benchmark.

@@ -42,6 +42,23 @@ pub struct File {
     /// `[archive]`: a WAL archive replicas can catch up from.
     #[serde(default)]
     pub archive: Archive,
+    /// `[tls]`: encrypt every TCP connection to the nodes. Absent: no TLS.
+    pub tls: Option<Spanned<Tls>>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate every node presents (relative to the config file).
+    pub cert_file: Spanned<String>,
+    /// Its PEM private key.
+    pub key_file: Spanned<String>,
+    /// PEM CA certificate(s) clients verify the nodes' certificate against.
+    pub ca_file: Option<Spanned<String>>,
+    /// `require`, `verify-ca` or `verify-full` (default: verify-full with a
+    /// ca_file, else require).
+    pub sslmode: Option<Spanned<String>>,
 }
 
 /// `[archive]`.

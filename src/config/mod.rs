@@ -116,6 +116,8 @@ pub struct Config {
     pub failover: Failover,
     /// `[archive] dir`, absolute; None without an archive.
     pub archive: Option<PathBuf>,
+    /// `[tls]`, with the files already read; None: plain TCP.
+    pub tls: Option<crate::tls::Tls>,
     /// Non-fatal remarks (for example a literal password in the file).
     pub warnings: Vec<String>,
 }

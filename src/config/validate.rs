@@ -169,6 +169,7 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
         api,
         failover,
         archive: raw.archive.dir.as_ref().map(|d| resolve(base, d.get_ref())),
+        tls: raw.tls.as_ref().and_then(|t| tls(t, base, p)),
         warnings: std::mem::take(&mut p.warnings),
     }
 }
@@ -203,6 +204,73 @@ fn size(v: &Option<Spanned<String>>, default: &str, p: &mut Problems) -> ByteSiz
     }
 }
 
+/// `[tls]`: read the PEM files now, so a wrong path or a file that is not
+/// PEM is reported at its line before anything starts.
+fn tls(t: &Spanned<file::Tls>, base: &Path, p: &mut Problems) -> Option<crate::tls::Tls> {
+    let mut pem = |s: &Spanned<String>, what: &str, secret: bool| -> Option<String> {
+        let path = resolve(base, s.get_ref());
+        match std::fs::read_to_string(&path) {
+            Ok(text) if text.contains("-----BEGIN ") => {
+                if secret {
+                    warn_if_readable(p, s, &path, "TLS key file");
+                }
+                Some(text)
+            }
+            Ok(_) => {
+                p.push(s, format!("{what} {} is not a PEM file (no -----BEGIN line)", path.display()));
+                None
+            }
+            Err(e) => {
+                p.push(s, format!("cannot read {what} {}: {e}; fix the path", path.display()));
+                None
+            }
+        }
+    };
+    let t_ref = t.get_ref();
+    let cert = pem(&t_ref.cert_file, "TLS certificate", false);
+    let key = pem(&t_ref.key_file, "TLS key", true);
+    let ca = t_ref.ca_file.as_ref().map(|c| pem(c, "TLS CA file", false));
+    let sslmode = match t_ref.sslmode.as_ref() {
+        None if ca.is_some() => crate::tls::SslMode::VerifyFull,
+        None => crate::tls::SslMode::Require,
+        Some(m) => match crate::tls::SslMode::parse(m.get_ref()) {
+            Some(mode) if mode.verifies() && ca.is_none() => {
+                p.push(m, format!("sslmode `{}` verifies the nodes' certificate, so [tls] needs ca_file", m.get_ref()));
+                return None;
+            }
+            Some(mode) => mode,
+            None => {
+                p.push(m, format!("sslmode `{}` is not `require`, `verify-ca` or `verify-full`", m.get_ref()));
+                return None;
+            }
+        },
+    };
+    Some(crate::tls::Tls {
+        cert_pem: cert?,
+        key_pem: Secret::new(key?),
+        ca_pem: match ca {
+            Some(c) => Some(c?),
+            None => None,
+        },
+        sslmode,
+    })
+}
+
+/// Warn (not fail) when a file holding a secret is readable by others.
+fn warn_if_readable(p: &mut Problems, s: &Spanned<String>, path: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode());
+    if mode & 0o077 != 0 {
+        let at = p.loc.at(s.span());
+        p.warnings.push(format!(
+            "{at}: {what} {} is readable by other users (mode {:o}); `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        ));
+    }
+}
+
 /// Read a one-line secret file. A missing file is a config problem.
 fn read_secret_file(base: &Path, s: &Spanned<String>, what: &str, p: &mut Problems) -> Option<Secret> {
     let path = resolve(base, s.get_ref());
@@ -213,17 +281,7 @@ fn read_secret_file(base: &Path, s: &Spanned<String>, what: &str, p: &mut Proble
                 p.push(s, format!("{what} file {} is empty; put the password on its first line", path.display()));
                 None
             } else {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(&path).map_or(0, |m| m.permissions().mode());
-                if mode & 0o077 != 0 {
-                    let at = p.loc.at(s.span());
-                    p.warnings.push(format!(
-                        "{at}: {what} file {} is readable by other users (mode {:o}); `chmod 600 {}`",
-                        path.display(),
-                        mode & 0o777,
-                        path.display()
-                    ));
-                }
+                warn_if_readable(p, s, &path, &format!("{what} file"));
                 Some(Secret::new(pw))
             }
         }

@@ -36,6 +36,8 @@ pub struct ConfPlan<'a> {
     pub max_slot_wal_keep_size: ByteSize,
     /// `archive_command`, when a WAL archive is configured.
     pub archive_command: Option<String>,
+    /// `[tls]`: serve TLS with the certificate in the data dir.
+    pub tls: bool,
 }
 
 /// Rendered standby GUCs (see `standby`).
@@ -122,6 +124,11 @@ pub fn render(p: &ConfPlan) -> String {
             "pgrepl's wal-push: fsync, then rename, so a crash never leaves a partial segment",
         );
     }
+    if p.tls {
+        for (k, v, why) in crate::tls::server_settings() {
+            set(k, v, why);
+        }
+    }
     if let Some(standby) = &p.standby {
         for (k, v, why) in standby {
             set(k, v.clone(), why);
@@ -175,6 +182,7 @@ mod tests {
             user,
             max_slot_wal_keep_size: ByteSize(8 << 30),
             archive_command: None,
+            tls: false,
         }
     }
 

@@ -20,6 +20,8 @@ pub struct HbaPlan<'a> {
     /// Extra OS users mapped to the superuser (root, when pgrepl runs as root).
     pub admin_os_users: Vec<&'a str>,
     pub extra: &'a [HbaRule],
+    /// `[tls]`: pgrepl's TCP lines accept only TLS connections (`hostssl`).
+    pub tls: bool,
 }
 
 /// An address column for one host: IPs get a single-host mask, names stay.
@@ -51,13 +53,14 @@ pub fn render_hba(p: &HbaPlan) -> String {
     out.push_str("# TYPE  DATABASE  USER  ADDRESS  METHOD\n\n");
     out.push_str("# The OS user (and root, when pgrepl runs as root) is the superuser over the socket.\n");
     out.push_str("local all all peer map=pgrepl\n\n");
+    let host = if p.tls { "hostssl" } else { "host" };
     out.push_str("# Every role over TCP from loopback and the cluster's hosts, password-checked.\n");
     for a in tcp_addresses(p) {
-        out.push_str(&format!("host all all {a} scram-sha-256\n"));
+        out.push_str(&format!("{host} all all {a} scram-sha-256\n"));
     }
     out.push_str("\n# Streaming replication and base backups, replication role only.\n");
     for a in tcp_addresses(p) {
-        out.push_str(&format!("host replication {} {a} scram-sha-256\n", p.replication_user));
+        out.push_str(&format!("{host} replication {} {a} scram-sha-256\n", p.replication_user));
     }
     if !p.extra.is_empty() {
         out.push_str("\n# From pgrepl.toml [[hba]].\n");
@@ -101,6 +104,7 @@ mod tests {
             superuser: "postgres",
             admin_os_users: vec!["root"],
             extra: &extra,
+            tls: false,
         };
         let body = render_hba(&p);
         let expected = "\
@@ -123,6 +127,14 @@ host chat chat 10.0.0.0/8 scram-sha-256
 ";
         assert!(body.ends_with(expected), "{body}");
         assert!(!body.contains("trust"));
+
+        // With [tls], pgrepl's own TCP lines refuse connections without TLS;
+        // the user's rules stay as written.
+        let tls = render_hba(&HbaPlan { tls: true, ..p });
+        assert!(tls.contains("\nhostssl all all 127.0.0.1/32 scram-sha-256\n"), "{tls}");
+        assert!(tls.contains("\nhostssl replication replicator 10.1.2.3/32 scram-sha-256\n"), "{tls}");
+        assert!(!tls.contains("\nhost all") && !tls.contains("\nhost replication"), "{tls}");
+        assert!(tls.ends_with("host chat chat 10.0.0.0/8 scram-sha-256\n"));
     }
 
     #[test]
@@ -133,6 +145,7 @@ host chat chat 10.0.0.0/8 scram-sha-256
             superuser: "postgres",
             admin_os_users: vec!["root"],
             extra: &[],
+            tls: false,
         };
         let id = render_ident(&p);
         assert!(id.contains("pgrepl postgres postgres\npgrepl root postgres\n"));

@@ -20,20 +20,28 @@ pub async fn connect_socket(
 ) -> Result<Client, tokio_postgres::Error> {
     let mut c = base_config(port, user, dbname);
     c.host_path(socket_dir);
-    connect(c).await
+    connect(c, NoTls).await
 }
 
-/// Connect over TCP with a password (for nodes on other hosts).
+/// Connect over TCP with a password (for nodes on other hosts), over TLS
+/// when `[tls]` is set (then required: the nodes refuse plain TCP).
 pub async fn connect_tcp(
     host: &str,
     port: u16,
     user: &str,
     password: &Secret,
     dbname: &str,
+    tls: Option<postgres_openssl::MakeTlsConnector>,
 ) -> Result<Client, tokio_postgres::Error> {
     let mut c = base_config(port, user, dbname);
     c.host(host).password(password.expose());
-    connect(c).await
+    match tls {
+        Some(t) => {
+            c.ssl_mode(tokio_postgres::config::SslMode::Require);
+            connect(c, t).await
+        }
+        None => connect(c, NoTls).await,
+    }
 }
 
 fn base_config(port: u16, user: &str, dbname: &str) -> tokio_postgres::Config {
@@ -43,8 +51,12 @@ fn base_config(port: u16, user: &str, dbname: &str) -> tokio_postgres::Config {
 }
 
 /// Connect and drive the connection on its own task.
-async fn connect(c: tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, conn) = c.connect(NoTls).await?;
+async fn connect<T>(c: tokio_postgres::Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, conn) = c.connect(tls).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });

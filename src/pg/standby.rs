@@ -26,6 +26,8 @@ pub struct StandbyPlan<'a> {
     pub trigger_file: &'a str,
     /// `restore_command`, when a WAL archive is configured.
     pub restore_command: Option<&'a str>,
+    /// `[tls]`: libpq's sslmode (and sslrootcert); empty without TLS.
+    pub ssl: Vec<(&'static str, String)>,
 }
 
 /// True when this major needs `recovery.conf` instead of `standby.signal`.
@@ -62,6 +64,7 @@ pub fn conninfo(p: &StandbyPlan) -> String {
         ("connect_timeout", "5".to_string()),
     ]
     .iter()
+    .chain(p.ssl.iter())
     .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
     .collect::<Vec<_>>()
     .join(" ")
@@ -127,6 +130,7 @@ mod tests {
             slot: Some("pg_2"),
             trigger_file: "/srv/data/pg-2/promote.trigger",
             restore_command: None,
+            ssl: Vec::new(),
         }
     }
 

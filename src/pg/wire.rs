@@ -74,6 +74,8 @@ pub struct Target<'a> {
     pub user: &'a str,
     pub password: &'a str,
     pub application_name: &'a str,
+    /// `[tls]`: TCP connections must be encrypted (sockets never are).
+    pub tls: Option<&'a crate::tls::Tls>,
 }
 
 /// An open, authenticated replication connection.
@@ -119,7 +121,10 @@ impl ReplConn {
             })?;
             s.set_nodelay(true)?;
             keepalive(&s)?;
-            Box::new(s)
+            match t.tls {
+                Some(tls) => Box::new(start_tls(s, t.host, tls)?),
+                None => Box::new(s),
+            }
         };
         let mut c = ReplConn { stream, rbuf: BytesMut::with_capacity(64 * 1024), server_major: 0 };
         c.startup(t)?;
@@ -246,6 +251,37 @@ impl ReplConn {
             self.rbuf.extend_from_slice(&chunk[..n]);
         }
     }
+}
+
+/// Ask the server for TLS (SSLRequest) and shake hands, checking its
+/// certificate as `[tls] sslmode` says.
+fn start_tls(
+    mut s: TcpStream,
+    host: &str,
+    tls: &crate::tls::Tls,
+) -> Result<openssl::ssl::SslStream<TcpStream>, WireError> {
+    let mut b = BytesMut::new();
+    frontend::ssl_request(&mut b);
+    s.write_all(&b)?;
+    let mut answer = [0u8; 1];
+    s.read_exact(&mut answer)?;
+    if answer[0] != b'S' {
+        return Err(WireError::Protocol(format!(
+            "the server at {host} does not accept TLS connections, but [tls] requires them; check that the node runs with ssl = on"
+        )));
+    }
+    let connector = crate::tls::connector(tls).map_err(|e| WireError::Protocol(e.to_string()))?;
+    let config = connector
+        .configure()
+        .map_err(|e| WireError::Protocol(format!("setting up TLS: {e}")))?
+        .verify_hostname(crate::tls::check_hostname(tls));
+    config.connect(host, s).map_err(|e| {
+        WireError::Protocol(format!(
+            "TLS handshake with {host} failed (sslmode {}): {e}. Check that [tls] ca_file holds the CA that signed cert_file{}",
+            tls.sslmode.as_str(),
+            if crate::tls::check_hostname(tls) { format!(", and that the certificate names {host}") } else { String::new() }
+        ))
+    })
 }
 
 /// Probe an idle connection after 10 s, every 5 s, and give up after 3

@@ -145,3 +145,22 @@ fn init_writes_a_config_that_loads_and_refuses_to_overwrite() {
     assert_eq!(again.status.code(), Some(64));
     assert!(text(&again.stderr).contains("already exists"));
 }
+
+#[test]
+fn tls_problems_name_the_key_and_the_fix() {
+    let c = Cluster::empty();
+    c.write("certs/not-pem.crt", "hello\n");
+    let body = format!(
+        "{HEAD}\n[[node]]\nname = \"a\"\nport = 15432\n\n[tls]\ncert_file = \"certs/not-pem.crt\"\nkey_file = \"certs/missing.key\"\nsslmode = \"verify-ca\"\n"
+    );
+    let (code, err) = run(&c, "pgrepl.toml", &body);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "pgrepl: error: invalid configuration:
+pgrepl.toml:12:13: TLS certificate DIR/certs/not-pem.crt is not a PEM file (no -----BEGIN line)
+pgrepl.toml:13:12: cannot read TLS key DIR/certs/missing.key: No such file or directory (os error 2); fix the path
+pgrepl.toml:14:11: sslmode `verify-ca` verifies the nodes' certificate, so [tls] needs ca_file
+"
+    );
+}

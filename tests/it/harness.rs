@@ -99,6 +99,59 @@ impl Cluster {
         c
     }
 
+    /// Make a CA and a certificate it signs for `sans` (`IP:…`, `DNS:…`) in
+    /// `certs/`, with the `openssl` command; with `other_ca`, a second,
+    /// unrelated CA goes in `certs/<other_ca>.crt`.
+    pub fn make_certs(&self, sans: &[&str], other_ca: Option<&str>) {
+        let dir = self.path("certs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |args: &[&str]| {
+            let o = Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl");
+            assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ca = |name: &str| {
+            let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+            let mut a = vec!["req", "-x509", "-days", "2", "-subj", "/CN=pgrepl test CA"];
+            a.extend_from_slice(&ec);
+            a.extend_from_slice(&["-keyout", &key, "-out", &crt]);
+            run(&a);
+        };
+        ca("ca");
+        let mut a = vec!["req", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"];
+        a.extend_from_slice(&ec);
+        run(&a);
+        std::fs::write(dir.join("san.ext"), format!("subjectAltName={}\n", sans.join(","))).unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ]);
+        if let Some(name) = other_ca {
+            ca(name);
+        }
+        std::fs::set_permissions(dir.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+
+    /// A `[tls]` section (and manual failover) using `certs/` and CA `ca`.
+    pub fn tls_section(ca: &str) -> String {
+        format!(
+        "\n[failover]\nmode = \"manual\"\n\n[tls]\ncert_file = \"certs/server.crt\"\nkey_file = \"certs/server.key\"\nca_file = \"certs/{ca}\"\n"
+    )
+    }
+
     /// Write `tables` tables of 100k rows on `node`, switching WAL segment and
     /// checkpointing after each, so old WAL becomes recyclable.
     pub fn churn_wal(&self, node: &str, tables: usize) {

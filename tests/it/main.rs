@@ -12,3 +12,4 @@ mod moves;
 mod multihost;
 mod observe;
 mod refusals;
+mod tls;

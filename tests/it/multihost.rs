@@ -76,7 +76,10 @@ fn replica_on_a_second_host_clones_over_the_network_and_streams() {
     let net = 10 + tag % 200;
     let (h1, h2) = (format!("10.231.{net}.1"), format!("10.231.{net}.2"));
     let c = Cluster::new(1);
-    let body = std::fs::read_to_string(c.config()).unwrap();
+    // Across hosts the traffic is encrypted and the certificate checked
+    // against both hosts' addresses (verify-full).
+    c.make_certs(&[&format!("IP:{h1}"), &format!("IP:{h2}"), "IP:127.0.0.1"], None);
+    let body = std::fs::read_to_string(c.config()).unwrap() + &Cluster::tls_section("ca.crt");
     let body = body
         .replacen(&format!("port = {}", c.ports[0]), &format!("host = \"{h1}\"\nport = {}", c.ports[0]), 1)
         .replacen(&format!("port = {}", c.ports[1]), &format!("host = \"{h2}\"\nport = {}", c.ports[1]), 1);
@@ -98,11 +101,16 @@ fn replica_on_a_second_host_clones_over_the_network_and_streams() {
     assert!(o.status.success(), "up pg-2 in the namespace failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
     assert!(text(&o.stdout).contains("cloning from pg-1"), "{}", text(&o.stdout));
 
-    // `status` from the first host reaches both nodes.
+    // `status` from the first host reaches both nodes (pg-2 over TLS).
     wait_until("pg-2 streaming from the other host", Duration::from_secs(60), || c.streaming("pg-2"));
     let st = c.node_status("pg-2");
     assert_eq!(st["role"], "replica", "{st}");
     assert_eq!(st["state"], "running", "{st}");
+    assert_eq!(
+        c.sql("pg-1", "SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)").unwrap(),
+        "t",
+        "the other host's standby streams without TLS"
+    );
 
     // A write on the primary reaches the replica on the other host.
     c.sql("pg-1", "CREATE TABLE across AS SELECT 42 AS answer").unwrap();

@@ -80,6 +80,7 @@ pub struct Source {
     pub password: String,
     pub slot: Option<String>,
     pub application_name: String,
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// Run one base backup into `target` (existing and empty). Blocking.
@@ -95,6 +96,7 @@ pub fn clone(
         user: &src.user,
         password: &src.password,
         application_name: &src.application_name,
+        tls: src.tls.as_ref(),
     };
     let mut conn = ReplConn::connect(&t, CONNECT_TIMEOUT).map_err(sort)?;
     let major = conn.server_major;

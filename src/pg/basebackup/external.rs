@@ -56,6 +56,11 @@ pub async fn run(
     mut on_progress: impl FnMut(Progress),
 ) -> std::result::Result<(), CloneFailure> {
     let mut cmd = command(bin, runas, "pg_basebackup");
+    if let Some(t) = src.tls {
+        for (k, v) in crate::tls::libpq_params(t, src.root_cert) {
+            cmd.env(format!("PG{}", k.to_uppercase()), v);
+        }
+    }
     cmd.env("PGPASSFILE", src.passfile)
         .arg("-h")
         .arg(src.host)

@@ -68,6 +68,9 @@ pub struct CloneSource<'a> {
     pub slot: Option<&'a str>,
     /// Shown in the primary's pg_stat_activity while the copy runs.
     pub application_name: String,
+    /// `[tls]`, and where the client's copy of its CA is.
+    pub tls: Option<&'a crate::tls::Tls>,
+    pub root_cert: &'a Path,
 }
 
 /// One progress report: kB done, kB total.
@@ -108,6 +111,7 @@ pub async fn clone(
         password: src.password.expose().to_string(),
         slot: src.slot.map(str::to_string),
         application_name: src.application_name.clone(),
+        tls: src.tls.cloned(),
     };
     let owner = runas.switch.then_some((runas.uid, runas.gid));
     let target = target.to_path_buf();
