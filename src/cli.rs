@@ -109,6 +109,14 @@ pub enum Command {
         /// Node name.
         node: String,
     },
+    /// Maintenance mode: no automatic failover, rejoin or re-clone until `resume`.
+    Pause {
+        /// Why, shown in status (for example "upgrading pg-1").
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// End maintenance mode: automatic actions happen again.
+    Resume,
     /// Replace a node's data dir with a fresh base backup from the primary.
     Reclone {
         /// Node name.
@@ -236,6 +244,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 crate::moves::rejoin::reclone(&ctx, &control, &node, discard, true, &crate::supervise::Output::new(0))
                     .await
             }
+            Command::Pause { reason } => crate::ha::pause::pause(&ctx, reason.as_deref()).await,
+            Command::Resume => crate::ha::pause::resume(&ctx).await,
             Command::Archive { action: ArchiveAction::Cleanup } => {
                 crate::archive::cleanup_cluster(&ctx, &crate::supervise::Output::new(0)).await
             }

@@ -141,6 +141,12 @@ pub fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
             _ => {}
         }
     }
+    if let Some(since) = &s.paused {
+        cluster.push((
+            Level::Warning,
+            format!("automatic failover is paused {since}; run `pgrepl resume` when the maintenance is done"),
+        ));
+    }
     if let Some(a) = s.archive.as_ref().filter(|a| a.failing) {
         cluster.push((
             Level::Warning,
@@ -285,6 +291,7 @@ mod tests {
             primary: "p".into(),
             ha: None,
             last_move: None,
+            paused: None,
             needs_reclone: vec![],
             durability: None,
             archive: None,

@@ -173,6 +173,8 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
             f.sample("pgrepl_archive_failed_total", &[], n as f64);
         }
     }
+    f.head("pgrepl_ha_paused", "gauge", "Whether automatic failover is paused (`pgrepl pause`): 1, or 0.");
+    f.sample("pgrepl_ha_paused", &[], f64::from(u8::from(s.paused.is_some())));
     if let Some(d) = &s.durability {
         f.head(
             "pgrepl_durability_state",

@@ -110,6 +110,7 @@ pub fn example() -> Snapshot {
         primary: "pg-1".into(),
         ha: Some("primary pg-1 is writable and holds the leader lease".into()),
         last_move: None,
+        paused: None,
         needs_reclone: vec![],
         durability: None,
         archive: None,

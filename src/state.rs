@@ -43,6 +43,9 @@ pub struct State {
     /// The last move of the primary and why, for `status`.
     #[serde(default)]
     pub last_move: Option<String>,
+    /// `pgrepl pause`: since when (and why); no automatic HA action while set.
+    #[serde(default)]
+    pub paused: Option<String>,
 }
 
 impl State {

@@ -4,6 +4,7 @@
 //! monitor's snapshot and the leader lease ([`crate::dcs`]), logs the
 //! sentence when it changes, shows it in `status`, and carries the action out.
 
+pub mod pause;
 pub mod task;
 
 use std::time::Duration;
@@ -44,6 +45,8 @@ pub struct Facts {
     pub auto_reclone: bool,
     /// A WAL archive is configured: a standby can catch up without its old slot.
     pub archive: bool,
+    /// `pgrepl pause`: since when (and why). No automatic action while set.
+    pub paused: Option<String>,
 }
 
 /// What to do this cycle.
@@ -83,6 +86,18 @@ fn secs(d: Option<Duration>) -> String {
 pub fn decide(f: &Facts) -> (Action, String) {
     if f.move_in_progress {
         return (Action::Nothing, "a move command is running; automatic failover waits for it".into());
+    }
+    if let Some(since) = &f.paused {
+        let what = if f.primary_writable {
+            format!("primary {} is writable", f.primary)
+        } else {
+            format!(
+                "primary {} is not accepting writes ({}); nothing is done by itself, run `pgrepl failover` to move it by hand",
+                f.primary,
+                secs(f.down_for)
+            )
+        };
+        return (Action::Nothing, format!("paused {since} (`pgrepl resume` ends it): {what}"));
     }
     if f.primary_writable {
         if let Some((node, stopped)) = f.lost.first() {
@@ -169,7 +184,38 @@ mod tests {
             lost: vec![],
             auto_reclone: false,
             archive: false,
+            paused: None,
         }
+    }
+
+    #[test]
+    fn paused_does_nothing_by_itself_and_says_how_to_act() {
+        let paused = Some("since 2026-11-22T10:00:00Z: upgrading pg-1".to_string());
+        // A dead primary past its lease would be failed over; paused, it is not.
+        let down = Facts {
+            primary_writable: false,
+            down_for: Some(Duration::from_secs(30)),
+            leader: None,
+            paused: paused.clone(),
+            ..facts()
+        };
+        let (a, why) = decide(&down);
+        assert_eq!(a, Action::Nothing);
+        assert_eq!(
+            why,
+            "paused since 2026-11-22T10:00:00Z: upgrading pg-1 (`pgrepl resume` ends it): primary pg-1 is not accepting writes (30.0s); nothing is done by itself, run `pgrepl failover` to move it by hand"
+        );
+        // Nor are a lost slot or a fenced node acted on.
+        let busy = Facts {
+            lost: vec![("pg-2".into(), false)],
+            auto_reclone: true,
+            fenced: vec!["pg-3".into()],
+            rejoin_due: true,
+            paused,
+            ..facts()
+        };
+        assert_eq!(decide(&busy).0, Action::Nothing);
+        assert_eq!(decide(&Facts { paused: None, ..busy }).0, Action::Reclone { node: "pg-2".into() });
     }
 
     #[test]

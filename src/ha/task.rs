@@ -15,6 +15,11 @@ use crate::snapshot::Latest;
 use crate::state::State;
 use crate::supervise::{Output, Supervisor};
 
+/// A sentence without its numbers: what the log compares.
+fn gist(s: &str) -> String {
+    s.chars().filter(|c| !c.is_ascii_digit()).collect()
+}
+
 /// Start the HA task.
 pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dcs>, out: Output) {
     tokio::spawn(async move {
@@ -79,11 +84,16 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                     .collect(),
                 auto_reclone: ctx.cfg.replication.auto_reclone,
                 archive: ctx.cfg.archive.is_some(),
+                paused: state.paused.clone(),
             };
             let (action, reason) = decide(&facts);
             let acted = !matches!(action, Action::Nothing | Action::WaitForRestart);
+            // `status` shows every sentence; the log only a change of gist
+            // (sentences count seconds, which would log every cycle).
             if reason != last_reason {
-                out.info(format!("ha: {reason}"));
+                if gist(&reason) != gist(&last_reason) {
+                    out.info(format!("ha: {reason}"));
+                }
                 let _ = crate::fsutil::write_atomic(&ctx.layout.ha_file(), reason.as_bytes(), 0o644);
                 last_reason = reason;
             }

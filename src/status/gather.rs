@@ -266,6 +266,7 @@ impl Gatherer {
             primary: self.ctx.current_primary().name.clone(),
             ha,
             last_move: state.last_move,
+            paused: state.paused,
             needs_reclone: state.needs_reclone,
             durability: run_file(self.ctx.layout.durability_file()).and_then(|t| serde_json::from_str(&t).ok()),
             archive,

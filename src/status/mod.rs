@@ -27,6 +27,8 @@ pub struct ClusterStatus {
     pub ha: Option<String>,
     /// The last move of the primary (switchover or failover) and why.
     pub last_move: Option<String>,
+    /// `pgrepl pause`: since when (and why); null unless paused.
+    pub paused: Option<String>,
     /// Nodes marked needs-reclone: they stay stopped until `pgrepl reclone`.
     pub needs_reclone: Vec<String>,
     /// The supervisor's durability plan: mode, synchronous_standby_names,

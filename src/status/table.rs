@@ -60,6 +60,10 @@ pub fn render(s: &ClusterStatus, h: &Report) -> String {
         ]);
     }
     let mut out = format!("cluster {} (primary: {}) at {}: {}\n", s.cluster, s.primary, s.timestamp, h.level.nagios());
+    if let Some(p) = s.paused.as_ref().filter(|_| s.ha.is_none()) {
+        // With a supervisor, its sentence already says so.
+        out.push_str(&format!("ha: paused {p} (`pgrepl resume` ends it)\n"));
+    }
     if let Some(ha) = &s.ha {
         out.push_str(&format!("ha: {ha}\n"));
     }

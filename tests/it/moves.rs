@@ -300,3 +300,49 @@ fn primary_killed_and_unable_to_restart_fails_over_then_rejoins_by_rewind() {
     let log = std::fs::read_to_string(c.path("data/pgrepl.log")).unwrap();
     assert!(log.contains("pg-1 rewound"), "{log}");
 }
+
+#[test]
+fn paused_ha_leaves_a_dead_primary_alone_until_resume() {
+    let c = Cluster::with_extra(
+        1,
+        "\n[monitor]\ninterval = \"200ms\"\n\n[failover]\nprimary_start_timeout = \"1s\"\nauto_rejoin = false\n",
+    );
+    c.up();
+    let out = c.ok(&["pause", "--reason", "upgrading pg-1"]);
+    assert!(out.contains("automatic failover paused (since ") && out.contains("upgrading pg-1"), "{out}");
+    assert!(c.status()["paused"].as_str().unwrap().ends_with(": upgrading pg-1"));
+    let check = c.pgrepl(&["check"]);
+    assert_eq!(check.status.code(), Some(1), "paused is a warning: {}", text(&check.stdout));
+    assert!(text(&check.stdout).contains("automatic failover is paused since"), "{}", text(&check.stdout));
+    // The next monitor snapshot serves it to Prometheus.
+    wait_until("pgrepl_ha_paused 1 in /metrics", T, || {
+        crate::harness::http_get(c.ports[0] + 10000, "/metrics")
+            .is_some_and(|(_, b)| b.contains("\npgrepl_ha_paused 1\n"))
+    });
+
+    // The primary dies and cannot restart: paused, nobody is promoted, and
+    // the HA sentence keeps counting well past primary_start_timeout.
+    let base = c.data_dir("pg-1").join("postgresql.base.conf");
+    let original = std::fs::read_to_string(&base).unwrap();
+    std::fs::write(&base, format!("{original}\nthis_setting_does_not_exist = 1\n")).unwrap();
+    let pid = c.postmaster_pid("pg-1").unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let down_secs = |c: &Cluster| -> f64 {
+        let ha = c.status()["ha"].as_str().unwrap_or("").to_string();
+        ha.split_once("not accepting writes (")
+            .and_then(|(_, r)| r.split_once("s)"))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or(0.0)
+    };
+    wait_until("the primary down for 3 s while paused", T, || down_secs(&c) >= 3.0);
+    assert_eq!(primary(&c), "pg-1", "a paused cluster failed over by itself");
+    assert_eq!(c.node_status("pg-2")["role"], "replica");
+    let ha = c.status()["ha"].as_str().unwrap().to_string();
+    assert!(ha.contains("(`pgrepl resume` ends it)") && ha.contains("run `pgrepl failover`"), "{ha}");
+
+    // Resumed, the same facts lead to a failover.
+    assert!(c.ok(&["resume"]).contains("automatic failover resumed"));
+    wait_until("pg-2 promoted after resume", T, || primary(&c) == "pg-2");
+    c.sql("pg-2", "SELECT 1").unwrap();
+    assert!(c.status()["paused"].is_null());
+}

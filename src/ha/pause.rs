@@ -1,0 +1,41 @@
+//! `pgrepl pause` / `pgrepl resume`: maintenance mode. While paused, the
+//! supervisor's HA task takes no automatic action (no failover, rejoin,
+//! slot recreation or re-clone), as Patroni's pause does; the supervisor
+//! still restarts a crashed postmaster in place, and moves run by hand
+//! still work. The flag lives in the state file, so it outlasts restarts.
+
+use std::time::Duration;
+
+use crate::control::wait_move_lock;
+use crate::ctx::Ctx;
+use crate::error::Result;
+use crate::state::State;
+
+/// Turn automatic actions off. Waits for an automatic action already under
+/// way (it holds the move lock), so none starts after this returns.
+pub async fn pause(ctx: &Ctx, reason: Option<&str>) -> Result<()> {
+    let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
+    let since = crate::status::rfc3339(crate::status::now_unix());
+    let text = match reason {
+        Some(r) => format!("since {since}: {r}"),
+        None => format!("since {since}"),
+    };
+    let before = State::update(&ctx.layout.state_file(), |s| s.paused.replace(text.clone()))?;
+    match before {
+        Some(old) => println!("automatic failover was already paused ({old}); `pgrepl resume` turns it back on"),
+        None => println!(
+            "automatic failover paused ({text}): no failover, rejoin or re-clone happens by itself until `pgrepl resume`"
+        ),
+    }
+    Ok(())
+}
+
+/// Turn automatic actions back on.
+pub async fn resume(ctx: &Ctx) -> Result<()> {
+    let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
+    match State::update(&ctx.layout.state_file(), |s| s.paused.take())? {
+        Some(was) => println!("automatic failover resumed (it was paused {was})"),
+        None => println!("automatic failover was not paused; nothing changed"),
+    }
+    Ok(())
+}
