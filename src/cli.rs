@@ -109,6 +109,13 @@ pub enum Command {
         /// Node name.
         node: String,
     },
+    /// Apply a changed pgrepl.toml to the running nodes (files, roles, databases, slots) and reload them.
+    Reload,
+    /// Restart nodes one at a time, replicas first (for settings that need a restart).
+    Restart {
+        /// Node names (default: every running node of this host).
+        nodes: Vec<String>,
+    },
     /// Maintenance mode: no automatic failover, rejoin or re-clone until `resume`.
     Pause {
         /// Why, shown in status (for example "upgrading pg-1").
@@ -244,6 +251,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 crate::moves::rejoin::reclone(&ctx, &control, &node, discard, true, &crate::supervise::Output::new(0))
                     .await
             }
+            Command::Reload => crate::reload::reload(&ctx, &crate::supervise::Output::new(0)).await,
+            Command::Restart { nodes } => crate::reload::restart(&ctx, &nodes, &crate::supervise::Output::new(0)).await,
             Command::Pause { reason } => crate::ha::pause::pause(&ctx, reason.as_deref()).await,
             Command::Resume => crate::ha::pause::resume(&ctx).await,
             Command::Archive { action: ArchiveAction::Cleanup } => {

@@ -264,6 +264,7 @@ mod tests {
             wal_receiver: (role == "replica").then(|| "streaming".into()),
             conflicts: Some(Conflicts::default()),
             replication: None,
+            pending_restart: None,
             error: None,
         }
     }

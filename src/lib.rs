@@ -34,6 +34,7 @@ pub mod os_user;
 pub mod pg;
 pub mod preflight;
 pub mod psql;
+pub mod reload;
 pub mod report;
 pub mod snapshot;
 pub mod state;

@@ -68,6 +68,7 @@ pub fn example() -> Snapshot {
         wal_receiver: None,
         conflicts: Some(Conflicts::default()),
         replication: None,
+        pending_restart: Some(vec![]),
         error: None,
     };
     let mut p = node("pg-1", 15432, "primary");

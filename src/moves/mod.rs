@@ -65,8 +65,13 @@ async fn ask_lsn(ctx: &Ctx, node: &Node, q: &str) -> Option<Lsn> {
 
 /// Wait until `node` has replayed past `lsn`.
 pub async fn wait_replayed_past(ctx: &Ctx, node: &Node, lsn: Lsn, timeout: Duration) -> Result<Lsn> {
-    until(timeout, &format!("{} replaying past {lsn}", node.name), || async {
-        ask_lsn(ctx, node, "SELECT pg_last_wal_replay_lsn()::text").await.filter(|r| *r > lsn)
+    wait_replayed_to(ctx, node, Lsn(lsn.0 + 1), timeout).await
+}
+
+/// Wait until `node` has replayed up to `lsn` (or beyond).
+pub async fn wait_replayed_to(ctx: &Ctx, node: &Node, lsn: Lsn, timeout: Duration) -> Result<Lsn> {
+    until(timeout, &format!("{} replaying up to {lsn}", node.name), || async {
+        ask_lsn(ctx, node, "SELECT pg_last_wal_replay_lsn()::text").await.filter(|r| *r >= lsn)
     })
     .await
 }

@@ -32,6 +32,7 @@ struct Raw {
     timeline: Option<i32>,
     replay_ts: Option<f64>,
     receiver: Option<String>,
+    pending_restart: Vec<String>,
     conflicts: Conflicts,
     rows: Vec<Row>,
     slots: Vec<SlotStatus>,
@@ -63,7 +64,8 @@ SELECT pg_is_in_recovery(),
        extract(epoch FROM pg_last_xact_replay_timestamp())::float8,
        (SELECT status FROM w),
        c.t, c.l, c.s, c.b, c.d,
-       current_setting('server_version_num')::int
+       current_setting('server_version_num')::int,
+       ARRAY(SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY name)
 FROM c";
 
 const REPLICATION_SQL: &str = "
@@ -97,6 +99,7 @@ async fn query(c: &Client) -> std::result::Result<Raw, tokio_postgres::Error> {
         timeline: r.get(4),
         replay_ts: r.get(5),
         receiver: r.get(6),
+        pending_restart: r.get(13),
         conflicts: Conflicts {
             tablespace: t,
             lock: l,
@@ -168,6 +171,7 @@ fn empty(node: &Node) -> NodeStatus {
         wal_receiver: None,
         conflicts: None,
         replication: None,
+        pending_restart: None,
         error: None,
     }
 }
@@ -209,6 +213,7 @@ async fn one(ctx: Arc<Ctx>, node: Node, conn: Arc<Mutex<Option<Client>>>) -> (No
             st.last_replay_timestamp = raw.replay_ts.map(rfc3339);
             st.wal_receiver = raw.receiver.clone();
             st.conflicts = Some(raw.conflicts);
+            st.pending_restart = Some(raw.pending_restart.clone());
             (st, Some(raw))
         }
         Err(e) => {

@@ -79,6 +79,9 @@ pub struct NodeStatus {
     pub conflicts: Option<Conflicts>,
     /// As the primary sees this replica.
     pub replication: Option<Replication>,
+    /// Settings changed in the files that apply only at a restart
+    /// (`pg_settings.pending_restart`); null when the node was not asked.
+    pub pending_restart: Option<Vec<String>>,
     pub error: Option<String>,
 }
 

@@ -80,6 +80,16 @@ pub fn render(s: &ClusterStatus, h: &Report) -> String {
     for n in &s.needs_reclone {
         out.push_str(&format!("{n} needs a re-clone: run `pgrepl reclone {n}`\n"));
     }
+    for n in &s.nodes {
+        if let Some(p) = n.pending_restart.as_ref().filter(|p| !p.is_empty()) {
+            out.push_str(&format!(
+                "{}: restart pending for {}: run `pgrepl restart {}`\n",
+                n.name,
+                p.join(", "),
+                n.name
+            ));
+        }
+    }
     out.push_str(&table(rows));
     if !s.slots.is_empty() {
         let mut rows = vec![["SLOT", "ACTIVE", "WAL STATUS", "RETAINED", "SAFE WAL SIZE"].map(String::from).to_vec()];

@@ -208,3 +208,53 @@ fn foreground_supervisor_prefixes_logs_and_sigterm_stops_replicas_then_primary()
     assert!(replica_stopped < primary_stopped, "the primary stopped before its replica:\n{out}");
     assert!(c.processes().is_empty(), "processes left: {:?}", c.processes());
 }
+
+#[test]
+fn reload_applies_a_changed_config_and_restart_applies_the_rest_in_a_safe_order() {
+    // Automatic failover with a short timeout: a restart of the primary must
+    // not be taken for a crash.
+    let c = Cluster::with_extra(1, "\n[monitor]\ninterval = \"200ms\"\n\n[failover]\nprimary_start_timeout = \"1s\"\n");
+    c.up();
+    let base = std::fs::read_to_string(c.config()).unwrap();
+    let set = |extra: &str| {
+        let body = base.replace("max_connections = 30\n", extra);
+        c.write("pgrepl.toml", &format!("{body}\n[[database]]\nname = \"added\"\n"));
+    };
+    let pending = |c: &Cluster, n: &str| c.node_status(n)["pending_restart"].clone();
+
+    // A reloadable setting applies at once; a restart-only one is named.
+    set("max_connections = 40\nwork_mem = \"8MB\"\n");
+    let out = c.ok(&["reload"]);
+    assert!(
+        out.contains("pg-1: reloaded; max_connections take effect only after a restart: `pgrepl restart pg-1`"),
+        "{out}"
+    );
+    assert!(out.contains("created database added"), "{out}");
+    for n in ["pg-1", "pg-2"] {
+        assert_eq!(c.sql(n, "SHOW work_mem").unwrap(), "8MB", "{n}");
+        assert_eq!(pending(&c, n), serde_json::json!(["max_connections"]), "{n}");
+    }
+    assert!(c.ok(&["status"]).contains("pg-1: restart pending for max_connections: run `pgrepl restart pg-1`"));
+
+    // Raising it: standbys first.
+    let out = c.ok(&["restart"]);
+    let (r2, r1) = (out.find("pg-2: restarting").unwrap(), out.find("pg-1: restarting").unwrap());
+    assert!(r2 < r1, "a raise restarts the replica first:\n{out}");
+    for n in ["pg-1", "pg-2"] {
+        assert_eq!(c.sql(n, "SHOW max_connections").unwrap(), "40", "{n}");
+        assert_eq!(pending(&c, n), serde_json::json!([]), "{n}");
+    }
+
+    // Lowering it: the primary first, or the standby would refuse to replay.
+    set("max_connections = 30\n");
+    c.ok(&["reload"]);
+    let out = c.ok(&["restart"]);
+    assert!(out.contains("the primary lowers max_connections: restarting it first"), "{out}");
+    let (r2, r1) = (out.find("pg-2: restarting").unwrap(), out.find("pg-1: restarting").unwrap());
+    assert!(r1 < r2, "a lowering restarts the primary first:\n{out}");
+    wait_until("pg-2 streams after the restarts", T, || c.streaming("pg-2"));
+    assert_eq!(c.sql("pg-2", "SHOW max_connections").unwrap(), "30");
+    // No failover happened: same primary, same timeline.
+    assert_eq!(c.status()["primary"], "pg-1");
+    assert_eq!(c.node_status("pg-1")["timeline"], 1);
+}
