@@ -69,6 +69,12 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         interval: std::time::Duration,
     },
+    /// Every switchover and failover: when, from and to which node, timeline and switch LSN.
+    History {
+        /// JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// One-line health check with Nagios exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Check,
     /// Watch the cluster: a summary line per interval (or one JSON report per line).
@@ -227,6 +233,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Down { nodes } => crate::down::run(&ctx, &nodes).await,
             Command::Status { json, watch, interval } => crate::observe::status(&ctx, json, watch, interval).await,
             Command::Check => crate::observe::check(&ctx).await,
+            Command::History { json } => crate::moves::history::show(&ctx, json),
             Command::Monitor { interval, json, count } => crate::observe::monitor(&ctx, json, interval, count).await,
             Command::Switchover { to, max_lag, timeout } => {
                 let control = crate::control::Control::find(&ctx)?;

@@ -46,6 +46,9 @@ pub struct State {
     /// `pgrepl pause`: since when (and why); no automatic HA action while set.
     #[serde(default)]
     pub paused: Option<String>,
+    /// Every switchover and failover, oldest first (`pgrepl history`).
+    #[serde(default)]
+    pub history: Vec<crate::moves::history::MoveRecord>,
 }
 
 impl State {

@@ -150,6 +150,7 @@ pub async fn run_with(
     let t0 = Instant::now();
     promote(ctx, &target, ctx.cfg.supervisor.start_timeout).await?;
     record_primary(ctx, &target, &format!("failover from {} to {}", old.name, target.name))?;
+    super::history::record(ctx, "failover", &old, &target).await?;
     write_node_files(ctx, &target, &target.data_dir, Role::Primary, &target)?;
     ensure_slots(ctx, &target).await?;
     let others: Vec<&Node> = ctx.cfg.nodes.iter().filter(|n| n.name != old.name && n.name != target.name).collect();

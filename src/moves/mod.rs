@@ -4,6 +4,7 @@
 //! state (`state.primary`), written atomically right after a promotion.
 
 pub mod failover;
+pub mod history;
 pub mod rejoin;
 pub mod switchover;
 

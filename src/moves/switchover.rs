@@ -124,6 +124,7 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
     }
     let unavailable = t0.elapsed();
     record_primary(ctx, &target, &format!("switchover from {} to {}", old.name, target.name))?;
+    super::history::record(ctx, "switchover", &old, &target).await?;
     write_node_files(ctx, &target, &target.data_dir, Role::Primary, &target)?;
     ensure_slots(ctx, &target).await?;
 

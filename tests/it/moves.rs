@@ -132,6 +132,30 @@ fn switchover_there_and_back_under_load_loses_no_acknowledged_write() {
     for n in ["pg-2", "pg-3"] {
         wait_until(&format!("{n} streaming from pg-1"), T, || c.streaming(n));
     }
+    // Both moves are in the history, with PostgreSQL's own switch points.
+    let h: serde_json::Value = serde_json::from_str(&c.ok(&["history", "--json"])).unwrap();
+    let moves: Vec<(String, String, String, i64)> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert!(m["switch_lsn"].is_string(), "{m}");
+            (
+                m["kind"].as_str().unwrap().into(),
+                m["from"].as_str().unwrap().into(),
+                m["to"].as_str().unwrap().into(),
+                m["timeline"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            ("switchover".into(), "pg-1".into(), "pg-2".into(), tl0 + 1),
+            ("switchover".into(), "pg-2".into(), "pg-1".into(), tl0 + 2)
+        ]
+    );
+    assert!(c.ok(&["history"]).contains("switchover  pg-2  pg-1"));
 }
 
 #[test]

@@ -1,0 +1,129 @@
+//! The record of every move of the primary, for `pgrepl history` (as
+//! `patronictl history`): when, which kind, from and to which node, the new
+//! timeline and the LSN where it branched off (from the new timeline's
+//! `.history` file, PostgreSQL's own account of the switch).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Node;
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::state::State;
+
+/// One move, as kept in the state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRecord {
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// `switchover` or `failover`.
+    pub kind: String,
+    pub from: String,
+    pub to: String,
+    /// The new primary's timeline; None if it could not be asked.
+    pub timeline: Option<i32>,
+    /// Where the new timeline branched off the old one.
+    pub switch_lsn: Option<String>,
+}
+
+/// The last line of a timeline history file: `<parent tli>\t<switch lsn>\t<reason>`.
+pub fn switch_point(history_file: &str) -> Option<Lsn> {
+    let line = history_file.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with('#'))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Ask the new primary for its timeline and where it branched off.
+async fn timeline_of(ctx: &Ctx, node: &Node) -> Result<(i32, Option<Lsn>)> {
+    let c = ctx.connect(node).await?;
+    let err = |e| Error::sql(format!("reading {}'s timeline", node.name), e);
+    let row = c
+        .query_one("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int", &[])
+        .await
+        .map_err(err)?;
+    let tli: i32 = row.get(0);
+    let file = format!("pg_wal/{tli:08X}.history");
+    let text: Option<String> =
+        c.query_opt("SELECT pg_read_file($1)", &[&file]).await.ok().flatten().and_then(|r| r.get(0));
+    Ok((tli, text.as_deref().and_then(switch_point)))
+}
+
+/// Append a move to the history (best effort for the timeline: the move
+/// itself already happened and is recorded either way).
+pub async fn record(ctx: &Ctx, kind: &str, from: &Node, to: &Node) -> Result<()> {
+    let (timeline, switch_lsn) = match timeline_of(ctx, to).await {
+        Ok((t, l)) => (Some(t), l.map(|l| l.to_string())),
+        Err(_) => (None, None),
+    };
+    let rec = MoveRecord {
+        at: crate::status::rfc3339(crate::status::now_unix()),
+        kind: kind.into(),
+        from: from.name.clone(),
+        to: to.name.clone(),
+        timeline,
+        switch_lsn,
+    };
+    State::update(&ctx.layout.state_file(), |st| st.history.push(rec))
+}
+
+/// `pgrepl history [--json]`.
+pub fn show(ctx: &Ctx, json: bool) -> Result<()> {
+    let st = State::load(&ctx.layout.state_file())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st.history).map_err(|e| Error::Other(e.to_string()))?);
+        return Ok(());
+    }
+    if st.history.is_empty() {
+        println!("no switchover or failover yet; the primary is {}", ctx.current_primary().name);
+        return Ok(());
+    }
+    print!("{}", render(&st.history));
+    Ok(())
+}
+
+/// The table `pgrepl history` prints.
+pub fn render(h: &[MoveRecord]) -> String {
+    let mut rows = vec![["TL", "SWITCH LSN", "AT", "MOVE", "FROM", "TO"].map(String::from).to_vec()];
+    for m in h {
+        rows.push(vec![
+            m.timeline.map_or("-".into(), |t| t.to_string()),
+            m.switch_lsn.clone().unwrap_or_else(|| "-".into()),
+            m.at.clone(),
+            m.kind.clone(),
+            m.from.clone(),
+            m.to.clone(),
+        ]);
+    }
+    crate::status::table::table(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_point_is_the_last_line_of_the_history_file() {
+        let f = "1\t0/3000090\tno recovery target specified\n\n2\t0/50000A0\tno recovery target specified\n";
+        assert_eq!(switch_point(f), Some("0/50000A0".parse().unwrap()));
+        assert_eq!(switch_point(""), None);
+    }
+
+    #[test]
+    fn table_lists_moves_in_order() {
+        let m = |tl, kind: &str, from: &str, to: &str| MoveRecord {
+            at: "2026-11-22T10:00:00.000Z".into(),
+            kind: kind.into(),
+            from: from.into(),
+            to: to.into(),
+            timeline: Some(tl),
+            switch_lsn: Some("0/5000A0".into()),
+        };
+        let t = render(&[m(2, "switchover", "pg-1", "pg-2"), m(3, "failover", "pg-2", "pg-1")]);
+        assert_eq!(
+            t,
+            "TL  SWITCH LSN  AT                        MOVE        FROM  TO
+2   0/5000A0    2026-11-22T10:00:00.000Z  switchover  pg-1  pg-2
+3   0/5000A0    2026-11-22T10:00:00.000Z  failover    pg-2  pg-1
+"
+        );
+    }
+}
