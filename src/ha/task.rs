@@ -15,6 +15,11 @@ use crate::snapshot::Latest;
 use crate::state::State;
 use crate::supervise::{Output, Supervisor};
 
+/// The wait after `failures` failed rejoins in a row.
+fn rejoin_backoff(interval: std::time::Duration, failures: u32) -> std::time::Duration {
+    (interval * 2u32.saturating_pow(failures.min(16))).min(std::time::Duration::from_secs(300))
+}
+
 /// A sentence without its numbers: what the log compares.
 fn gist(s: &str) -> String {
     s.chars().filter(|c| !c.is_ascii_digit()).collect()
@@ -27,6 +32,10 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
         let mut down_since: Option<(String, Instant)> = None;
         let mut last_reason = String::new();
         let mut next_rejoin = Instant::now();
+        // Failed rejoins back off (rejoin_interval doubling, at most 5 min):
+        // a cause that needs a person (missing pg_rewind, a broken dir) should
+        // not fill the log every few seconds.
+        let mut rejoin_failures = 0u32;
         // A snapshot taken before the last action finished may still show
         // what that action fixed (a lost slot): never act on it twice.
         let mut acted_at = 0.0f64;
@@ -131,16 +140,22 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                         out.info(format!("ha: re-cloning {node} failed: {e}"));
                     }
                 }
-                Action::Rejoin { node } => {
-                    next_rejoin = Instant::now() + ctx.cfg.failover.rejoin_interval;
-                    if let Err(e) = crate::moves::rejoin::rejoin(&ctx, &control, &node, &out).await {
+                Action::Rejoin { node } => match crate::moves::rejoin::rejoin(&ctx, &control, &node, &out).await {
+                    Ok(()) => {
+                        rejoin_failures = 0;
+                        next_rejoin = Instant::now() + ctx.cfg.failover.rejoin_interval;
+                    }
+                    Err(e) => {
+                        let wait = rejoin_backoff(ctx.cfg.failover.rejoin_interval, rejoin_failures);
+                        rejoin_failures += 1;
+                        next_rejoin = Instant::now() + wait;
                         out.info(format!(
                             "ha: rejoining {node} failed, retrying in {}s: {}",
-                            ctx.cfg.failover.rejoin_interval.as_secs(),
+                            wait.as_secs(),
                             e.to_string().lines().next().unwrap_or("")
                         ));
                     }
-                }
+                },
             }
             if acted {
                 acted_at = crate::status::now_unix();
@@ -148,4 +163,24 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
             drop(lock);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn failed_rejoins_back_off_to_five_minutes() {
+        let i = Duration::from_secs(5);
+        let waits: Vec<u64> = (0..8).map(|f| rejoin_backoff(i, f).as_secs()).collect();
+        assert_eq!(waits, vec![5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(rejoin_backoff(i, 1000), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_log_compares_sentences_without_their_numbers() {
+        assert_eq!(gist("down for 3.2s"), gist("down for 10.7s"));
+        assert_ne!(gist("down for 3.2s"), gist("up for 3.2s"));
+    }
 }
