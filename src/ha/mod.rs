@@ -43,11 +43,18 @@ pub struct Facts {
     pub lost: Vec<(String, bool)>,
     /// `[replication] auto_reclone`.
     pub auto_reclone: bool,
+    /// Standbys this supervisor re-cloned by itself within [`RECLONE_QUIET`].
+    pub recently_recloned: Vec<String>,
     /// A WAL archive is configured: a standby can catch up without its old slot.
     pub archive: bool,
     /// `pgrepl pause`: since when (and why). No automatic action while set.
     pub paused: Option<String>,
 }
+
+/// A standby whose slot is lost again this soon after an automatic re-clone
+/// is not re-cloned again: it cannot keep up within max_slot_wal_keep_size,
+/// and another copy would only repeat the churn.
+pub const RECLONE_QUIET: Duration = Duration::from_secs(600);
 
 /// What to do this cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +113,9 @@ pub fn decide(f: &Facts) -> (Action, String) {
                 let why =
                     format!("the slot of {node} was lost; recreating it so {node} catches up from the WAL archive");
                 (Action::RecreateSlot { node }, why)
+            } else if f.auto_reclone && f.recently_recloned.contains(&node) {
+                let why = format!("the slot of {node} was lost again within {} min of its automatic re-clone: {node} cannot keep up within max_slot_wal_keep_size; it stays stopped, needing a re-clone. Raise max_slot_wal_keep_size or find what slows {node}, then run `pgrepl reclone {node}`", RECLONE_QUIET.as_secs() / 60);
+                (Action::MarkNeedsReclone { node }, why)
             } else if f.auto_reclone {
                 let how = if *stopped { "; it stays stopped until `pgrepl up`" } else { "" };
                 let why = format!("the slot of {node} was lost and the WAL it needs is gone; re-cloning {node} (auto_reclone = true){how}");
@@ -183,6 +193,7 @@ mod tests {
             move_in_progress: false,
             lost: vec![],
             auto_reclone: false,
+            recently_recloned: vec![],
             archive: false,
             paused: None,
         }
@@ -223,6 +234,11 @@ mod tests {
         let lost = Facts { lost: vec![("pg-2".into(), false)], ..facts() };
         assert_eq!(decide(&Facts { archive: true, ..lost.clone() }).0, Action::RecreateSlot { node: "pg-2".into() });
         assert_eq!(decide(&Facts { auto_reclone: true, ..lost.clone() }).0, Action::Reclone { node: "pg-2".into() });
+        // Lost again soon after an automatic re-clone: no second copy.
+        let again = Facts { auto_reclone: true, recently_recloned: vec!["pg-2".into()], ..lost.clone() };
+        let (a, why) = decide(&again);
+        assert_eq!(a, Action::MarkNeedsReclone { node: "pg-2".into() });
+        assert!(why.starts_with("the slot of pg-2 was lost again within 10 min of its automatic re-clone"), "{why}");
         let (a, why) = decide(&lost);
         assert_eq!(a, Action::MarkNeedsReclone { node: "pg-2".into() });
         assert_eq!(

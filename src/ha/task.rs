@@ -36,6 +36,7 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
         // a cause that needs a person (missing pg_rewind, a broken dir) should
         // not fill the log every few seconds.
         let mut rejoin_failures = 0u32;
+        let mut recloned_at: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
         // A snapshot taken before the last action finished may still show
         // what that action fixed (a lost slot): never act on it twice.
         let mut acted_at = 0.0f64;
@@ -92,6 +93,11 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                     .map(|n| (n.name.clone(), ctx.layout.stop_marker(&n.name).exists()))
                     .collect(),
                 auto_reclone: ctx.cfg.replication.auto_reclone,
+                recently_recloned: recloned_at
+                    .iter()
+                    .filter(|(_, t)| t.elapsed() < super::RECLONE_QUIET)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
                 archive: ctx.cfg.archive.is_some(),
                 paused: state.paused.clone(),
             };
@@ -135,6 +141,7 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                     }
                 }
                 Action::Reclone { node } => {
+                    recloned_at.insert(node.clone(), Instant::now());
                     let start = !ctx.layout.stop_marker(&node).exists();
                     if let Err(e) = crate::moves::rejoin::reclone(&ctx, &control, &node, false, start, &out).await {
                         out.info(format!("ha: re-cloning {node} failed: {e}"));
