@@ -260,8 +260,10 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Command::Reload => crate::reload::reload(&ctx, &crate::supervise::Output::new(0)).await,
             Command::Restart { nodes } => crate::reload::restart(&ctx, &nodes, &crate::supervise::Output::new(0)).await,
-            Command::Pause { reason } => crate::ha::pause::pause(&ctx, reason.as_deref()).await,
-            Command::Resume => crate::ha::pause::resume(&ctx).await,
+            Command::Pause { reason } => {
+                crate::ha::pause::pause(&ctx, reason.as_deref(), &crate::supervise::Output::new(0)).await
+            }
+            Command::Resume => crate::ha::pause::resume(&ctx, &crate::supervise::Output::new(0)).await,
             Command::Archive { action: ArchiveAction::Cleanup } => {
                 crate::archive::cleanup_cluster(&ctx, &crate::supervise::Output::new(0)).await
             }

@@ -22,6 +22,7 @@ pub mod error;
 pub mod fsutil;
 pub mod ha;
 pub mod health;
+pub mod hooks;
 pub mod init;
 pub mod layout;
 pub mod local;

@@ -44,6 +44,18 @@ pub struct File {
     pub archive: Archive,
     /// `[tls]`: encrypt every TCP connection to the nodes. Absent: no TLS.
     pub tls: Option<Spanned<Tls>>,
+    /// `[hooks]`: a command run after each cluster event.
+    pub hooks: Option<Hooks>,
+}
+
+/// `[hooks]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Run as `COMMAND EVENT NODE` (relative to the config file).
+    pub on_event: Spanned<String>,
+    /// How long it may run. Default `30s`.
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// `[tls]`.

@@ -118,6 +118,8 @@ pub struct Config {
     pub archive: Option<PathBuf>,
     /// `[tls]`, with the files already read; None: plain TCP.
     pub tls: Option<crate::tls::Tls>,
+    /// `[hooks]`; None: no hook.
+    pub hooks: Option<Hooks>,
     /// Non-fatal remarks (for example a literal password in the file).
     pub warnings: Vec<String>,
 }
@@ -142,6 +144,14 @@ pub struct Replication {
     pub sync_count: usize,
     /// How replicas are copied from the primary.
     pub clone_method: crate::pg::basebackup::Method,
+}
+
+/// `[hooks]`, resolved.
+#[derive(Debug, Clone)]
+pub struct Hooks {
+    /// Absolute path of the command.
+    pub on_event: PathBuf,
+    pub timeout: Duration,
 }
 
 /// One `[[node]]`, resolved.

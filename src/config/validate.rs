@@ -170,6 +170,18 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
         failover,
         archive: raw.archive.dir.as_ref().map(|d| resolve(base, d.get_ref())),
         tls: raw.tls.as_ref().and_then(|t| tls(t, base, p)),
+        hooks: raw.hooks.as_ref().map(|h| {
+            let on_event = resolve(base, h.on_event.get_ref());
+            use std::os::unix::fs::PermissionsExt;
+            match std::fs::metadata(&on_event) {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
+                Ok(_) => {
+                    p.push(&h.on_event, format!("hook {} is not an executable file; `chmod +x` it", on_event.display()))
+                }
+                Err(e) => p.push(&h.on_event, format!("hook {}: {e}; fix the path", on_event.display())),
+            }
+            super::Hooks { on_event, timeout: duration(&h.timeout, "30s", p) }
+        }),
         warnings: std::mem::take(&mut p.warnings),
     }
 }

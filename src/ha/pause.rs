@@ -13,7 +13,7 @@ use crate::state::State;
 
 /// Turn automatic actions off. Waits for an automatic action already under
 /// way (it holds the move lock), so none starts after this returns.
-pub async fn pause(ctx: &Ctx, reason: Option<&str>) -> Result<()> {
+pub async fn pause(ctx: &Ctx, reason: Option<&str>, out: &crate::supervise::Output) -> Result<()> {
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
     let since = crate::status::rfc3339(crate::status::now_unix());
     let text = match reason {
@@ -23,18 +23,24 @@ pub async fn pause(ctx: &Ctx, reason: Option<&str>) -> Result<()> {
     let before = State::update(&ctx.layout.state_file(), |s| s.paused.replace(text.clone()))?;
     match before {
         Some(old) => println!("automatic failover was already paused ({old}); `pgrepl resume` turns it back on"),
-        None => println!(
-            "automatic failover paused ({text}): no failover, rejoin or re-clone happens by itself until `pgrepl resume`"
-        ),
+        None => {
+            println!(
+                "automatic failover paused ({text}): no failover, rejoin or re-clone happens by itself until `pgrepl resume`"
+            );
+            crate::hooks::fire(ctx, "pause", "-", &text, out).await;
+        }
     }
     Ok(())
 }
 
 /// Turn automatic actions back on.
-pub async fn resume(ctx: &Ctx) -> Result<()> {
+pub async fn resume(ctx: &Ctx, out: &crate::supervise::Output) -> Result<()> {
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
     match State::update(&ctx.layout.state_file(), |s| s.paused.take())? {
-        Some(was) => println!("automatic failover resumed (it was paused {was})"),
+        Some(was) => {
+            println!("automatic failover resumed (it was paused {was})");
+            crate::hooks::fire(ctx, "resume", "-", &format!("was paused {was}"), out).await;
+        }
         None => println!("automatic failover was not paused; nothing changed"),
     }
     Ok(())

@@ -136,6 +136,7 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                 Action::MarkNeedsReclone { node } => {
                     if let Ok(n) = ctx.cfg.node(&node) {
                         let _ = crate::moves::set_needs_reclone(&ctx, n, true);
+                        crate::hooks::fire(&ctx, "needs_reclone", &node, &last_reason, &out).await;
                         // It cannot stream any more; keep it from spinning.
                         let _ = control.stop(&ctx, n, crate::pg::process::StopMode::Fast).await;
                     }

@@ -169,14 +169,16 @@ pub async fn run_with(
             }
         }
     }
-    steps.say(format!(
+    let done = format!(
         "failover complete: {} is primary ({:.2}s after fencing). {} stays stopped; `pgrepl rejoin {}` makes it a standby of {}",
         target.name,
         t0.elapsed().as_secs_f64(),
         old.name,
         old.name,
         target.name
-    ));
+    );
+    steps.say(&done);
+    crate::hooks::fire(ctx, "failover", &target.name, &done, out).await;
     Ok(())
 }
 

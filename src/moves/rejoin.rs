@@ -89,10 +89,15 @@ pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output)
         }
         Err(e) => {
             set_needs_reclone(ctx, node, true)?;
-            return Err(Error::Refused(format!("rejoin failed: pg_rewind could not resync {name}: {e}\n{name} stays stopped (marked needs-reclone) and will not be started as a primary. Next step: {reclone}")));
+            let why = format!("rejoin failed: pg_rewind could not resync {name}: {e}\n{name} stays stopped (marked needs-reclone) and will not be started as a primary. Next step: {reclone}");
+            crate::hooks::fire(ctx, "needs_reclone", name, &why, out).await;
+            return Err(Error::Refused(why));
         }
     }
-    start_following(ctx, control, node, &primary, &mut steps).await
+    start_following(ctx, control, node, &primary, &mut steps).await?;
+    let done = format!("{name} rejoined as a standby of {}", primary.name);
+    crate::hooks::fire(ctx, "rejoin", name, &done, out).await;
+    Ok(())
 }
 
 /// Write standby settings, start, and wait until it streams.
@@ -142,8 +147,13 @@ pub async fn reclone(
     // The data dir is fresh: nothing keeps the node from starting any more.
     set_needs_reclone(ctx, node, false)?;
     if keep_stopped {
-        steps.say(format!("{name} re-cloned; it stays stopped as you left it: `pgrepl up {name}` starts it"));
+        let done = format!("{name} re-cloned; it stays stopped as you left it: `pgrepl up {name}` starts it");
+        steps.say(&done);
+        crate::hooks::fire(ctx, "reclone", name, &done, out).await;
         return Ok(());
     }
-    start_following(ctx, control, node, &primary, &mut steps).await
+    start_following(ctx, control, node, &primary, &mut steps).await?;
+    let done = format!("{name} re-cloned from {} and streaming", primary.name);
+    crate::hooks::fire(ctx, "reclone", name, &done, out).await;
+    Ok(())
 }

@@ -151,13 +151,15 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
     }
     let after = gather_once(ctx).await?;
     let tl_after = after.nodes.iter().find(|n| n.name == target.name).and_then(|n| n.timeline);
-    steps.say(format!(
+    let done = format!(
         "switchover complete: {} is primary (timeline {} -> {}); writes were unavailable for {:.2}s",
         target.name,
         tl_before.map_or("?".into(), |t| t.to_string()),
         tl_after.map_or("?".into(), |t| t.to_string()),
         unavailable.as_secs_f64()
-    ));
+    );
+    steps.say(&done);
+    crate::hooks::fire(ctx, "switchover", &target.name, &done, out).await;
     Ok(())
 }
 

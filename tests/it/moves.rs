@@ -370,3 +370,37 @@ fn paused_ha_leaves_a_dead_primary_alone_until_resume() {
     c.sql("pg-2", "SELECT 1").unwrap();
     assert!(c.status()["paused"].is_null());
 }
+
+#[test]
+fn the_event_hook_runs_after_each_move_as_the_os_user_and_cannot_fail_it() {
+    let c = Cluster::with_extra(1, &format!("{MANUAL}\n[hooks]\non_event = \"hook.sh\"\n"));
+    // The hook runs as the OS user PostgreSQL runs as: give it a place to write.
+    let logs = c.path("hooklog");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::set_permissions(&logs, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    c.write(
+        "hook.sh",
+        &format!(
+            "#!/bin/sh\necho \"$1 $2 primary=$PGREPL_PRIMARY cluster=$PGREPL_CLUSTER user=$(id -un) pw=${{PGPASSWORD:-none}}\" >> {}/events\necho said-by-hook\nexit 3\n",
+            logs.display()
+        ),
+    );
+    std::fs::set_permissions(c.path("hook.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    c.up();
+    wait_until("pg-2's replay lag is known", T, || {
+        c.node_status("pg-2")["replication"]["lag_bytes"]["replay"].as_u64() == Some(0)
+    });
+    let out = c.ok(&["switchover"]);
+    assert!(out.contains("switchover complete: pg-2 is primary"), "{out}");
+    assert!(out.contains("hook: said-by-hook") && out.contains("failed (exit status: 3)"), "{out}");
+    c.ok(&["pause"]);
+    let events = std::fs::read_to_string(logs.join("events")).unwrap();
+    let user =
+        if crate::harness::is_root() { "postgres".to_string() } else { std::env::var("USER").unwrap_or_default() };
+    assert_eq!(
+        events,
+        format!(
+            "switchover pg-2 primary=pg-2 cluster=it user={user} pw=none\npause - primary=pg-2 cluster=it user={user} pw=none\n"
+        )
+    );
+}
