@@ -79,10 +79,22 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
     // Checked first: step 5 needs both, and a refusal must change nothing.
     ctx.bin()?.require_matched(&["pg_controldata", "pg_rewind"], "switchover")?;
     let old = ctx.current_primary().clone();
-    let before = gather_once(ctx).await?;
-    let target_name = choose_target(&before, &old.name, o.to.as_deref(), o.max_lag)
-        .map_err(|why| Error::Refused(format!("switchover refused, nothing changed: {why}")))?;
-    let target = ctx.cfg.node(target_name)?.clone();
+    // A standby that has only just connected has not reported its replay
+    // position yet: give it a few seconds before calling its lag unknown.
+    let settle = tokio::time::Instant::now() + Duration::from_secs(5);
+    let (before, target) = loop {
+        let before = gather_once(ctx).await?;
+        match choose_target(&before, &old.name, o.to.as_deref(), o.max_lag) {
+            Ok(t) => {
+                let t = ctx.cfg.node(t)?.clone();
+                break (before, t);
+            }
+            Err(why) if why.contains("lag is unknown") && tokio::time::Instant::now() < settle => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(why) => return Err(Error::Refused(format!("switchover refused, nothing changed: {why}"))),
+        }
+    };
     let tl_before = before.nodes.iter().find(|n| n.name == old.name).and_then(|n| n.timeline);
     let mut steps = Steps::new(out);
 
