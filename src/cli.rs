@@ -34,6 +34,12 @@ pub enum Command {
         /// Cluster name.
         #[arg(long, default_value = "demo")]
         name: String,
+        /// Also make a CA and a server certificate (certs/) and turn [tls] on.
+        #[arg(long)]
+        tls: bool,
+        /// A name or address the certificate must carry besides this machine's (repeatable).
+        #[arg(long = "tls-host", requires = "tls")]
+        tls_hosts: Vec<String>,
         /// Directory to write into.
         #[arg(default_value = ".")]
         dir: PathBuf,
@@ -208,8 +214,15 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         _ => {}
     }
-    if let Command::Init { nodes, port, name, dir } = &cli.command {
-        return crate::init::run(dir, &crate::init::InitOptions { nodes: *nodes, port: *port, name: name.clone() });
+    if let Command::Init { nodes, port, name, dir, tls, tls_hosts } = &cli.command {
+        let o = crate::init::InitOptions {
+            nodes: *nodes,
+            port: *port,
+            name: name.clone(),
+            tls: *tls,
+            tls_hosts: tls_hosts.clone(),
+        };
+        return crate::init::run(dir, &o);
     }
     let ctx = match (&cli.command, load(&cli)) {
         // Monitoring systems read stdout: a check that cannot run is UNKNOWN.

@@ -16,6 +16,10 @@ pub struct InitOptions {
     pub port: u16,
     /// Cluster name.
     pub name: String,
+    /// Make a CA and a server certificate and turn `[tls]` on.
+    pub tls: bool,
+    /// Extra names or addresses the certificate must carry (other hosts).
+    pub tls_hosts: Vec<String>,
 }
 
 /// The default first port: below Linux's ephemeral range (32768-60999).
@@ -42,9 +46,45 @@ pub fn run(dir: &Path, o: &InitOptions) -> Result<()> {
     if !pw_path.exists() {
         write_atomic(&pw_path, format!("{}\n", random_password()?).as_bytes(), 0o600)?;
     }
+    if o.tls {
+        write_certs(dir, o)?;
+    }
     write_atomic(&cfg, render(o).as_bytes(), 0o644)?;
     println!("wrote {} and {} (mode 0600)", cfg.display(), pw_path.display());
     println!("start the cluster with: pgrepl -c {} up", cfg.display());
+    Ok(())
+}
+
+/// `--tls`: a CA and a server certificate in `certs/`, keys 0600. Never
+/// overwrites: existing certificates are the user's.
+fn write_certs(dir: &Path, o: &InitOptions) -> Result<()> {
+    let certs = dir.join("certs");
+    if certs.join("server.crt").exists() || certs.join("ca.crt").exists() {
+        return Err(Error::Usage(format!(
+            "{} already holds certificates; pgrepl init never overwrites them. Drop --tls, or init into another directory",
+            certs.display()
+        )));
+    }
+    let mut hosts: Vec<String> = vec!["127.0.0.1".into(), "::1".into(), "localhost".into()];
+    if let Ok(h) = nix::unistd::gethostname() {
+        hosts.push(h.to_string_lossy().into_owned());
+    }
+    for h in &o.tls_hosts {
+        if !hosts.contains(h) {
+            hosts.push(h.clone());
+        }
+    }
+    let g = crate::certgen::generate(&o.name, &hosts)?;
+    crate::fsutil::create_dir(&certs, 0o700)?;
+    write_atomic(&certs.join("ca.key"), g.ca_key.as_bytes(), 0o600)?;
+    write_atomic(&certs.join("ca.crt"), g.ca_cert.as_bytes(), 0o644)?;
+    write_atomic(&certs.join("server.key"), g.server_key.as_bytes(), 0o600)?;
+    write_atomic(&certs.join("server.crt"), g.server_cert.as_bytes(), 0o644)?;
+    println!(
+        "wrote a CA and a server certificate for {} in {} (keys mode 0600); keep ca.key offline in production",
+        hosts.join(", "),
+        certs.display()
+    );
     Ok(())
 }
 
@@ -90,8 +130,21 @@ wal_keep_size = "160MB"             # WAL kept for briefly disconnected standbys
             o.port + i
         ));
     }
+    let tls = if o.tls {
+        r#"[tls]                               # encrypted, verified TCP (pgrepl init --tls made these)
+cert_file = "certs/server.crt"
+key_file = "certs/server.key"
+ca_file = "certs/ca.crt"            # clients check the certificate: sslmode verify-full
+"#
+    } else {
+        r#"# [tls]                             # encrypted TCP; `pgrepl init --tls` makes a CA and certificate
+# cert_file = "certs/server.crt"
+# key_file = "certs/server.key"
+# ca_file = "certs/ca.crt"
+"#
+    };
     s.push_str(
-        r#"
+        &r#"
 [postgresql]                        # settings for every node; these win over pgrepl's defaults
 shared_buffers = "128MB"
 
@@ -101,13 +154,15 @@ shared_buffers = "128MB"
 # owner_password_file = "secrets/chat.password"
 # schema = ["chat.sql"]             # applied once, in order, as the owner
 
+{tls}
 # [[hba]]                           # extra pg_hba.conf rules, after pgrepl's own
 # type = "host"
 # database = "all"
 # user = "all"
 # address = "10.0.0.0/8"
 # method = "scram-sha-256"
-"#,
+"#
+        .replace("{tls}", tls),
     );
     s
 }

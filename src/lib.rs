@@ -8,6 +8,7 @@
 pub mod api;
 pub mod archive;
 pub mod bootstrap;
+pub mod certgen;
 pub mod cli;
 pub mod clone;
 pub mod config;

@@ -67,3 +67,36 @@ fn a_certificate_from_another_ca_stops_the_clone_with_the_reason() {
     );
     assert!(!c.data_dir("pg-2").exists(), "a failed clone leaves no data dir behind");
 }
+
+#[test]
+fn init_with_tls_makes_certificates_that_up_uses_with_verify_full() {
+    let c = Cluster::empty();
+    let o = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .args(["init", "--tls", "--nodes", "2", "--name", "secure"])
+        .arg(c.dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("wrote a CA and a server certificate for 127.0.0.1, ::1, localhost"));
+    let mode =
+        |f: &str| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(c.path(f)).unwrap().permissions()) & 0o777;
+    assert_eq!((mode("certs/ca.key"), mode("certs/server.key")), (0o600, 0o600));
+    // The generated config on free ports, otherwise as written.
+    let mut body = std::fs::read_to_string(c.config()).unwrap();
+    assert!(body.contains("\n[tls]"), "{body}");
+    let mut ports = Vec::new();
+    for first in [15432, 15433] {
+        let p = crate::harness::free_port();
+        body = body.replace(&format!("port = {first}\n"), &format!("port = {p}\n"));
+        ports.push(p);
+    }
+    c.write("pgrepl.toml", &body);
+    c.up();
+    wait_until("pg-2 streams over TLS", T, || {
+        c.sql("pg-1", "SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE s.ssl")
+            .as_deref()
+            == Ok("1")
+    });
+    assert!(c.sql("pg-2", "SHOW primary_conninfo").unwrap().contains("sslmode=verify-full"));
+    assert!(!psql_tcp(ports[0], "disable").status.success());
+}
