@@ -281,6 +281,7 @@ mod tests {
             send_lag_bytes: Some(0),
             lag_bytes: Lag { write: bytes, flush: bytes, replay: bytes },
             lag_seconds: Lag { write: secs, flush: secs, replay: secs },
+            ssl: Some(false),
         });
         n
     }

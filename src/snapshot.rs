@@ -88,6 +88,7 @@ pub fn example() -> Snapshot {
         send_lag_bytes: Some(0),
         lag_bytes: Lag { write: Some(0), flush: Some(0), replay: Some(0) },
         lag_seconds: Lag { write: Some(0.0), flush: Some(0.0), replay: Some(0.0) },
+        ssl: Some(false),
     });
     let mut r2 = node("pg-3", 15434, "replica");
     r2.received_lsn = lsn("0/5000060");
@@ -104,6 +105,7 @@ pub fn example() -> Snapshot {
         send_lag_bytes: Some(0),
         lag_bytes: Lag { write: Some(0), flush: Some(0), replay: Some(16777312) },
         lag_seconds: Lag { write: Some(0.0), flush: Some(0.0), replay: Some(75.25) },
+        ssl: Some(false),
     });
     let status = ClusterStatus {
         cluster: "demo".into(),

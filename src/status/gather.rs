@@ -46,6 +46,7 @@ struct Row {
     sync_state: Option<String>,
     lsns: [Option<Lsn>; 4],
     secs: [Option<f64>; 3],
+    ssl: Option<bool>,
 }
 
 const NODE_SQL: &str = "
@@ -70,8 +71,9 @@ FROM c";
 
 const REPLICATION_SQL: &str = "
 SELECT application_name, state, sync_state, sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text,
-       extract(epoch FROM write_lag)::float8, extract(epoch FROM flush_lag)::float8, extract(epoch FROM replay_lag)::float8
-FROM pg_stat_replication";
+       extract(epoch FROM write_lag)::float8, extract(epoch FROM flush_lag)::float8, extract(epoch FROM replay_lag)::float8,
+       (SELECT s.ssl FROM pg_stat_ssl s WHERE s.pid = r.pid)
+FROM pg_stat_replication r";
 
 fn slots_sql(major: u32) -> String {
     let (status, safe) = if major >= 13 { ("wal_status", "safe_wal_size") } else { ("NULL::text", "NULL::int8") };
@@ -120,6 +122,7 @@ async fn query(c: &Client) -> std::result::Result<Raw, tokio_postgres::Error> {
                 sync_state: r.get(2),
                 lsns: [lsn(r.get(3)), lsn(r.get(4)), lsn(r.get(5)), lsn(r.get(6))],
                 secs: [r.get(7), r.get(8), r.get(9)],
+                ssl: r.get(10),
             });
         }
         let a = c
@@ -296,6 +299,7 @@ fn replication(current: Option<Lsn>, row: &Row) -> Replication {
         send_lag_bytes: sb,
         lag_bytes: Lag { write: wb, flush: fb, replay: rb },
         lag_seconds: Lag { write: ws, flush: fs, replay: rs },
+        ssl: row.ssl,
     }
 }
 

@@ -109,6 +109,8 @@ pub struct Replication {
     pub send_lag_bytes: Option<u64>,
     pub lag_bytes: Lag<u64>,
     pub lag_seconds: Lag<f64>,
+    /// The standby's connection is encrypted (`pg_stat_ssl`).
+    pub ssl: Option<bool>,
 }
 
 /// Lag of each kind; `None` is unknown.

@@ -29,6 +29,7 @@ fn replication_and_both_clone_methods_run_over_verified_tls_and_plain_tcp_is_ref
     assert!(out.contains("with pg_basebackup"), "{out}");
     let over_tls = "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)";
     wait_until("pg-2 streams over TLS", T, || c.sql("pg-1", over_tls).as_deref() == Ok("1/1"));
+    assert_eq!(c.node_status("pg-2")["replication"]["ssl"], true);
     let conninfo = c.sql("pg-2", "SHOW primary_conninfo").unwrap();
     assert!(conninfo.contains("sslmode=verify-full") && conninfo.contains("sslrootcert="), "{conninfo}");
 
