@@ -57,6 +57,13 @@ fn main() {
 /// supervisor's peak RSS in kB after a replica crash and restart.
 fn run_pgrepl(replicas: usize, port: u16) -> (f64, String, u64) {
     let c = BenchCluster::new(replicas, port, "");
+    // PGREPL_BENCH_CLONE_METHOD=builtin times pgrepl's own base backup instead.
+    if let Ok(m) = std::env::var("PGREPL_BENCH_CLONE_METHOD") {
+        let path = c.dir.path().join("pgrepl.toml");
+        let body = std::fs::read_to_string(&path).expect("config");
+        let body = body.replacen("[replication]\n", &format!("[replication]\nclone_method = \"{m}\"\n"), 1);
+        std::fs::write(&path, body).expect("config");
+    }
     let t = Instant::now();
     let out = c.pgrepl(&["up", "--detach"]);
     let secs = t.elapsed().as_secs_f64();
