@@ -46,7 +46,15 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     }
     // Checked here too when detaching, so a refusal reaches the user's stderr
     // with its exit code before any background process exists.
-    let mut plans = preflight::plan(&ctx, &selected, &opts.reclone).await?;
+    let mut plans = match preflight::plan(&ctx, &selected, &opts.reclone).await {
+        Ok(p) => p,
+        // A supervisor that started while this one was checking (a racing
+        // `up`) explains a port in use or a dir that changed: join it.
+        Err(e) => match lock::holder(&ctx.layout) {
+            Some(pid) => return attach(&ctx, pid, &selected, &out).await,
+            None => return Err(e),
+        },
+    };
     // A node whose data dir cannot follow the primary is never started;
     // `--reclone NODE` (or `pgrepl reclone NODE`) is the way back.
     // A fenced former primary must not start before it is rewound: its files
@@ -61,8 +69,12 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     if opts.detach && !opts.supervise_child {
         return detach::spawn(&ctx, &opts, &out).await;
     }
-    prepare_root(&ctx)?;
+    // The lock first, so a second `up` racing this one stops at the lock
+    // with a clear message instead of tripping over files being written.
+    crate::fsutil::create_dir(&ctx.layout.root, 0o700)?;
+    ctx.runas.chown(&ctx.layout.root)?;
     let _lock = lock::acquire(&ctx.layout)?;
+    prepare_root(&ctx)?;
     let names: Vec<&str> = selected.iter().map(|n| n.name.as_str()).collect();
     crate::fsutil::write_atomic(&ctx.layout.supervised_file(), names.join("\n").as_bytes(), 0o644)?;
     let sup = Supervisor::new(ctx.clone(), &selected, out.clone());

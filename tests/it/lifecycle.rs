@@ -258,3 +258,34 @@ fn reload_applies_a_changed_config_and_restart_applies_the_rest_in_a_safe_order(
     assert_eq!(c.status()["primary"], "pg-1");
     assert_eq!(c.node_status("pg-1")["timeline"], 1);
 }
+
+#[test]
+fn two_ups_racing_on_a_fresh_data_root_give_one_cluster_and_a_clear_answer() {
+    let c = Cluster::new(1);
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+            .arg("-c")
+            .arg(c.config())
+            .args(["up", "--detach"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for o in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+        let err = crate::harness::text(&o.stderr);
+        match o.status.code() {
+            Some(0) => {}
+            Some(64) => assert!(err.contains("another pgrepl supervisor"), "{err}"),
+            other => panic!("a racing `up` failed with {other:?}: {err}"),
+        }
+    }
+    wait_until("pg-2 streams", T, || c.streaming("pg-2"));
+    let supervisors = c
+        .processes()
+        .into_iter()
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|s| s.trim() == "pgrepl"))
+        .count();
+    assert_eq!(supervisors, 1, "one supervisor for the data root");
+}
