@@ -158,6 +158,8 @@ pub struct Node {
     pub data_dir: Option<Spanned<String>>,
     /// Port of this node's HTTP health API; default `port + 10000`.
     pub api_port: Option<Spanned<i64>>,
+    /// Preference as a failover/switchover target; 0 = never. Default 1.
+    pub failover_priority: Option<Spanned<i64>>,
 }
 
 /// `[[database]]`.

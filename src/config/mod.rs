@@ -166,6 +166,9 @@ pub struct Node {
     pub line: usize,
     /// Port of the node's HTTP health API.
     pub api_port: u16,
+    /// Preference as a failover/switchover target among equally advanced
+    /// replicas; 0 = never promoted (a reporting or DR replica).
+    pub failover_priority: u32,
 }
 
 /// One `[[database]]`, resolved.

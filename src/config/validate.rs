@@ -500,6 +500,17 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
                 data_dir,
                 line,
                 api_port,
+                failover_priority: match &n.failover_priority {
+                    None => 1,
+                    Some(v) if (0..=1000).contains(v.get_ref()) => *v.get_ref() as u32,
+                    Some(v) => {
+                        p.push(
+                            v,
+                            format!("failover_priority {} must be between 0 (never promoted) and 1000", v.get_ref()),
+                        );
+                        1
+                    }
+                },
             },
             role,
         ));

@@ -176,7 +176,13 @@ mod tests {
     use super::*;
 
     fn cand(name: &str, lsn: &str) -> Candidate {
-        Candidate { name: name.into(), timeline: Some(1), received: lsn.parse().ok(), replayed: lsn.parse().ok() }
+        Candidate {
+            name: name.into(),
+            timeline: Some(1),
+            received: lsn.parse().ok(),
+            replayed: lsn.parse().ok(),
+            priority: 1,
+        }
     }
 
     fn facts() -> Facts {

@@ -67,7 +67,7 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                         .nodes
                         .iter()
                         .filter(|n| n.name != primary.name)
-                        .filter_map(Candidate::from_status)
+                        .filter_map(|n| Candidate::from_status(&ctx.cfg, n))
                         .collect(),
                     false,
                 )

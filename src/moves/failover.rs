@@ -29,50 +29,72 @@ pub struct Candidate {
     pub timeline: Option<i32>,
     pub received: Option<Lsn>,
     pub replayed: Option<Lsn>,
+    /// `[[node]] failover_priority`; 0 = never promoted.
+    pub priority: u32,
 }
 
 impl Candidate {
     /// From a status row: running replicas only.
-    pub fn from_status(n: &NodeStatus) -> Option<Candidate> {
+    pub fn from_status(cfg: &crate::config::Config, n: &NodeStatus) -> Option<Candidate> {
         (n.state == "running" && n.role.as_deref() == Some("replica")).then(|| Candidate {
             name: n.name.clone(),
             timeline: n.timeline,
             received: n.received_lsn.or(n.replayed_lsn),
             replayed: n.replayed_lsn,
+            priority: cfg.node(&n.name).map_or(1, |c| c.failover_priority),
         })
     }
 }
 
-/// For each other candidate, the bytes of WAL it lacks (None: unknown).
-pub type Gaps = Vec<(String, Option<u64>)>;
+/// For each other candidate, the bytes of WAL it lacks (None: unknown);
+/// negative when it holds WAL the chosen one lacks (it was not eligible).
+pub type Gaps = Vec<(String, Option<i64>)>;
 
-/// The most advanced candidate: latest timeline, then highest received LSN,
-/// then highest replayed LSN (less to replay before it can take writes),
-/// then config order. Returns it and, for each other, the bytes it lacks.
+/// The most advanced eligible candidate (failover_priority above 0): latest
+/// timeline, then highest received LSN (no acknowledged WAL left behind),
+/// then the higher failover_priority, then highest replayed LSN (less to
+/// replay before it can take writes), then config order. Returns it and,
+/// for each other, the bytes it lacks.
 pub fn choose(cands: &[Candidate], to: Option<&str>) -> std::result::Result<(Candidate, Gaps), String> {
     let best = match to {
         Some(t) => {
-            cands.iter().find(|c| c.name == t).cloned().ok_or_else(|| format!("{t} is not a running replica"))?
+            let c = cands.iter().find(|c| c.name == t).ok_or_else(|| format!("{t} is not a running replica"))?;
+            if c.priority == 0 {
+                return Err(format!(
+                    "{t} has failover_priority = 0 and is never promoted; raise it in the config to allow this"
+                ));
+            }
+            c.clone()
         }
         None => cands
             .iter()
+            .filter(|c| c.priority > 0)
             .cloned()
-            .reduce(
-                |a, b| if (b.timeline, b.received, b.replayed) > (a.timeline, a.received, a.replayed) { b } else { a },
-            )
-            .ok_or_else(|| "no running replica to promote".to_string())?,
+            .reduce(|a, b| {
+                if (b.timeline, b.received, b.priority, b.replayed) > (a.timeline, a.received, a.priority, a.replayed) {
+                    b
+                } else {
+                    a
+                }
+            })
+            .ok_or_else(|| {
+                if cands.is_empty() {
+                    "no running replica to promote".to_string()
+                } else {
+                    "every running replica has failover_priority = 0; none may be promoted".to_string()
+                }
+            })?,
     };
     let missing = cands
         .iter()
         .filter(|c| c.name != best.name)
         .map(|c| {
-            (
-                c.name.clone(),
-                match (best.received, c.received) {
-                    (Some(b), Some(o)) => Some(b.bytes_since(o).unwrap_or(0)),
-                    _ => None,
-                },
-            )
+            let gap = match (best.received, c.received) {
+                (Some(b), Some(o)) if b >= o => Some(b.bytes_since(o).unwrap_or(0) as i64),
+                (Some(b), Some(o)) => Some(-(o.bytes_since(b).unwrap_or(0) as i64)),
+                _ => None,
+            };
+            (c.name.clone(), gap)
         })
         .collect();
     Ok((best, missing))
@@ -127,7 +149,7 @@ pub async fn run_with(
 
     let s = gather_once(ctx).await?;
     let cands: Vec<Candidate> =
-        s.nodes.iter().filter(|n| n.name != old.name).filter_map(Candidate::from_status).collect();
+        s.nodes.iter().filter(|n| n.name != old.name).filter_map(|n| Candidate::from_status(&ctx.cfg, n)).collect();
     let cands = sync_filter(ctx, cands, allow_async)
         .map_err(|why| Error::Refused(format!("failover refused: {why}; {} stays stopped", old.name)))?;
     let (best, missing) = choose(&cands, to)
@@ -141,9 +163,14 @@ pub async fn run_with(
     for (n, m) in &missing {
         match m {
             Some(0) => steps.say(format!("{n} has all of {}'s WAL", target.name)),
-            Some(b) => {
+            Some(b) if *b > 0 => {
                 steps.say(format!("{n} lacks {b} bytes of {}'s WAL; it will fetch them when it follows", target.name))
             }
+            Some(b) => steps.say(format!(
+                "warning: {n} (failover_priority 0) holds {} bytes of WAL {} never received; that WAL is not on the new primary, and {n} will need `pgrepl rejoin {n}`",
+                -b,
+                target.name
+            )),
             None => steps.say(format!("{n}: how much WAL it lacks is unknown")),
         }
     }
@@ -187,7 +214,13 @@ mod tests {
     use super::*;
 
     fn c(name: &str, tl: i32, lsn: &str) -> Candidate {
-        Candidate { name: name.into(), timeline: Some(tl), received: lsn.parse().ok(), replayed: lsn.parse().ok() }
+        Candidate {
+            name: name.into(),
+            timeline: Some(tl),
+            received: lsn.parse().ok(),
+            replayed: lsn.parse().ok(),
+            priority: 1,
+        }
     }
 
     #[test]
@@ -215,5 +248,25 @@ mod tests {
     fn explicit_target_must_be_a_running_replica() {
         assert_eq!(choose(&[c("pg-2", 1, "0/1")], Some("pg-9")).unwrap_err(), "pg-9 is not a running replica");
         assert_eq!(choose(&[], None).unwrap_err(), "no running replica to promote");
+    }
+
+    #[test]
+    fn priority_breaks_ties_and_zero_is_never_promoted() {
+        let p = |name: &str, lsn: &str, priority: u32| Candidate { priority, ..c(name, 1, lsn) };
+        // Equal WAL: the higher priority wins over config order.
+        let (best, _) = choose(&[p("pg-2", "0/5000000", 1), p("pg-3", "0/5000000", 5)], None).unwrap();
+        assert_eq!(best.name, "pg-3");
+        // More WAL still wins over priority: no acknowledged WAL is left behind.
+        let (best, _) = choose(&[p("pg-2", "0/5000100", 1), p("pg-3", "0/5000000", 5)], None).unwrap();
+        assert_eq!(best.name, "pg-2");
+        // Priority 0 is skipped even when most advanced; what it holds beyond
+        // the chosen one is reported as a negative gap.
+        let (best, missing) = choose(&[p("pg-2", "0/5000000", 1), p("pg-3", "0/5000100", 0)], None).unwrap();
+        assert_eq!(best.name, "pg-2");
+        assert_eq!(missing, vec![("pg-3".to_string(), Some(-0x100))]);
+        assert!(choose(&[p("pg-3", "0/5", 0)], Some("pg-3")).unwrap_err().contains("failover_priority = 0"));
+        assert!(choose(&[p("pg-3", "0/5", 0)], None)
+            .unwrap_err()
+            .contains("every running replica has failover_priority = 0"));
     }
 }

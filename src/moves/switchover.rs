@@ -38,6 +38,7 @@ pub fn choose_target<'a>(
     old: &str,
     to: Option<&str>,
     max_lag: ByteSize,
+    priority: &dyn Fn(&str) -> u32,
 ) -> std::result::Result<&'a str, String> {
     let old_ok = s.nodes.iter().any(|n| n.name == old && n.is_writable_primary());
     if !old_ok {
@@ -48,13 +49,20 @@ pub fn choose_target<'a>(
     let lag = |n: &crate::status::NodeStatus| n.replication.as_ref().and_then(|r| r.lag_bytes.replay);
     let target = match to {
         Some(t) => s.nodes.iter().find(|n| n.name == t).ok_or_else(|| format!("no node named `{t}`"))?,
+        // The least lagging eligible replica; on equal lag, the higher priority.
         None => s
             .nodes
             .iter()
-            .filter(|n| n.name != old && n.is_streaming_replica())
-            .min_by_key(|n| lag(n).unwrap_or(u64::MAX))
-            .ok_or_else(|| "no streaming replica to switch over to".to_string())?,
+            .filter(|n| n.name != old && n.is_streaming_replica() && priority(&n.name) > 0)
+            .min_by_key(|n| (lag(n).unwrap_or(u64::MAX), std::cmp::Reverse(priority(&n.name))))
+            .ok_or_else(|| "no streaming replica with failover_priority above 0 to switch over to".to_string())?,
     };
+    if priority(&target.name) == 0 {
+        return Err(format!(
+            "{} has failover_priority = 0 and is never promoted; raise it in the config to allow this",
+            target.name
+        ));
+    }
     if target.name == old {
         return Err(format!("{old} is already the primary"));
     }
@@ -84,7 +92,8 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
     let settle = tokio::time::Instant::now() + Duration::from_secs(5);
     let (before, target) = loop {
         let before = gather_once(ctx).await?;
-        match choose_target(&before, &old.name, o.to.as_deref(), o.max_lag) {
+        let priority = |n: &str| ctx.cfg.node(n).map_or(1, |c| c.failover_priority);
+        match choose_target(&before, &old.name, o.to.as_deref(), o.max_lag, &priority) {
             Ok(t) => {
                 let t = ctx.cfg.node(t)?.clone();
                 break (before, t);
@@ -201,20 +210,23 @@ mod tests {
     #[test]
     fn picks_the_least_lagging_streaming_replica() {
         let s = example().status;
-        assert_eq!(choose_target(&s, "pg-1", None, ByteSize(1 << 20)), Ok("pg-2"));
+        assert_eq!(choose_target(&s, "pg-1", None, ByteSize(1 << 20), &|_| 1), Ok("pg-2"));
     }
 
     #[test]
     fn refuses_a_lagging_missing_or_primary_target() {
         let s = example().status;
-        let e = choose_target(&s, "pg-1", Some("pg-3"), ByteSize(1 << 20)).unwrap_err();
+        let e = choose_target(&s, "pg-1", Some("pg-3"), ByteSize(1 << 20), &|_| 1).unwrap_err();
         assert_eq!(
             e,
             "pg-3 is 16777312 bytes behind, more than --max-lag 1MB; wait for it to catch up or raise --max-lag"
         );
-        assert_eq!(choose_target(&s, "pg-1", Some("pg-9"), ByteSize(1 << 20)).unwrap_err(), "no node named `pg-9`");
         assert_eq!(
-            choose_target(&s, "pg-1", Some("pg-1"), ByteSize(1 << 20)).unwrap_err(),
+            choose_target(&s, "pg-1", Some("pg-9"), ByteSize(1 << 20), &|_| 1).unwrap_err(),
+            "no node named `pg-9`"
+        );
+        assert_eq!(
+            choose_target(&s, "pg-1", Some("pg-1"), ByteSize(1 << 20), &|_| 1).unwrap_err(),
             "pg-1 is already the primary"
         );
     }
@@ -223,7 +235,19 @@ mod tests {
     fn refuses_a_stopped_target() {
         let mut s = example().status;
         s.nodes[1].state = "stopped".into();
-        let e = choose_target(&s, "pg-1", Some("pg-2"), ByteSize(1 << 20)).unwrap_err();
+        let e = choose_target(&s, "pg-1", Some("pg-2"), ByteSize(1 << 20), &|_| 1).unwrap_err();
         assert!(e.starts_with("pg-2 is not a streaming replica (state: stopped)"), "{e}");
+    }
+
+    #[test]
+    fn a_priority_zero_replica_is_never_the_target() {
+        let s = example().status;
+        let never_pg2 = |n: &str| u32::from(n != "pg-2");
+        // pg-2 lags least, but may not be promoted; pg-3 lags too much.
+        let e = choose_target(&s, "pg-1", None, ByteSize(1 << 20), &never_pg2).unwrap_err();
+        assert!(e.contains("pg-3 is 16777312 bytes behind"), "{e}");
+        assert_eq!(choose_target(&s, "pg-1", None, ByteSize(1 << 30), &never_pg2), Ok("pg-3"));
+        let e = choose_target(&s, "pg-1", Some("pg-2"), ByteSize(1 << 20), &never_pg2).unwrap_err();
+        assert!(e.contains("failover_priority = 0"), "{e}");
     }
 }

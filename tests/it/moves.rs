@@ -403,3 +403,24 @@ fn the_event_hook_runs_after_each_move_as_the_os_user_and_cannot_fail_it() {
         )
     );
 }
+
+#[test]
+fn a_replica_with_failover_priority_zero_is_never_promoted() {
+    let c = Cluster::with_extra(2, MANUAL);
+    // pg-2 is a reporting replica: it streams, but never becomes primary.
+    let body = std::fs::read_to_string(c.config()).unwrap().replacen(
+        &format!("name = \"pg-2\"\nport = {}\n", c.ports[1]),
+        &format!("name = \"pg-2\"\nport = {}\nfailover_priority = 0\n", c.ports[1]),
+        1,
+    );
+    c.write("pgrepl.toml", &body);
+    c.up();
+    let o = c.pgrepl(&["switchover", "--to", "pg-2"]);
+    assert_eq!(o.status.code(), Some(11));
+    assert!(text(&o.stderr).contains("pg-2 has failover_priority = 0 and is never promoted"), "{}", text(&o.stderr));
+    assert_eq!(primary(&c), "pg-1");
+    let out = c.ok(&["failover", "--force"]);
+    assert!(out.contains("promoting pg-3"), "{out}");
+    wait_until("pg-2 follows pg-3", T, || c.streaming("pg-2"));
+    assert_eq!(c.node_status("pg-2")["role"], "replica");
+}
