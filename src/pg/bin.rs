@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 /// pg_rewind, psql, ...) may come from another installation: pgrepl has its
 /// own base backup for servers no installed pg_basebackup can copy.
 const SERVER: &[&str] = &["postgres", "initdb", "pg_ctl"];
+
 /// A usable PostgreSQL installation.
 #[derive(Debug, Clone)]
 pub struct PgBin {
