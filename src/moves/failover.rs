@@ -46,6 +46,11 @@ impl Candidate {
     }
 }
 
+/// Why a `failover_priority = 0` node cannot be the target of a move.
+pub fn never_promoted(node: &str) -> String {
+    format!("{node} has failover_priority = 0 and is never promoted; raise it in the config to allow this")
+}
+
 /// For each other candidate, the bytes of WAL it lacks (None: unknown);
 /// negative when it holds WAL the chosen one lacks (it was not eligible).
 pub type Gaps = Vec<(String, Option<i64>)>;
@@ -60,9 +65,7 @@ pub fn choose(cands: &[Candidate], to: Option<&str>) -> std::result::Result<(Can
         Some(t) => {
             let c = cands.iter().find(|c| c.name == t).ok_or_else(|| format!("{t} is not a running replica"))?;
             if c.priority == 0 {
-                return Err(format!(
-                    "{t} has failover_priority = 0 and is never promoted; raise it in the config to allow this"
-                ));
+                return Err(never_promoted(t));
             }
             c.clone()
         }

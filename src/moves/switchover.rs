@@ -58,10 +58,7 @@ pub fn choose_target<'a>(
             .ok_or_else(|| "no streaming replica with failover_priority above 0 to switch over to".to_string())?,
     };
     if priority(&target.name) == 0 {
-        return Err(format!(
-            "{} has failover_priority = 0 and is never promoted; raise it in the config to allow this",
-            target.name
-        ));
+        return Err(super::failover::never_promoted(&target.name));
     }
     if target.name == old {
         return Err(format!("{old} is already the primary"));
