@@ -96,6 +96,12 @@ pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f6
         })
     };
     let verdict = |ok: bool, why: &str| Answer::json(if ok { 200 } else { 503 }, body(why));
+    if path == "/liveness" {
+        // For an orchestrator's liveness probe: is the supervisor's loop
+        // alive, whatever postgres is doing (restarting it is its job).
+        let ok = age <= stale;
+        return verdict(ok, if ok { "the supervisor's monitor is running" } else { "the monitor's snapshot is stale" });
+    }
     if age > stale && path != "/health" {
         return verdict(false, "snapshot is stale: the monitor cannot reach postgres");
     }
@@ -129,13 +135,18 @@ pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f6
             let ok = n.is_writable_primary() || n.is_streaming_replica();
             verdict(ok, if ok { "serves reads" } else { "does not serve reads" })
         }
+        "/readiness" => {
+            // Ready for traffic: the writable primary, or a running replica.
+            let ok = n.is_writable_primary() || (n.state == "running" && n.role.as_deref() == Some("replica"));
+            verdict(ok, if ok { "postgres is up in its role" } else { "postgres is not up" })
+        }
         "/health" | "/" => {
             let ok = n.state == "running" && age <= stale;
             verdict(ok, if ok { "postgres is running" } else { "postgres is not running (or the snapshot is stale)" })
         }
         _ => Answer::json(
             404,
-            json!({"reason": format!("no endpoint {path}; try /primary, /replica, /read-only, /health, /cluster, /metrics")}),
+            json!({"reason": format!("no endpoint {path}; try /primary, /replica, /read-only, /health, /liveness, /readiness, /cluster, /metrics")}),
         ),
     }
 }
@@ -227,6 +238,19 @@ mod tests {
         assert_eq!(code("pg-3", "/read-only"), 200);
         assert_eq!(code("pg-3", "/health"), 200);
         assert_eq!(code("pg-3", "/nope"), 404);
+        assert_eq!(code("pg-1", "/readiness"), 200);
+        assert_eq!(code("pg-3", "/readiness"), 200);
+    }
+
+    #[test]
+    fn liveness_is_about_the_supervisor_readiness_about_postgres() {
+        let mut snap = example();
+        snap.status.nodes[1].state = "stopped".into();
+        snap.status.nodes[1].role = None;
+        let at = |path: &str, now: f64| answer("pg-2", path, Some(&snap), now, 5.0).code;
+        assert_eq!(at("/liveness", NOW), 200, "postgres down, supervisor alive");
+        assert_eq!(at("/readiness", NOW), 503);
+        assert_eq!(at("/liveness", NOW + 60.0), 503, "stale snapshot: the supervisor is stuck");
     }
 
     #[test]
