@@ -62,6 +62,11 @@ pub enum Command {
     Down {
         /// Only these nodes.
         nodes: Vec<String>,
+        /// Stop only the supervisor; PostgreSQL keeps running, unsupervised,
+        /// until `pgrepl up` takes it over again (to upgrade pgrepl, change
+        /// its own settings or add a node without downtime).
+        #[arg(long, conflicts_with = "nodes")]
+        leave_running: bool,
     },
     /// Show every node: role, state, LSNs, replication, lag, slots and health.
     Status {
@@ -243,7 +248,8 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Up { nodes, detach, reclone, supervise_child } => {
                 crate::up::run(ctx, crate::up::UpOptions { nodes, detach, reclone, supervise_child }).await
             }
-            Command::Down { nodes } => crate::down::run(&ctx, &nodes).await,
+            Command::Down { nodes, leave_running: false } => crate::down::run(&ctx, &nodes).await,
+            Command::Down { leave_running: true, .. } => crate::down::leave_running(&ctx).await,
             Command::Status { json, watch, interval } => crate::observe::status(&ctx, json, watch, interval).await,
             Command::Check => crate::observe::check(&ctx).await,
             Command::History { json } => crate::moves::history::show(&ctx, json),

@@ -14,6 +14,49 @@ use crate::lock;
 use crate::pg::{datadir, process};
 use crate::supervise::Output;
 
+/// `pgrepl down --leave-running`: stop the supervisor alone. PostgreSQL
+/// keeps serving; nothing restarts it or fails it over until the next
+/// `pgrepl up` adopts the running postmasters.
+pub async fn leave_running(ctx: &Ctx) -> Result<()> {
+    let out = Output::new(0);
+    let Some(pid) = lock::holder(&ctx.layout) else {
+        return Err(Error::Refused("no pgrepl supervisor is running for this data root; nothing to stop".into()));
+    };
+    crate::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
+    crate::fsutil::write_atomic(&ctx.layout.leave_running_marker(), b"", 0o644)?;
+    stop_supervisor(ctx, pid).await?;
+    let running: Vec<&str> = ctx
+        .cfg
+        .nodes
+        .iter()
+        .filter(|n| datadir::running_postmaster(&n.data_dir).is_some())
+        .map(|n| n.name.as_str())
+        .collect();
+    out.info(format!(
+        "supervisor (pid {pid}) stopped; PostgreSQL keeps running on {} without supervision (no restarts, no automatic failover) until `pgrepl up` takes it over again",
+        if running.is_empty() { "no node".to_string() } else { running.join(", ") }
+    ));
+    Ok(())
+}
+
+/// SIGTERM the supervisor and wait until it has let go of the data root.
+async fn stop_supervisor(ctx: &Ctx, pid: i32) -> Result<()> {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    let timeout = ctx.cfg.supervisor.stop_timeout + Duration::from_secs(15);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while lock::holder(&ctx.layout).is_some() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(format!(
+                "the supervisor (pid {pid}) did not stop within {}s; see {}",
+                timeout.as_secs(),
+                ctx.layout.log_file().display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// Entry point of `pgrepl down`.
 pub async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
     let out = Output::new(0);
@@ -26,18 +69,10 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
     if let Some(pid) = lock::holder(&ctx.layout) {
         if names.is_empty() {
             out.info(format!("stopping the supervisor (pid {pid}) and its nodes"));
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            let deadline = tokio::time::Instant::now() + timeout;
-            while lock::holder(&ctx.layout).is_some() {
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(Error::Timeout(format!(
-                        "the supervisor (pid {pid}) did not stop within {}s; see {}",
-                        timeout.as_secs(),
-                        ctx.layout.log_file().display()
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            // A marker left by an interrupted `down --leave-running` must not
+            // turn this stop into one that leaves PostgreSQL running.
+            let _ = std::fs::remove_file(ctx.layout.leave_running_marker());
+            stop_supervisor(ctx, pid).await?;
         } else {
             crate::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
             for n in &nodes {

@@ -25,6 +25,10 @@ impl Layout {
     pub fn root_cert(&self) -> PathBuf {
         self.root.join("root.crt")
     }
+    /// Asks the supervisor to exit leaving PostgreSQL running (`down --leave-running`).
+    pub fn leave_running_marker(&self) -> PathBuf {
+        self.run_dir().join("leave-running")
+    }
     /// Runtime state (system identifier, bootstrap progress, current primary).
     pub fn state_file(&self) -> PathBuf {
         self.root.join("pgrepl.state.json")

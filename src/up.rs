@@ -74,6 +74,7 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     crate::fsutil::create_dir(&ctx.layout.root, 0o700)?;
     ctx.runas.chown(&ctx.layout.root)?;
     let _lock = lock::acquire(&ctx.layout)?;
+    let _ = std::fs::remove_file(ctx.layout.leave_running_marker());
     prepare_root(&ctx)?;
     let names: Vec<&str> = selected.iter().map(|n| n.name.as_str()).collect();
     crate::fsutil::write_atomic(&ctx.layout.supervised_file(), names.join("\n").as_bytes(), 0o644)?;
@@ -117,8 +118,12 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
             _ = hup.recv() => reconcile(&ctx, &sup),
         }
     }
-    out.info("shutting down: replicas first, then the primary (fast mode)");
     let _ = std::fs::remove_file(ctx.layout.ready_file());
+    if std::fs::remove_file(ctx.layout.leave_running_marker()).is_ok() {
+        out.info("exiting at `pgrepl down --leave-running`: PostgreSQL keeps running, unsupervised, until `pgrepl up`");
+        return Ok(());
+    }
+    out.info("shutting down: replicas first, then the primary (fast mode)");
     sup.shutdown(&ctx.current_primary().name, StopMode::Fast).await;
     out.info("all nodes stopped");
     Ok(())

@@ -289,3 +289,29 @@ fn two_ups_racing_on_a_fresh_data_root_give_one_cluster_and_a_clear_answer() {
         .count();
     assert_eq!(supervisors, 1, "one supervisor for the data root");
 }
+
+#[test]
+fn down_leave_running_then_up_adds_a_replica_without_stopping_postgres() {
+    let c = Cluster::with_extra(1, "\n[failover]\nmode = \"manual\"\n");
+    c.up();
+    c.sql("pg-1", "CREATE TABLE t AS SELECT 1 AS x").unwrap();
+    let pids = (c.postmaster_pid("pg-1").unwrap(), c.postmaster_pid("pg-2").unwrap());
+    let out = c.ok(&["down", "--leave-running"]);
+    assert!(out.contains("PostgreSQL keeps running on pg-1, pg-2 without supervision"), "{out}");
+    assert_eq!((c.postmaster_pid("pg-1").unwrap(), c.postmaster_pid("pg-2").unwrap()), pids);
+    assert!(crate::harness::alive(pids.0) && crate::harness::alive(pids.1));
+    c.sql("pg-1", "INSERT INTO t VALUES (2)").unwrap();
+
+    // A third node joins the config; `up` takes the running ones over and clones it.
+    let port = crate::harness::free_port();
+    let body = std::fs::read_to_string(c.config()).unwrap();
+    c.write("pgrepl.toml", &format!("{body}\n[[node]]\nname = \"pg-3\"\nport = {port}\n"));
+    let out = c.up();
+    assert!(out.contains("pg-3: cloning from pg-1"), "{out}");
+    assert_eq!((c.postmaster_pid("pg-1").unwrap(), c.postmaster_pid("pg-2").unwrap()), pids, "postgres was restarted");
+    wait_until("pg-3 streams", T, || c.streaming("pg-3"));
+    assert_eq!(c.sql("pg-3", "SELECT count(*) FROM t").unwrap(), "2");
+    // And a plain `down` still stops everything.
+    c.ok(&["down"]);
+    assert!(!crate::harness::alive(pids.0));
+}
