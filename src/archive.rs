@@ -163,10 +163,8 @@ pub async fn cleanup_cluster(ctx: &crate::ctx::Ctx, out: &crate::supervise::Outp
     let mut oldest: Option<crate::lsn::Lsn> = row.get::<_, Option<String>>(0).and_then(|s| s.parse().ok());
     for n in ctx.cfg.nodes.iter().filter(|n| n.name != primary.name) {
         if n.data_dir.join("PG_VERSION").exists() && crate::pg::datadir::running_postmaster(&n.data_dir).is_none() {
-            let cd = crate::pg::controldata::read(ctx.bin()?, &ctx.runas, &n.data_dir).await?;
-            if let Some(redo) = cd.redo {
-                oldest = Some(oldest.map_or(redo, |o| o.min(redo)));
-            }
+            let redo = crate::pg::controlfile::read(&n.data_dir)?.redo;
+            oldest = Some(oldest.map_or(redo, |o| o.min(redo)));
         }
     }
     let oldest =

@@ -33,7 +33,7 @@ pub fn switch_point(history_file: &str) -> Option<Lsn> {
 }
 
 /// Ask the new primary for its timeline and where it branched off.
-async fn timeline_of(ctx: &Ctx, node: &Node) -> Result<(i32, Option<Lsn>)> {
+pub async fn timeline_of(ctx: &Ctx, node: &Node) -> Result<(i32, Option<Lsn>)> {
     let c = ctx.connect(node).await?;
     let err = |e| Error::sql(format!("reading {}'s timeline", node.name), e);
     let row = c

@@ -18,7 +18,7 @@ use crate::control::Control;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::pg::process::StopMode;
-use crate::pg::{controldata, rewind};
+use crate::pg::rewind;
 use crate::status::gather::gather_once;
 use crate::status::ClusterStatus;
 use crate::supervise::Output;
@@ -81,8 +81,6 @@ pub fn choose_target<'a>(
 
 /// Run a switchover.
 pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
-    // Checked first: step 5 needs both, and a refusal must change nothing.
-    ctx.bin()?.require_matched(&["pg_controldata", "pg_rewind"], "switchover")?;
     let old = ctx.current_primary().clone();
     // A standby that has only just connected has not reported its replay
     // position yet: give it a few seconds before calling its lag unknown.
@@ -112,17 +110,17 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
     steps.step(format!("fast-stopping the primary {}", old.name));
     let t0 = Instant::now();
     control.stop(ctx, &old, StopMode::Fast).await?;
-    let cd = controldata::read(ctx.bin()?, &ctx.runas, &old.data_dir).await?;
-    let final_lsn = match (cd.clean_shutdown(), cd.checkpoint) {
-        (true, Some(l)) => l,
-        _ => {
-            control.start(ctx, &old).await?;
-            return Err(Error::Refused(format!(
-                "switchover rolled back: {} did not shut down cleanly ({}); it is primary again",
-                old.name, cd.state
-            )));
-        }
-    };
+    let cf = crate::pg::controlfile::read(&old.data_dir)?;
+    if !cf.clean_shutdown() {
+        control.start(ctx, &old).await?;
+        return Err(Error::Refused(format!(
+            "switchover rolled back: {} did not shut down cleanly ({}); it is primary again",
+            old.name,
+            cf.state_name()
+        )));
+    }
+    // After a clean shutdown its last WAL record is the shutdown checkpoint.
+    let final_lsn = cf.checkpoint;
 
     steps.step(format!("waiting for {} to replay past {}'s shutdown checkpoint {final_lsn}", target.name, old.name));
     if let Err(e) = wait_replayed_past(ctx, &target, final_lsn, o.timeout).await {
@@ -181,16 +179,42 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
     Ok(())
 }
 
-/// Turn a cleanly stopped former primary into a standby of `primary`:
-/// pg_rewind decides whether its WAL diverged (after a clean switchover it
-/// must not have; this checks instead of assuming).
+/// Turn a cleanly stopped former primary into a standby of `primary`,
+/// checking (not assuming) that its WAL did not diverge: with pg_rewind of
+/// the server's major, by a dry run; without, by comparing its last
+/// checkpoint with where the new timeline branched off (the same test
+/// pg_rewind makes for a cleanly stopped target).
 pub async fn follow(ctx: &Ctx, control: &Control, node: &Node, primary: &Node, steps: &mut Steps<'_>) -> Result<()> {
     super::checkpoint(ctx, primary).await?;
-    match super::rewind_from(ctx, node, primary, true).await? {
-        rewind::Rewound::NotNeeded(_) => steps.say(format!("{}: pg_rewind confirms no rewind is needed", node.name)),
-        rewind::Rewound::Done(why) => {
-            steps.say(format!("{}: pg_rewind finds its WAL diverged ({why}); rewinding", node.name));
-            super::rewind_from(ctx, node, primary, false).await?;
+    if ctx.bin()?.require_matched(&["pg_rewind"], "pg_rewind").is_ok() {
+        match super::rewind_from(ctx, node, primary, true).await? {
+            rewind::Rewound::NotNeeded(_) => {
+                steps.say(format!("{}: pg_rewind confirms no rewind is needed", node.name))
+            }
+            rewind::Rewound::Done(why) => {
+                steps.say(format!("{}: pg_rewind finds its WAL diverged ({why}); rewinding", node.name));
+                super::rewind_from(ctx, node, primary, false).await?;
+            }
+        }
+    } else {
+        let last = crate::pg::controlfile::read(&node.data_dir)?.checkpoint;
+        let (tli, switch) = super::history::timeline_of(ctx, primary).await?;
+        match switch {
+            Some(at) if last < at => steps.say(format!(
+                "{}: its last WAL record {last} is before timeline {tli} branched off at {at}: no rewind is needed",
+                node.name
+            )),
+            _ => {
+                super::set_needs_reclone(ctx, node, true)?;
+                return Err(Error::Refused(format!(
+                    "{} wrote WAL past the point where timeline {tli} branched off ({}), and pg_rewind of PostgreSQL {} is not installed to undo it; it stays stopped. {} is primary. Next step: `pgrepl reclone {}`",
+                    node.name,
+                    switch.map_or("unknown".into(), |l| l.to_string()),
+                    ctx.bin()?.major,
+                    primary.name,
+                    node.name
+                )));
+            }
         }
     }
     write_node_files(ctx, node, &node.data_dir, Role::Replica, primary)?;

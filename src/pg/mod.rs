@@ -6,6 +6,7 @@ pub mod basebackup;
 pub mod bin;
 pub mod conf;
 pub mod controldata;
+pub mod controlfile;
 pub mod datadir;
 pub mod hba;
 pub mod initdb;

@@ -33,12 +33,26 @@ fn up_on_major(major: u32, extra: &str) -> (Cluster, String) {
     (c, out)
 }
 
-/// Fail over to the replica and write there: the promotion half of the flow.
-fn promote_replica(c: &Cluster) {
-    let out = c.ok(&["failover", "--force"]);
-    assert!(out.contains("failover complete: pg-2 is primary"), "{out}");
+/// Switch over to pg-2 with only Debian's pg_rewind 15 installed: pgrepl
+/// checks from pg_control and the new timeline's history that pg-1 needs
+/// no rewind, and pg-1 follows pg-2.
+fn switch_over_without_matching_pg_rewind(c: &Cluster) {
+    let out = c.ok(&["switchover"]);
+    assert!(out.contains("pg-1: its last WAL record") && out.contains("no rewind is needed"), "{out}");
+    assert!(out.contains("switchover complete: pg-2 is primary (timeline 1 -> 2)"), "{out}");
     c.sql("pg-2", "INSERT INTO t VALUES (2)").unwrap();
-    assert_eq!(c.node_status("pg-2")["timeline"], 2);
+    wait_until("pg-1 replays pg-2's write", Duration::from_secs(60), || {
+        c.sql("pg-1", "SELECT count(*) FROM t").as_deref() == Ok("2")
+    });
+    assert!(c.streaming("pg-1"));
+}
+
+/// Fail pg-2 over back to pg-1 and write there: the promotion half of the flow.
+fn fail_back_to_pg1(c: &Cluster) {
+    let out = c.ok(&["failover", "--force"]);
+    assert!(out.contains("failover complete: pg-1 is primary"), "{out}");
+    c.sql("pg-1", "INSERT INTO t VALUES (3)").unwrap();
+    assert_eq!(c.node_status("pg-1")["timeline"], 3);
 }
 
 #[test]
@@ -55,7 +69,9 @@ fn postgresql_11_up_clone_and_promote_with_recovery_conf() {
     assert!(!c.data_dir("pg-2").join("standby.signal").exists());
     let conf = std::fs::read_to_string(c.data_dir("pg-1").join("postgresql.conf")).unwrap();
     assert!(conf.contains("wal_keep_segments = 10"), "{conf}");
-    promote_replica(&c);
+    switch_over_without_matching_pg_rewind(&c);
+    assert!(c.data_dir("pg-1").join("recovery.conf").is_file(), "the old primary follows with recovery.conf");
+    fail_back_to_pg1(&c);
 }
 
 #[test]
@@ -67,16 +83,15 @@ fn postgresql_17_up_clone_with_builtin_base_backup_and_promote() {
     assert!(!c.data_dir("pg-2").join("recovery.conf").exists());
     let conf = std::fs::read_to_string(c.data_dir("pg-1").join("postgresql.conf")).unwrap();
     assert!(conf.contains("wal_keep_size = "), "{conf}");
-    // Only pg_rewind 15 is installed: a switchover (which must verify with
-    // pg_rewind that the old primary needs no rewind) is refused up front.
-    let o = c.pgrepl(&["switchover"]);
+    switch_over_without_matching_pg_rewind(&c);
+    // Rejoin needs pg_rewind itself: refused up front, nothing changed.
+    let o = c.pgrepl(&["rejoin", "pg-1"]);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(
-        err.contains("switchover needs pg_controldata and pg_rewind of PostgreSQL 17 (the server's major), but pg_controldata is from PostgreSQL 15"),
+        err.contains("rejoin needs pg_controldata and pg_rewind of PostgreSQL 17 (the server's major), but pg_controldata is from PostgreSQL 15"),
         "{err}"
     );
-    assert_eq!(c.node_status("pg-1")["role"], "primary");
-    assert!(c.streaming("pg-2"));
-    promote_replica(&c);
+    assert!(c.streaming("pg-1"));
+    fail_back_to_pg1(&c);
 }
