@@ -151,6 +151,14 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
             f.sample("pgrepl_slot_safe_wal_size_bytes", &[("slot", &sl.slot)], b as f64);
         }
     }
+    f.head(
+        "pgrepl_pending_restart",
+        "gauge",
+        "Whether settings changed in the node's files wait for a restart (`pgrepl restart NODE`).",
+    );
+    for n in s.nodes.iter().filter_map(|n| n.pending_restart.as_ref().map(|p| (n, p))) {
+        f.sample("pgrepl_pending_restart", &[("node", &n.0.name)], f64::from(u8::from(!n.1.is_empty())));
+    }
     f.head("pgrepl_node_health", "gauge", "Health verdict per node: 0 healthy, 1 warning, 2 critical.");
     for h in &snap.health.nodes {
         f.sample("pgrepl_node_health", &[("node", &h.node)], f64::from(h.level.code()));

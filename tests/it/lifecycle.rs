@@ -235,6 +235,10 @@ fn reload_applies_a_changed_config_and_restart_applies_the_rest_in_a_safe_order(
         assert_eq!(pending(&c, n), serde_json::json!(["max_connections"]), "{n}");
     }
     assert!(c.ok(&["status"]).contains("pg-1: restart pending for max_connections: run `pgrepl restart pg-1`"));
+    wait_until("pgrepl_pending_restart in /metrics", T, || {
+        crate::harness::http_get(c.ports[0] + 10000, "/metrics")
+            .is_some_and(|(_, b)| b.contains("pgrepl_pending_restart{node=\"pg-1\"} 1\n"))
+    });
 
     // Raising it: standbys first.
     let out = c.ok(&["restart"]);
