@@ -26,14 +26,51 @@ pub struct MoveRecord {
     pub switch_lsn: Option<String>,
 }
 
-/// The last line of a timeline history file: `<parent tli>\t<switch lsn>\t<reason>`.
-pub fn switch_point(history_file: &str) -> Option<Lsn> {
-    let line = history_file.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with('#'))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+/// A timeline history file's lines, `<parent tli>\t<switch lsn>\t<reason>`:
+/// each ancestor timeline and the LSN where it ended.
+pub fn parse_history(history_file: &str) -> Vec<(u32, Lsn)> {
+    history_file
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect()
 }
 
-/// Ask the new primary for its timeline and where it branched off.
-pub async fn timeline_of(ctx: &Ctx, node: &Node) -> Result<(i32, Option<Lsn>)> {
+/// Where the newest timeline branched off: the history file's last line.
+pub fn switch_point(history_file: &str) -> Option<Lsn> {
+    parse_history(history_file).last().map(|(_, l)| *l)
+}
+
+/// Whether a cleanly stopped node on `tli`, whose last WAL record is
+/// `last`, can follow a primary on `primary_tli` with `history` without a
+/// rewind — pg_rewind's own test: its timeline is an ancestor of the
+/// primary's (or the same) and its WAL ends before the point where the
+/// primary's history left that timeline. Ok says why; Err why not.
+pub fn no_divergence(
+    tli: u32,
+    last: Lsn,
+    primary_tli: u32,
+    history: &[(u32, Lsn)],
+) -> std::result::Result<String, String> {
+    if tli == primary_tli {
+        return Ok(format!("it is on the primary's timeline {tli}"));
+    }
+    match history.iter().find(|(parent, _)| *parent == tli) {
+        Some((_, end)) if last < *end => {
+            Ok(format!("its WAL on timeline {tli} ends at {last}, before the primary's history left it at {end}"))
+        }
+        Some((_, end)) => Err(format!(
+            "it wrote WAL on timeline {tli} up to {last}, past {end} where the primary's history left that timeline"
+        )),
+        None => Err(format!("its timeline {tli} is not in the primary's history (timeline {primary_tli})")),
+    }
+}
+
+/// The primary's timeline and its history (ancestors and where they ended).
+pub async fn history_of(ctx: &Ctx, node: &Node) -> Result<(i32, Vec<(u32, Lsn)>)> {
     let c = ctx.connect(node).await?;
     let err = |e| Error::sql(format!("reading {}'s timeline", node.name), e);
     let row = c
@@ -44,7 +81,13 @@ pub async fn timeline_of(ctx: &Ctx, node: &Node) -> Result<(i32, Option<Lsn>)> {
     let file = format!("pg_wal/{tli:08X}.history");
     let text: Option<String> =
         c.query_opt("SELECT pg_read_file($1)", &[&file]).await.ok().flatten().and_then(|r| r.get(0));
-    Ok((tli, text.as_deref().and_then(switch_point)))
+    Ok((tli, text.as_deref().map(parse_history).unwrap_or_default()))
+}
+
+/// The primary's timeline and where it branched off its parent.
+pub async fn timeline_of(ctx: &Ctx, node: &Node) -> Result<(i32, Option<Lsn>)> {
+    let (tli, h) = history_of(ctx, node).await?;
+    Ok((tli, h.last().map(|(_, l)| *l)))
 }
 
 /// Append a move to the history (best effort for the timeline: the move
@@ -105,6 +148,20 @@ mod tests {
         let f = "1\t0/3000090\tno recovery target specified\n\n2\t0/50000A0\tno recovery target specified\n";
         assert_eq!(switch_point(f), Some("0/50000A0".parse().unwrap()));
         assert_eq!(switch_point(""), None);
+    }
+
+    #[test]
+    fn divergence_is_judged_against_the_primary_history() {
+        let h =
+            parse_history("1\t0/3000090\tno recovery target specified\n2\t0/50000A0\tno recovery target specified\n");
+        assert_eq!(h, vec![(1, "0/3000090".parse().unwrap()), (2, "0/50000A0".parse().unwrap())]);
+        let lsn = |s: &str| s.parse::<Lsn>().unwrap();
+        // A former primary of timeline 2 whose last record precedes the switch to 3.
+        assert!(no_divergence(2, lsn("0/5000028"), 3, &h).is_ok());
+        // One that wrote on after the switch point has diverged.
+        assert!(no_divergence(2, lsn("0/6000000"), 3, &h).unwrap_err().contains("past 0/50000A0"));
+        assert!(no_divergence(3, lsn("0/6000000"), 3, &h).is_ok());
+        assert!(no_divergence(7, lsn("0/1"), 3, &h).unwrap_err().contains("not in the primary's history"));
     }
 
     #[test]

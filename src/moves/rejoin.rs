@@ -33,7 +33,9 @@ fn not_primary<'a>(ctx: &'a Ctx, name: &str, what: &str) -> Result<(&'a Node, No
 /// Run `rejoin`.
 pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output) -> Result<()> {
     let (node, primary) = not_primary(ctx, name, "rejoin")?;
-    ctx.bin()?.require_matched(&["pg_controldata", "pg_rewind"], "rejoin")?;
+    // Without pg_rewind of the server's major, only a node that has not
+    // diverged can rejoin (as it is); that is judged once it is stopped.
+    let tools = ctx.bin()?.require_matched(&["pg_controldata", "pg_rewind"], "rejoin");
     let mut steps = Steps::new(out);
     let state = State::load(&ctx.layout.state_file())?;
     let reclone = format!("`pgrepl reclone {name}`");
@@ -63,6 +65,45 @@ pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output)
         steps.step(format!("stopping {name}"));
     }
     control.stop(ctx, node, StopMode::Fast).await?;
+    if let Err(missing) = tools {
+        super::checkpoint(ctx, &primary).await?;
+        let cf = crate::pg::controlfile::read(&node.data_dir)?;
+        let verdict = if cf.clean_shutdown() {
+            let (tli, history) = super::history::history_of(ctx, &primary).await?;
+            super::history::no_divergence(cf.timeline, cf.checkpoint, tli as u32, &history)
+        } else {
+            Err(format!("it was not shut down cleanly ({}), so only pg_rewind can tell", cf.state_name()))
+        };
+        match verdict {
+            Ok(why) => steps.say(format!("{name}: {why}: no rewind is needed")),
+            Err(why) => {
+                return Err(Error::BinariesNotFound(format!(
+                    "{name} cannot follow {} as it is: {why}. {missing}. {name} stays stopped and untouched; or make a fresh copy: {reclone}",
+                    primary.name
+                )))
+            }
+        }
+        ensure_slots(ctx, &primary).await?;
+    } else {
+        rewind_to_follow(ctx, node, &primary, &mut steps, out).await?;
+    }
+    start_following(ctx, control, node, &primary, &mut steps).await?;
+    let done = format!("{name} rejoined as a standby of {}", primary.name);
+    crate::hooks::fire(ctx, "rejoin", name, &done, out).await;
+    Ok(())
+}
+
+/// The pg_rewind half of `rejoin`: refuse a dir pg_rewind cannot work on,
+/// else rewind it (or find it had not diverged).
+async fn rewind_to_follow(
+    ctx: &Arc<Ctx>,
+    node: &Node,
+    primary: &Node,
+    steps: &mut Steps<'_>,
+    out: &Output,
+) -> Result<()> {
+    let name = node.name.as_str();
+    let reclone = format!("`pgrepl reclone {name}`");
     let cd = controldata::read(ctx.bin()?, &ctx.runas, &node.data_dir).await?;
     if !cd.rewindable() {
         set_needs_reclone(ctx, node, true)?;
@@ -75,9 +116,9 @@ pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output)
         primary.name,
         cd.timeline.map_or("?".into(), |t| t.to_string())
     ));
-    ensure_slots(ctx, &primary).await?;
-    super::checkpoint(ctx, &primary).await?;
-    match super::rewind_from(ctx, node, &primary, false).await {
+    ensure_slots(ctx, primary).await?;
+    super::checkpoint(ctx, primary).await?;
+    match super::rewind_from(ctx, node, primary, false).await {
         Ok(rewind::Rewound::NotNeeded(how)) => steps.say(format!("{name} had not diverged; no rewind needed ({how})")),
         Ok(rewind::Rewound::Done(how)) => steps.say(format!("{name} rewound ({how})")),
         Err(e) if e.to_string().contains("single-user mode") => {
@@ -94,9 +135,6 @@ pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output)
             return Err(Error::Refused(why));
         }
     }
-    start_following(ctx, control, node, &primary, &mut steps).await?;
-    let done = format!("{name} rejoined as a standby of {}", primary.name);
-    crate::hooks::fire(ctx, "rejoin", name, &done, out).await;
     Ok(())
 }
 

@@ -20,6 +20,8 @@ pub struct ControlFile {
     pub checkpoint: Lsn,
     /// Where recovery from that checkpoint would start.
     pub redo: Lsn,
+    /// The timeline of that checkpoint.
+    pub timeline: u32,
 }
 
 impl ControlFile {
@@ -46,7 +48,7 @@ impl ControlFile {
 /// Parse the head of `pg_control` (native byte order, as the server wrote it):
 /// system_identifier u64 @0, pg_control_version u32 @8, catalog_version u32
 /// @12, state u32 @16, time i64 @24, checkPoint u64 @32, then (PostgreSQL 10
-/// only) prevCheckPoint u64, then checkPointCopy whose first field is redo.
+/// only) prevCheckPoint u64, then checkPointCopy: redo u64, ThisTimeLineID u32.
 pub fn parse(b: &[u8]) -> std::result::Result<ControlFile, String> {
     let u32_at = |o: usize| b.get(o..o + 4).and_then(|s| s.try_into().ok()).map(u32::from_ne_bytes);
     let u64_at = |o: usize| b.get(o..o + 8).and_then(|s| s.try_into().ok()).map(u64::from_ne_bytes);
@@ -60,6 +62,7 @@ pub fn parse(b: &[u8]) -> std::result::Result<ControlFile, String> {
         state: u32_at(16).ok_or("pg_control is truncated")?,
         checkpoint: Lsn(u64_at(32).ok_or("pg_control is truncated")?),
         redo: Lsn(u64_at(redo_at).ok_or("pg_control is truncated")?),
+        timeline: u32_at(redo_at + 8).ok_or("pg_control is truncated")?,
     })
 }
 
@@ -75,6 +78,10 @@ mod tests {
     use super::*;
 
     fn file(version: u32, state: u32, checkpoint: u64, prev: Option<u64>, redo: u64) -> Vec<u8> {
+        file_tli(version, state, checkpoint, prev, redo, 1)
+    }
+
+    fn file_tli(version: u32, state: u32, checkpoint: u64, prev: Option<u64>, redo: u64, tli: u32) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(&7_300_000_000_000_000_000u64.to_ne_bytes());
         b.extend_from_slice(&version.to_ne_bytes());
@@ -87,6 +94,7 @@ mod tests {
             b.extend_from_slice(&p.to_ne_bytes());
         }
         b.extend_from_slice(&redo.to_ne_bytes());
+        b.extend_from_slice(&tli.to_ne_bytes());
         b.resize(8192, 0);
         b
     }
@@ -101,5 +109,7 @@ mod tests {
         assert!(!c.clean_shutdown());
         assert!(parse(&file(942, 1, 1, None, 1)).unwrap_err().contains("not one of PostgreSQL 10-18"));
         assert_eq!(parse(&[0u8; 10]).unwrap_err(), "pg_control is truncated");
+        assert_eq!(parse(&file_tli(1700, 1, 9, None, 9, 3)).unwrap().timeline, 3);
+        assert_eq!(parse(&file_tli(1002, 1, 9, Some(8), 9, 4)).unwrap().timeline, 4);
     }
 }

@@ -84,14 +84,36 @@ fn postgresql_17_up_clone_with_builtin_base_backup_and_promote() {
     let conf = std::fs::read_to_string(c.data_dir("pg-1").join("postgresql.conf")).unwrap();
     assert!(conf.contains("wal_keep_size = "), "{conf}");
     switch_over_without_matching_pg_rewind(&c);
-    // Rejoin needs pg_rewind itself: refused up front, nothing changed.
+    fail_back_to_pg1(&c);
+    // pg-2 was fenced by a clean stop and had not diverged: it rejoins as it
+    // is, judged from pg_control and pg-1's timeline history.
+    let out = c.ok(&["rejoin", "pg-2"]);
+    assert!(out.contains("before the primary's history left it") && out.contains("no rewind is needed"), "{out}");
+    wait_until("pg-2 streams from pg-1", Duration::from_secs(60), || c.streaming("pg-2"));
+    assert_eq!(c.node_status("pg-2")["timeline"], 3);
+}
+
+#[test]
+fn postgresql_17_rejoin_of_a_crashed_primary_without_pg_rewind_says_what_to_do() {
+    let (c, _) = up_on_major(17, "");
+    // pg-1 dies uncleanly and cannot restart; pg-2 is promoted. Only
+    // pg_rewind could tell whether pg-1 diverged, and pg_rewind 17 is not
+    // installed.
+    let base = c.data_dir("pg-1").join("postgresql.base.conf");
+    let original = std::fs::read_to_string(&base).unwrap();
+    std::fs::write(&base, format!("{original}\nthis_setting_does_not_exist = 1\n")).unwrap();
+    let pid = c.postmaster_pid("pg-1").unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    c.ok(&["failover", "--force"]);
+    let before = crate::harness::snapshot(&c.data_dir("pg-1"));
     let o = c.pgrepl(&["rejoin", "pg-1"]);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(
-        err.contains("rejoin needs pg_controldata and pg_rewind of PostgreSQL 17 (the server's major), but pg_controldata is from PostgreSQL 15"),
+        err.contains("pg-1 cannot follow pg-2 as it is: it was not shut down cleanly")
+            && err.contains("rejoin needs pg_controldata and pg_rewind of PostgreSQL 17")
+            && err.contains("`pgrepl reclone pg-1`"),
         "{err}"
     );
-    assert!(c.streaming("pg-1"));
-    fail_back_to_pg1(&c);
+    assert_eq!(crate::harness::snapshot(&c.data_dir("pg-1")), before, "the data dir was touched");
 }

@@ -190,7 +190,9 @@ fn switchover_to_a_stopped_or_lagging_target_is_refused_with_no_role_change() {
 #[test]
 fn failover_promotes_the_most_advanced_replica_and_the_rest_follow() {
     // Manual mode: nothing rejoins the fenced primary behind the test's back.
-    let c = Cluster::with_extra(2, MANUAL);
+    // pg-2's paused replay keeps it from following until resumed; failover
+    // waits start_timeout for it, then reports it: keep that short here.
+    let c = Cluster::with_extra(2, &format!("{MANUAL}\n[supervisor]\nstart_timeout = \"15s\"\n"));
     c.up();
     c.sql("pg-2", "SELECT pg_wal_replay_pause()").unwrap();
     c.sql("pg-1", "CREATE TABLE after_pause AS SELECT 1 AS x").unwrap();
