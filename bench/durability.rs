@@ -2,6 +2,8 @@
 //! - pgbench at a fixed rate (`-R`) for `PGREPL_BENCH_SECONDS` (default 60)
 //!   on 1+2 in async, sync and sync-strict: TPS, p50/p99 latency, and the
 //!   max replay lag seen by the supervisor's snapshots;
+//!   and sync again with `[tls]` (verify-full), for what encrypting the
+//!   replication stream costs a synchronous commit;
 //! - `wal-push` throughput versus plain `cp` followed by `sync`.
 //!
 //! Prints figures; asserts nothing. Run: `cargo bench --bench durability`.
@@ -13,8 +15,23 @@ use std::time::{Duration, Instant};
 
 use common::{tempdir, BenchCluster};
 
-fn pgbench_run(mode: &str, port: u16, secs: u64, rate: u32) {
-    let c = BenchCluster::new(2, port, "[monitor]\ninterval = \"500ms\"\n");
+fn pgbench_run(mode: &str, tls: bool, port: u16, secs: u64, rate: u32) {
+    let certs = tempdir();
+    let mut extra = "[monitor]\ninterval = \"500ms\"\n".to_string();
+    if tls {
+        // pgrepl's own `init --tls` makes the CA and certificate.
+        let gen = certs.path().join("gen");
+        let o = Command::new(env!("CARGO_BIN_EXE_pgrepl")).args(["init", "--tls"]).arg(&gen).output().expect("init");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let f = |n: &str| gen.join("certs").join(n).display().to_string();
+        extra.push_str(&format!(
+            "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_file = \"{}\"\n",
+            f("server.crt"),
+            f("server.key"),
+            f("ca.crt")
+        ));
+    }
+    let c = BenchCluster::new(2, port, &extra);
     let cfg = c.dir.path().join("pgrepl.toml");
     let body = std::fs::read_to_string(&cfg)
         .expect("cfg")
@@ -75,6 +92,7 @@ fn pgbench_run(mode: &str, port: u16, secs: u64, rate: u32) {
     }
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(f64::NAN);
+    let mode = if tls { format!("{mode}+tls") } else { mode.to_string() };
     println!(
         "{mode:<12} {tps}; latency p50 {:.2} ms, p99 {:.2} ms over {} transactions; max replay lag {:.3} s",
         pct(0.5),
@@ -122,8 +140,10 @@ fn main() {
     let rate = 200;
     let port = 18000 + (std::process::id() % 100) as u16 * 10;
     println!("pgrepl durability benchmark: pgbench -R {rate} -c 4 for {secs} s on 1+2, scale 5");
-    for (i, mode) in ["async", "sync", "sync-strict"].iter().enumerate() {
-        pgbench_run(mode, port + i as u16 * 4, secs, rate);
+    for (i, (mode, tls)) in
+        [("async", false), ("sync", false), ("sync-strict", false), ("sync", true)].iter().enumerate()
+    {
+        pgbench_run(mode, *tls, port + i as u16 * 4, secs, rate);
     }
     wal_push_throughput();
 }
