@@ -50,6 +50,41 @@ async fn reload_node(ctx: &Ctx, node: &Node) -> Result<Vec<String>> {
     .await
 }
 
+/// Changes to the cluster's shape that a reload cannot apply: a node added
+/// or removed, or a running node's port changed (its standbys would follow
+/// a port nothing listens on until a restart, and the supervisor would lose
+/// sight of it). `supervised`: the nodes the supervisor runs, if one does.
+pub fn shape_changes(ctx: &Ctx, supervised: Option<&[String]>) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in &ctx.cfg.nodes {
+        if let Some(port) = datadir::running_postmaster(&n.data_dir).and_then(|pf| pf.port) {
+            if port != n.port {
+                out.push(format!(
+                    "node {} runs on port {port}, but the config now says {}: a new port takes `pgrepl down` then `pgrepl up`",
+                    n.name, n.port
+                ));
+            }
+        }
+    }
+    if let Some(sup) = supervised {
+        let local = crate::local::local_addresses();
+        for n in ctx.cfg.nodes.iter().filter(|n| crate::local::is_local(&n.host, &local)) {
+            if !sup.contains(&n.name) {
+                out.push(format!(
+                    "node {} is new: add it without downtime with `pgrepl down --leave-running` then `pgrepl up`",
+                    n.name
+                ));
+            }
+        }
+        for name in sup.iter().filter(|s| ctx.cfg.node(s).is_err()) {
+            out.push(format!(
+                "node {name} is no longer in the config: put it back, `pgrepl down {name}`, remove it again, then `pgrepl down --leave-running` and `pgrepl up`"
+            ));
+        }
+    }
+    out
+}
+
 /// `pgrepl reload`.
 pub async fn reload(ctx: &Ctx, out: &Output) -> Result<()> {
     let nodes = running_nodes(ctx);
@@ -57,6 +92,16 @@ pub async fn reload(ctx: &Ctx, out: &Output) -> Result<()> {
         return Err(Error::Refused(
             "no node of this host is running; `pgrepl up` writes the config files when it starts them".into(),
         ));
+    }
+    let supervised: Option<Vec<String>> = crate::lock::holder(&ctx.layout).map(|_| {
+        std::fs::read_to_string(ctx.layout.supervised_file()).unwrap_or_default().lines().map(str::to_string).collect()
+    });
+    let changes = shape_changes(ctx, supervised.as_deref());
+    if !changes.is_empty() {
+        return Err(Error::Refused(format!(
+            "reload refused, nothing changed: a reload applies settings, not the cluster's shape.\n{}",
+            changes.join("\n")
+        )));
     }
     // A move rewrites the same files; never interleave with one.
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;

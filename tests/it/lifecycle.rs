@@ -319,3 +319,24 @@ fn down_leave_running_then_up_adds_a_replica_without_stopping_postgres() {
     c.ok(&["down"]);
     assert!(!crate::harness::alive(pids.0));
 }
+
+#[test]
+fn reload_refuses_a_change_of_the_clusters_shape_and_changes_nothing() {
+    let c = Cluster::with_extra(1, "\n[failover]\nmode = \"manual\"\n");
+    c.up();
+    let original = std::fs::read_to_string(c.config()).unwrap();
+    let conf = c.data_dir("pg-2").join("postgresql.conf");
+    let before = std::fs::read_to_string(&conf).unwrap();
+    // A new node, and pg-2 moved to another port.
+    let (p3, p2) = (crate::harness::free_port(), crate::harness::free_port());
+    let body = original.replacen(&format!("port = {}\n", c.ports[1]), &format!("port = {p2}\n"), 1)
+        + &format!("\n[[node]]\nname = \"pg-3\"\nport = {p3}\n");
+    c.write("pgrepl.toml", &body);
+    let o = c.pgrepl(&["reload"]);
+    let err = crate::harness::text(&o.stderr);
+    assert_eq!(o.status.code(), Some(11), "{err}");
+    assert!(err.contains(&format!("node pg-2 runs on port {}, but the config now says {p2}", c.ports[1])), "{err}");
+    assert!(err.contains("node pg-3 is new: add it without downtime with `pgrepl down --leave-running`"), "{err}");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), before, "pg-2's files were rewritten");
+    assert!(c.streaming("pg-2"));
+}
