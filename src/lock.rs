@@ -42,14 +42,24 @@ pub fn acquire(layout: &Layout) -> Result<SupervisorLock> {
     }
 }
 
-/// The pid of the running supervisor, if one holds the lock.
+/// The pid of the running supervisor, if one holds the lock. A supervisor
+/// that has just taken the lock may not have written its pid yet: the file
+/// is read again for a moment rather than reporting "no supervisor".
 pub fn holder(layout: &Layout) -> Option<i32> {
     let path = layout.lock_file();
-    let mut file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    match Flock::lock(file, FlockArg::LockSharedNonblock) {
-        Ok(_free) => None,
-        Err(_) => text.trim().parse().ok(),
+    for _ in 0..50 {
+        let file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
+        // Free lock: no supervisor (the shared lock is dropped at once).
+        let mut file = match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(_free) => return None,
+            Err((file, _)) => file,
+        };
+        let mut text = String::new();
+        file.read_to_string(&mut text).ok()?;
+        if let Ok(pid) = text.trim().parse() {
+            return Some(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    None
 }

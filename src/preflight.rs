@@ -92,18 +92,23 @@ fn check_api_port(ctx: &Ctx, node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// The port is free, tested by binding it. A port held only for a moment
+/// (another `up`'s own check, racing this one) is asked again for half a
+/// second before it counts as taken.
 fn free(ctx: &Ctx, node: &Node, host: &str, port: u16) -> Result<()> {
-    match TcpListener::bind((host, port)) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(Error::PortInUse {
-            node: node.name.clone(),
-            host: host.to_string(),
-            port,
-            config: ctx.cfg.node_location(node),
-        }),
-        // Not our address to bind (a host we do not have) is caught elsewhere.
-        Err(_) => Ok(()),
+    for attempt in 0..10 {
+        match TcpListener::bind((host, port)) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if attempt < 9 {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+            // Not our address to bind (a host we do not have) is caught elsewhere.
+            Err(_) => return Ok(()),
+        }
     }
+    Err(Error::PortInUse { node: node.name.clone(), host: host.to_string(), port, config: ctx.cfg.node_location(node) })
 }
 
 fn wrong_major(ctx: &Ctx, node: &Node, major: u32) -> Error {
