@@ -39,11 +39,6 @@ pub fn parse_history(history_file: &str) -> Vec<(u32, Lsn)> {
         .collect()
 }
 
-/// Where the newest timeline branched off: the history file's last line.
-pub fn switch_point(history_file: &str) -> Option<Lsn> {
-    parse_history(history_file).last().map(|(_, l)| *l)
-}
-
 /// Whether a cleanly stopped node on `tli`, whose last WAL record is
 /// `last`, can follow a primary on `primary_tli` with `history` without a
 /// rewind — pg_rewind's own test: its timeline is an ancestor of the
@@ -146,8 +141,8 @@ mod tests {
     #[test]
     fn switch_point_is_the_last_line_of_the_history_file() {
         let f = "1\t0/3000090\tno recovery target specified\n\n2\t0/50000A0\tno recovery target specified\n";
-        assert_eq!(switch_point(f), Some("0/50000A0".parse().unwrap()));
-        assert_eq!(switch_point(""), None);
+        assert_eq!(parse_history(f).last().map(|(_, l)| *l), Some("0/50000A0".parse().unwrap()));
+        assert_eq!(parse_history(""), vec![]);
     }
 
     #[test]
