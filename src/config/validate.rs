@@ -99,7 +99,7 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
     }
     let data_root = resolve(base, raw.cluster.data_root.as_ref().map_or("data", |s| s.get_ref()));
     let os_user = raw.cluster.os_user.as_ref().map_or("postgres", |s| s.get_ref()).to_string();
-    let replication = replication(&raw.replication, base, p);
+    let replication = replication(&raw.replication, raw.node.len(), base, p);
     let nodes = nodes(raw, base, &data_root, p);
     let databases = databases(&raw.database, base, p);
     let hba = hba(&raw.hba, p);
@@ -307,7 +307,7 @@ fn read_secret_file(base: &Path, s: &Spanned<String>, what: &str, p: &mut Proble
     }
 }
 
-fn replication(r: &file::Replication, base: &Path, p: &mut Problems) -> Replication {
+fn replication(r: &file::Replication, node_count: usize, base: &Path, p: &mut Problems) -> Replication {
     let user = r.user.as_ref().map_or("replicator", |s| s.get_ref()).to_string();
     if let Some(u) = &r.user {
         if !is_identifier(&user) {
@@ -381,13 +381,32 @@ fn replication(r: &file::Replication, base: &Path, p: &mut Problems) -> Replicat
         },
         sync_count: match &r.sync_count {
             None => 1,
-            Some(n) if *n.get_ref() >= 1 => *n.get_ref() as usize,
-            Some(n) => {
+            Some(n) if *n.get_ref() < 1 => {
                 p.push(n, "sync_count must be at least 1");
                 1
             }
+            // Every node but the primary can be a synchronous standby; asking
+            // for more would block every commit (sync-strict) or never leave
+            // the degraded state (sync).
+            Some(n) if synchronous(r) && *n.get_ref() as usize >= node_count.max(1) => {
+                let standbys = node_count.saturating_sub(1);
+                p.push(
+                    n,
+                    format!(
+                        "sync_count = {} but the cluster has only {standbys} standby(s) that could confirm a commit; lower sync_count to at most {standbys} or add [[node]]s",
+                        n.get_ref()
+                    ),
+                );
+                1
+            }
+            Some(n) => *n.get_ref() as usize,
         },
     }
+}
+
+/// Whether the config asks for synchronous replication (`sync` or `sync-strict`).
+fn synchronous(r: &file::Replication) -> bool {
+    r.durability.as_ref().is_some_and(|d| matches!(d.get_ref().as_str(), "sync" | "sync-strict"))
 }
 
 /// The physical slot name for a node: slot names allow only `[a-z0-9_]`.

@@ -47,6 +47,11 @@ pub async fn connect_tcp(
 fn base_config(port: u16, user: &str, dbname: &str) -> tokio_postgres::Config {
     let mut c = tokio_postgres::Config::new();
     c.port(port).user(user).dbname(dbname).application_name("pgrepl").connect_timeout(Duration::from_secs(5));
+    // pgrepl's own sessions never wait for a synchronous standby: its
+    // bootstrap SQL runs before the standbys start (a sync list left in
+    // postgresql.auto.conf would deadlock `up`), and a move must not hang
+    // on the standby it is about to change. Users' sessions keep their setting.
+    c.options("-c synchronous_commit=local");
     c
 }
 

@@ -164,3 +164,19 @@ pgrepl.toml:14:11: sslmode `verify-ca` verifies the nodes' certificate, so [tls]
 "
     );
 }
+
+/// Fault testing found `sync-strict` with `sync_count = 5` and one standby
+/// accepted: it started, then blocked every commit forever.
+#[test]
+fn sync_count_above_the_standbys_that_could_confirm_is_refused() {
+    let c = Cluster::empty();
+    let body = format!(
+        "{HEAD}durability = \"sync-strict\"\nsync_count = 5\n\n[[node]]\nname = \"a\"\nport = 15432\n\n[[node]]\nname = \"b\"\nport = 15433\n"
+    );
+    let (code, err) = run(&c, "pgrepl.toml", &body);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "pgrepl: error: invalid configuration:\npgrepl.toml:7:14: sync_count = 5 but the cluster has only 1 standby(s) that could confirm a commit; lower sync_count to at most 1 or add [[node]]s\n"
+    );
+}

@@ -220,3 +220,21 @@ fn sync_strict_failover_after_kill_9_loses_no_acknowledged_commit_five_times() {
     }
     w.finish();
 }
+
+/// Fault testing found `up`, `down`, `up` never returning in the sync modes:
+/// `synchronous_standby_names` survives in postgresql.auto.conf, so the
+/// primary's bootstrap SQL waited for a standby that starts only after it.
+#[test]
+fn up_down_up_returns_in_sync_strict_because_pgrepl_never_waits_for_a_standby() {
+    let c = cluster(1, "sync-strict");
+    c.up();
+    wait_until("strict list in place", T, || {
+        c.sql("pg-1", "SHOW synchronous_standby_names").as_deref() == Ok("ANY 1 (\"pg-2\")")
+    });
+    c.ok(&["down"]);
+    let o = c.pgrepl_within(&["up", "--detach"], Duration::from_secs(60)).unwrap_or_else(|| {
+        panic!("the second `up` hung for 60 s\n{}", c.supervisor_log());
+    });
+    assert!(o.status.success(), "second up failed: {}", text(&o.stderr));
+    assert!(c.streaming("pg-2"));
+}

@@ -208,6 +208,31 @@ impl Cluster {
             .expect("run pgrepl")
     }
 
+    /// Run `pgrepl -c <config> ARGS`, killing it after `limit`: None if it
+    /// had not returned by then (a hang is a failure the test names).
+    pub fn pgrepl_within(&self, args: &[&str], limit: Duration) -> Option<Output> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+            .arg("-c")
+            .arg(self.config())
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run pgrepl");
+        let deadline = Instant::now() + limit;
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            // The poll interval of a condition wait, not a synchronising sleep.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(child.wait_with_output().expect("output"))
+    }
+
     /// Run and require success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.pgrepl(args);
