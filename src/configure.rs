@@ -98,6 +98,64 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
     Ok(())
 }
 
+/// The one gate every postmaster start passes: the supervisor calls it
+/// before each spawn, so `up`, `up NODE`, a restart after a crash,
+/// `restart`, `reload`, `rejoin`, `reclone` and every automatic action are
+/// covered alike. A node's role comes from the cluster's record, never from
+/// what its files happen to say: a node that is not the recorded primary
+/// gets its standby files written first, so a deleted `standby.signal` can
+/// never bring up a second writable primary. Nodes the record holds back
+/// (fenced, needs-reclone) and dirs that are gone are refused with the way
+/// out; an unreadable record refuses every start rather than guess.
+///
+/// The files are rendered from the config file as it is now (what `reload`
+/// last applied), falling back on the supervisor's own copy if the file no
+/// longer loads, so a crash restart never undoes a reload.
+pub fn prepare_start(ctx: &Ctx, node: &Node) -> Result<Role> {
+    let st = crate::state::State::load(&ctx.layout.state_file())
+        .map_err(|e| Error::Refused(format!("{}: not starting it: {e}", node.name)))?;
+    if st.needs_reclone.contains(&node.name) {
+        return Err(Error::Refused(format!(
+            "{0}: needs a re-clone and stays stopped; run `pgrepl reclone {0}`",
+            node.name
+        )));
+    }
+    if st.fenced.contains(&node.name) {
+        return Err(Error::Refused(format!(
+            "{0}: was the primary before a failover and stays stopped until it is rewound: `pgrepl rejoin {0}`",
+            node.name
+        )));
+    }
+    if !node.data_dir.join("PG_VERSION").exists() {
+        let what = if node.data_dir.exists() { "holds no PostgreSQL data (no PG_VERSION)" } else { "is gone" };
+        return Err(Error::Refused(format!(
+            "{0}: its data dir {1} {what}; nothing to start. Run `pgrepl reclone {0}` for a fresh copy",
+            node.name,
+            node.data_dir.display()
+        )));
+    }
+    let primary = match &st.primary {
+        Some(p) => ctx.cfg.node(p).map_err(|_| {
+            Error::Refused(format!(
+                "{}: the recorded primary {p} is not in {}; not starting anything whose role cannot be known",
+                node.name,
+                ctx.cfg.path.display()
+            ))
+        })?,
+        // Before the first initdb is recorded, the config's bootstrap primary.
+        None => ctx.cfg.bootstrap_primary(),
+    };
+    let role = if primary.name == node.name { Role::Primary } else { Role::Replica };
+    let fresh = crate::config::load(&ctx.cfg.path)
+        .ok()
+        .filter(|c| c.cluster_name == ctx.cfg.cluster_name && c.node(&node.name).is_ok())
+        .and_then(|c| Ctx::with_config(ctx, c).ok());
+    let ctx = fresh.as_deref().unwrap_or(ctx);
+    let (node, primary) = (ctx.cfg.node(&node.name)?, ctx.cfg.node(&primary.name)?);
+    write_node_files(ctx, node, &node.data_dir, role, primary)?;
+    Ok(role)
+}
+
 /// `max_wal_senders` never goes down: a standby refuses to start ("recovery
 /// aborted because of insufficient parameter settings") when its value is
 /// below the one its primary's WAL recorded, so removing a node from the

@@ -85,8 +85,8 @@ impl Control {
             Control::InProcess(sup) => sup.stop(&node.name, mode).await,
             Control::Signals(pid) => {
                 let _ = kill(Pid::from_raw(*pid), Signal::SIGHUP);
-                // The supervisor stops it fast; an immediate stop is ours to send.
-                if mode == StopMode::Immediate {
+                // The supervisor stops it fast; an immediate stop or a kill is ours to send.
+                if matches!(mode, StopMode::Immediate | StopMode::Kill) {
                     if let Some(pf) = datadir::running_postmaster(&node.data_dir) {
                         crate::pg::process::signal_stop(pf.pid, mode);
                     }

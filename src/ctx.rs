@@ -14,6 +14,9 @@ use crate::pg::bin::{self, PgBin};
 use crate::pg::sql;
 use crate::state::State;
 
+/// The most a connection may take, socket connect and startup together.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Shared, read-only context.
 #[derive(Debug)]
 pub struct Ctx {
@@ -31,6 +34,15 @@ impl Ctx {
         let runas = RunAs::resolve(&cfg.os_user)?;
         let layout = Layout::new(&cfg.data_root);
         Ok(Arc::new(Ctx { cfg, bin: OnceLock::new(), runas, layout }))
+    }
+
+    /// The same host and installation with another (newer) config.
+    pub fn with_config(base: &Ctx, cfg: Config) -> Result<Arc<Ctx>> {
+        let ctx = Ctx::new(cfg)?;
+        if let Some(b) = base.bin.get() {
+            let _ = ctx.bin.set(b.clone());
+        }
+        Ok(ctx)
     }
 
     /// The PostgreSQL installation, found on first use.
@@ -60,19 +72,42 @@ impl Ctx {
         }
     }
 
-    /// Superuser connection over the node's socket.
+    /// Superuser connection over the node's socket. Bounded as a whole: a
+    /// frozen postmaster accepts on its socket but never answers the startup.
     pub async fn connect(&self, node: &Node) -> Result<Client> {
-        sql::connect_socket(&self.layout.socket_dir(), node.port, &self.runas.name, "postgres").await.map_err(|e| {
-            Error::sql(format!("connecting to {} through {}", node.name, self.layout.socket_dir().display()), e)
-        })
+        let socket_dir = self.layout.socket_dir();
+        let connect = sql::connect_socket(&socket_dir, node.port, &self.runas.name, "postgres");
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(r) => r.map_err(|e| {
+                Error::sql(format!("connecting to {} through {}", node.name, self.layout.socket_dir().display()), e)
+            }),
+            Err(_) => Err(self.unresponsive(node)),
+        }
+    }
+
+    fn unresponsive(&self, node: &Node) -> Error {
+        let dir = if node.data_dir.join("PG_VERSION").exists() {
+            String::new()
+        } else {
+            format!("; its data dir {} is gone", node.data_dir.display())
+        };
+        Error::Timeout(format!(
+            "{} did not answer a connection within {}s (frozen, hung or overloaded){dir}",
+            node.name,
+            CONNECT_TIMEOUT.as_secs()
+        ))
     }
 
     /// Connection as the replication role over TCP (for nodes on other hosts).
     pub async fn connect_remote(&self, node: &Node) -> Result<Client> {
         let r = &self.cfg.replication;
         let tls = self.cfg.tls.as_ref().map(crate::tls::make_tls).transpose()?;
-        sql::connect_tcp(&node.host, node.port, &r.user, &r.password, "postgres", tls)
-            .await
-            .map_err(|e| Error::sql(format!("connecting to {} at {}:{}", node.name, node.host, node.port), e))
+        let connect = sql::connect_tcp(&node.host, node.port, &r.user, &r.password, "postgres", tls);
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(r) => {
+                r.map_err(|e| Error::sql(format!("connecting to {} at {}:{}", node.name, node.host, node.port), e))
+            }
+            Err(_) => Err(self.unresponsive(node)),
+        }
     }
 }

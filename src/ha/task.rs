@@ -121,7 +121,18 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
                     if !dcs.acquire(&to, ttl).await.unwrap_or(false) {
                         continue;
                     }
-                    if let Err(e) = crate::moves::failover::run_with(&ctx, &control, Some(&to), true, false, &out).await
+                    if let Err(e) = crate::moves::failover::run_with(
+                        &ctx,
+                        &control,
+                        Some(&to),
+                        // It has not accepted writes for primary_start_timeout:
+                        // if it still runs it is frozen or hung, and must not
+                        // be able to wake up writable.
+                        Some(crate::pg::process::StopMode::Kill),
+                        false,
+                        &out,
+                    )
+                    .await
                     {
                         out.info(format!("ha: automatic failover to {to} failed: {e}"));
                         let _ = dcs.release(&to).await;

@@ -124,31 +124,39 @@ pub fn sync_filter(ctx: &Ctx, cands: Vec<Candidate>, allow_async: bool) -> std::
 /// Run a failover. `force` fences a running primary and may promote an
 /// asynchronous standby; `fence` alone (automatic failover) only fences.
 pub async fn run(ctx: &Arc<Ctx>, control: &Control, to: Option<&str>, force: bool, out: &Output) -> Result<()> {
-    run_with(ctx, control, to, force, force, out).await
+    run_with(ctx, control, to, force.then_some(StopMode::Fast), force, out).await
 }
 
 /// [`run`] with fencing and asynchronous promotion allowed separately.
+/// `fence` is how a primary that still runs is stopped (None: refuse).
 pub async fn run_with(
     ctx: &Arc<Ctx>,
     control: &Control,
     to: Option<&str>,
-    fence: bool,
+    fence: Option<StopMode>,
     allow_async: bool,
     out: &Output,
 ) -> Result<()> {
     let old = ctx.current_primary().clone();
     let mut steps = Steps::new(out);
+    let mut mode = StopMode::Fast;
     if let Some(pf) = datadir::running_postmaster(&old.data_dir) {
-        if !fence {
-            return Err(Error::Refused(format!(
-                "failover refused: the primary {} is still running (pid {}). Use `pgrepl switchover` for a planned move, or `pgrepl failover --force` to stop it first",
-                old.name, pf.pid
-            )));
+        match fence {
+            Some(m) => mode = m,
+            None => {
+                return Err(Error::Refused(format!(
+                    "failover refused: the primary {} is still running (pid {}). Use `pgrepl switchover` for a planned move, or `pgrepl failover --force` to stop it first",
+                    old.name, pf.pid
+                )))
+            }
         }
     }
-    steps.step(format!("fencing {}: stopping it and keeping it stopped", old.name));
-    control.stop(ctx, &old, StopMode::Fast).await?;
+    let how = if mode == StopMode::Kill { "killing its processes" } else { "stopping it" };
+    steps.step(format!("fencing {}: {how} and keeping it stopped", old.name));
+    // Fenced in the record first: from here on no start path brings it back
+    // as it is, even if this command dies half-way.
     super::set_fenced(ctx, &old, true)?;
+    control.stop(ctx, &old, mode).await?;
 
     let s = gather_once(ctx).await?;
     let cands: Vec<Candidate> =
@@ -178,8 +186,12 @@ pub async fn run_with(
         }
     }
     let t0 = Instant::now();
+    // The record first, then the promotion: if this command dies between
+    // the two, the record names a standby the supervisor finishes promoting,
+    // never a promoted node it does not know about.
+    let why = format!("failover from {} to {}", old.name, target.name);
+    record_primary(ctx, &target, &why)?;
     promote(ctx, &target, ctx.cfg.supervisor.start_timeout).await?;
-    record_primary(ctx, &target, &format!("failover from {} to {}", old.name, target.name))?;
     super::history::record(ctx, "failover", &old, &target).await?;
     write_node_files(ctx, &target, &target.data_dir, Role::Primary, &target)?;
     ensure_slots(ctx, &target).await?;

@@ -132,9 +132,14 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
     }
 
     steps.step(format!("promoting {}", target.name));
+    // The record first, then the promotion: if this command dies between the
+    // two, the supervisor finishes promoting the recorded node, and the old
+    // primary can only ever start again as its standby.
+    record_primary(ctx, &target, &format!("switchover from {} to {} (promoting)", old.name, target.name))?;
     if let Err(e) = promote(ctx, &target, o.timeout).await {
         // The target may be half-way; the old primary holds every acknowledged commit.
         steps.say(format!("promotion failed ({e}); restarting {} as primary", old.name));
+        record_primary(ctx, &old, &format!("switchover to {} rolled back: {e}", target.name))?;
         control.start(ctx, &old).await?;
         return Err(Error::Refused(format!("switchover rolled back: {e}; {} is primary again", old.name)));
     }

@@ -61,6 +61,11 @@ pub enum StopMode {
     Fast,
     /// Quit without a shutdown checkpoint; crash recovery on start (SIGQUIT).
     Immediate,
+    /// Fence: SIGKILL the postmaster and every process it started. For a
+    /// server that does not answer (frozen, hung): the three modes above are
+    /// signals it would act on only when it wakes, and a primary that wakes
+    /// up after a failover must find nothing left to accept a write.
+    Kill,
 }
 
 impl StopMode {
@@ -69,13 +74,45 @@ impl StopMode {
             StopMode::Smart => Signal::SIGTERM,
             StopMode::Fast => Signal::SIGINT,
             StopMode::Immediate => Signal::SIGQUIT,
+            StopMode::Kill => Signal::SIGKILL,
         }
     }
 }
 
-/// Send the stop signal for `mode` to a postmaster.
+/// Send the stop signal for `mode` to a postmaster ([`StopMode::Kill`]
+/// takes its whole process tree).
 pub fn signal_stop(pid: i32, mode: StopMode) {
-    let _ = kill(Pid::from_raw(pid), mode.signal());
+    if mode == StopMode::Kill {
+        kill_tree(pid);
+    } else {
+        let _ = kill(Pid::from_raw(pid), mode.signal());
+    }
+}
+
+/// SIGKILL a postmaster and its children. The postmaster is stopped first so
+/// it forks nothing new while its children are listed; children are killed
+/// before it, since once it is gone they are re-parented and lost to a scan.
+pub fn kill_tree(pid: i32) {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+    for child in children(pid) {
+        let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+    }
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// Pids whose parent is `pid`, from /proc.
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).ok().and_then(|s| {
+                // Fields after the command (which may hold spaces): state, ppid, ...
+                let (_, rest) = s.rsplit_once(") ")?;
+                rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+            }) == Some(pid)
+        })
+        .collect()
 }
 
 /// Stop the postmaster running in `dir` (not necessarily our child): fast,

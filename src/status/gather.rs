@@ -179,8 +179,34 @@ fn empty(node: &Node) -> NodeStatus {
     }
 }
 
-/// Ask one node, reusing (or re-opening) its connection.
+/// How long one node may take to answer a probe (connect and queries). A
+/// node that does not answer in time is `unresponsive`; the others' answers
+/// are not held up, so a frozen node never stalls the snapshot, the health
+/// API, `status`, `check` or the HA loop.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ask one node within [`PROBE_TIMEOUT`].
 async fn one(ctx: Arc<Ctx>, node: Node, conn: Arc<Mutex<Option<Client>>>) -> (NodeStatus, Option<Raw>) {
+    match tokio::time::timeout(PROBE_TIMEOUT, probe(ctx, node.clone(), conn.clone())).await {
+        Ok(r) => r,
+        Err(_) => {
+            // The probe was dropped with its lock; its connection is stuck
+            // on a server that does not answer, so it goes too.
+            *conn.lock().await = None;
+            let mut st = empty(&node);
+            st.state = "unresponsive".into();
+            st.pid = datadir::running_postmaster(&node.data_dir).map(|pf| pf.pid);
+            st.error = Some(format!(
+                "did not answer within {}s: the server is frozen, hung or overloaded",
+                PROBE_TIMEOUT.as_secs()
+            ));
+            (st, None)
+        }
+    }
+}
+
+/// Ask one node, reusing (or re-opening) its connection.
+async fn probe(ctx: Arc<Ctx>, node: Node, conn: Arc<Mutex<Option<Client>>>) -> (NodeStatus, Option<Raw>) {
     let mut st = empty(&node);
     let local = node.data_dir.join("PG_VERSION").exists();
     let mut guard = conn.lock().await;

@@ -220,6 +220,7 @@ async fn node_task(
     let stop_timeout = ctx.cfg.supervisor.stop_timeout;
     let mut backoff = Duration::from_secs(1);
     let mut restarts = 0u32;
+    let mut refused: Option<String> = None;
     loop {
         if desired.wait_for(|d| *d == Desired::Running).await.is_err() {
             return;
@@ -229,14 +230,33 @@ async fn node_task(
                 out.info(format!("{}: postgres already running (pid {}); supervising it, but its log lines are not captured until it restarts", node.name, pf.pid));
                 Ok(Proc::Adopted(pf.pid))
             }
-            None => spawn_postgres(&ctx, &node, index, &out),
+            // Every start passes the gate: role files from the cluster's record.
+            None => match crate::configure::prepare_start(&ctx, &node) {
+                Ok(_) => spawn_postgres(&ctx, &node, index, &out)
+                    .map_err(|e| format!("{}: could not start postgres: {e}", node.name)),
+                Err(e) => Err(e.to_string()),
+            },
         };
         let mut proc = match spawned {
-            Ok(p) => p,
-            Err(e) => {
-                out.info(format!("{}: could not start postgres: {e}; retrying in {}s", node.name, backoff.as_secs()));
+            Ok(p) => {
+                refused = None;
+                p
+            }
+            Err(why) => {
+                // A refusal is logged once, not at every retry.
+                if refused.as_deref() != Some(why.as_str()) {
+                    out.info(format!("{why}; retrying in {}s", backoff.as_secs()));
+                    refused = Some(why);
+                }
                 state.send_replace(NodeState::Backoff { restarts });
-                let _ = tokio::time::timeout(backoff, stop_requested(&mut desired)).await;
+                if let Ok(Some(_)) = tokio::time::timeout(backoff, stop_requested(&mut desired)).await {
+                    // Asked to stop while it could not start: it is stopped,
+                    // and the next start is a fresh one.
+                    state.send_replace(NodeState::Stopped);
+                    backoff = Duration::from_secs(1);
+                    refused = None;
+                    continue;
+                }
                 backoff = (backoff * 2).min(max_backoff);
                 continue;
             }
@@ -272,9 +292,18 @@ async fn node_task(
                 if !exited {
                     out.info(format!("{}: still running {}s after a {mode:?} stop; stopping it immediately", node.name, stop_timeout.as_secs()));
                     process::signal_stop(pid, StopMode::Immediate);
-                    proc.wait().await;
+                    // A postmaster that ignores even that is frozen or hung:
+                    // it acts on no signal until it wakes, so take it down.
+                    if tokio::time::timeout(Duration::from_secs(5), proc.wait()).await.is_err() {
+                        out.info(format!("{}: still running after an immediate stop (frozen?); killing it and its processes", node.name));
+                        process::kill_tree(pid);
+                        proc.wait().await;
+                    }
                 }
                 out.info(format!("{}: stopped", node.name));
+                // A stop someone asked for ends any crash streak: the next
+                // start (after a re-clone, say) begins at the shortest backoff.
+                backoff = Duration::from_secs(1);
                 state.send_replace(NodeState::Stopped);
             }
         }

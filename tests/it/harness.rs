@@ -291,6 +291,17 @@ impl Cluster {
         self.node_status(node)["replication"]["state"] == "streaming"
     }
 
+    /// Nodes whose status says they are a running, writable primary.
+    pub fn nodes_writable(&self) -> Vec<String> {
+        self.status()["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter(|n| n["state"] == "running" && n["role"] == "primary")
+            .map(|n| n["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
     /// The postmaster pid of a node, from postmaster.pid.
     pub fn postmaster_pid(&self, node: &str) -> Option<i32> {
         std::fs::read_to_string(self.data_dir(node).join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()

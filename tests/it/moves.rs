@@ -25,6 +25,8 @@ fn cluster(replicas: usize) -> Cluster {
 pub struct Writer {
     stop: Arc<AtomicBool>,
     pub acked: Arc<Mutex<Vec<i64>>>,
+    /// When each acknowledgement arrived, for the longest write gap.
+    acked_at: Arc<Mutex<Vec<std::time::Instant>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -35,7 +37,8 @@ impl Writer {
         let conn = format!("host={hosts} port={} user=app password=app-secret dbname=app target_session_attrs=read-write connect_timeout=2", ports.join(","));
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
-        let (s, a) = (stop.clone(), acked.clone());
+        let acked_at = Arc::new(Mutex::new(Vec::new()));
+        let (s, a, at) = (stop.clone(), acked.clone(), acked_at.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
@@ -63,7 +66,10 @@ impl Writer {
                         .execute("INSERT INTO w (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&id])
                         .await;
                     match r {
-                        Ok(_) => a.lock().unwrap().push(id),
+                        Ok(_) => {
+                            a.lock().unwrap().push(id);
+                            at.lock().unwrap().push(std::time::Instant::now());
+                        }
                         Err(_) => client = None,
                     }
                     // Pacing of the writer (about 200 commits a second), not synchronisation.
@@ -71,7 +77,14 @@ impl Writer {
                 }
             });
         });
-        Writer { stop, acked, thread: Some(thread) }
+        Writer { stop, acked, acked_at, thread: Some(thread) }
+    }
+
+    /// The longest time between two acknowledged writes so far: the write
+    /// unavailability a client saw.
+    pub fn longest_gap(&self) -> Duration {
+        let at = self.acked_at.lock().unwrap();
+        at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
     }
 
     pub fn count(&self) -> usize {

@@ -1,0 +1,297 @@
+//! The fault suite: real faults (SIGKILL, SIGSTOP, deleted files, killed
+//! commands) on a live cluster, each scenario watched by a writer through
+//! the libpq multi-host URL and a watcher sampling `pg_is_in_recovery()` on
+//! every port every 100 ms. Every scenario asserts the invariants: never two
+//! writable primaries, no acknowledged write lost where durability promises
+//! it, and a cluster that converges without a person.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::harness::{text, wait_until, wait_until_explained, Cluster};
+use crate::moves::{Writer, APP_DB};
+
+const T: Duration = Duration::from_secs(60);
+
+/// A cluster with an application role the writer and the watcher log in as.
+fn cluster(replicas: usize, extra: &str) -> Cluster {
+    let c = Cluster::with_extra(replicas, &format!("{APP_DB}\n[monitor]\ninterval = \"200ms\"\n{extra}"));
+    c.write("secrets/app.password", "app-secret\n");
+    c
+}
+
+/// Samples `pg_is_in_recovery()` on every port every 100 ms, each node on a
+/// kept connection with an 80 ms answer deadline (a frozen node simply does
+/// not count as writable in that sample).
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    /// Per sample: the ports that answered "writable primary".
+    samples: Arc<Mutex<Vec<Vec<u16>>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    pub fn start(c: &Cluster) -> Watcher {
+        let ports = c.ports.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (s, out) = (stop.clone(), samples.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let mut clients: Vec<Option<tokio_postgres::Client>> = ports.iter().map(|_| None).collect();
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                while !s.load(Ordering::SeqCst) {
+                    tick.tick().await;
+                    let mut writable = Vec::new();
+                    for (i, port) in ports.iter().enumerate() {
+                        if clients[i].as_ref().is_none_or(|c| c.is_closed()) {
+                            let conn = format!(
+                                "host=127.0.0.1 port={port} user=app password=app-secret dbname=app connect_timeout=1"
+                            );
+                            let connect = tokio_postgres::connect(&conn, tokio_postgres::NoTls);
+                            clients[i] = match tokio::time::timeout(Duration::from_millis(80), connect).await {
+                                Ok(Ok((c, conn))) => {
+                                    tokio::spawn(conn);
+                                    Some(c)
+                                }
+                                _ => None,
+                            };
+                        }
+                        let Some(c) = clients[i].as_ref() else { continue };
+                        let q = c.query_one("SELECT pg_is_in_recovery()", &[]);
+                        match tokio::time::timeout(Duration::from_millis(80), q).await {
+                            Ok(Ok(r)) if !r.get::<_, bool>(0) => writable.push(*port),
+                            Ok(Ok(_)) => {}
+                            _ => clients[i] = None,
+                        }
+                    }
+                    out.lock().unwrap().push(writable);
+                }
+            });
+        });
+        Watcher { stop, samples, thread: Some(thread) }
+    }
+
+    /// Stop and return (samples taken, samples showing two writable primaries).
+    pub fn finish(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let s = self.samples.lock().unwrap();
+        (s.len(), s.iter().filter(|w| w.len() > 1).count())
+    }
+}
+
+/// Writer and watcher around one scenario, and the invariants at its end.
+struct Scenario {
+    name: &'static str,
+    writer: Writer,
+    watcher: Watcher,
+}
+
+impl Scenario {
+    fn start(name: &'static str, c: &Cluster) -> Scenario {
+        c.sql_db("pg-1", "app", "CREATE TABLE IF NOT EXISTS w (id bigint PRIMARY KEY)").unwrap();
+        c.sql_db("pg-1", "app", "GRANT ALL ON w TO app").unwrap();
+        let writer = Writer::start(c);
+        writer.wait_more(20);
+        Scenario { name, writer, watcher: Watcher::start(c) }
+    }
+
+    /// Stop both; assert no dual-primary sample and (if `strict`) no lost
+    /// acknowledged write, reading the table on the primary `c` has now.
+    fn finish(self, c: &Cluster, strict: bool) {
+        let longest_gap = self.writer.longest_gap();
+        let acked = self.writer.finish();
+        let (samples, dual) = self.watcher.finish();
+        let primary = c.status()["primary"].as_str().unwrap().to_string();
+        let have: std::collections::HashSet<i64> = c
+            .sql_db(&primary, "app", "SELECT id FROM w")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let lost = acked.iter().filter(|id| !have.contains(id)).count();
+        // The figures the closing note and the README report, per scenario.
+        eprintln!(
+            "fault scenario `{}`: longest write gap {:.2}s, acknowledged writes {}, lost {lost}, samples {samples}, dual-primary samples {dual}",
+            self.name,
+            longest_gap.as_secs_f64(),
+            acked.len()
+        );
+        assert!(samples > 10, "the watcher took only {samples} samples");
+        assert_eq!(dual, 0, "{}: {dual} samples showed two writable primaries", self.name);
+        if strict {
+            assert_eq!(lost, 0, "{}: {lost} acknowledged writes lost", self.name);
+        }
+    }
+}
+
+fn in_recovery(c: &Cluster, node: &str) -> bool {
+    c.sql(node, "SELECT pg_is_in_recovery()").as_deref() == Ok("t")
+}
+
+fn kill(sig: &str, pid: i32) {
+    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Fault testing found `down pg-3; rm standby.signal; up pg-3` opening a
+/// second writable primary beside the real one. A node's role comes from
+/// the cluster's record on every start path, whatever its files say.
+#[test]
+fn a_deleted_standby_signal_never_opens_a_second_primary_on_any_start_path() {
+    let c = cluster(2, "");
+    c.up();
+    let sc = Scenario::start("standby.signal deleted, then up NODE / crash restart / restart", &c);
+    let signal = c.data_dir("pg-3").join("standby.signal");
+    let streams = |what: &str| {
+        wait_until_explained(what, T, || in_recovery(&c, "pg-3") && c.streaming("pg-3"), || c.supervisor_log());
+    };
+
+    // `up NODE` through the running supervisor.
+    c.ok(&["down", "pg-3"]);
+    std::fs::remove_file(&signal).unwrap();
+    c.ok(&["up", "pg-3"]);
+    assert!(in_recovery(&c, "pg-3"), "up pg-3 started a second primary");
+    streams("pg-3 streaming after up NODE");
+
+    // The supervisor's restart after a crash.
+    std::fs::remove_file(&signal).unwrap();
+    let pid = c.postmaster_pid("pg-3").unwrap();
+    kill("-9", pid);
+    wait_until("pg-3 restarted by the supervisor", T, || c.postmaster_pid("pg-3").is_some_and(|p| p != pid));
+    streams("pg-3 streaming after a crash restart");
+
+    // `pgrepl restart NODE`.
+    std::fs::remove_file(&signal).unwrap();
+    c.ok(&["restart", "pg-3"]);
+    assert!(in_recovery(&c, "pg-3"), "restart pg-3 started a second primary");
+    streams("pg-3 streaming after restart");
+
+    // A full `down` and `up`.
+    c.ok(&["down"]);
+    std::fs::remove_file(&signal).unwrap();
+    c.up();
+    assert!(in_recovery(&c, "pg-3"), "up started a second primary");
+    sc.finish(&c, false);
+    assert!(!text(&c.pgrepl(&["check"]).stdout).contains("CRITICAL"));
+}
+
+/// A postmaster and its children (backends, walsender, ...), from /proc.
+fn process_tree(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat.rsplit_once(") ").and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// SIGSTOP a node's postmaster and every process it started: the node is
+/// frozen as a hung VM or a stalled disk would freeze it. Returns the pids.
+fn freeze(c: &Cluster, node: &str) -> Vec<i32> {
+    let pids = process_tree(c.postmaster_pid(node).unwrap());
+    for p in &pids {
+        kill("-STOP", *p);
+    }
+    pids
+}
+
+fn thaw(pids: &[i32]) {
+    for p in pids {
+        // Some may have been killed meanwhile (a fenced primary): that is the point.
+        let _ = Command::new("kill").args(["-CONT", &p.to_string()]).status();
+    }
+}
+
+/// `status` and `check` must answer within their documented bound.
+const ANSWER_BOUND: Duration = Duration::from_secs(5);
+
+/// Fault testing found one frozen replica stalling everything: the healthy
+/// primary's `/primary` went 503 (HAProxy would drop it), `status` and
+/// `check` hung for more than 10 s.
+#[test]
+fn a_frozen_replica_is_reported_unresponsive_and_stalls_nothing_else() {
+    let c = cluster(2, "");
+    c.up();
+    let sc = Scenario::start("replica frozen (SIGSTOP of its postmaster and backends) for 10 s", &c);
+    let api = c.ports[0] + 10000;
+    let frozen = freeze(&c, "pg-3");
+    let since = Instant::now();
+    // Long enough for every stale-snapshot rule to have fired if it could.
+    while since.elapsed() < Duration::from_secs(7) {
+        let t = Instant::now();
+        let o = c.pgrepl_within(&["check"], ANSWER_BOUND).expect("check did not answer within 5 s");
+        assert!(t.elapsed() < ANSWER_BOUND);
+        let out = text(&o.stdout);
+        let t = Instant::now();
+        let st = c.pgrepl_within(&["status", "--json"], ANSWER_BOUND).expect("status did not answer within 5 s");
+        assert!(t.elapsed() < ANSWER_BOUND);
+        let st: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status json");
+        let pg3 = st["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "pg-3").unwrap().clone();
+        if since.elapsed() > Duration::from_secs(3) {
+            assert_eq!(o.status.code(), Some(2), "check must be CRITICAL with pg-3 frozen: {out}");
+            assert!(out.contains("pg-3") && out.contains("unresponsive"), "check must name the node: {out}");
+            assert_eq!(pg3["state"], "unresponsive", "{pg3}");
+            assert_eq!(st["nodes"][0]["role"], "primary", "the primary is still observed: {st}");
+        }
+        let (code, body) = crate::harness::http_get(api, "/primary").expect("the health API answers");
+        assert_eq!(code, 200, "the healthy primary's /primary must stay 200 while a replica is frozen: {body}");
+    }
+    thaw(&frozen);
+    wait_until("pg-3 streams again", T, || c.streaming("pg-3"));
+    sc.finish(&c, false);
+}
+
+/// Fault testing found a frozen primary never failed over, with nothing
+/// reported: a 20 s write outage and a `check` that hung. It must be fenced
+/// (killed, so it cannot wake up writable) and replaced, losing no
+/// acknowledged write in sync-strict.
+#[test]
+fn a_frozen_primary_is_fenced_and_replaced_and_never_writable_again() {
+    let c = cluster(2, "\n[failover]\nprimary_start_timeout = \"3s\"\nrejoin_interval = \"1s\"\n");
+    let body = std::fs::read_to_string(c.config()).unwrap();
+    c.write(
+        "pgrepl.toml",
+        &body.replacen("clone_timeout = \"20s\"\n", "clone_timeout = \"20s\"\ndurability = \"sync-strict\"\n", 1),
+    );
+    c.up();
+    wait_until("strict list in place", T, || {
+        c.sql("pg-1", "SHOW synchronous_standby_names").is_ok_and(|s| s.starts_with("ANY 1"))
+    });
+    let sc = Scenario::start("primary frozen (SIGSTOP of its postmaster and backends), sync-strict", &c);
+    let frozen = freeze(&c, "pg-1");
+    let t = Instant::now();
+    let o = c.pgrepl_within(&["check"], ANSWER_BOUND).expect("check did not answer within 5 s");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
+    assert!(t.elapsed() < ANSWER_BOUND);
+    wait_until_explained(
+        "a replica promoted",
+        T,
+        || c.status()["primary"] != "pg-1" && c.nodes_writable().len() == 1,
+        || c.supervisor_log(),
+    );
+    let new = c.status()["primary"].as_str().unwrap().to_string();
+    sc.writer.wait_more(20);
+    // The old primary's processes were killed: waking them finds nothing.
+    thaw(&frozen);
+    wait_until_explained(
+        "pg-1 rejoins as a standby",
+        T,
+        || in_recovery(&c, "pg-1") && c.streaming("pg-1"),
+        || c.supervisor_log(),
+    );
+    assert_ne!(new, "pg-1");
+    sc.finish(&c, true);
+    let log = c.supervisor_log();
+    assert!(log.contains("is not accepting writes"), "{log}");
+}
