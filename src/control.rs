@@ -57,6 +57,22 @@ pub async fn wait_move_lock(ctx: &Ctx, timeout: Duration) -> Result<MoveLock> {
     }
 }
 
+/// What a move writes in a node's stop marker (`pgrepl down NODE` writes
+/// nothing): a node left stopped by a move that no longer runs was
+/// interrupted, and the supervisor starts it again; one the user stopped
+/// stays stopped.
+pub const MOVE_MARKER: &[u8] = b"stopped by a move\n";
+
+/// Whether `node` is held stopped by a move (not by the user).
+pub fn stopped_by_move(ctx: &Ctx, node: &str) -> bool {
+    std::fs::read(ctx.layout.stop_marker(node)).is_ok_and(|b| b == MOVE_MARKER)
+}
+
+/// Make a move's stop of `node` the user's: it stays stopped until `pgrepl up`.
+pub fn keep_stopped(ctx: &Ctx, node: &str) -> Result<()> {
+    crate::fsutil::write_atomic(&ctx.layout.stop_marker(node), b"", 0o644)
+}
+
 /// Who runs the postgres processes.
 #[derive(Clone)]
 pub enum Control {
@@ -80,7 +96,7 @@ impl Control {
     /// Stop `node` and keep it stopped until [`Control::start`].
     pub async fn stop(&self, ctx: &Ctx, node: &Node, mode: StopMode) -> Result<()> {
         crate::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
-        crate::fsutil::write_atomic(&ctx.layout.stop_marker(&node.name), b"", 0o644)?;
+        crate::fsutil::write_atomic(&ctx.layout.stop_marker(&node.name), MOVE_MARKER, 0o644)?;
         match self {
             Control::InProcess(sup) => sup.stop(&node.name, mode).await,
             Control::Signals(pid) => {

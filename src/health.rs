@@ -178,6 +178,12 @@ pub fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
             let recv = n.wal_receiver.as_deref().unwrap_or("none");
             reasons.push((Level::Critical, format!("running but not streaming (WAL receiver: {recv})")));
         }
+        if let Some(up) = n.upstream.as_deref().filter(|u| !is_primary && n.state == "running" && *u != s.primary) {
+            reasons.push((
+                Level::Warning,
+                format!("follows {up}, not the primary {}; the supervisor repoints it", s.primary),
+            ));
+        }
         if !is_primary && n.state == "running" {
             if let Some(r) = &n.replication {
                 match (r.lag_seconds.replay, r.lag_bytes.replay) {
@@ -265,6 +271,8 @@ mod tests {
             conflicts: Some(Conflicts::default()),
             replication: None,
             pending_restart: None,
+            upstream: None,
+            standby_slots: None,
             error: None,
         }
     }
@@ -319,6 +327,18 @@ mod tests {
         let r = evaluate(&cluster(vec![node("p", "primary"), streaming("r1", Some(10), Some(301.0))]), &t());
         assert_eq!(r.level, Level::Critical);
         assert_eq!(r.summary.critical_standbys, 1);
+    }
+
+    #[test]
+    fn a_replica_following_anything_but_the_recorded_primary_warns() {
+        let mut r1 = streaming("r1", Some(0), Some(0.0));
+        r1.upstream = Some("r2".into());
+        let mut r2 = streaming("r2", Some(0), Some(0.0));
+        r2.upstream = Some("p".into());
+        let r = evaluate(&cluster(vec![node("p", "primary"), r1, r2]), &t());
+        assert_eq!(r.level, Level::Warning);
+        assert_eq!(r.node("r1").unwrap().reasons, vec!["follows r2, not the primary p; the supervisor repoints it"]);
+        assert!(r.node("r2").unwrap().reasons.is_empty());
     }
 
     #[test]

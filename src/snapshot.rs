@@ -69,6 +69,8 @@ pub fn example() -> Snapshot {
         conflicts: Some(Conflicts::default()),
         replication: None,
         pending_restart: Some(vec![]),
+        upstream: (role == "replica").then(|| "pg-1".into()),
+        standby_slots: None,
         error: None,
     };
     let mut p = node("pg-1", 15432, "primary");

@@ -49,6 +49,19 @@ pub struct Facts {
     pub archive: bool,
     /// `pgrepl pause`: since when (and why). No automatic action while set.
     pub paused: Option<String>,
+    /// The recorded primary answers, but as a standby: a move recorded it
+    /// and was interrupted before (or while) promoting it.
+    pub primary_in_recovery: bool,
+    /// Other nodes observed as writable primaries.
+    pub others_writable: Vec<String>,
+    /// Running standbys that follow something other than the primary, with
+    /// what they follow.
+    pub misfollowing: Vec<(String, String)>,
+    /// Nodes a move stopped and did not start again (it was interrupted);
+    /// nodes the user stopped are not listed.
+    pub interrupted: Vec<String>,
+    /// Standbys holding slots pgrepl made (left from when they were primary).
+    pub stale_slots: Vec<String>,
 }
 
 /// A standby whose slot is lost again this soon after an automatic re-clone
@@ -81,6 +94,25 @@ pub enum Action {
     },
     /// Report the standby as needs-reclone and keep it stopped.
     MarkNeedsReclone {
+        node: String,
+    },
+    /// Promote the recorded primary, which runs as a standby: finish an
+    /// interrupted move.
+    FinishPromotion {
+        node: String,
+    },
+    /// Point a standby at the primary (and the primary's slots at its standbys).
+    Repoint {
+        node: String,
+        from: String,
+    },
+    /// Start a node an interrupted move left stopped (as a standby, through
+    /// the start gate).
+    StartStopped {
+        node: String,
+    },
+    /// Drop the slots a standby kept from when it was primary.
+    DropStaleSlots {
         node: String,
     },
 }
@@ -125,6 +157,24 @@ pub fn decide(f: &Facts) -> (Action, String) {
                 (Action::MarkNeedsReclone { node }, why)
             };
         }
+        if let Some((node, from)) = f.misfollowing.first() {
+            return (
+                Action::Repoint { node: node.clone(), from: from.clone() },
+                format!("{node} follows {from}, not the primary {}; repointing it", f.primary),
+            );
+        }
+        if let Some(node) = f.interrupted.first() {
+            return (
+                Action::StartStopped { node: node.clone() },
+                format!("{node} was stopped by a move that did not finish; starting it as a standby of {}", f.primary),
+            );
+        }
+        if let Some(node) = f.stale_slots.first() {
+            return (
+                Action::DropStaleSlots { node: node.clone() },
+                format!("standby {node} keeps replication slots from when it was primary; dropping them"),
+            );
+        }
         if let (Some(node), true) = (f.fenced.first(), f.rejoin_due) {
             return (
                 Action::Rejoin { node: node.clone() },
@@ -134,6 +184,25 @@ pub fn decide(f: &Facts) -> (Action, String) {
         let waiting =
             if f.fenced.is_empty() { String::new() } else { format!("; {} waits to rejoin", f.fenced.join(", ")) };
         return (Action::Nothing, format!("primary {} is writable and holds the leader lease{waiting}", f.primary));
+    }
+    if !f.others_writable.is_empty() {
+        // Never add a promotion to a node that is already writable elsewhere.
+        return (
+            Action::Nothing,
+            format!(
+                "the recorded primary {} is not writable but {} is: not acting on two primaries; check `pgrepl status` and `pgrepl history`",
+                f.primary,
+                f.others_writable.join(", ")
+            ),
+        );
+    }
+    if f.primary_in_recovery {
+        // Not an automatic failover: the move that recorded this node as
+        // primary was cut short, and finishing it is the only way to one primary.
+        return (
+            Action::FinishPromotion { node: f.primary.clone() },
+            format!("{} is the recorded primary but runs as a standby (an interrupted move); promoting it", f.primary),
+        );
     }
     if f.mode == Mode::Manual {
         return (
@@ -202,7 +271,64 @@ mod tests {
             recently_recloned: vec![],
             archive: false,
             paused: None,
+            primary_in_recovery: false,
+            others_writable: vec![],
+            misfollowing: vec![],
+            interrupted: vec![],
+            stale_slots: vec![],
         }
+    }
+
+    #[test]
+    fn an_interrupted_move_is_finished_in_every_mode_unless_a_primary_exists() {
+        for mode in [Mode::Automatic, Mode::Manual] {
+            let f = Facts {
+                mode,
+                primary: "pg-3".into(),
+                primary_writable: false,
+                primary_in_recovery: true,
+                down_for: Some(Duration::from_secs(1)),
+                ..facts()
+            };
+            assert_eq!(
+                decide(&f),
+                (
+                    Action::FinishPromotion { node: "pg-3".into() },
+                    "pg-3 is the recorded primary but runs as a standby (an interrupted move); promoting it".into()
+                )
+            );
+            let two = Facts { others_writable: vec!["pg-1".into()], ..f };
+            assert_eq!(decide(&two).0, Action::Nothing);
+            assert!(decide(&two).1.contains("not acting on two primaries"), "{}", decide(&two).1);
+        }
+    }
+
+    #[test]
+    fn a_standby_following_the_wrong_node_is_repointed_then_stopped_ones_started() {
+        let f = Facts {
+            misfollowing: vec![("pg-2".into(), "pg-1".into())],
+            interrupted: vec!["pg-1".into()],
+            primary: "pg-3".into(),
+            ..facts()
+        };
+        assert_eq!(
+            decide(&f),
+            (
+                Action::Repoint { node: "pg-2".into(), from: "pg-1".into() },
+                "pg-2 follows pg-1, not the primary pg-3; repointing it".into()
+            )
+        );
+        let f = Facts { misfollowing: vec![], ..f };
+        assert_eq!(
+            decide(&f),
+            (
+                Action::StartStopped { node: "pg-1".into() },
+                "pg-1 was stopped by a move that did not finish; starting it as a standby of pg-3".into()
+            )
+        );
+        // Paused: nothing by itself.
+        let f = Facts { paused: Some("since now".into()), ..f };
+        assert_eq!(decide(&f).0, Action::Nothing);
     }
 
     #[test]

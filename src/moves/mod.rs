@@ -208,10 +208,12 @@ pub async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
     Ok(())
 }
 
-/// Drop inactive slots on a node that is now a standby (left from when it was primary).
+/// Drop inactive slots on a node that is now a standby (left from when it
+/// was primary): only pgrepl's own (named after a configured node).
 pub async fn drop_stale_slots(ctx: &Ctx, node: &Node) -> Result<()> {
     let c = ctx.connect(node).await?;
-    c.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active AND slot_type = 'physical'", &[])
+    let ours: Vec<String> = ctx.cfg.nodes.iter().map(|n| crate::config::slot_name(&n.name)).collect();
+    c.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active AND slot_type = 'physical' AND slot_name = ANY($1)", &[&ours])
         .await
         .map_err(|e| Error::sql(format!("dropping stale slots on {}", node.name), e))?;
     Ok(())

@@ -185,6 +185,7 @@ pub async fn reclone(
     // The data dir is fresh: nothing keeps the node from starting any more.
     set_needs_reclone(ctx, node, false)?;
     if keep_stopped {
+        crate::control::keep_stopped(ctx, name)?;
         let done = format!("{name} re-cloned; it stays stopped as you left it: `pgrepl up {name}` starts it");
         steps.say(&done);
         crate::hooks::fire(ctx, "reclone", name, &done, out).await;

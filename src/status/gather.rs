@@ -33,6 +33,9 @@ struct Raw {
     replay_ts: Option<f64>,
     receiver: Option<String>,
     pending_restart: Vec<String>,
+    /// A standby's `primary_conninfo` (or its WAL receiver's, when connected).
+    conninfo: Option<String>,
+    idle_slots: Option<Vec<String>>,
     conflicts: Conflicts,
     rows: Vec<Row>,
     slots: Vec<SlotStatus>,
@@ -66,7 +69,13 @@ SELECT pg_is_in_recovery(),
        (SELECT status FROM w),
        c.t, c.l, c.s, c.b, c.d,
        current_setting('server_version_num')::int,
-       ARRAY(SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY name)
+       ARRAY(SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY name),
+       -- Where a standby streams from: its live connection, else its setting (12+).
+       CASE WHEN pg_is_in_recovery() THEN coalesce((SELECT conninfo FROM pg_stat_wal_receiver),
+                                                   current_setting('primary_conninfo', true)) END,
+       -- A standby's idle physical slots: left from when it was primary, they only hold WAL back.
+       CASE WHEN pg_is_in_recovery() THEN ARRAY(SELECT slot_name::text FROM pg_replication_slots
+                                                WHERE slot_type = 'physical' AND NOT active ORDER BY 1) END
 FROM c";
 
 const REPLICATION_SQL: &str = "
@@ -102,6 +111,8 @@ async fn query(c: &Client) -> std::result::Result<Raw, tokio_postgres::Error> {
         replay_ts: r.get(5),
         receiver: r.get(6),
         pending_restart: r.get(13),
+        conninfo: r.get(14),
+        idle_slots: r.get(15),
         conflicts: Conflicts {
             tablespace: t,
             lock: l,
@@ -175,8 +186,21 @@ fn empty(node: &Node) -> NodeStatus {
         conflicts: None,
         replication: None,
         pending_restart: None,
+        upstream: None,
+        standby_slots: None,
         error: None,
     }
+}
+
+/// The node a standby's conninfo points at (by host and port), or the
+/// `host:port` itself when no configured node has it.
+fn upstream_of(cfg: &crate::config::Config, conninfo: &str) -> Option<String> {
+    let field = |key: &str| {
+        conninfo.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=').map(|v| v.trim_matches('\'')))
+    };
+    let (host, port) = (field("host")?, field("port")?);
+    let node = cfg.nodes.iter().find(|n| n.host == host && n.port.to_string() == port);
+    Some(node.map_or_else(|| format!("{host}:{port}"), |n| n.name.clone()))
 }
 
 /// How long one node may take to answer a probe (connect and queries). A
@@ -243,6 +267,8 @@ async fn probe(ctx: Arc<Ctx>, node: Node, conn: Arc<Mutex<Option<Client>>>) -> (
             st.wal_receiver = raw.receiver.clone();
             st.conflicts = Some(raw.conflicts);
             st.pending_restart = Some(raw.pending_restart.clone());
+            st.upstream = raw.conninfo.as_deref().and_then(|c| upstream_of(&ctx.cfg, c));
+            st.standby_slots = raw.idle_slots.clone();
             (st, Some(raw))
         }
         Err(e) => {

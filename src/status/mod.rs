@@ -82,6 +82,14 @@ pub struct NodeStatus {
     /// Settings changed in the files that apply only at a restart
     /// (`pg_settings.pending_restart`); null when the node was not asked.
     pub pending_restart: Option<Vec<String>>,
+    /// The node a standby streams from (or is set to), by its conninfo's
+    /// host and port; `host:port` if no configured node has them; null on
+    /// a primary or when unknown.
+    pub upstream: Option<String>,
+    /// A standby's inactive physical slots: left from when it was primary,
+    /// they only hold WAL back (pgrepl drops the ones it made); null on a
+    /// primary or when unknown.
+    pub standby_slots: Option<Vec<String>>,
     pub error: Option<String>,
 }
 
