@@ -62,6 +62,10 @@ pub struct Facts {
     pub interrupted: Vec<String>,
     /// Standbys holding slots pgrepl made (left from when they were primary).
     pub stale_slots: Vec<String>,
+    /// Standbys (not stopped by the user) with no data dir: an interrupted
+    /// clone, or a dir that was removed. Like Patroni with an empty data
+    /// dir, they are cloned again; nothing is overwritten.
+    pub no_data: Vec<String>,
 }
 
 /// A standby whose slot is lost again this soon after an automatic re-clone
@@ -156,6 +160,15 @@ pub fn decide(f: &Facts) -> (Action, String) {
                 let why = format!("the slot of {node} was lost and the WAL it needs is gone: {node} needs a re-clone, run `pgrepl reclone {node}`");
                 (Action::MarkNeedsReclone { node }, why)
             };
+        }
+        if let Some(node) = f.no_data.first() {
+            return (
+                Action::Reclone { node: node.clone() },
+                format!(
+                    "{node} has no data dir (an interrupted clone, or it was removed); cloning it from {}",
+                    f.primary
+                ),
+            );
         }
         if let Some((node, from)) = f.misfollowing.first() {
             return (
@@ -276,7 +289,21 @@ mod tests {
             misfollowing: vec![],
             interrupted: vec![],
             stale_slots: vec![],
+            no_data: vec![],
         }
+    }
+
+    #[test]
+    fn a_standby_without_data_is_cloned_again_unless_paused() {
+        let f = Facts { no_data: vec!["pg-2".into()], ..facts() };
+        assert_eq!(
+            decide(&f),
+            (
+                Action::Reclone { node: "pg-2".into() },
+                "pg-2 has no data dir (an interrupted clone, or it was removed); cloning it from pg-1".into()
+            )
+        );
+        assert_eq!(decide(&Facts { paused: Some("since now".into()), ..f }).0, Action::Nothing);
     }
 
     #[test]

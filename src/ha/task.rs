@@ -31,6 +31,10 @@ fn gist(s: &str) -> String {
     s.chars().filter(|c| !c.is_ascii_digit()).collect()
 }
 
+/// The least time between two clones of a standby with no data dir (a clone
+/// that fails, on a full disk say, is not retried in a loop).
+const CLONE_RETRY: Duration = Duration::from_secs(30);
+
 /// What the task remembers between cycles.
 struct Memory {
     /// The recorded primary and when it was last seen writable (or became
@@ -45,6 +49,8 @@ struct Memory {
     /// fill the log every few seconds.
     rejoin_failures: u32,
     recloned_at: HashMap<String, Instant>,
+    /// When a standby with no data dir was last cloned (or tried).
+    clone_tried: HashMap<String, Instant>,
     /// A snapshot taken before the last action finished still shows what
     /// that action changed (a lost slot, the old primary): never act on it.
     acted_at: f64,
@@ -59,6 +65,7 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
             next_rejoin: Instant::now(),
             rejoin_failures: 0,
             recloned_at: HashMap::new(),
+            clone_tried: HashMap::new(),
             acted_at: 0.0,
         };
         while latest.changed().await.is_ok() {
@@ -69,7 +76,7 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
             let lock = move_lock(&ctx);
             let (action, reason) = match State::load(&ctx.layout.state_file()) {
                 Ok(state) => {
-                    let facts = facts(&ctx, &snap, &state, &mut mem, lock.is_err(), dcs.as_ref(), &out).await;
+                    let facts = facts(&ctx, &sup, &snap, &state, &mut mem, lock.is_err(), dcs.as_ref(), &out).await;
                     decide(&facts)
                 }
                 Err(e) => (Action::Nothing, format!("no automatic action while the state cannot be read: {e}")),
@@ -102,6 +109,7 @@ fn say(ctx: &Ctx, mem: &mut Memory, reason: &str, out: &Output) {
 /// This cycle's facts, from one snapshot and one read of the state.
 async fn facts(
     ctx: &Ctx,
+    sup: &Supervisor,
     snap: &Snapshot,
     state: &State,
     mem: &mut Memory,
@@ -185,6 +193,17 @@ async fn facts(
         interrupted: nodes
             .iter()
             .filter(|n| n.state == "stopped" && !held(&n.name) && crate::control::stopped_by_move(ctx, &n.name))
+            .map(|n| n.name.clone())
+            .collect(),
+        no_data: ctx
+            .cfg
+            .nodes
+            .iter()
+            .filter(|n| n.name != primary && sup.nodes().contains(&n.name))
+            .filter(|n| !n.data_dir.join("PG_VERSION").exists() && !state.fenced.contains(&n.name))
+            // `pgrepl down NODE` (an empty marker) means leave it alone.
+            .filter(|n| !ctx.layout.stop_marker(&n.name).exists() || crate::control::stopped_by_move(ctx, &n.name))
+            .filter(|n| mem.clone_tried.get(&n.name).is_none_or(|t| t.elapsed() >= CLONE_RETRY))
             .map(|n| n.name.clone())
             .collect(),
         stale_slots: nodes
@@ -292,8 +311,13 @@ async fn act(ctx: &Arc<Ctx>, sup: &Supervisor, dcs: &dyn Dcs, action: Action, me
             }
         }
         Action::Reclone { node: name } => {
-            mem.recloned_at.insert(name.clone(), Instant::now());
-            let start = !ctx.layout.stop_marker(&name).exists();
+            if ctx.cfg.node(&name).is_ok_and(|n| !n.data_dir.join("PG_VERSION").exists()) {
+                mem.clone_tried.insert(name.clone(), Instant::now());
+            } else {
+                mem.recloned_at.insert(name.clone(), Instant::now());
+            }
+            // A node the user stopped stays stopped; one a move stopped runs.
+            let start = !ctx.layout.stop_marker(&name).exists() || crate::control::stopped_by_move(ctx, &name);
             if let Err(e) = crate::moves::rejoin::reclone(ctx, &control, &name, false, start, out).await {
                 out.info(format!("ha: re-cloning {name} failed: {e}"));
             }

@@ -71,8 +71,9 @@ SELECT pg_is_in_recovery(),
        current_setting('server_version_num')::int,
        ARRAY(SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY name),
        -- Where a standby streams from: its live connection, else its setting (12+).
+       -- Both are hidden from (not an error for) a role without pg_read_all_settings.
        CASE WHEN pg_is_in_recovery() THEN coalesce((SELECT conninfo FROM pg_stat_wal_receiver),
-                                                   current_setting('primary_conninfo', true)) END,
+                                                   (SELECT setting FROM pg_settings WHERE name = 'primary_conninfo')) END,
        -- A standby's idle physical slots: left from when it was primary, they only hold WAL back.
        CASE WHEN pg_is_in_recovery() THEN ARRAY(SELECT slot_name::text FROM pg_replication_slots
                                                 WHERE slot_type = 'physical' AND NOT active ORDER BY 1) END

@@ -369,3 +369,35 @@ fn a_switchover_killed_after_the_promotion_converges_by_itself() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
     sc.finish(&c, true);
 }
+
+/// Fault testing found a reclone killed mid-copy never converging while
+/// the supervisor ran: the staging dir stayed, the supervisor restart-looped
+/// on the missing data dir, and `up pg-2` gave up after 60 s.
+#[test]
+fn a_reclone_killed_mid_copy_is_cloned_again_by_the_supervisor() {
+    let c = cluster(2, "");
+    c.up();
+    // Enough data that the copy is still running when it is killed.
+    c.sql("pg-1", "CREATE TABLE big AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 600000) g").unwrap();
+    let sc = Scenario::start("reclone pg-2 killed (SIGKILL) mid-copy", &c);
+    let staging = c.path("data/.pg-2.pgrepl-clone");
+    let mut rc = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .args(["-c", &c.config().to_string_lossy(), "reclone", "pg-2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the copy under way", T, || staging.join("PG_VERSION").exists() || staging.join("base").exists());
+    rc.kill().unwrap();
+    rc.wait().unwrap();
+    wait_until_explained(
+        "pg-2 cloned again and streaming",
+        Duration::from_secs(120),
+        || c.streaming("pg-2") && c.sql("pg-2", "SELECT count(*) FROM big").as_deref() == Ok("600000"),
+        || c.supervisor_log(),
+    );
+    assert!(!staging.exists(), "the interrupted staging dir is gone");
+    let o = c.pgrepl(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    sc.finish(&c, true);
+}

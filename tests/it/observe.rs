@@ -211,7 +211,15 @@ fn status_and_monitor_json_match_the_documented_schema_with_every_field_filled()
             || p == ".archive.last_failed_wal"
             || p == ".archive.last_failed_time"
             || (p.starts_with(".nodes[0].")
-                && [".received_lsn", ".replayed_lsn", ".last_replay_timestamp", ".wal_receiver", ".replication"]
+                && [
+                    ".received_lsn",
+                    ".replayed_lsn",
+                    ".last_replay_timestamp",
+                    ".wal_receiver",
+                    ".replication",
+                    ".upstream",
+                    ".standby_slots",
+                ]
                     .iter()
                     .any(|s| p.ends_with(s)))
             || (p.starts_with(".nodes[1].") && p.ends_with(".current_lsn"))
