@@ -47,13 +47,20 @@ pub async fn spawn(ctx: &Ctx, opts: &UpOptions, out: &Output) -> Result<()> {
             echo(&mut reader);
             return Err(Error::Exit(status.code().unwrap_or(1)));
         }
-        let ready = std::fs::read_to_string(ctx.layout.ready_file()).ok().and_then(|t| t.trim().parse::<u32>().ok());
-        if ready == Some(pid) {
+        // The supervisor's pid; then, if part of the cluster could not be
+        // brought up, the exit code and the message.
+        let ready = std::fs::read_to_string(ctx.layout.ready_file()).unwrap_or_default();
+        let mut lines = ready.splitn(3, '\n');
+        if lines.next().and_then(|l| l.trim().parse::<u32>().ok()) == Some(pid) {
             echo(&mut reader);
             out.info(format!(
                 "supervisor running in the background (pid {pid}); log: {}; stop with `pgrepl down`",
                 log_path.display()
             ));
+            if let (Some(code), Some(msg)) = (lines.next().and_then(|c| c.trim().parse::<i32>().ok()), lines.next()) {
+                eprintln!("pgrepl: error: {msg}");
+                return Err(Error::Exit(code));
+            }
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

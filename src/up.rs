@@ -88,7 +88,7 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
         _ = term.recv() => Err(Error::Other("interrupted by SIGTERM during start-up; stopped what had started".into())),
         _ = int.recv() => Err(Error::Other("interrupted during start-up; stopped what had started".into())),
     };
-    let timings = match result {
+    let (timings, failed) = match result {
         Ok(t) => t,
         Err(e) => {
             sup.shutdown(&ctx.current_primary().name, StopMode::Fast).await;
@@ -98,6 +98,19 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     print_summary(&ctx, &selected, &out, started.elapsed());
     let parts: Vec<String> = timings.iter().map(|(k, v)| format!("{k}={v:.2}s")).collect();
     out.info(format!("timings: {} total={:.2}s", parts.join(" "), started.elapsed().as_secs_f64()));
+    // A standby that cannot start does not take the others down: they keep
+    // running and being supervised, and `up` reports it and exits non-zero.
+    let failure = failed.first().map(|e| {
+        let text = failed.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        (
+            e.exit_code(),
+            format!(
+                "{} of {} node(s) could not be brought up; the others run and are supervised:\n{text}",
+                failed.len(),
+                selected.len()
+            ),
+        )
+    });
     let latest = crate::snapshot::spawn(ctx.clone(), sup.clone());
     crate::api::serve(ctx.clone(), &selected, latest.clone(), out.clone()).await;
     // Automatic failover needs one decider that sees every node: only a
@@ -110,7 +123,16 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     if selected.iter().any(|n| n.name == ctx.current_primary().name) {
         crate::durability::spawn(ctx.clone(), latest, out.clone());
     }
-    crate::fsutil::write_atomic(&ctx.layout.ready_file(), std::process::id().to_string().as_bytes(), 0o644)?;
+    // `up --detach` reads this: the pid, then an exit code and message when
+    // part of the cluster could not be brought up.
+    let ready = match &failure {
+        None => std::process::id().to_string(),
+        Some((code, msg)) => format!("{}\n{code}\n{msg}", std::process::id()),
+    };
+    crate::fsutil::write_atomic(&ctx.layout.ready_file(), ready.as_bytes(), 0o644)?;
+    if let Some((_, msg)) = &failure {
+        out.info(format!("error: {msg}"));
+    }
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -126,7 +148,11 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     out.info("shutting down: replicas first, then the primary (fast mode)");
     sup.shutdown(&ctx.current_primary().name, StopMode::Fast).await;
     out.info("all nodes stopped");
-    Ok(())
+    match failure {
+        // The foreground `up` reports its partial start as its exit status.
+        Some((code, _)) if !opts.supervise_child => Err(Error::Exit(code)),
+        _ => Ok(()),
+    }
 }
 
 /// The named nodes, or every node whose host is on this machine.
@@ -168,7 +194,10 @@ fn prepare_root(ctx: &Ctx) -> Result<()> {
 /// Seconds spent in each phase of `up`, printed for operators and the benchmark.
 type Timings = Vec<(&'static str, f64)>;
 
-async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Result<Timings> {
+/// Bring the selected nodes up: the primary first (an error there is the
+/// whole `up`'s), then the replicas in parallel, whose failures are
+/// returned beside the timings so the rest of the cluster keeps running.
+async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Result<(Timings, Vec<Error>)> {
     let primary = ctx.current_primary().clone();
     let mut timings = Timings::new();
     let mut phase = tokio::time::Instant::now();
@@ -217,7 +246,7 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
             .map(|m| m.add(clone::progress_bar(&p.node.name)));
         set.spawn(async move { replica_up(&ctx, &sup, &p, &primary, bar).await });
     }
-    let mut first_err = None;
+    let mut failed = Vec::new();
     let mut clone_max: Option<f64> = None;
     while let Some(r) = set.join_next().await {
         let r = r.unwrap_or_else(|e| Err(Error::Other(format!("replica task failed: {e}"))));
@@ -226,7 +255,7 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
             Ok(None) => {}
             Err(e) => {
                 sup.out.info(format!("error: {e}"));
-                first_err.get_or_insert(e);
+                failed.push(e);
             }
         }
     }
@@ -234,7 +263,11 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
         timings.push(("slowest_clone", c));
     }
     lap("replicas", &mut timings);
-    first_err.map_or(Ok(timings), Err)
+    // Nothing ran if no node came up: that is a plain failure.
+    if !failed.is_empty() && failed.len() == plans.len() {
+        return Err(failed.remove(0));
+    }
+    Ok((timings, failed))
 }
 
 /// Bring one replica up; returns how long its clone took, if it was cloned.
@@ -256,13 +289,30 @@ async fn replica_up(
             None
         }
     };
-    start_and_wait(ctx, sup, &p.node).await?;
+    start_and_wait(ctx, sup, &p.node).await.map_err(|e| cause(sup, &p.node, e))?;
     wait_streaming(ctx, &p.node, primary).await?;
     if cloned.is_some() {
         crate::moves::set_needs_reclone(ctx, &p.node, false)?;
     }
     sup.out.info(format!("{}: streaming from {}", p.node.name, primary.name));
     Ok(cloned)
+}
+
+/// A start failure with its cause: postgres that exited is a failed
+/// program (exit 9) with its last FATAL line; a refusal or a timeout keeps
+/// its class, with the node's name and what its log said.
+fn cause(sup: &Supervisor, node: &Node, e: Error) -> Error {
+    let trouble = sup.trouble(&node.name).map(|l| l.trim().to_string());
+    let why = trouble.as_ref().map(|l| format!("; its log says: {l}")).unwrap_or_default();
+    match e {
+        Error::Timeout(t) => Error::Timeout(format!("{}: {t}{why}", node.name)),
+        Error::Refused(t) => Error::Refused(format!("{}: {t}", node.name)),
+        e => Error::Subprocess {
+            program: format!("postgres for {}", node.name),
+            status: e.to_string(),
+            stderr: trouble.unwrap_or_default(),
+        },
+    }
 }
 
 /// Start `node` under the supervisor and wait until it accepts connections:

@@ -48,6 +48,9 @@ struct Slot {
     desired: watch::Sender<Desired>,
     state: watch::Receiver<NodeState>,
     restarts: Arc<AtomicU32>,
+    /// The node's last FATAL/PANIC log line: the cause to name when it
+    /// cannot start ("No space left on device").
+    trouble: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Handle to the running supervisor.
@@ -66,8 +69,17 @@ impl Supervisor {
             let (stx, srx) = watch::channel(NodeState::Stopped);
             let index = ctx.cfg.nodes.iter().position(|n| n.name == node.name).unwrap_or(0);
             let restarts = Arc::new(AtomicU32::new(0));
-            tokio::spawn(node_task(ctx.clone(), node.clone(), index, drx, stx, out.clone(), restarts.clone()));
-            slots.insert(node.name.clone(), Slot { desired: dtx, state: srx, restarts });
+            let trouble = Arc::new(std::sync::Mutex::new(None));
+            let task = NodeTask {
+                ctx: ctx.clone(),
+                node: node.clone(),
+                index,
+                out: out.clone(),
+                restart_count: restarts.clone(),
+                trouble: trouble.clone(),
+            };
+            tokio::spawn(node_task(task, drx, stx));
+            slots.insert(node.name.clone(), Slot { desired: dtx, state: srx, restarts, trouble });
         }
         Supervisor { slots: Arc::new(slots), out }
     }
@@ -106,6 +118,11 @@ impl Supervisor {
             self.slots.iter().map(|(n, s)| (n.clone(), s.restarts.load(Ordering::Relaxed))).collect();
         v.sort();
         v
+    }
+
+    /// The node's last FATAL or PANIC log line since pgrepl last started it.
+    pub fn trouble(&self, node: &str) -> Option<String> {
+        self.slots.get(node).and_then(|s| s.trouble.lock().ok()?.clone())
     }
 
     /// Names of the supervised nodes.
@@ -175,23 +192,47 @@ impl Proc {
     }
 }
 
-fn spawn_postgres(ctx: &Ctx, node: &Node, index: usize, out: &Output) -> std::io::Result<Proc> {
-    let bin = ctx.bin().map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut cmd = process::command(bin, &ctx.runas, "postgres");
-    cmd.arg("-D").arg(&node.data_dir).stdout(Stdio::piped()).stderr(Stdio::piped());
+/// What one node's task needs besides its channels.
+struct NodeTask {
+    ctx: Arc<Ctx>,
+    node: Node,
+    index: usize,
+    out: Output,
+    restart_count: Arc<AtomicU32>,
+    trouble: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+fn spawn_postgres(t: &NodeTask) -> std::io::Result<Proc> {
+    let bin = t.ctx.bin().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut cmd = process::command(bin, &t.ctx.runas, "postgres");
+    cmd.arg("-D").arg(&t.node.data_dir).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
+    if let Ok(mut g) = t.trouble.lock() {
+        *g = None;
+    }
     if let Some(o) = child.stdout.take() {
-        tokio::spawn(pump(o, node.name.clone(), index, out.clone()));
+        tokio::spawn(pump(o, t.node.name.clone(), t.index, t.out.clone(), t.trouble.clone()));
     }
     if let Some(e) = child.stderr.take() {
-        tokio::spawn(pump(e, node.name.clone(), index, out.clone()));
+        tokio::spawn(pump(e, t.node.name.clone(), t.index, t.out.clone(), t.trouble.clone()));
     }
     Ok(Proc::Child(child))
 }
 
-async fn pump(r: impl AsyncRead + Unpin, name: String, index: usize, out: Output) {
+async fn pump(
+    r: impl AsyncRead + Unpin,
+    name: String,
+    index: usize,
+    out: Output,
+    trouble: Arc<std::sync::Mutex<Option<String>>>,
+) {
     let mut lines = BufReader::new(r).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        if line.contains("FATAL:") || line.contains("PANIC:") {
+            if let Ok(mut g) = trouble.lock() {
+                *g = Some(line.clone());
+            }
+        }
         out.node_line(&name, index, &line);
     }
 }
@@ -207,15 +248,8 @@ async fn stop_requested(rx: &mut watch::Receiver<Desired>) -> Option<StopMode> {
     }
 }
 
-async fn node_task(
-    ctx: Arc<Ctx>,
-    node: Node,
-    index: usize,
-    mut desired: watch::Receiver<Desired>,
-    state: watch::Sender<NodeState>,
-    out: Output,
-    restart_count: Arc<AtomicU32>,
-) {
+async fn node_task(t: NodeTask, mut desired: watch::Receiver<Desired>, state: watch::Sender<NodeState>) {
+    let (ctx, node, out, restart_count) = (&t.ctx, &t.node, &t.out, &t.restart_count);
     let max_backoff = ctx.cfg.supervisor.restart_backoff_max.max(Duration::from_secs(1));
     let stop_timeout = ctx.cfg.supervisor.stop_timeout;
     let mut backoff = Duration::from_secs(1);
@@ -231,9 +265,8 @@ async fn node_task(
                 Ok(Proc::Adopted(pf.pid))
             }
             // Every start passes the gate: role files from the cluster's record.
-            None => match crate::configure::prepare_start(&ctx, &node) {
-                Ok(_) => spawn_postgres(&ctx, &node, index, &out)
-                    .map_err(|e| format!("{}: could not start postgres: {e}", node.name)),
+            None => match crate::configure::prepare_start(ctx, node) {
+                Ok(_) => spawn_postgres(&t).map_err(|e| format!("{}: could not start postgres: {e}", node.name)),
                 Err(e) => Err(e.to_string()),
             },
         };
@@ -243,6 +276,9 @@ async fn node_task(
                 p
             }
             Err(why) => {
+                if let Ok(mut g) = t.trouble.lock() {
+                    *g = Some(why.clone());
+                }
                 // A refusal is logged once, not at every retry.
                 if refused.as_deref() != Some(why.as_str()) {
                     out.info(format!("{why}; retrying in {}s", backoff.as_secs()));

@@ -401,3 +401,31 @@ fn a_reclone_killed_mid_copy_is_cloned_again_by_the_supervisor() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
     sc.finish(&c, true);
 }
+
+/// Fault testing found `up` stopping the healthy primary and replica
+/// because one standby could not start (a full disk). `up` brings up what
+/// can run, names the node that cannot with the cause from its log, and
+/// exits non-zero.
+#[test]
+fn a_standby_that_cannot_start_does_not_take_the_cluster_down() {
+    let c = cluster(2, "");
+    c.up();
+    c.ok(&["down"]);
+    let auto = c.data_dir("pg-3").join("postgresql.auto.conf");
+    let good = std::fs::read_to_string(&auto).unwrap();
+    std::fs::write(&auto, "this is not a setting\n").unwrap();
+    let o = c.pgrepl_within(&["up", "--detach"], Duration::from_secs(120)).expect("up returned");
+    let err = text(&o.stderr);
+    eprintln!("up said ({:?}):\n{err}", o.status.code());
+    assert_eq!(o.status.code(), Some(9), "up must report the node it could not start as a failed program: {err}");
+    assert!(err.contains("pg-3") && err.contains("postgresql.auto.conf"), "the cause from its log: {err}");
+    assert!(err.contains("the others run and are supervised"), "{err}");
+    assert!(!in_recovery(&c, "pg-1"), "the primary keeps running");
+    wait_until("pg-2 keeps streaming", T, || c.streaming("pg-2"));
+    let st = c.node_status("pg-3");
+    assert_eq!(st["state"], "stopped", "{st}");
+    // Once the cause is fixed, it comes up like any other node.
+    std::fs::write(&auto, good).unwrap();
+    c.ok(&["up", "pg-3"]);
+    wait_until("pg-3 streams", T, || c.streaming("pg-3"));
+}

@@ -220,8 +220,8 @@ fn status_and_monitor_json_match_the_documented_schema_with_every_field_filled()
                     ".upstream",
                     ".standby_slots",
                 ]
-                    .iter()
-                    .any(|s| p.ends_with(s)))
+                .iter()
+                .any(|s| p.ends_with(s)))
             || (p.starts_with(".nodes[1].") && p.ends_with(".current_lsn"))
     };
     let unexpected: Vec<&String> = n.iter().filter(|p| !allowed(p)).collect();
