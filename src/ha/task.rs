@@ -56,8 +56,17 @@ struct Memory {
     acted_at: f64,
 }
 
+/// What the task works with.
+struct Env {
+    ctx: Arc<Ctx>,
+    sup: Supervisor,
+    dcs: Arc<dyn Dcs>,
+    out: Output,
+}
+
 /// Start the HA task.
 pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dcs>, out: Output) {
+    let env = Env { ctx: ctx.clone(), sup: sup.clone(), dcs: dcs.clone(), out: out.clone() };
     tokio::spawn(async move {
         let mut mem = Memory {
             last_writable: (ctx.current_primary().name.clone(), Instant::now()),
@@ -76,7 +85,7 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
             let lock = move_lock(&ctx);
             let (action, reason) = match State::load(&ctx.layout.state_file()) {
                 Ok(state) => {
-                    let facts = facts(&ctx, &sup, &snap, &state, &mut mem, lock.is_err(), dcs.as_ref(), &out).await;
+                    let facts = facts(&env, &snap, &state, &mut mem, lock.is_err()).await;
                     decide(&facts)
                 }
                 Err(e) => (Action::Nothing, format!("no automatic action while the state cannot be read: {e}")),
@@ -107,16 +116,8 @@ fn say(ctx: &Ctx, mem: &mut Memory, reason: &str, out: &Output) {
 }
 
 /// This cycle's facts, from one snapshot and one read of the state.
-async fn facts(
-    ctx: &Ctx,
-    sup: &Supervisor,
-    snap: &Snapshot,
-    state: &State,
-    mem: &mut Memory,
-    move_in_progress: bool,
-    dcs: &dyn Dcs,
-    out: &Output,
-) -> Facts {
+async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move_in_progress: bool) -> Facts {
+    let (ctx, sup, dcs, out) = (env.ctx.as_ref(), &env.sup, env.dcs.as_ref(), &env.out);
     let primary = state.primary.clone().unwrap_or_else(|| ctx.cfg.bootstrap_primary().name.clone());
     let ttl = ctx.cfg.failover.primary_start_timeout;
     let nodes = &snap.status.nodes;
