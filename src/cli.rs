@@ -237,6 +237,11 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         (_, r) => r?,
     };
+    // An unknown node name is a usage error (exit 64) in every command,
+    // before anything is asked of the cluster.
+    for name in named_nodes(&cli.command) {
+        ctx.cfg.node(name)?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -290,4 +295,15 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Psql { node, args } => crate::psql::run(&ctx, &node, &args),
         }
     })
+}
+
+/// Every node name a command was given.
+fn named_nodes(c: &Command) -> Vec<&str> {
+    match c {
+        Command::Switchover { to, .. } | Command::Failover { to, .. } => to.iter().map(String::as_str).collect(),
+        Command::Rejoin { node } | Command::Reclone { node, .. } | Command::Psql { node, .. } => vec![node],
+        Command::Up { nodes, reclone, .. } => nodes.iter().chain(reclone).map(String::as_str).collect(),
+        Command::Down { nodes, .. } | Command::Restart { nodes } => nodes.iter().map(String::as_str).collect(),
+        _ => Vec::new(),
+    }
 }

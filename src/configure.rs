@@ -39,7 +39,14 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         restore_command: restore.as_deref(),
         ssl: cfg.tls.as_ref().map(|t| crate::tls::libpq_params(t, &ctx.layout.root_cert())).unwrap_or_default(),
     };
-    let in_conf = role == Role::Replica && !standby::uses_recovery_conf(major);
+    let in_conf = !standby::uses_recovery_conf(major);
+    let standby_settings = in_conf.then(|| {
+        let mut s = standby::settings(&splan);
+        if role == Role::Primary {
+            s.retain(|(k, _, _)| standby::kept_on_primary(major).contains(&k.as_str()));
+        }
+        s
+    });
     let plan = ConfPlan {
         major,
         cluster_name: &cfg.cluster_name,
@@ -50,7 +57,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         node_count: cfg.nodes.len(),
         max_wal_senders: Some(wal_senders(ctx)?),
         wal_keep_size: cfg.replication.wal_keep_size,
-        standby: in_conf.then(|| standby::settings(&splan)),
+        standby: standby_settings,
         user: &cfg.postgresql,
         max_slot_wal_keep_size: cfg.replication.max_slot_wal_keep_size,
         archive_command,

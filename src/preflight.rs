@@ -179,7 +179,7 @@ async fn replica_action(
                     node.name,
                     node.data_dir.display(),
                     primary.name,
-                    cluster_id.map_or("not created yet".to_string(), |s| s.to_string()),
+                    cluster_id.map_or("none yet (this `up` creates the cluster)".to_string(), |s| s.to_string()),
                     node.name
                 )))
             }
@@ -192,8 +192,16 @@ async fn cluster_system_id(ctx: &Ctx, state: &State, primary: &Node) -> Result<O
     if state.system_id.is_some() {
         return Ok(state.system_id);
     }
-    if let DirState::Postgres { system_id, .. } = datadir::inspect(&primary.data_dir)? {
-        return Ok(Some(system_id));
+    match datadir::inspect(&primary.data_dir)? {
+        DirState::Postgres { system_id, .. } => return Ok(Some(system_id)),
+        // A primary of this host that does not exist yet: the cluster has
+        // no identifier, so any existing replica dir is another cluster's.
+        DirState::Missing | DirState::Empty
+            if crate::local::is_local(&primary.host, &crate::local::local_addresses()) =>
+        {
+            return Ok(None)
+        }
+        _ => {}
     }
     let client = ctx.connect_remote(primary).await.map_err(|e| {
         Error::PrimaryUnreachable(format!("cannot check which cluster the existing replica data dirs belong to: {e}"))

@@ -434,10 +434,16 @@ async fn attach(ctx: &Ctx, pid: i32, selected: &[Node], out: &Output) -> Result<
     }
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP);
     for n in selected.iter().filter(|n| held_back(ctx, &n.name).is_none()) {
-        let deadline = tokio::time::Instant::now() + ctx.cfg.supervisor.start_timeout;
+        let mut deadline = tokio::time::Instant::now() + ctx.cfg.supervisor.start_timeout;
+        let staging = datadir::staging_path(&n.data_dir, "clone");
         while !datadir::read_pid_file(&n.data_dir)
             .is_some_and(|pf| pf.status.as_deref() == Some("ready") && datadir::pid_alive(pf.pid))
         {
+            // The supervisor is cloning it (its data dir was gone): a copy
+            // takes as long as it takes; the start timeout runs after it.
+            if staging.exists() {
+                deadline = tokio::time::Instant::now() + ctx.cfg.supervisor.start_timeout;
+            }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::Timeout(format!(
                     "{}: not ready after {}s; see the supervisor's log at {}",

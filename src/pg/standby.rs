@@ -101,6 +101,21 @@ pub fn settings(p: &StandbyPlan) -> StandbySettings {
     s
 }
 
+/// The standby settings a primary keeps in its postgresql.conf (12+): those
+/// PostgreSQL can only change at a restart on `major`. Removing such a line
+/// from the file marks it pending restart even when the value does not
+/// change, so after every promotion `status` would ask for a restart that
+/// is not needed. They do nothing without standby.signal.
+pub fn kept_on_primary(major: u32) -> &'static [&'static str] {
+    match major {
+        // primary_conninfo and primary_slot_name became reloadable in 13,
+        // restore_command in 14.
+        12 => &["recovery_target_timeline", "primary_conninfo", "primary_slot_name", "restore_command"],
+        13 => &["recovery_target_timeline", "restore_command"],
+        _ => &["recovery_target_timeline"],
+    }
+}
+
 /// `recovery.conf` for PostgreSQL 10 and 11.
 pub fn recovery_conf(p: &StandbyPlan) -> String {
     let mut out = String::from(super::conf::HEADER);
@@ -135,6 +150,13 @@ mod tests {
     }
 
     /// The standby configuration each major gets, in one table.
+    #[test]
+    fn a_primary_keeps_only_the_standby_settings_whose_removal_needs_a_restart() {
+        assert_eq!(kept_on_primary(15), ["recovery_target_timeline"]);
+        assert_eq!(kept_on_primary(13), ["recovery_target_timeline", "restore_command"]);
+        assert!(kept_on_primary(12).contains(&"primary_conninfo"));
+    }
+
     #[test]
     fn standby_layout_by_major() {
         for (major, old_layout) in [(10, true), (11, true), (12, false), (13, false), (15, false), (17, false)] {

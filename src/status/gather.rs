@@ -21,6 +21,8 @@ use crate::pg::datadir;
 pub struct Gatherer {
     ctx: Arc<Ctx>,
     conns: Vec<Arc<Mutex<Option<Client>>>>,
+    /// Per node: it runs on this host.
+    here: Vec<bool>,
 }
 
 /// What one node said about itself (and, on a primary, its replicas and slots).
@@ -211,8 +213,8 @@ fn upstream_of(cfg: &crate::config::Config, conninfo: &str) -> Option<String> {
 pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Ask one node within [`PROBE_TIMEOUT`].
-async fn one(ctx: Arc<Ctx>, node: Node, conn: Arc<Mutex<Option<Client>>>) -> (NodeStatus, Option<Raw>) {
-    match tokio::time::timeout(PROBE_TIMEOUT, probe(ctx, node.clone(), conn.clone())).await {
+async fn one(ctx: Arc<Ctx>, node: Node, here: bool, conn: Arc<Mutex<Option<Client>>>) -> (NodeStatus, Option<Raw>) {
+    match tokio::time::timeout(PROBE_TIMEOUT, probe(ctx, node.clone(), here, conn.clone())).await {
         Ok(r) => r,
         Err(_) => {
             // The probe was dropped with its lock; its connection is stuck
@@ -230,11 +232,29 @@ async fn one(ctx: Arc<Ctx>, node: Node, conn: Arc<Mutex<Option<Client>>>) -> (No
     }
 }
 
-/// Ask one node, reusing (or re-opening) its connection.
-async fn probe(ctx: Arc<Ctx>, node: Node, conn: Arc<Mutex<Option<Client>>>) -> (NodeStatus, Option<Raw>) {
+/// Ask one node, reusing (or re-opening) its connection. `here`: the node
+/// runs on this host (its host is one of our addresses, and the data root is here).
+async fn probe(ctx: Arc<Ctx>, node: Node, here: bool, conn: Arc<Mutex<Option<Client>>>) -> (NodeStatus, Option<Raw>) {
     let mut st = empty(&node);
     let local = node.data_dir.join("PG_VERSION").exists();
     let mut guard = conn.lock().await;
+    if !local && here {
+        // This host's node with no data: say so, rather than "error
+        // connecting to server" from a TCP attempt.
+        let staging = datadir::staging_path(&node.data_dir, "clone");
+        st.state = "stopped".into();
+        st.error = Some(if staging.exists() {
+            format!("no data dir yet: being cloned into {}", staging.display())
+        } else {
+            format!(
+                "its data dir {} does not exist (removed?); `pgrepl reclone {}` makes a fresh copy",
+                node.data_dir.display(),
+                node.name
+            )
+        });
+        *guard = None;
+        return (st, None);
+    }
     if local {
         match datadir::running_postmaster(&node.data_dir) {
             None => {
@@ -284,7 +304,10 @@ impl Gatherer {
     /// A gatherer for every configured node (no connections yet).
     pub fn new(ctx: Arc<Ctx>) -> Self {
         let conns = ctx.cfg.nodes.iter().map(|_| Arc::new(Mutex::new(None))).collect();
-        Gatherer { ctx, conns }
+        let addrs = crate::local::local_addresses();
+        let root = ctx.layout.root.exists();
+        let here = ctx.cfg.nodes.iter().map(|n| root && crate::local::is_local(&n.host, &addrs)).collect();
+        Gatherer { ctx, conns, here }
     }
 
     /// One snapshot of every node, asked in parallel.
@@ -292,8 +315,8 @@ impl Gatherer {
         let timestamp = rfc3339(now_unix());
         let mut set = tokio::task::JoinSet::new();
         for (i, n) in self.ctx.cfg.nodes.iter().enumerate() {
-            let (ctx, n, c) = (self.ctx.clone(), n.clone(), self.conns[i].clone());
-            set.spawn(async move { (i, one(ctx, n, c).await) });
+            let (ctx, n, c, here) = (self.ctx.clone(), n.clone(), self.conns[i].clone(), self.here[i]);
+            set.spawn(async move { (i, one(ctx, n, here, c).await) });
         }
         let mut results = Vec::new();
         while let Some(r) = set.join_next().await {

@@ -429,3 +429,23 @@ fn a_standby_that_cannot_start_does_not_take_the_cluster_down() {
     c.ok(&["up", "pg-3"]);
     wait_until("pg-3 streams", T, || c.streaming("pg-3"));
 }
+
+/// Fault testing found a standby whose data dir was deleted reported only
+/// as "error connecting to server". `status` says the dir is gone and what
+/// to run; `up NODE` clones it again through the running supervisor.
+#[test]
+fn a_deleted_standby_data_dir_is_named_and_up_node_clones_it_again() {
+    let c = cluster(2, "");
+    c.up();
+    c.ok(&["down", "pg-3"]);
+    std::fs::remove_dir_all(c.data_dir("pg-3")).unwrap();
+    let st = c.node_status("pg-3");
+    let err = st["error"].as_str().unwrap_or_default();
+    assert!(err.contains("does not exist") && err.contains("pgrepl reclone pg-3"), "{st}");
+    let o = c.pgrepl(&["check"]);
+    assert!(text(&o.stdout).contains("does not exist"), "{}", text(&o.stdout));
+    // The user stopped it: the supervisor leaves it alone until asked.
+    assert!(!c.data_dir("pg-3").exists());
+    c.ok(&["up", "pg-3"]);
+    wait_until_explained("pg-3 cloned again and streaming", T, || c.streaming("pg-3"), || c.supervisor_log());
+}

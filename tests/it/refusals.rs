@@ -158,3 +158,51 @@ fn wrong_replication_password_is_an_authentication_failure() {
         "{err}"
     );
 }
+
+/// Fault testing found a replica `data_dir` pointing at another cluster's
+/// dir refused on a fresh cluster with exit 7 ("cannot check which cluster
+/// … connecting to pg-1"): it is an unsafe data dir, exit 5.
+#[test]
+fn replica_dir_of_another_cluster_on_a_fresh_cluster_is_exit_5_untouched() {
+    let other = Cluster::new(0);
+    other.up();
+    other.ok(&["down"]);
+    let theirs = pgrepl::pg::datadir::system_id(&other.data_dir("pg-1")).unwrap();
+    let c = Cluster::new(1);
+    let body = std::fs::read_to_string(c.config()).unwrap();
+    let dir = other.data_dir("pg-1");
+    let body = body.replacen(
+        &format!("port = {}\n", c.ports[1]),
+        &format!("port = {}\ndata_dir = \"{}\"\n", c.ports[1], dir.display()),
+        1,
+    );
+    c.write("pgrepl.toml", &body);
+    let before = snapshot(&dir);
+    let (code, err) = fails(&c, &["up", "--detach"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains(&format!("its system identifier is {theirs}, the primary's (pg-1) is none yet")), "{err}");
+    assert_eq!(snapshot(&dir), before);
+    assert!(!c.data_dir("pg-1").exists(), "nothing was created before the refusal");
+}
+
+/// An unknown node name is a usage error (exit 64) in every command.
+#[test]
+fn an_unknown_node_name_is_exit_64_in_every_command() {
+    let c = Cluster::new(1);
+    for args in [
+        &["switchover", "--to", "pg-9"][..],
+        &["failover", "--to", "pg-9"],
+        &["rejoin", "pg-9"],
+        &["reclone", "pg-9"],
+        &["psql", "pg-9"],
+        &["up", "pg-9"],
+        &["up", "--reclone", "pg-9"],
+        &["down", "pg-9"],
+        &["restart", "pg-9"],
+    ] {
+        let (code, err) = fails(&c, args);
+        assert_eq!(code, 64, "pgrepl {args:?}: {err}");
+        assert!(err.contains("no node named `pg-9`"), "pgrepl {args:?}: {err}");
+    }
+    assert!(!c.path("data").exists());
+}
