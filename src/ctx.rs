@@ -54,13 +54,26 @@ impl Ctx {
         Ok(self.bin.get_or_init(|| found))
     }
 
-    /// The node that is primary now: the state file's, else the bootstrap one.
+    /// The node that is primary now, by the cluster's record (the bootstrap
+    /// primary before one is recorded). An unreadable record, or one naming
+    /// a node the config lacks, is an error: a move must not guess.
+    pub fn primary(&self) -> Result<&Node> {
+        match State::load(&self.layout.state_file())?.primary {
+            None => Ok(self.cfg.bootstrap_primary()),
+            Some(p) => self.cfg.nodes.iter().find(|n| n.name == p).ok_or_else(|| {
+                Error::Refused(format!(
+                    "the recorded primary {p} is not in {}; put it back, or restore the state file",
+                    self.cfg.path.display()
+                ))
+            }),
+        }
+    }
+
+    /// [`Ctx::primary`] for what only shows or orders things (a summary, the
+    /// shutdown order): on an unreadable record, the bootstrap primary.
+    /// Nothing that changes a role calls this.
     pub fn current_primary(&self) -> &Node {
-        State::load(&self.layout.state_file())
-            .ok()
-            .and_then(|s| s.primary)
-            .and_then(|p| self.cfg.nodes.iter().find(|n| n.name == p))
-            .unwrap_or_else(|| self.cfg.bootstrap_primary())
+        self.primary().unwrap_or_else(|_| self.cfg.bootstrap_primary())
     }
 
     /// The role `node` has now.

@@ -86,7 +86,8 @@ pub fn spawn(ctx: Arc<Ctx>, mut latest: Latest, out: Output) {
         let mut last = String::new();
         while latest.changed().await.is_ok() {
             let Some(snap) = latest.borrow_and_update().clone() else { continue };
-            let primary = ctx.current_primary().clone();
+            // No record, no change: the HA task reports an unreadable one.
+            let Ok(primary) = ctx.primary().cloned() else { continue };
             if !snap.status.nodes.iter().any(|n| n.name == primary.name && n.is_writable_primary()) {
                 continue;
             }
@@ -117,18 +118,31 @@ pub fn spawn(ctx: Arc<Ctx>, mut latest: Latest, out: Output) {
                 (Mode::SyncStrict, _) => configured.clone(),
                 _ => Vec::new(),
             };
+            // Failover trusts this record: a failure to write it is said
+            // every cycle until it succeeds, never dropped.
             let path = ctx.layout.state_file();
-            if crate::state::State::load(&path).is_ok_and(|st| st.sync_set != set) {
-                let _ = crate::state::State::update(&path, |st| st.sync_set = set);
+            let recorded = match crate::state::State::load(&path) {
+                Ok(st) if st.sync_set == set => Ok(()),
+                Ok(_) => crate::state::State::update(&path, |st| st.sync_set = set),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = recorded {
+                out.info(format!(
+                    "durability: cannot record which standbys are synchronous ({e}); failover in the sync modes cannot tell which standby holds every commit until it is"
+                ));
+                last.clear();
+                continue;
             }
             if p.message != last {
                 out.info(format!("durability: {}", p.message));
-                let _ = crate::fsutil::write_atomic(
-                    &ctx.layout.durability_file(),
-                    serde_json::to_string(&p).unwrap_or_default().as_bytes(),
-                    0o644,
-                );
-                last = p.message.clone();
+                let text = serde_json::to_string(&p).map_err(|e| e.to_string());
+                match text.and_then(|t| {
+                    crate::fsutil::write_atomic(&ctx.layout.durability_file(), t.as_bytes(), 0o644)
+                        .map_err(|e| e.to_string())
+                }) {
+                    Ok(()) => last = p.message.clone(),
+                    Err(e) => out.info(format!("durability: cannot publish the plan for `status`: {e}")),
+                }
             }
         }
     });

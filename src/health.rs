@@ -141,6 +141,12 @@ pub fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
             _ => {}
         }
     }
+    if let Some(e) = &s.state_error {
+        cluster.push((
+            Level::Critical,
+            format!("the cluster's record cannot be read ({e}); pgrepl takes no automatic action and starts no node until it is restored"),
+        ));
+    }
     if let Some(since) = &s.paused {
         cluster.push((
             Level::Warning,
@@ -303,6 +309,7 @@ mod tests {
             last_move: None,
             paused: None,
             needs_reclone: vec![],
+            state_error: None,
             durability: None,
             archive: None,
             nodes,

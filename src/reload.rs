@@ -106,7 +106,7 @@ pub async fn reload(ctx: &Ctx, out: &Output) -> Result<()> {
     // A move rewrites the same files; never interleave with one.
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
     let state = State::load(&ctx.layout.state_file())?;
-    let primary = ctx.current_primary().clone();
+    let primary = ctx.primary()?.clone();
     crate::configure::write_client_files(ctx)?;
     let mut waiting = Vec::new();
     for n in &nodes {
@@ -172,7 +172,7 @@ async fn lowered_on(ctx: &Ctx, primary: &Node) -> Result<Vec<String>> {
 /// high as the primary's: then the primary goes first.
 pub async fn restart(ctx: &Ctx, names: &[String], out: &Output) -> Result<()> {
     let control = Control::find(ctx)?;
-    let primary = ctx.current_primary().clone();
+    let primary = ctx.primary()?.clone();
     let mut nodes = if names.is_empty() {
         running_nodes(ctx)
     } else {

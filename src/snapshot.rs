@@ -117,6 +117,7 @@ pub fn example() -> Snapshot {
         last_move: None,
         paused: None,
         needs_reclone: vec![],
+        state_error: None,
         durability: None,
         archive: None,
         nodes: vec![p, r1, r2],

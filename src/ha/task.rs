@@ -225,7 +225,10 @@ fn ours(ctx: &Ctx, slot: &str) -> bool {
 async fn act(ctx: &Arc<Ctx>, sup: &Supervisor, dcs: &dyn Dcs, action: Action, mem: &mut Memory, out: &Output) {
     let control = Control::InProcess(sup.clone());
     let ttl = ctx.cfg.failover.primary_start_timeout;
-    let primary = ctx.current_primary().clone();
+    let primary = match ctx.primary() {
+        Ok(p) => p.clone(),
+        Err(e) => return out.info(format!("ha: not acting: {e}")),
+    };
     let node = |name: &str| ctx.cfg.node(name).cloned();
     match action {
         Action::Nothing | Action::WaitForRestart => {}

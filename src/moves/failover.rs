@@ -110,7 +110,7 @@ pub fn sync_filter(ctx: &Ctx, cands: Vec<Candidate>, allow_async: bool) -> std::
     if allow_async || ctx.cfg.replication.durability == crate::durability::Mode::Async {
         return Ok(cands);
     }
-    let set = crate::state::State::load(&ctx.layout.state_file()).map(|s| s.sync_set).unwrap_or_default();
+    let set = crate::state::State::load(&ctx.layout.state_file()).map_err(|e| e.to_string())?.sync_set;
     let sync: Vec<Candidate> = cands.into_iter().filter(|c| set.contains(&c.name)).collect();
     if sync.is_empty() {
         return Err(format!(
@@ -137,7 +137,7 @@ pub async fn run_with(
     allow_async: bool,
     out: &Output,
 ) -> Result<()> {
-    let old = ctx.current_primary().clone();
+    let old = ctx.primary()?.clone();
     let mut steps = Steps::new(out);
     let mut mode = StopMode::Fast;
     if let Some(pf) = datadir::running_postmaster(&old.data_dir) {
@@ -199,7 +199,14 @@ pub async fn run_with(
     for n in &others {
         if datadir::running_postmaster(&n.data_dir).is_some() {
             steps.step(format!("repointing {} to {}", n.name, target.name));
-            repoint(ctx, control, n, &target).await?;
+            // The new primary is up either way; a replica that cannot be
+            // repointed now (frozen, say) is repointed by the supervisor later.
+            if let Err(e) = repoint(ctx, control, n, &target).await {
+                steps.say(format!(
+                    "warning: repointing {} failed ({e}); the supervisor repoints it when it answers",
+                    n.name
+                ));
+            }
         }
     }
     for n in &others {

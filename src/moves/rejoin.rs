@@ -23,7 +23,7 @@ use crate::supervise::Output;
 
 fn not_primary<'a>(ctx: &'a Ctx, name: &str, what: &str) -> Result<(&'a Node, Node)> {
     let node = ctx.cfg.node(name)?;
-    let primary = ctx.current_primary().clone();
+    let primary = ctx.primary()?.clone();
     if node.name == primary.name {
         return Err(Error::Refused(format!("{what} refused: {name} is the current primary")));
     }

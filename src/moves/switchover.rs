@@ -81,7 +81,7 @@ pub fn choose_target<'a>(
 
 /// Run a switchover.
 pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
-    let old = ctx.current_primary().clone();
+    let old = ctx.primary()?.clone();
     // A standby that has only just connected has not reported its replay
     // position yet: give it a few seconds before calling its lag unknown.
     let settle = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -162,12 +162,20 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
     }
     for n in &others {
         if crate::pg::datadir::running_postmaster(&n.data_dir).is_some() {
-            repoint(ctx, control, n, &target).await?;
+            // The move is done; the supervisor repoints a replica that cannot be now.
+            if let Err(e) = repoint(ctx, control, n, &target).await {
+                steps.say(format!(
+                    "warning: repointing {} failed ({e}); the supervisor repoints it when it answers",
+                    n.name
+                ));
+            }
         }
     }
     for n in ctx.cfg.nodes.iter().filter(|n| n.name != target.name) {
         if crate::pg::datadir::running_postmaster(&n.data_dir).is_some() {
-            crate::up::wait_streaming(ctx, n, &target).await?;
+            if let Err(e) = crate::up::wait_streaming(ctx, n, &target).await {
+                steps.say(format!("warning: {e}; check it with `pgrepl status`"));
+            }
         }
     }
     let after = gather_once(ctx).await?;

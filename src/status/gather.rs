@@ -334,7 +334,10 @@ impl Gatherer {
                 st
             })
             .collect();
-        let state = crate::state::State::load(&self.ctx.layout.state_file()).unwrap_or_default();
+        let (state, state_error) = match crate::state::State::load(&self.ctx.layout.state_file()) {
+            Ok(s) => (s, None),
+            Err(e) => (crate::state::State::default(), Some(e.to_string())),
+        };
         // The supervisor's files mean something only while it runs.
         let supervised = crate::lock::holder(&self.ctx.layout).is_some();
         let run_file = |p: std::path::PathBuf| supervised.then(|| std::fs::read_to_string(p).ok()).flatten();
@@ -352,6 +355,7 @@ impl Gatherer {
             last_move: state.last_move,
             paused: state.paused,
             needs_reclone: state.needs_reclone,
+            state_error,
             durability: run_file(self.ctx.layout.durability_file()).and_then(|t| serde_json::from_str(&t).ok()),
             archive,
             nodes,

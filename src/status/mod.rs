@@ -31,6 +31,9 @@ pub struct ClusterStatus {
     pub paused: Option<String>,
     /// Nodes marked needs-reclone: they stay stopped until `pgrepl reclone`.
     pub needs_reclone: Vec<String>,
+    /// Why the cluster's record (the state file) cannot be read; null when
+    /// it can. While set, pgrepl takes no automatic action and starts no node.
+    pub state_error: Option<String>,
     /// The supervisor's durability plan: mode, synchronous_standby_names,
     /// state (`ok`, `degraded`, `blocked`) and why; null without a supervisor.
     pub durability: Option<serde_json::Value>,

@@ -449,3 +449,74 @@ fn a_deleted_standby_data_dir_is_named_and_up_node_clones_it_again() {
     c.ok(&["up", "pg-3"]);
     wait_until_explained("pg-3 cloned again and streaming", T, || c.streaming("pg-3"), || c.supervisor_log());
 }
+
+/// Found by reading the code: a corrupt state file was read as "not paused,
+/// nothing fenced", and the primary fell back to the bootstrap one. It must
+/// stop every automatic action and every start, and be reported.
+#[test]
+fn a_corrupt_state_file_stops_automatic_actions_and_is_reported() {
+    let c = cluster(2, "\n[failover]\nprimary_start_timeout = \"2s\"\n");
+    c.up();
+    let state = c.path("data/pgrepl.state.json");
+    let good = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, "{ not json").unwrap();
+    let o = c.pgrepl(&["check"]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("the cluster's record cannot be read"), "{out}");
+    // A crashed replica is not restarted while its role cannot be known.
+    let pid = c.postmaster_pid("pg-3").unwrap();
+    kill("-9", pid);
+    wait_until_explained(
+        "the supervisor says why it does not act",
+        T,
+        || {
+            let log = c.supervisor_log();
+            log.contains("ha: no automatic action while the state cannot be read")
+                && log.contains("pg-3: not starting it")
+        },
+        || c.supervisor_log(),
+    );
+    assert!(c.postmaster_pid("pg-3").is_none_or(|p| !crate::harness::alive(p)));
+    // A move refuses rather than guess the primary.
+    let o = c.pgrepl(&["switchover", "--to", "pg-2"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o.stderr).contains("is corrupt"), "{}", text(&o.stderr));
+    // Restored, everything converges.
+    std::fs::write(&state, good).unwrap();
+    wait_until_explained("pg-3 restarted and streaming", T, || c.streaming("pg-3"), || c.supervisor_log());
+    assert_eq!(c.pgrepl(&["check"]).status.code(), Some(0));
+}
+
+/// Fault testing found HA deciding nothing while a replica was frozen: a
+/// primary crash during the freeze went 22 s without failover
+/// (primary_start_timeout = 3s). The frozen replica is no candidate; the
+/// other is promoted, and the frozen one follows it once it wakes.
+#[test]
+fn a_primary_crash_while_a_replica_is_frozen_still_fails_over() {
+    let c = cluster(2, "\n[failover]\nprimary_start_timeout = \"3s\"\nrejoin_interval = \"1s\"\n");
+    c.up();
+    let sc = Scenario::start("replica pg-3 frozen, then primary pg-1 killed (SIGKILL) and unable to restart", &c);
+    let frozen = freeze(&c, "pg-3");
+    // Make the in-place restart fail, then kill the primary.
+    let auto = c.data_dir("pg-1").join("postgresql.auto.conf");
+    let good = std::fs::read_to_string(&auto).unwrap();
+    std::fs::write(&auto, "this is not a setting\n").unwrap();
+    kill("-9", c.postmaster_pid("pg-1").unwrap());
+    let t = Instant::now();
+    wait_until_explained("pg-2 promoted", T, || c.nodes_writable() == ["pg-2"], || c.supervisor_log());
+    eprintln!("failover with a frozen replica took {:.1}s after the kill", t.elapsed().as_secs_f64());
+    thaw(&frozen);
+    wait_until_explained(
+        "pg-3 follows pg-2",
+        T,
+        || {
+            let st = c.node_status("pg-3");
+            st["upstream"] == "pg-2" && st["replication"]["state"] == "streaming"
+        },
+        || c.supervisor_log(),
+    );
+    std::fs::write(&auto, good).unwrap();
+    wait_until_explained("pg-1 rejoins", T, || c.streaming("pg-1"), || c.supervisor_log());
+    sc.finish(&c, false);
+}
