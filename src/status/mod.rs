@@ -67,7 +67,8 @@ pub struct NodeStatus {
     pub port: u16,
     /// `primary` or `replica` as observed (`pg_is_in_recovery`), or null if unknown.
     pub role: Option<String>,
-    /// `running`, `stopped` (local, no postmaster) or `unreachable`.
+    /// `running`, `stopped` (local, no postmaster or no data dir), `unreachable`
+    /// or `unresponsive` (no answer within the probe deadline).
     pub state: String,
     pub pid: Option<i32>,
     pub timeline: Option<i32>,
