@@ -244,7 +244,15 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
             .as_ref()
             .filter(|_| matches!(p.action, Action::Clone { .. }))
             .map(|m| m.add(clone::progress_bar(&p.node.name)));
-        set.spawn(async move { replica_up(&ctx, &sup, &p, &primary, bar).await });
+        set.spawn(async move {
+            replica_up(&ctx, &sup, &p, &primary, bar).await.map_err(|e| match e {
+                // Errors that do not say which node they are about.
+                Error::Io { .. } | Error::Sql { .. } | Error::Other(_) if !e.to_string().starts_with(&p.node.name) => {
+                    Error::Other(format!("{}: {e}", p.node.name))
+                }
+                e => e,
+            })
+        });
     }
     let mut failed = Vec::new();
     let mut clone_max: Option<f64> = None;

@@ -524,3 +524,50 @@ fn a_primary_crash_while_a_replica_is_frozen_still_fails_over() {
     wait_until_explained("pg-1 rejoins", T, || c.streaming("pg-1"), || c.supervisor_log());
     sc.finish(&c, false);
 }
+
+/// The same with the fault the testers met: a standby on a full disk.
+/// Its data dir sits on a small tmpfs that is filled while it is down.
+#[test]
+fn a_standby_on_a_full_disk_is_named_and_the_rest_runs() {
+    if !crate::harness::is_root() {
+        eprintln!("skipped: mounting a small filesystem needs root");
+        return;
+    }
+    let c = cluster(2, "");
+    let small = c.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=96m,mode=0755", "tmpfs"]).arg(&small).status();
+    assert!(ok.unwrap().success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let body = std::fs::read_to_string(c.config()).unwrap();
+    let body = body.replacen(
+        &format!("port = {}\n", c.ports[2]),
+        &format!("port = {}\ndata_dir = \"{}/pg-3\"\n", c.ports[2], small.display()),
+        1,
+    );
+    c.write("pgrepl.toml", &body);
+    c.up();
+    c.ok(&["down"]);
+    // Fill what is left of the filesystem.
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "status=none"])
+        .arg(format!("of={}/filler", small.display()))
+        .status();
+    let o = c.pgrepl_within(&["up", "--detach"], Duration::from_secs(120)).expect("up returned");
+    let err = text(&o.stderr);
+    // Writing its config is the first thing that fails there: an I/O error.
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("pg-3: ") && err.contains("No space left on device"), "the node and the cause: {err}");
+    assert!(!in_recovery(&c, "pg-1"), "the primary keeps running");
+    wait_until("pg-2 keeps streaming", T, || c.streaming("pg-2"));
+    std::fs::remove_file(small.join("filler")).unwrap();
+    c.ok(&["up", "pg-3"]);
+    wait_until("pg-3 streams once there is room", T, || c.streaming("pg-3"));
+    c.ok(&["down"]);
+}
