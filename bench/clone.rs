@@ -25,7 +25,7 @@ fn main() {
             let body = base.replacen("[replication]\n", &format!("[replication]\nclone_method = \"{m}\"\n"), 1);
             std::fs::write(&config, body).expect("config");
             let t = Instant::now();
-            let o = c.pgrepl(&["reclone", "n1", "--discard"]);
+            let o = c.pgrepl(&["reclone", "n1", "--discard", "--yes"]);
             times[i].push(t.elapsed().as_secs_f64());
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }

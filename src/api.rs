@@ -131,6 +131,19 @@ pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f6
                 },
             }
         }
+        // Patroni's /sync and /async: a streaming standby that does (not)
+        // confirm commits (`sync_state` sync or quorum).
+        "/sync" | "/synchronous" | "/async" | "/asynchronous" => {
+            let sync = n
+                .replication
+                .as_ref()
+                .and_then(|r| r.sync_state.as_deref())
+                .is_some_and(|s| matches!(s, "sync" | "quorum"));
+            let want_sync = matches!(path, "/sync" | "/synchronous");
+            let ok = n.is_streaming_replica() && sync == want_sync;
+            let what = if want_sync { "synchronous" } else { "asynchronous" };
+            verdict(ok, &if ok { format!("{what} standby") } else { format!("not a streaming {what} standby") })
+        }
         "/read-only" => {
             let ok = n.is_writable_primary() || n.is_streaming_replica();
             verdict(ok, if ok { "serves reads" } else { "does not serve reads" })
@@ -146,7 +159,7 @@ pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f6
         }
         _ => Answer::json(
             404,
-            json!({"reason": format!("no endpoint {path}; try /primary, /replica, /read-only, /health, /liveness, /readiness, /cluster, /metrics")}),
+            json!({"reason": format!("no endpoint {path}; try /primary, /replica, /sync, /async, /read-only, /health, /liveness, /readiness, /cluster, /metrics")}),
         ),
     }
 }
@@ -229,6 +242,10 @@ mod tests {
 
     #[test]
     fn role_endpoints_follow_the_snapshot() {
+        // The example's replicas are asynchronous.
+        assert_eq!(code("pg-2", "/async"), 200);
+        assert_eq!(code("pg-2", "/sync"), 503);
+        assert_eq!(code("pg-1", "/async"), 503, "a primary is no standby");
         assert_eq!(code("pg-1", "/primary"), 200);
         assert_eq!(code("pg-1", "/read-write"), 200);
         assert_eq!(code("pg-2", "/primary"), 503);

@@ -10,8 +10,11 @@ use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 
 /// pgrepl: one config file to a supervised PostgreSQL streaming-replication cluster.
+/// `pgrepl --version`: the crate version and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PGREPL_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
-#[command(name = "pgrepl", version, about)]
+#[command(name = "pgrepl", version = VERSION, about)]
 pub struct Cli {
     /// Config file (default: $PGREPL_CONFIG, then ./pgrepl.toml).
     #[arg(short, long, global = true)]
@@ -40,6 +43,10 @@ pub enum Command {
         /// A name or address the certificate must carry besides this machine's (repeatable).
         #[arg(long = "tls-host", requires = "tls")]
         tls_hosts: Vec<String>,
+        /// Health-API port of the first node; the others follow (default: port + 10000,
+        /// or another range below 32768 when that does not fit).
+        #[arg(long)]
+        api_port: Option<u16>,
         /// Directory to write into.
         #[arg(default_value = ".")]
         dir: PathBuf,
@@ -111,14 +118,27 @@ pub enum Command {
         /// Deadline for each step.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         timeout: std::time::Duration,
+        /// Do not ask for confirmation (needed without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// The primary is down: promote the most advanced replica.
     Failover {
         /// Node to promote (default: the most advanced replica).
         #[arg(long)]
         to: Option<String>,
-        /// Stop a still-running primary first (fencing).
+        /// Stop a primary that still runs first (fencing); without it, failover refuses.
         #[arg(long)]
+        stop_primary: bool,
+        /// In the sync modes, promote a standby that was not synchronous (may lose
+        /// acknowledged commits).
+        #[arg(long)]
+        allow_data_loss: bool,
+        /// Do not ask for confirmation (needed without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Gone: see --stop-primary and --yes.
+        #[arg(long, hide = true)]
         force: bool,
     },
     /// Make a former primary (or any diverged node) a standby again, with pg_rewind.
@@ -148,6 +168,9 @@ pub enum Command {
         /// Delete the old data dir instead of moving it aside.
         #[arg(long)]
         discard: bool,
+        /// Do not ask for confirmation of --discard (needed without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Archive one WAL file (PostgreSQL's archive_command; fsync, then rename).
     WalPush {
@@ -178,8 +201,8 @@ pub enum Command {
     Psql {
         /// Node name.
         node: String,
-        /// Arguments for psql (after `--`).
-        #[arg(last = true)]
+        /// Arguments for psql, as you would type them (`-c "select 1"`); `--` works too.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
 }
@@ -219,13 +242,14 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         _ => {}
     }
-    if let Command::Init { nodes, port, name, dir, tls, tls_hosts } = &cli.command {
+    if let Command::Init { nodes, port, name, dir, tls, tls_hosts, api_port } = &cli.command {
         let o = crate::init::InitOptions {
             nodes: *nodes,
             port: *port,
             name: name.clone(),
             tls: *tls,
             tls_hosts: tls_hosts.clone(),
+            api_port: *api_port,
         };
         return crate::init::run(dir, &o);
     }
@@ -259,24 +283,35 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Check => crate::observe::check(&ctx).await,
             Command::History { json } => crate::moves::history::show(&ctx, json),
             Command::Monitor { interval, json, count } => crate::observe::monitor(&ctx, json, interval, count).await,
-            Command::Switchover { to, max_lag, timeout } => {
+            Command::Switchover { to, max_lag, timeout, yes } => {
+                let target = to.as_deref().map_or("a streaming replica".to_string(), str::to_string);
+                crate::confirm::ask(&format!("Switch the primary over to {target}?"), "switchover", yes)?;
                 let control = crate::control::Control::find(&ctx)?;
                 let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 let o = crate::moves::switchover::Options { to, max_lag, timeout };
                 crate::moves::switchover::run(&ctx, &control, &o, &crate::supervise::Output::new(0)).await
             }
-            Command::Failover { to, force } => {
+            Command::Failover { force: true, .. } => Err(Error::Usage(
+                "`failover --force` is gone, because it meant more than it said: `--stop-primary` stops a primary that still runs, `--yes` skips the confirmation (what patronictl's --force does)".into(),
+            )),
+            Command::Failover { to, stop_primary, allow_data_loss, yes, force: false } => {
+                let stop = if stop_primary { ", stopping the primary if it runs" } else { "" };
+                crate::confirm::ask(&format!("Fail over{stop}?"), "failover", yes)?;
                 let control = crate::control::Control::find(&ctx)?;
                 let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
-                crate::moves::failover::run(&ctx, &control, to.as_deref(), force, &crate::supervise::Output::new(0))
-                    .await
+                let o = crate::moves::failover::Options { to, stop_primary, allow_data_loss };
+                crate::moves::failover::run(&ctx, &control, &o, &crate::supervise::Output::new(0)).await
             }
             Command::Rejoin { node } => {
                 let control = crate::control::Control::find(&ctx)?;
                 let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 crate::moves::rejoin::rejoin(&ctx, &control, &node, &crate::supervise::Output::new(0)).await
             }
-            Command::Reclone { node, discard } => {
+            Command::Reclone { node, discard, yes } => {
+                if discard {
+                    let q = format!("Delete {node}'s data dir for good and clone it again?");
+                    crate::confirm::ask(&q, "reclone --discard", yes)?;
+                }
                 let control = crate::control::Control::find(&ctx)?;
                 let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 crate::moves::rejoin::reclone(&ctx, &control, &node, discard, true, &crate::supervise::Output::new(0))
@@ -297,6 +332,40 @@ pub fn run(cli: Cli) -> Result<()> {
     })
 }
 
+/// `pgrepl psql NODE -c "select 1"` passes `-c` to psql, as people type it,
+/// not to pgrepl's own `-c/--config`: a `--` is put after the node name
+/// unless one is there already. Everything else is left as it is.
+pub fn psql_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let takes_value = |a: &std::ffi::OsStr| a == "-c" || a == "--config";
+    let mut i = 1;
+    let mut seen_psql = false;
+    while i < args.len() {
+        let a = args[i].as_os_str();
+        if takes_value(a) {
+            i += 2;
+            continue;
+        }
+        if a.to_string_lossy().starts_with('-') {
+            i += 1;
+            continue;
+        }
+        if !seen_psql {
+            if a != "psql" {
+                return args; // another command
+            }
+            seen_psql = true;
+            i += 1;
+            continue;
+        }
+        // The node name: what follows is psql's.
+        if args.get(i + 1).is_some_and(|n| n != "--") {
+            args.insert(i + 1, "--".into());
+        }
+        return args;
+    }
+    args
+}
+
 /// Every node name a command was given.
 fn named_nodes(c: &Command) -> Vec<&str> {
     match c {
@@ -305,5 +374,43 @@ fn named_nodes(c: &Command) -> Vec<&str> {
         Command::Up { nodes, reclone, .. } => nodes.iter().chain(reclone).map(String::as_str).collect(),
         Command::Down { nodes, .. } | Command::Restart { nodes } => nodes.iter().map(String::as_str).collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<std::ffi::OsString> {
+        s.iter().map(|x| x.into()).collect()
+    }
+
+    #[test]
+    fn psql_options_after_the_node_go_to_psql() {
+        assert_eq!(
+            psql_args(v(&["pgrepl", "psql", "pg-2", "-c", "select 1"])),
+            v(&["pgrepl", "psql", "pg-2", "--", "-c", "select 1"])
+        );
+        assert_eq!(
+            psql_args(v(&["pgrepl", "-c", "x.toml", "psql", "pg-2", "-tAc", "select 1"])),
+            v(&["pgrepl", "-c", "x.toml", "psql", "pg-2", "--", "-tAc", "select 1"])
+        );
+        // `--` already there, no psql arguments, or another command: unchanged.
+        for a in [
+            &["pgrepl", "psql", "pg-2", "--", "-c", "x"][..],
+            &["pgrepl", "psql", "pg-2"],
+            &["pgrepl", "-c", "psql", "status"],
+            &["pgrepl", "status", "--json"],
+        ] {
+            assert_eq!(psql_args(v(a)), v(a));
+        }
+        let cli = Cli::try_parse_from(psql_args(v(&["pgrepl", "psql", "pg-2", "-c", "select 1"]))).unwrap();
+        assert!(cli.config.is_none());
+        match cli.command {
+            Command::Psql { node, args } => {
+                assert_eq!((node.as_str(), args), ("pg-2", vec!["-c".to_string(), "select 1".into()]))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -190,5 +190,19 @@ pub fn write_client_files(ctx: &Ctx) -> Result<()> {
     let text = format!("*:*:*:{}:{}\n", esc(&r.user), esc(r.password.expose()));
     let path = ctx.layout.passfile();
     write_atomic(&path, text.as_bytes(), 0o600)?;
-    ctx.runas.chown(&path)
+    ctx.runas.chown(&path)?;
+    // The database owners' passwords, for the connection URI `up` prints:
+    // read by the user's psql, so owned by whoever runs pgrepl, not the OS user.
+    let owners: String = ctx
+        .cfg
+        .databases
+        .iter()
+        .filter_map(|d| {
+            Some(format!("*:*:{}:{}:{}\n", esc(&d.name), esc(&d.owner), esc(d.owner_password.as_ref()?.expose())))
+        })
+        .collect();
+    if !owners.is_empty() {
+        write_atomic(&ctx.layout.client_passfile(), owners.as_bytes(), 0o600)?;
+    }
+    Ok(())
 }

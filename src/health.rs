@@ -184,6 +184,13 @@ pub fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
             let recv = n.wal_receiver.as_deref().unwrap_or("none");
             reasons.push((Level::Critical, format!("running but not streaming (WAL receiver: {recv})")));
         }
+        // Right after a move or restart pgrepl made, a standby that has not
+        // reconnected yet is expected: a warning that says so, not a page.
+        if let Some(why) = &s.settling {
+            for r in reasons.iter_mut().filter(|r| r.0 == Level::Critical && !is_primary) {
+                *r = (Level::Warning, format!("settling after {why}: {}", r.1));
+            }
+        }
         if let Some(up) = n.upstream.as_deref().filter(|u| !is_primary && n.state == "running" && *u != s.primary) {
             reasons.push((
                 Level::Warning,
@@ -310,6 +317,7 @@ mod tests {
             paused: None,
             needs_reclone: vec![],
             state_error: None,
+            settling: None,
             durability: None,
             archive: None,
             nodes,
@@ -346,6 +354,22 @@ mod tests {
         assert_eq!(r.level, Level::Warning);
         assert_eq!(r.node("r1").unwrap().reasons, vec!["follows r2, not the primary p; the supervisor repoints it"]);
         assert!(r.node("r2").unwrap().reasons.is_empty());
+    }
+
+    #[test]
+    fn a_replica_disturbed_by_pgrepl_itself_is_settling_not_critical() {
+        let mut r1 = node("r1", "replica");
+        r1.wal_receiver = Some("starting".into());
+        let mut c = cluster(vec![node("p", "primary"), r1]);
+        c.settling = Some("restart of r1".into());
+        let r = evaluate(&c, &t());
+        assert_eq!(r.level, Level::Warning);
+        assert_eq!(
+            r.node("r1").unwrap().reasons,
+            vec!["settling after restart of r1: running but not streaming (WAL receiver: starting)"]
+        );
+        c.settling = None;
+        assert_eq!(evaluate(&c, &t()).level, Level::Critical);
     }
 
     #[test]

@@ -21,6 +21,11 @@ impl Layout {
     pub fn passfile(&self) -> PathBuf {
         self.root.join("pgpass")
     }
+    /// A pgpass file for the `[[database]]` owners, for the URI `up` prints
+    /// (mode 0600, owned by whoever runs pgrepl).
+    pub fn client_passfile(&self) -> PathBuf {
+        self.root.join("client.pgpass")
+    }
     /// The client's copy of the `[tls]` CA (libpq's sslrootcert).
     pub fn root_cert(&self) -> PathBuf {
         self.root.join("root.crt")
@@ -64,6 +69,11 @@ impl Layout {
     /// The HA task's latest decision, for `status`.
     pub fn ha_file(&self) -> PathBuf {
         self.run_dir().join("ha")
+    }
+    /// Written after a move or restart pgrepl made: until when (unix
+    /// seconds) and why `check` reports what it breaks as settling.
+    pub fn settling_file(&self) -> PathBuf {
+        self.run_dir().join("settling")
     }
     /// Present while the user wants `node` stopped (`pgrepl down NODE`).
     pub fn stop_marker(&self, node: &str) -> PathBuf {

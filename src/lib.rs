@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clone;
 pub mod config;
 pub mod configure;
+pub mod confirm;
 pub mod control;
 pub mod ctx;
 pub mod dcs;

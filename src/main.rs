@@ -6,7 +6,7 @@ use std::io::Write;
 use clap::Parser;
 
 fn main() {
-    let cli = pgrepl::cli::Cli::parse();
+    let cli = pgrepl::cli::Cli::parse_from(pgrepl::cli::psql_args(std::env::args_os().collect()));
     if let Err(e) = pgrepl::cli::run(cli) {
         if !matches!(e, pgrepl::error::Error::Exit(_)) {
             // One write: a detached supervisor's stderr is a log file other

@@ -203,6 +203,13 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
     for (node, n) in &snap.restarts {
         f.sample("pgrepl_supervisor_restarts_total", &[("node", node)], f64::from(*n));
     }
+    f.head("pgrepl_moves_total", "counter", "Moves of the primary this cluster has seen (pgrepl history), by kind.");
+    for kind in ["switchover", "failover"] {
+        let n = snap.moves.iter().find(|(k, _)| k == kind).map_or(0, |(_, n)| *n);
+        f.sample("pgrepl_moves_total", &[("kind", kind)], n as f64);
+    }
+    f.head("pgrepl_build_info", "gauge", "pgrepl's version and the commit it was built from (always 1).");
+    f.sample("pgrepl_build_info", &[("version", env!("CARGO_PKG_VERSION")), ("commit", env!("PGREPL_COMMIT"))], 1.0);
     f.head("pgrepl_snapshot_timestamp_seconds", "gauge", "Unix time the served snapshot was taken.");
     f.sample("pgrepl_snapshot_timestamp_seconds", &[], (snap.taken_unix * 1000.0).round() / 1000.0);
     f.head("pgrepl_snapshot_age_seconds", "gauge", "Age of the served snapshot.");
@@ -219,6 +226,10 @@ mod tests {
     #[test]
     fn example_snapshot_renders_exactly() {
         let text = render(&crate::snapshot::example(), 1_795_334_401.5);
+        // The build's own version and commit change with every commit.
+        let text = text
+            .replace(&format!("commit=\"{}\"", env!("PGREPL_COMMIT")), "commit=\"COMMIT\"")
+            .replace(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), "version=\"VERSION\"");
         let expected = include_str!("../tests/fixtures/metrics.txt");
         assert_eq!(text, expected);
     }

@@ -63,13 +63,11 @@ pub async fn check(ctx: &Arc<Ctx>) -> Result<()> {
     let h = health::evaluate(&s, &Thresholds::from(m));
     let r = report::build(&s, &h);
     let detail = if r.problems.is_empty() { report::one_line(&r) } else { r.problems.join("; ") };
-    let perf = format!(
-        "max_lag={}s;{};{} streaming={};;;0;{}",
-        r.summary.max_lag_seconds.map_or("U".into(), |l| format!("{l:.3}")),
-        m.warn_lag.as_secs_f64(),
-        m.crit_lag.as_secs_f64(),
+    let perf = perfdata(
+        r.summary.max_lag_seconds,
+        (m.warn_lag.as_secs_f64(), m.crit_lag.as_secs_f64()),
         r.primary.as_ref().map_or(0, |p| p.active_replicas),
-        r.summary.total_standbys
+        r.summary.total_standbys,
     );
     println!("PGREPL {} - {detail} | {perf}", h.level.nagios());
     match h.level {
@@ -77,6 +75,13 @@ pub async fn check(ctx: &Arc<Ctx>) -> Result<()> {
         Level::Warning => Err(Error::Exit(1)),
         Level::Critical => Err(Error::Exit(2)),
     }
+}
+
+/// `check`'s perfdata. An unknown lag is `U` alone, the plugin guidelines'
+/// form (`Us` is not valid).
+fn perfdata(max_lag: Option<f64>, (warn, crit): (f64, f64), streaming: usize, total: usize) -> String {
+    let lag = max_lag.map_or("U".into(), |l| format!("{l:.3}s"));
+    format!("max_lag={lag};{warn};{crit} streaming={streaming};;;0;{total}")
 }
 
 /// Print the Nagios UNKNOWN line for an error and turn it into exit 3.
@@ -113,5 +118,16 @@ pub async fn monitor(ctx: &Arc<Ctx>, as_json: bool, interval: Duration, count: O
         if count.is_some_and(|c| n >= c) {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perfdata_follows_the_plugin_guidelines() {
+        assert_eq!(perfdata(Some(1.5), (60.0, 300.0), 2, 2), "max_lag=1.500s;60;300 streaming=2;;;0;2");
+        assert_eq!(perfdata(None, (60.0, 300.0), 0, 2), "max_lag=U;60;300 streaming=0;;;0;2");
     }
 }

@@ -220,6 +220,8 @@ pub async fn restart(ctx: &Ctx, names: &[String], out: &Output) -> Result<()> {
         }
         let t = Instant::now();
         out.info(format!("{}: restarting", n.name));
+        let why = format!("restart of {}", n.name);
+        crate::moves::settling(ctx, &why);
         control.stop(ctx, n, StopMode::Fast).await?;
         control.start(ctx, n).await?;
         if n.name == primary.name {
@@ -228,6 +230,7 @@ pub async fn restart(ctx: &Ctx, names: &[String], out: &Output) -> Result<()> {
             crate::up::wait_streaming(ctx, n, &primary).await?;
             out.info(format!("{}: back and streaming after {:.1}s", n.name, t.elapsed().as_secs_f64()));
         }
+        crate::moves::settling(ctx, &why);
     }
     Ok(())
 }

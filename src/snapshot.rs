@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub taken_unix: f64,
     /// Supervisor restarts per local node.
     pub restarts: Vec<(String, u32)>,
+    /// Moves of the primary by kind (`switchover`, `failover`), from the history.
+    pub moves: Vec<(String, u64)>,
 }
 
 /// The latest snapshot, if one has been taken.
@@ -39,13 +41,27 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor) -> Latest {
             let taken_unix = now_unix();
             let Ok(status) = gatherer.gather().await else { continue };
             let health = health::evaluate(&status, &thresholds);
-            let snap = Snapshot { status, health, taken_unix, restarts: sup.restarts() };
+            let moves =
+                crate::state::State::load(&ctx.layout.state_file()).map(|st| count_moves(&st)).unwrap_or_default();
+            let snap = Snapshot { status, health, taken_unix, restarts: sup.restarts(), moves };
             if tx.send(Some(Arc::new(snap))).is_err() {
                 return;
             }
         }
     });
     rx
+}
+
+/// Moves in the history, by kind.
+fn count_moves(st: &crate::state::State) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for m in &st.history {
+        match out.iter_mut().find(|(k, _)| *k == m.kind) {
+            Some((_, n)) => *n += 1,
+            None => out.push((m.kind.clone(), 1)),
+        }
+    }
+    out
 }
 
 /// A fixed example snapshot (1 primary, 2 replicas: one caught up, one
@@ -118,6 +134,7 @@ pub fn example() -> Snapshot {
         paused: None,
         needs_reclone: vec![],
         state_error: None,
+        settling: None,
         durability: None,
         archive: None,
         nodes: vec![p, r1, r2],
@@ -150,5 +167,6 @@ pub fn example() -> Snapshot {
         health,
         taken_unix: 1_795_334_400.0,
         restarts: vec![("pg-1".into(), 0), ("pg-2".into(), 2), ("pg-3".into(), 0)],
+        moves: vec![("switchover".into(), 2), ("failover".into(), 1)],
     }
 }

@@ -1,6 +1,6 @@
 //! `pgrepl failover`: the primary is down; promote the best replica.
 //!
-//! Refuses while the old primary is running, unless `--force`, which first
+//! Refuses while the old primary is running, unless `--stop-primary`, which first
 //! stops it (fencing) — never two writable primaries. The old primary is
 //! kept stopped (the supervisor will not restart it) until `pgrepl rejoin`.
 //! Without `--to`, the most advanced replica on the latest timeline wins:
@@ -114,17 +114,26 @@ pub fn sync_filter(ctx: &Ctx, cands: Vec<Candidate>, allow_async: bool) -> std::
     let sync: Vec<Candidate> = cands.into_iter().filter(|c| set.contains(&c.name)).collect();
     if sync.is_empty() {
         return Err(format!(
-            "no running standby was synchronous (last synchronous set: {}); promoting an asynchronous one may lose acknowledged commits. `--force` promotes one anyway",
+            "no running standby was synchronous (last synchronous set: {}); promoting an asynchronous one may lose acknowledged commits. `--allow-data-loss` promotes one anyway",
             if set.is_empty() { "none".to_string() } else { set.join(", ") }
         ));
     }
     Ok(sync)
 }
 
-/// Run a failover. `force` fences a running primary and may promote an
-/// asynchronous standby; `fence` alone (automatic failover) only fences.
-pub async fn run(ctx: &Arc<Ctx>, control: &Control, to: Option<&str>, force: bool, out: &Output) -> Result<()> {
-    run_with(ctx, control, to, force.then_some(StopMode::Fast), force, out).await
+/// Run a failover as `pgrepl failover` asks.
+pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
+    run_with(ctx, control, o.to.as_deref(), o.stop_primary.then_some(StopMode::Fast), o.allow_data_loss, out).await
+}
+
+/// Options of `pgrepl failover`.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub to: Option<String>,
+    /// Stop a primary that still runs (fencing).
+    pub stop_primary: bool,
+    /// In the sync modes, promote a standby that was not synchronous.
+    pub allow_data_loss: bool,
 }
 
 /// [`run`] with fencing and asynchronous promotion allowed separately.
@@ -145,7 +154,7 @@ pub async fn run_with(
             Some(m) => mode = m,
             None => {
                 return Err(Error::Refused(format!(
-                    "failover refused: the primary {} is still running (pid {}). Use `pgrepl switchover` for a planned move, or `pgrepl failover --force` to stop it first",
+                    "failover refused: the primary {} is still running (pid {}). Use `pgrepl switchover` for a planned move, or `pgrepl failover --stop-primary` to stop it first",
                     old.name, pf.pid
                 )))
             }
@@ -227,6 +236,7 @@ pub async fn run_with(
         target.name
     );
     steps.say(&done);
+    super::settling(ctx, &format!("failover to {}", target.name));
     crate::hooks::fire(ctx, "failover", &target.name, &done, out).await;
     Ok(())
 }

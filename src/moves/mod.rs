@@ -116,6 +116,21 @@ pub async fn checkpoint(ctx: &Ctx, node: &Node) -> Result<()> {
     c.batch_execute("CHECKPOINT").await.map_err(|e| Error::sql(format!("checkpoint on {}", node.name), e))
 }
 
+/// How long after a move or restart pgrepl made `check` reports the
+/// replicas it disturbed as settling (a WARNING) rather than CRITICAL: a
+/// standby takes a moment to reconnect and show up in pg_stat_replication.
+pub const SETTLE: Duration = Duration::from_secs(15);
+
+/// Note that `why` (say "restart of pg-2") just happened, for `check`.
+pub fn settling(ctx: &Ctx, why: &str) {
+    let until = crate::status::now_unix() + SETTLE.as_secs_f64();
+    let text = format!("{until}\n{why}");
+    // Only a softer verdict for a few seconds rides on this; a failure to
+    // write it leaves `check` as strict as before.
+    let _ = crate::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)
+        .and_then(|()| crate::fsutil::write_atomic(&ctx.layout.settling_file(), text.as_bytes(), 0o644));
+}
+
 /// Record `node` as the primary, with the reason, atomically.
 pub fn record_primary(ctx: &Ctx, node: &Node, why: &str) -> Result<()> {
     State::update(&ctx.layout.state_file(), |st| {

@@ -39,6 +39,18 @@ pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output)
     let mut steps = Steps::new(out);
     let state = State::load(&ctx.layout.state_file())?;
     let reclone = format!("`pgrepl reclone {name}`");
+    // A healthy standby of the primary has nothing to rejoin: say so and
+    // leave it running (a rejoin would stop and restart it for nothing).
+    if !state.fenced.contains(&node.name) && !state.needs_reclone.contains(&node.name) {
+        let s = crate::status::gather::gather_once(ctx).await?;
+        let healthy = s.nodes.iter().any(|n| {
+            n.name == node.name && n.is_streaming_replica() && n.upstream.as_deref() == Some(primary.name.as_str())
+        });
+        if healthy {
+            steps.say(format!("{name} already streams from the primary {}; nothing to do", primary.name));
+            return Ok(());
+        }
+    }
     // Checks that need nothing stopped, so a refusal leaves the node as it was.
     match datadir::inspect(&node.data_dir)? {
         DirState::Postgres { system_id, major } => {
@@ -156,6 +168,7 @@ async fn start_following(
     crate::up::wait_streaming(ctx, node, primary).await?;
     set_needs_reclone(ctx, node, false)?;
     super::set_fenced(ctx, node, false)?;
+    super::settling(ctx, &format!("start of {} as a standby", node.name));
     steps.say(format!("{} streams from {}", node.name, primary.name));
     Ok(())
 }

@@ -102,6 +102,8 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
     let tl_before = before.nodes.iter().find(|n| n.name == old.name).and_then(|n| n.timeline);
     let mut steps = Steps::new(out);
 
+    let why = format!("switchover to {}", target.name);
+    super::settling(ctx, &why);
     steps.step(format!("CHECKPOINT on {}", old.name));
     let c = ctx.connect(&old).await?;
     c.batch_execute("CHECKPOINT").await.map_err(|e| Error::sql("checkpoint", e))?;
@@ -188,6 +190,7 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
         unavailable.as_secs_f64()
     );
     steps.say(&done);
+    super::settling(ctx, &why);
     crate::hooks::fire(ctx, "switchover", &target.name, &done, out).await;
     Ok(())
 }

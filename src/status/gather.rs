@@ -355,6 +355,7 @@ impl Gatherer {
             last_move: state.last_move,
             paused: state.paused,
             needs_reclone: state.needs_reclone,
+            settling: settling(&self.ctx.layout.settling_file()),
             state_error,
             durability: run_file(self.ctx.layout.durability_file()).and_then(|t| serde_json::from_str(&t).ok()),
             archive,
@@ -362,6 +363,13 @@ impl Gatherer {
             slots: primary_raw.map(|p| p.slots.clone()).unwrap_or_default(),
         })
     }
+}
+
+/// The settling note, while it lasts.
+fn settling(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (until, why) = text.split_once('\n')?;
+    (until.trim().parse::<f64>().ok()? > now_unix()).then(|| why.trim().to_string())
 }
 
 fn replication(current: Option<Lsn>, row: &Row) -> Replication {

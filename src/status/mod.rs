@@ -31,6 +31,9 @@ pub struct ClusterStatus {
     pub paused: Option<String>,
     /// Nodes marked needs-reclone: they stay stopped until `pgrepl reclone`.
     pub needs_reclone: Vec<String>,
+    /// A move or restart pgrepl made within the last few seconds ("restart
+    /// of pg-2"): what it disturbs is reported as settling, not CRITICAL.
+    pub settling: Option<String>,
     /// Why the cluster's record (the state file) cannot be read; null when
     /// it can. While set, pgrepl takes no automatic action and starts no node.
     pub state_error: Option<String>,

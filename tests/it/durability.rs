@@ -30,6 +30,11 @@ fn sync_keeps_committing_as_standbys_stop_and_reports_the_degrade() {
         c.sql("pg-1", "SHOW synchronous_standby_names").is_ok_and(|s| s.starts_with("ANY 1"))
     });
     wait_until("a standby reports sync", T, || c.node_status("pg-2")["replication"]["sync_state"] == "quorum");
+    // Patroni's /sync and /async, for a load balancer that wants them.
+    wait_until("/sync answers 200 on a synchronous standby", T, || {
+        http_get(c.ports[1] + 10000, "/sync").is_some_and(|(code, _)| code == 200)
+    });
+    assert_eq!(http_get(c.ports[1] + 10000, "/async").map(|(code, _)| code), Some(503));
     c.ok(&["down", "pg-3"]);
     c.sql("pg-1", "INSERT INTO t VALUES (1)").unwrap();
     c.ok(&["down", "pg-2"]);
@@ -93,14 +98,14 @@ fn failover_in_sync_mode_refuses_a_standby_that_was_not_synchronous() {
     c.ok(&["down", "pg-1"]);
     c.ok(&["up", "pg-3"]);
     c.ok(&["down", "pg-2"]);
-    let o = c.pgrepl(&["failover"]);
+    let o = c.pgrepl(&["failover", "--yes"]);
     assert_eq!(o.status.code(), Some(11), "{}", text(&o.stdout));
     assert!(
         text(&o.stderr).contains("no running standby was synchronous (last synchronous set: pg-2)"),
         "{}",
         text(&o.stderr)
     );
-    let out = c.ok(&["failover", "--force"]);
+    let out = c.ok(&["failover", "--allow-data-loss", "--yes"]);
     assert!(out.contains("promoting pg-3"), "{out}");
 }
 
@@ -200,7 +205,7 @@ fn sync_strict_failover_after_kill_9_loses_no_acknowledged_commit_five_times() {
         let primary = c.status()["primary"].as_str().unwrap().to_string();
         let pid = c.postmaster_pid(&primary).unwrap();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-        let out = c.ok(&["failover", "--force"]);
+        let out = c.ok(&["failover", "--stop-primary", "--yes"]);
         assert!(out.contains("failover complete"), "run {run}: {out}");
         let new = c.status()["primary"].as_str().unwrap().to_string();
         assert_ne!(new, primary);

@@ -334,7 +334,7 @@ fn a_switchover_killed_after_the_promotion_converges_by_itself() {
     c.up();
     let sc = Scenario::start("switchover --to pg-3 killed (SIGKILL) right after the promotion", &c);
     let mut sw = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-        .args(["-c", &c.config().to_string_lossy(), "switchover", "--to", "pg-3"])
+        .args(["-c", &c.config().to_string_lossy(), "switchover", "--to", "pg-3", "--yes"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -483,7 +483,7 @@ fn a_corrupt_state_file_stops_automatic_actions_and_is_reported() {
     );
     assert!(c.postmaster_pid("pg-3").is_none_or(|p| !crate::harness::alive(p)));
     // A move refuses rather than guess the primary.
-    let o = c.pgrepl(&["switchover", "--to", "pg-2"]);
+    let o = c.pgrepl(&["switchover", "--to", "pg-2", "--yes"]);
     assert_ne!(o.status.code(), Some(0));
     assert!(text(&o.stderr).contains("is corrupt"), "{}", text(&o.stderr));
     // Restored, everything converges.

@@ -340,3 +340,53 @@ fn reload_refuses_a_change_of_the_clusters_shape_and_changes_nothing() {
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), before, "pg-2's files were rewritten");
     assert!(c.streaming("pg-2"));
 }
+
+/// The first run, as a newcomer makes it: `init`, `up`, then the connection
+/// string `up` printed, pasted into psql. It used to fail with
+/// "fe_sendauth: no password supplied": no role had a TCP password.
+#[test]
+fn init_then_up_prints_a_connection_uri_that_works_as_printed() {
+    let c = Cluster::empty();
+    let port = loop {
+        let p = crate::harness::free_port();
+        if std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 10001)).is_ok()
+        {
+            break p;
+        }
+    };
+    let dir = c.path("fresh");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .args(["init", "--nodes", "2", "--port", &port.to_string()])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", crate::harness::text(&o.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("secrets/app.password")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let up = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .args(["up", "--detach"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let out = crate::harness::text(&up.stdout);
+    let down =
+        || std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl")).arg("down").current_dir(&dir).output().unwrap();
+    assert!(up.status.success(), "{out}\n{}", crate::harness::text(&up.stderr));
+    let line = out.lines().find(|l| l.contains("connect: psql '")).unwrap_or_else(|| panic!("{out}"));
+    let uri = line.split('\'').nth(1).unwrap();
+    let password = std::fs::read_to_string(dir.join("secrets/app.password")).unwrap();
+    assert!(!out.contains(password.trim()), "the password is never printed");
+    assert!(uri.contains("passfile="), "{uri}");
+    let psql = std::process::Command::new("psql")
+        .arg(uri)
+        .args(["-XtAc", "SELECT current_user || ' on ' || current_database() || ' ' || pg_is_in_recovery()"])
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap();
+    let answer = crate::harness::text(&psql.stdout);
+    down();
+    assert!(psql.status.success(), "psql '{uri}': {}", crate::harness::text(&psql.stderr));
+    assert_eq!(answer.trim(), "app on app false", "the URI reaches the writable primary");
+}

@@ -7,6 +7,7 @@ mod bad_config;
 mod clone;
 mod durability;
 mod faults;
+mod habits;
 mod lifecycle;
 mod majors;
 mod moves;

@@ -37,7 +37,7 @@ fn up_on_major(major: u32, extra: &str) -> (Cluster, String) {
 /// checks from pg_control and the new timeline's history that pg-1 needs
 /// no rewind, and pg-1 follows pg-2.
 fn switch_over_without_matching_pg_rewind(c: &Cluster) {
-    let out = c.ok(&["switchover"]);
+    let out = c.ok(&["switchover", "--yes"]);
     assert!(out.contains("pg-1: its last WAL record") && out.contains("no rewind is needed"), "{out}");
     assert!(out.contains("switchover complete: pg-2 is primary (timeline 1 -> 2)"), "{out}");
     c.sql("pg-2", "INSERT INTO t VALUES (2)").unwrap();
@@ -49,7 +49,7 @@ fn switch_over_without_matching_pg_rewind(c: &Cluster) {
 
 /// Fail pg-2 over back to pg-1 and write there: the promotion half of the flow.
 fn fail_back_to_pg1(c: &Cluster) {
-    let out = c.ok(&["failover", "--force"]);
+    let out = c.ok(&["failover", "--stop-primary", "--yes"]);
     assert!(out.contains("failover complete: pg-1 is primary"), "{out}");
     c.sql("pg-1", "INSERT INTO t VALUES (3)").unwrap();
     assert_eq!(c.node_status("pg-1")["timeline"], 3);
@@ -104,7 +104,7 @@ fn postgresql_17_rejoin_of_a_crashed_primary_without_pg_rewind_says_what_to_do()
     std::fs::write(&base, format!("{original}\nthis_setting_does_not_exist = 1\n")).unwrap();
     let pid = c.postmaster_pid("pg-1").unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    c.ok(&["failover", "--force"]);
+    c.ok(&["failover", "--stop-primary", "--yes"]);
     let before = crate::harness::snapshot(&c.data_dir("pg-1"));
     let o = c.pgrepl(&["rejoin", "pg-1"]);
     let err = text(&o.stderr);

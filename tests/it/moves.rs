@@ -122,7 +122,7 @@ fn switchover_there_and_back_under_load_loses_no_acknowledged_write() {
     let w = Writer::start(&c);
     w.wait_more(50);
 
-    let out = c.ok(&["switchover", "--to", "pg-2"]);
+    let out = c.ok(&["switchover", "--to", "pg-2", "--yes"]);
     assert!(out.contains("switchover complete: pg-2 is primary"), "{out}");
     assert!(out.contains("writes were unavailable for"), "{out}");
     // A clean switchover leaves nothing to rewind; pgrepl checks rather than assumes.
@@ -131,7 +131,7 @@ fn switchover_there_and_back_under_load_loses_no_acknowledged_write() {
     assert_eq!(timeline(&c, "pg-2"), tl0 + 1);
     w.wait_more(50);
 
-    let out = c.ok(&["switchover", "--to", "pg-1"]);
+    let out = c.ok(&["switchover", "--to", "pg-1", "--yes"]);
     assert!(out.contains("pg-2: pg_rewind confirms no rewind is needed"), "{out}");
     w.wait_more(50);
     let acked = w.finish();
@@ -185,7 +185,7 @@ fn switchover_to_a_stopped_or_lagging_target_is_refused_with_no_role_change() {
     let c = cluster(2);
     c.up();
     c.ok(&["down", "pg-3"]);
-    let o = c.pgrepl(&["switchover", "--to", "pg-3"]);
+    let o = c.pgrepl(&["switchover", "--to", "pg-3", "--yes"]);
     assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
     assert!(
         text(&o.stderr)
@@ -201,7 +201,7 @@ fn switchover_to_a_stopped_or_lagging_target_is_refused_with_no_role_change() {
     wait_until("pg-3 behind", T, || {
         c.node_status("pg-3")["replication"]["lag_bytes"]["replay"].as_u64().is_some_and(|b| b > 1 << 20)
     });
-    let o = c.pgrepl(&["switchover", "--to", "pg-3", "--max-lag", "1MB"]);
+    let o = c.pgrepl(&["switchover", "--to", "pg-3", "--max-lag", "1MB", "--yes"]);
     assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("more than --max-lag 1MB"), "{}", text(&o.stderr));
     assert_eq!(primary(&c), "pg-1");
@@ -223,9 +223,9 @@ fn failover_promotes_the_most_advanced_replica_and_the_rest_follow() {
         let r = |i: usize| s["nodes"][i]["replayed_lsn"].as_str().map(str::to_string);
         r(2).is_some() && r(1) != r(2)
     });
-    let o = c.pgrepl(&["failover"]);
+    let o = c.pgrepl(&["failover", "--yes"]);
     assert_eq!(o.status.code(), Some(11), "failover must refuse while the primary runs");
-    let out = c.ok(&["failover", "--force"]);
+    let out = c.ok(&["failover", "--stop-primary", "--yes"]);
     assert!(out.contains("promoting pg-3"), "{out}");
     assert!(out.contains("pg-1 stays stopped; `pgrepl rejoin pg-1`"), "{out}");
     assert_eq!(primary(&c), "pg-3");
@@ -256,7 +256,7 @@ fn diverged_former_primary_is_rewound_by_rejoin() {
     c.sql("pg-1", "CREATE TABLE facts (id int PRIMARY KEY)").unwrap();
     c.sql("pg-1", "INSERT INTO facts VALUES (1)").unwrap();
     wait_until("row on pg-2", T, || c.sql("pg-2", "SELECT count(*) FROM facts").as_deref() == Ok("1"));
-    c.ok(&["failover", "--force", "--to", "pg-2"]);
+    c.ok(&["failover", "--stop-primary", "--yes", "--to", "pg-2"]);
     c.sql("pg-2", "INSERT INTO facts VALUES (2)").unwrap();
 
     // The old primary, out of the supervisor's control, takes writes of its own.
@@ -413,7 +413,7 @@ fn the_event_hook_runs_after_each_move_as_the_os_user_and_cannot_fail_it() {
     c.up();
     // Straight after `up`: switchover gives the new standby a moment to
     // report its replay position instead of refusing at once.
-    let out = c.ok(&["switchover"]);
+    let out = c.ok(&["switchover", "--yes"]);
     assert!(out.contains("switchover complete: pg-2 is primary"), "{out}");
     assert!(out.contains("hook: said-by-hook") && out.contains("failed (exit status: 3)"), "{out}");
     c.ok(&["pause"]);
@@ -439,11 +439,11 @@ fn a_replica_with_failover_priority_zero_is_never_promoted() {
     );
     c.write("pgrepl.toml", &body);
     c.up();
-    let o = c.pgrepl(&["switchover", "--to", "pg-2"]);
+    let o = c.pgrepl(&["switchover", "--to", "pg-2", "--yes"]);
     assert_eq!(o.status.code(), Some(11));
     assert!(text(&o.stderr).contains("pg-2 has failover_priority = 0 and is never promoted"), "{}", text(&o.stderr));
     assert_eq!(primary(&c), "pg-1");
-    let out = c.ok(&["failover", "--force"]);
+    let out = c.ok(&["failover", "--stop-primary", "--yes"]);
     assert!(out.contains("promoting pg-3"), "{out}");
     wait_until("pg-2 follows pg-3", T, || c.streaming("pg-2"));
     assert_eq!(c.node_status("pg-2")["role"], "replica");

@@ -209,6 +209,7 @@ fn status_and_monitor_json_match_the_documented_schema_with_every_field_filled()
             || p == ".last_move"
             || p == ".paused"
             || p == ".state_error"
+            || p == ".settling"
             || p == ".archive.last_failed_wal"
             || p == ".archive.last_failed_time"
             || (p.starts_with(".nodes[0].")

@@ -206,3 +206,20 @@ fn an_unknown_node_name_is_exit_64_in_every_command() {
     }
     assert!(!c.path("data").exists());
 }
+
+/// A Patroni user's habits: `--force` only skips the prompt in patronictl,
+/// so pgrepl refuses it with the two flags that say what they do, and moves
+/// run from a script without `--yes` refuse rather than act unasked.
+#[test]
+fn moves_ask_first_and_force_names_the_flags_that_replaced_it() {
+    let c = Cluster::new(1);
+    let (code, err) = fails(&c, &["failover", "--force"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--stop-primary") && err.contains("--yes"), "{err}");
+    for args in [&["failover"][..], &["switchover"], &["reclone", "pg-2", "--discard"]] {
+        let (code, err) = fails(&c, args);
+        assert_eq!(code, 64, "pgrepl {args:?}: {err}");
+        assert!(err.contains("no terminal is attached; add --yes"), "pgrepl {args:?}: {err}");
+    }
+    assert!(!c.path("data").exists(), "nothing was touched");
+}

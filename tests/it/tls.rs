@@ -35,7 +35,7 @@ fn replication_and_both_clone_methods_run_over_verified_tls_and_plain_tcp_is_ref
 
     // pgrepl's own base backup, over the same verified TLS.
     c.write("pgrepl.toml", &body.replacen("[replication]\n", "[replication]\nclone_method = \"builtin\"\n", 1));
-    let out = c.ok(&["reclone", "pg-2", "--discard"]);
+    let out = c.ok(&["reclone", "pg-2", "--discard", "--yes"]);
     assert!(out.contains("with pgrepl's built-in base backup"), "{out}");
     wait_until("pg-2 streams over TLS after the re-clone", T, || c.sql("pg-1", over_tls).as_deref() == Ok("1/1"));
 
