@@ -107,6 +107,8 @@ pub enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Check the config and everything `up` checks before it changes anything; change nothing.
+    Validate,
     /// Planned move of the primary to a streaming replica, with zero data loss.
     Switchover {
         /// Target node (default: the least lagging streaming replica).
@@ -281,6 +283,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Down { leave_running: true, .. } => crate::down::leave_running(&ctx).await,
             Command::Status { json, watch, interval } => crate::observe::status(&ctx, json, watch, interval).await,
             Command::Check => crate::observe::check(&ctx).await,
+            Command::Validate => crate::validate::run(&ctx).await,
             Command::History { json } => crate::moves::history::show(&ctx, json),
             Command::Monitor { interval, json, count } => crate::observe::monitor(&ctx, json, interval, count).await,
             Command::Switchover { to, max_lag, timeout, yes } => {

@@ -46,3 +46,4 @@ pub mod supervise;
 pub mod tls;
 pub mod units;
 pub mod up;
+pub mod validate;

@@ -65,6 +65,61 @@ pub async fn plan(ctx: &Ctx, selected: &[Node], reclone: &[String]) -> Result<Ve
     Ok(out)
 }
 
+/// Every problem `up` would refuse on, without changing anything and
+/// without stopping at the first: for `pgrepl validate`. Each names its
+/// place in the config (`file:line` of the node, or the file). Ports held by
+/// this cluster's own running postmasters or supervisor are not problems.
+pub async fn problems(ctx: &Ctx) -> Vec<String> {
+    let file = ctx.cfg.path.display().to_string();
+    let mut out = Vec::new();
+    let mut global = |r: Result<()>| {
+        if let Err(e) = r {
+            out.push(format!("{file}: {e}"));
+        }
+    };
+    global(ctx.bin().map(|_| ()));
+    global(ctx.runas.check_reachable(&ctx.cfg.data_root));
+    global(check_socket_path(ctx));
+    let state = match State::load(&ctx.layout.state_file()) {
+        Ok(s) => s,
+        Err(e) => {
+            out.push(format!("{file}: {e}"));
+            return out;
+        }
+    };
+    let primary = match ctx.primary() {
+        Ok(p) => p.clone(),
+        Err(e) => {
+            out.push(format!("{file}: {e}"));
+            return out;
+        }
+    };
+    let supervised = crate::lock::holder(&ctx.layout).is_some();
+    let addrs = crate::local::local_addresses();
+    for node in ctx.cfg.nodes.iter().filter(|n| crate::local::is_local(&n.host, &addrs)) {
+        let at = ctx.cfg.node_location(node);
+        let mut check = |r: Result<()>| {
+            if let Err(e) = r {
+                out.push(format!("{at}: {e}"));
+            }
+        };
+        let dir = datadir::inspect(&node.data_dir);
+        let action = match dir {
+            Err(e) => Err(e),
+            Ok(d) if node.name == primary.name => primary_action(ctx, node, &d, &state).map(|_| ()),
+            Ok(d) => replica_action(ctx, node, &d, &state, &primary, false).await.map(|_| ()),
+        };
+        check(action);
+        if datadir::running_postmaster(&node.data_dir).is_none() {
+            check(check_port(ctx, node));
+        }
+        if !supervised {
+            check(check_api_port(ctx, node));
+        }
+    }
+    out
+}
+
 fn check_socket_path(ctx: &Ctx) -> Result<()> {
     // sun_path is 108 bytes including the NUL; ".s.PGSQL.NNNNN.lock" is the longest name.
     let len = ctx.layout.socket_dir().as_os_str().len() + "/.s.PGSQL.65535.lock".len();

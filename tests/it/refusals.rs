@@ -223,3 +223,33 @@ fn moves_ask_first_and_force_names_the_flags_that_replaced_it() {
     }
     assert!(!c.path("data").exists(), "nothing was touched");
 }
+
+/// `pgrepl validate` (like `nginx -t`): the config and every check `up`
+/// makes, all problems at once with their place in the config, exit 0 or
+/// 2, nothing changed; on a running cluster its own ports are no problem.
+#[test]
+fn validate_reports_every_problem_at_once_and_passes_a_running_cluster() {
+    let c = Cluster::new(2);
+    let out = c.ok(&["validate"]);
+    assert!(out.contains("OK (cluster it, 3 nodes"), "{out}");
+    assert!(!c.path("data").exists(), "validate created the data root");
+
+    c.write("data/pg-2/notes.txt", "my thesis\n");
+    let stranger = TcpListener::bind(("127.0.0.1", c.ports[2])).unwrap();
+    let (code, err) = fails(&c, &["validate"]);
+    assert_eq!(code, 2, "{err}");
+    let cfg = c.config().display().to_string();
+    let text = std::fs::read_to_string(c.config()).unwrap();
+    let line = |node: &str| text.lines().position(|l| l == format!("name = \"{node}\"")).unwrap() + 1;
+    assert!(
+        err.contains(&format!("{cfg}:{}: node pg-2: ", line("pg-2"))) && err.contains("not a PostgreSQL data dir"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{cfg}:{}: port {}", line("pg-3"), c.ports[2])), "{err}");
+    drop(stranger);
+    std::fs::remove_dir_all(c.path("data")).unwrap();
+
+    c.up();
+    let out = c.ok(&["validate"]);
+    assert!(out.contains("the cluster is running"), "{out}");
+}
