@@ -54,6 +54,6 @@ pub async fn run(ctx: &Ctx, primary: &Node, state: &mut State, out: &Output) -> 
     Ok(())
 }
 
-fn schema_key(db: &str, f: &std::path::Path) -> String {
+pub(crate) fn schema_key(db: &str, f: &std::path::Path) -> String {
     format!("{db}:{}", f.display())
 }

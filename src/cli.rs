@@ -149,7 +149,12 @@ pub enum Command {
         node: String,
     },
     /// Apply a changed pgrepl.toml to the running nodes (files, roles, databases, slots) and reload them.
-    Reload,
+    Reload {
+        /// Print what would change (each setting old -> new, reload or restart; roles,
+        /// databases, slots) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Restart nodes one at a time, replicas first (for settings that need a restart).
     Restart {
         /// Node names (default: every running node of this host).
@@ -320,7 +325,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 crate::moves::rejoin::reclone(&ctx, &control, &node, discard, true, &crate::supervise::Output::new(0))
                     .await
             }
-            Command::Reload => crate::reload::reload(&ctx, &crate::supervise::Output::new(0)).await,
+            Command::Reload { dry_run } => crate::reload::reload(&ctx, dry_run, &crate::supervise::Output::new(0)).await,
             Command::Restart { nodes } => crate::reload::restart(&ctx, &nodes, &crate::supervise::Output::new(0)).await,
             Command::Pause { reason } => {
                 crate::ha::pause::pause(&ctx, reason.as_deref(), &crate::supervise::Output::new(0)).await

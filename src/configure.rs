@@ -13,8 +13,48 @@ use crate::pg::conf::{self, ConfPlan};
 use crate::pg::hba::{self, HbaPlan};
 use crate::pg::standby::{self, StandbyPlan};
 
+/// A node's rendered config files, before anything is written.
+pub struct NodeFiles {
+    /// (file name in the data dir, text): postgresql.conf, pg_hba.conf,
+    /// pg_ident.conf and, for a standby, standby.signal or recovery.conf.
+    pub files: Vec<(&'static str, String)>,
+    /// A primary's standby files, to be removed.
+    pub remove: Vec<&'static str>,
+    /// The `max_wal_senders` rendered (recorded when written: it never goes down).
+    pub wal_senders: u32,
+}
+
 /// Write every config file for `node` in `dir`, for the given role.
 pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary: &Node) -> Result<()> {
+    let r = render_node_files(ctx, node, role, primary)?;
+    record_wal_senders(ctx, r.wal_senders)?;
+    let write = |name: &str, text: &str| -> Result<()> {
+        let p = dir.join(name);
+        write_atomic(&p, text.as_bytes(), 0o600)?;
+        ctx.runas.chown(&p)
+    };
+    for (name, text) in &r.files {
+        write(name, text)?;
+    }
+    if let Some(t) = &ctx.cfg.tls {
+        crate::tls::write_server_files(t, dir, &ctx.runas)?;
+    }
+    // pg_basebackup copies the primary's postgresql.auto.conf; pgrepl keeps
+    // standby settings out of it so a promotion leaves nothing stale behind.
+    for name in &r.remove {
+        let f = dir.join(name);
+        match std::fs::remove_file(&f) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&f, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Render `node`'s config files for `role`, changing nothing (what
+/// `reload --dry-run` compares with the files on disk).
+pub fn render_node_files(ctx: &Ctx, node: &Node, role: Role, primary: &Node) -> Result<NodeFiles> {
     let major = ctx.bin()?.major;
     let cfg = &ctx.cfg;
     let socket_dir = ctx.layout.socket_dir();
@@ -47,6 +87,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         }
         s
     });
+    let wal_senders = wal_senders(ctx);
     let plan = ConfPlan {
         major,
         cluster_name: &cfg.cluster_name,
@@ -55,7 +96,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         port: node.port,
         socket_dir: &socket_dir,
         node_count: cfg.nodes.len(),
-        max_wal_senders: Some(wal_senders(ctx)?),
+        max_wal_senders: Some(wal_senders),
         wal_keep_size: cfg.replication.wal_keep_size,
         standby: standby_settings,
         user: &cfg.postgresql,
@@ -72,37 +113,20 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
         extra: &cfg.hba,
         tls: cfg.tls.is_some(),
     };
-    let write = |name: &str, text: String| -> Result<()> {
-        let p = dir.join(name);
-        write_atomic(&p, text.as_bytes(), 0o600)?;
-        ctx.runas.chown(&p)
-    };
-    write("postgresql.conf", conf::render(&plan))?;
-    write("pg_hba.conf", hba::render_hba(&hplan))?;
-    write("pg_ident.conf", hba::render_ident(&hplan))?;
-    if let Some(t) = &cfg.tls {
-        crate::tls::write_server_files(t, dir, &ctx.runas)?;
-    }
-    // pg_basebackup copies the primary's postgresql.auto.conf; pgrepl keeps
-    // standby settings out of it so a promotion leaves nothing stale behind.
-    let signal = dir.join(standby::SIGNAL_FILE);
-    let recovery = dir.join(standby::RECOVERY_CONF);
+    let mut files = vec![
+        ("postgresql.conf", conf::render(&plan)),
+        ("pg_hba.conf", hba::render_hba(&hplan)),
+        ("pg_ident.conf", hba::render_ident(&hplan)),
+    ];
+    let mut remove = Vec::new();
     match role {
         Role::Replica if standby::uses_recovery_conf(major) => {
-            write(standby::RECOVERY_CONF, standby::recovery_conf(&splan))?
+            files.push((standby::RECOVERY_CONF, standby::recovery_conf(&splan)))
         }
-        Role::Replica => write(standby::SIGNAL_FILE, String::new())?,
-        Role::Primary => {
-            for f in [&signal, &recovery] {
-                match std::fs::remove_file(f) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(f, e)),
-                }
-            }
-        }
+        Role::Replica => files.push((standby::SIGNAL_FILE, String::new())),
+        Role::Primary => remove.extend([standby::SIGNAL_FILE, standby::RECOVERY_CONF]),
     }
-    Ok(())
+    Ok(NodeFiles { files, remove, wal_senders })
 }
 
 /// The one gate every postmaster start passes: the supervisor calls it
@@ -167,15 +191,21 @@ pub fn prepare_start(ctx: &Ctx, node: &Node) -> Result<Role> {
 /// aborted because of insufficient parameter settings") when its value is
 /// below the one its primary's WAL recorded, so removing a node from the
 /// config must not lower it. The highest value used is kept in the state.
-fn wal_senders(ctx: &Ctx) -> Result<u32> {
+fn wal_senders(ctx: &Ctx) -> u32 {
     let cfg = &ctx.cfg;
     let wanted = cfg.replication.max_wal_senders.unwrap_or_else(|| conf::default_wal_senders(cfg.nodes.len()));
+    let floor = crate::state::State::load(&ctx.layout.state_file()).map(|s| s.max_wal_senders_used).unwrap_or(0);
+    wanted.max(floor)
+}
+
+/// Keep the highest `max_wal_senders` written in the state.
+fn record_wal_senders(ctx: &Ctx, used: u32) -> Result<()> {
     let path = ctx.layout.state_file();
     let floor = crate::state::State::load(&path).map(|s| s.max_wal_senders_used).unwrap_or(0);
-    if wanted > floor && path.parent().is_some_and(|p| p.exists()) {
-        crate::state::State::update(&path, |s| s.max_wal_senders_used = wanted)?;
+    if used > floor && path.parent().is_some_and(|p| p.exists()) {
+        crate::state::State::update(&path, |s| s.max_wal_senders_used = used)?;
     }
-    Ok(wanted.max(floor))
+    Ok(())
 }
 
 /// Write what libpq needs for replication and clones: the 0600 passfile

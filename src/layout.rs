@@ -58,6 +58,12 @@ impl Layout {
     pub fn supervised_file(&self) -> PathBuf {
         self.run_dir().join("supervised")
     }
+    /// The config text the running supervisor started with (mode 0600: it
+    /// may hold a literal password), to tell which of pgrepl's own settings
+    /// a later `reload` cannot apply.
+    pub fn supervisor_config(&self) -> PathBuf {
+        self.run_dir().join("supervisor.toml")
+    }
     /// Held (flock) while a move (switchover, failover, rejoin, reclone) runs.
     pub fn move_lock(&self) -> PathBuf {
         self.run_dir().join("move.lock")

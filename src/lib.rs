@@ -38,6 +38,7 @@ pub mod pg;
 pub mod preflight;
 pub mod psql;
 pub mod reload;
+pub mod reload_plan;
 pub mod report;
 pub mod snapshot;
 pub mod state;

@@ -85,8 +85,8 @@ pub fn shape_changes(ctx: &Ctx, supervised: Option<&[String]>) -> Vec<String> {
     out
 }
 
-/// `pgrepl reload`.
-pub async fn reload(ctx: &Ctx, out: &Output) -> Result<()> {
+/// `pgrepl reload` (`dry_run`: say what it would change, change nothing).
+pub async fn reload(ctx: &Ctx, dry_run: bool, out: &Output) -> Result<()> {
     let nodes = running_nodes(ctx);
     if nodes.is_empty() {
         return Err(Error::Refused(
@@ -103,6 +103,10 @@ pub async fn reload(ctx: &Ctx, out: &Output) -> Result<()> {
             changes.join("\n")
         )));
     }
+    if dry_run {
+        let primary = ctx.primary()?.clone();
+        return crate::reload_plan::dry_run(ctx, &nodes, &primary, out).await;
+    }
     // A move rewrites the same files; never interleave with one.
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
     let state = State::load(&ctx.layout.state_file())?;
@@ -114,7 +118,7 @@ pub async fn reload(ctx: &Ctx, out: &Output) -> Result<()> {
             out.info(format!("{}: left alone (fenced or needs a re-clone)", n.name));
             continue;
         }
-        let role = ctx.role_of(n);
+        let role = if n.name == primary.name { Role::Primary } else { Role::Replica };
         crate::configure::write_node_files(ctx, n, &n.data_dir, role, &primary)?;
         if role == Role::Primary {
             // Roles, passwords, databases, schemas and slots, as `up` applies them.
@@ -134,9 +138,9 @@ pub async fn reload(ctx: &Ctx, out: &Output) -> Result<()> {
             waiting.push(n.name.clone());
         }
     }
-    out.info(
-        "pgrepl's own settings ([monitor], [failover], [api], [supervisor], durability) apply when the supervisor restarts",
-    );
+    if let Some(note) = crate::reload_plan::own_settings_note(ctx) {
+        out.info(note);
+    }
     if !waiting.is_empty() {
         out.info(format!("restart pending on {}", waiting.join(", ")));
     }

@@ -78,6 +78,10 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     prepare_root(&ctx)?;
     let names: Vec<&str> = selected.iter().map(|n| n.name.as_str()).collect();
     crate::fsutil::write_atomic(&ctx.layout.supervised_file(), names.join("\n").as_bytes(), 0o644)?;
+    // What pgrepl's own settings were when this supervisor started.
+    if let Ok(text) = std::fs::read(&ctx.cfg.path) {
+        crate::fsutil::write_atomic(&ctx.layout.supervisor_config(), &text, 0o600)?;
+    }
     let sup = Supervisor::new(ctx.clone(), &selected, out.clone());
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Other(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Other(e.to_string()))?;

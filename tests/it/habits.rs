@@ -38,3 +38,37 @@ fn check_right_after_a_restart_pgrepl_made_is_not_critical() {
     assert_eq!(c.status()["settling"], "restart of pg-2");
     assert!(!out.contains("max_lag=Us"), "{out}");
 }
+
+/// `reload --dry-run` says what a reload would change and changes nothing;
+/// `reload` mentions pgrepl's own settings only when one of them changed.
+#[test]
+fn reload_dry_run_shows_each_change_and_changes_nothing() {
+    let c = Cluster::with_extra(1, "\n[monitor]\ninterval = \"1s\"\n");
+    c.up();
+    let out = c.ok(&["reload"]);
+    assert!(!out.contains("pgrepl's own settings"), "nothing of pgrepl's own changed: {out}");
+    let conf = c.data_dir("pg-1").join("postgresql.conf");
+    let before = std::fs::read_to_string(&conf).unwrap();
+    let body = std::fs::read_to_string(c.config()).unwrap();
+    let body = body
+        .replace("shared_buffers = \"16MB\"", "shared_buffers = \"32MB\"\nwork_mem = \"8MB\"")
+        .replace("interval = \"1s\"", "interval = \"2s\"");
+    c.write("pgrepl.toml", &format!("{body}\n[[database]]\nname = \"newdb\"\nowner = \"newowner\"\n"));
+    let out = c.ok(&["reload", "--dry-run"]);
+    for want in [
+        "pg-1: shared_buffers: '16MB' -> '32MB' (takes a restart)",
+        "pg-1: work_mem: (not set) -> '8MB' (takes a reload)",
+        "pg-2: shared_buffers: '16MB' -> '32MB' (takes a restart)",
+        "pg-1: would create role newowner (LOGIN)",
+        "pg-1: would create database newdb owned by newowner",
+        "pgrepl's own settings changed ([monitor])",
+        "dry run: nothing was changed",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in:\n{out}");
+    }
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), before, "a dry run wrote the file");
+    assert_eq!(c.sql("pg-1", "SELECT count(*) FROM pg_database WHERE datname = 'newdb'").unwrap(), "0");
+    let out = c.ok(&["reload"]);
+    assert!(out.contains("pgrepl's own settings changed ([monitor])"), "{out}");
+    assert_eq!(c.sql("pg-1", "SELECT count(*) FROM pg_database WHERE datname = 'newdb'").unwrap(), "1");
+}
