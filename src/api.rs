@@ -74,8 +74,7 @@ pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f6
             }
         }
         "/cluster" => {
-            let doc =
-                serde_json::to_value(StatusDocument { status: &snap.status, health: &snap.health }).unwrap_or_default();
+            let doc = serde_json::to_value(StatusDocument::new(&snap.status, &snap.health)).unwrap_or_default();
             let mut doc = doc;
             doc["snapshot_age_seconds"] = json!(age);
             return Answer::json(200, doc);

@@ -80,6 +80,9 @@ pub enum Command {
         /// Machine-readable JSON (stable; see docs/status.md).
         #[arg(long)]
         json: bool,
+        /// Every column: pid, port and each LSN (the default fits 100 columns).
+        #[arg(long)]
+        wide: bool,
         /// Refresh in place until Ctrl-C.
         #[arg(long)]
         watch: bool,
@@ -286,7 +289,9 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Command::Down { nodes, leave_running: false } => crate::down::run(&ctx, &nodes).await,
             Command::Down { leave_running: true, .. } => crate::down::leave_running(&ctx).await,
-            Command::Status { json, watch, interval } => crate::observe::status(&ctx, json, watch, interval).await,
+            Command::Status { json, wide, watch, interval } => {
+                crate::observe::status(&ctx, json, wide, watch, interval).await
+            }
             Command::Check => crate::observe::check(&ctx).await,
             Command::Validate => crate::validate::run(&ctx).await,
             Command::History { json } => crate::moves::history::show(&ctx, json),

@@ -17,9 +17,20 @@ use crate::status::{table, ClusterStatus};
 /// `status --json`: the snapshot plus its health verdict.
 #[derive(Debug, Serialize)]
 pub struct StatusDocument<'a> {
+    /// Bumped when a field changes meaning or goes away (adding one does not).
+    pub schema_version: u32,
     #[serde(flatten)]
     pub status: &'a ClusterStatus,
     pub health: &'a Report,
+}
+
+/// The `status --json` schema version (docs/status.md).
+pub const SCHEMA_VERSION: u32 = 1;
+
+impl<'a> StatusDocument<'a> {
+    pub fn new(status: &'a ClusterStatus, health: &'a Report) -> Self {
+        StatusDocument { schema_version: SCHEMA_VERSION, status, health }
+    }
 }
 
 fn json<T: Serialize>(v: &T, pretty: bool) -> Result<String> {
@@ -28,17 +39,13 @@ fn json<T: Serialize>(v: &T, pretty: bool) -> Result<String> {
 }
 
 /// `pgrepl status`.
-pub async fn status(ctx: &Arc<Ctx>, as_json: bool, watch: bool, interval: Duration) -> Result<()> {
+pub async fn status(ctx: &Arc<Ctx>, as_json: bool, wide: bool, watch: bool, interval: Duration) -> Result<()> {
     let g = Gatherer::new(ctx.clone());
     let t = Thresholds::from(&ctx.cfg.monitor);
     loop {
         let s = g.gather().await?;
         let h = health::evaluate(&s, &t);
-        let text = if as_json {
-            json(&StatusDocument { status: &s, health: &h }, true)? + "\n"
-        } else {
-            table::render(&s, &h)
-        };
+        let text = if as_json { json(&StatusDocument::new(&s, &h), true)? + "\n" } else { table::render(&s, &h, wide) };
         if watch && std::io::stdout().is_terminal() {
             // Redraw in place: home, clear screen.
             print!("\x1b[H\x1b[2J{text}");

@@ -20,45 +20,80 @@ pub fn table(rows: Vec<Vec<String>>) -> String {
     out
 }
 
-/// Render the table.
-pub fn render(s: &ClusterStatus, h: &Report) -> String {
-    let head = [
-        "NODE",
-        "ROLE",
-        "STATE",
-        "HEALTH",
-        "PID",
-        "PORT",
-        "TL",
-        "CURRENT",
-        "RECEIVED",
-        "REPLAYED",
-        "REPLICATION",
-        "LAG BYTES",
-        "LAG SEC",
-    ];
-    let mut rows = vec![head.map(String::from).to_vec()];
+/// A replica's lag, one unit per kind everywhere: bytes as the slot table
+/// shows them (`16.0MB`), seconds with an `s`; `unknown` when it is.
+fn lag(r: &super::Replication) -> String {
+    let b = r.lag_bytes.replay.map_or("unknown".into(), human);
+    let s = r.lag_seconds.replay.map_or("unknown".into(), |s| format!("{s:.1}s"));
+    format!("{b} {s}")
+}
+
+/// Render the table: the default fits 100 columns; `wide` adds the pid,
+/// port and every LSN.
+pub fn render(s: &ClusterStatus, h: &Report, wide: bool) -> String {
+    let head: &[&str] = if wide {
+        &[
+            "NODE",
+            "ROLE",
+            "STATE",
+            "HEALTH",
+            "PID",
+            "PORT",
+            "TL",
+            "CURRENT",
+            "RECEIVED",
+            "REPLAYED",
+            "UPSTREAM",
+            "REPLICATION",
+            "LAG",
+        ]
+    } else {
+        &["NODE", "ROLE", "STATE", "HEALTH", "TL", "LSN", "UPSTREAM", "SYNC", "LAG"]
+    };
+    let mut rows = vec![head.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
     for n in &s.nodes {
         let r = n.replication.as_ref();
-        let repl = r.map_or("-".into(), |r| format!("{}/{}", opt(&r.state), opt(&r.sync_state)));
-        let lag_b = r.map_or("-".into(), |r| r.lag_bytes.replay.map_or("unknown".into(), |b| b.to_string()));
-        let lag_s = r.map_or("-".into(), |r| r.lag_seconds.replay.map_or("unknown".into(), |s| format!("{s:.3}")));
         let health = h.node(&n.name).map_or(Level::Healthy, |x| x.level);
-        rows.push(vec![
-            n.name.clone(),
-            n.role.clone().unwrap_or_else(|| "unknown".into()),
-            n.state.clone(),
-            format!("{health:?}").to_lowercase(),
-            opt(&n.pid),
-            n.port.to_string(),
-            opt(&n.timeline),
-            opt(&n.current_lsn),
-            opt(&n.received_lsn),
-            opt(&n.replayed_lsn),
-            repl,
-            lag_b,
-            lag_s,
-        ]);
+        let role = n.role.clone().unwrap_or_else(|| "unknown".into());
+        let lag = r.map_or("-".into(), lag);
+        let upstream = opt(&n.upstream);
+        let row = if wide {
+            vec![
+                n.name.clone(),
+                role,
+                n.state.clone(),
+                format!("{health:?}").to_lowercase(),
+                opt(&n.pid),
+                n.port.to_string(),
+                opt(&n.timeline),
+                opt(&n.current_lsn),
+                opt(&n.received_lsn),
+                opt(&n.replayed_lsn),
+                upstream,
+                r.map_or("-".into(), |r| format!("{}/{}", opt(&r.state), opt(&r.sync_state))),
+                lag,
+            ]
+        } else {
+            // The primary's position, or how far a standby has replayed.
+            let lsn = n.current_lsn.or(n.replayed_lsn);
+            // Streaming standbys show how they confirm commits; others their state.
+            let sync = r.map_or("-".into(), |r| match r.state.as_deref() {
+                Some("streaming") => opt(&r.sync_state),
+                _ => opt(&r.state),
+            });
+            vec![
+                n.name.clone(),
+                role,
+                n.state.clone(),
+                format!("{health:?}").to_lowercase(),
+                opt(&n.timeline),
+                opt(&lsn),
+                upstream,
+                sync,
+                lag,
+            ]
+        };
+        rows.push(row);
     }
     let mut out = format!("cluster {} (primary: {}) at {}: {}\n", s.cluster, s.primary, s.timestamp, h.level.nagios());
     if let Some(p) = s.paused.as_ref().filter(|_| s.ha.is_none()) {
@@ -119,4 +154,26 @@ pub fn render(s: &ClusterStatus, h: &Report) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_table_fits_100_columns_and_wide_shows_everything() {
+        let snap = crate::snapshot::example();
+        let text = render(&snap.status, &snap.health, false);
+        for l in text.lines() {
+            assert!(l.len() <= 100, "{} columns: {l}", l.len());
+        }
+        assert!(
+            text.contains("pg-3  replica  running  warning  1   0/4000000  pg-1      async  16.0MB 75.2s"),
+            "{text}"
+        );
+        let wide = render(&snap.status, &snap.health, true);
+        assert!(wide.contains("PID") && wide.contains("RECEIVED") && wide.contains("16.0MB 75.2s"), "{wide}");
+        // One unit per kind: the lag as the slot table shows bytes.
+        assert!(text.contains("0B 0.0s") && text.contains("RETAINED"), "{text}");
+    }
 }
