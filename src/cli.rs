@@ -19,6 +19,10 @@ pub struct Cli {
     /// Config file (default: $PGREPL_CONFIG, then ./pgrepl.toml).
     #[arg(short, long, global = true)]
     pub config: Option<PathBuf>,
+    /// How pgrepl writes its lines: `text` (a timestamp and a level on each) or
+    /// `json` (one object per line). Default: [log] format, else text.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -64,6 +68,9 @@ pub enum Command {
         /// Internal: this process is the detached supervisor.
         #[arg(long, hide = true)]
         supervise_child: bool,
+        /// Show only pgrepl's own lines; postgres's go to <data_root>/log/<node>.log.
+        #[arg(long)]
+        quiet_postgres: bool,
     },
     /// Stop the cluster (or the named nodes): replicas first, then the primary.
     Down {
@@ -271,6 +278,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         (_, r) => r?,
     };
+    let json = cli.log_format.as_deref().map_or(ctx.cfg.log_json, |f| f == "json");
+    let quiet = matches!(cli.command, Command::Up { quiet_postgres: true, .. }).then(|| ctx.layout.root.join("log"));
+    crate::supervise::output::configure(crate::supervise::output::LogSettings { json, quiet_postgres: quiet });
     // An unknown node name is a usage error (exit 64) in every command,
     // before anything is asked of the cluster.
     for name in named_nodes(&cli.command) {
@@ -281,11 +291,13 @@ pub fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+    let log_format = cli.log_format.clone();
     rt.block_on(async move {
         match cli.command {
             Command::Init { .. } => Ok(()),
-            Command::Up { nodes, detach, reclone, supervise_child } => {
-                crate::up::run(ctx, crate::up::UpOptions { nodes, detach, reclone, supervise_child }).await
+            Command::Up { nodes, detach, reclone, supervise_child, quiet_postgres } => {
+                let o = crate::up::UpOptions { nodes, detach, reclone, supervise_child, quiet_postgres, log_format };
+                crate::up::run(ctx, o).await
             }
             Command::Down { nodes, leave_running: false } => crate::down::run(&ctx, &nodes).await,
             Command::Down { leave_running: true, .. } => crate::down::leave_running(&ctx).await,
@@ -349,7 +361,7 @@ pub fn run(cli: Cli) -> Result<()> {
 /// not to pgrepl's own `-c/--config`: a `--` is put after the node name
 /// unless one is there already. Everything else is left as it is.
 pub fn psql_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let takes_value = |a: &std::ffi::OsStr| a == "-c" || a == "--config";
+    let takes_value = |a: &std::ffi::OsStr| a == "-c" || a == "--config" || a == "--log-format";
     let mut i = 1;
     let mut seen_psql = false;
     while i < args.len() {

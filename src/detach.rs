@@ -29,6 +29,12 @@ pub async fn spawn(ctx: &Ctx, opts: &UpOptions, out: &Output) -> Result<()> {
     let config = std::path::absolute(&ctx.cfg.path).map_err(|e| Error::io(&ctx.cfg.path, e))?;
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("--config").arg(&config).arg("up").arg("--supervise-child");
+    if opts.quiet_postgres {
+        cmd.arg("--quiet-postgres");
+    }
+    if let Some(f) = &opts.log_format {
+        cmd.arg("--log-format").arg(f);
+    }
     for n in &opts.reclone {
         cmd.arg("--reclone").arg(n);
     }

@@ -31,6 +31,10 @@ pub struct UpOptions {
     pub reclone: Vec<String>,
     /// Set in the detached child itself.
     pub supervise_child: bool,
+    /// Postgres lines only to `<data_root>/log/<node>.log`.
+    pub quiet_postgres: bool,
+    /// `--log-format`, passed on to a detached supervisor.
+    pub log_format: Option<String>,
 }
 
 /// Entry point of `pgrepl up`.
@@ -76,6 +80,9 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     let _lock = lock::acquire(&ctx.layout)?;
     let _ = std::fs::remove_file(ctx.layout.leave_running_marker());
     prepare_root(&ctx)?;
+    if opts.quiet_postgres {
+        crate::fsutil::create_dir(&ctx.layout.root.join("log"), 0o700)?;
+    }
     let names: Vec<&str> = selected.iter().map(|n| n.name.as_str()).collect();
     crate::fsutil::write_atomic(&ctx.layout.supervised_file(), names.join("\n").as_bytes(), 0o644)?;
     // What pgrepl's own settings were when this supervisor started.

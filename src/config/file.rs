@@ -46,6 +46,18 @@ pub struct File {
     pub tls: Option<Spanned<Tls>>,
     /// `[hooks]`: a command run after each cluster event.
     pub hooks: Option<Hooks>,
+    /// `[log]`: how pgrepl writes its own lines.
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `text` (a timestamp and a level on each line) or `json` (one object
+    /// per line). Default `text`; `--log-format` overrides it.
+    pub format: Option<Spanned<String>>,
 }
 
 /// `[hooks]`.

@@ -122,6 +122,8 @@ pub struct Config {
     pub hooks: Option<Hooks>,
     /// Non-fatal remarks (for example a literal password in the file).
     pub warnings: Vec<String>,
+    /// `[log] format = "json"`: one JSON object per line.
+    pub log_json: bool,
 }
 
 /// `[replication]`, resolved.

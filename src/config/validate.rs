@@ -182,6 +182,16 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
             }
             super::Hooks { on_event, timeout: duration(&h.timeout, "30s", p) }
         }),
+        log_json: match raw.log.format.as_ref().map(|f| f.get_ref().as_str()) {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                if let Some(f) = &raw.log.format {
+                    p.push(f, format!("[log] format `{other}` is not `text` or `json`"));
+                }
+                false
+            }
+        },
         warnings: std::mem::take(&mut p.warnings),
     }
 }

@@ -72,3 +72,39 @@ fn reload_dry_run_shows_each_change_and_changes_nothing() {
     assert!(out.contains("pgrepl's own settings changed ([monitor])"), "{out}");
     assert_eq!(c.sql("pg-1", "SELECT count(*) FROM pg_database WHERE datname = 'newdb'").unwrap(), "1");
 }
+
+/// Logs read after an incident: pgrepl's own lines carry a timestamp and a
+/// level; `--log-format json` writes one object per line (postgres lines
+/// too); `--quiet-postgres` keeps postgres lines out of the output and in
+/// each node's own log file.
+#[test]
+fn log_lines_have_time_and_level_json_and_quiet_postgres_work() {
+    let c = Cluster::new(1);
+    c.ok(&["up", "--detach", "--log-format", "json"]);
+    c.ok(&["down"]);
+    let log = std::fs::read_to_string(c.path("data/pgrepl.log")).unwrap();
+    let mut sources = std::collections::HashSet::new();
+    for l in log.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["ts"].as_str().unwrap().ends_with('Z'), "{l}");
+        assert!(["info", "warn", "error"].contains(&v["level"].as_str().unwrap()), "{l}");
+        sources.insert(v["source"].as_str().unwrap().to_string());
+    }
+    assert!(sources.contains("pgrepl") && sources.contains("pg-1") && sources.contains("pg-2"), "{sources:?}");
+
+    std::fs::remove_file(c.path("data/pgrepl.log")).unwrap();
+    c.ok(&["up", "--detach", "--quiet-postgres"]);
+    let log = std::fs::read_to_string(c.path("data/pgrepl.log")).unwrap();
+    assert!(!log.lines().any(|l| l.starts_with("[pg-")), "postgres lines in the output:\n{log}");
+    let own: Vec<&str> = log.lines().filter(|l| l.starts_with("[pgrepl] ")).collect();
+    assert!(!own.is_empty());
+    for l in own {
+        // `[pgrepl] 2026-11-30T06:58:12.809Z INFO  message`
+        let mut f = l.split_whitespace();
+        let (_, ts, level) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        assert!(ts.len() == 24 && ts.ends_with('Z'), "{l}");
+        assert!(["INFO", "WARN", "ERROR"].contains(&level), "{l}");
+    }
+    let node_log = std::fs::read_to_string(c.path("data/log/pg-1.log")).unwrap();
+    assert!(node_log.contains("database system is ready to accept connections"), "{node_log}");
+}
