@@ -241,7 +241,10 @@ fn parse_size(s: &str) -> std::result::Result<crate::units::ByteSize, String> {
 
 fn load(cli: &Cli) -> Result<std::sync::Arc<Ctx>> {
     let path = config::locate(cli.config.as_deref());
-    let cfg = config::load(&path)?;
+    // Observing needs no secret but its own: a monitoring user may not read
+    // the replication password.
+    let observing = matches!(cli.command, Command::Status { .. } | Command::Check | Command::Monitor { .. });
+    let cfg = if observing { config::load_observing(&path)? } else { config::load(&path)? };
     Ctx::new(cfg)
 }
 

@@ -111,6 +111,26 @@ impl Ctx {
         ))
     }
 
+    /// Connection as `[monitor] role` over TCP (observing without the
+    /// superuser or the replication secret), if that role is set.
+    pub async fn connect_monitor(&self, node: &Node) -> Option<Result<Client>> {
+        let name = self.cfg.monitor.role.as_deref()?;
+        let role = self.cfg.roles.iter().find(|r| r.name == name)?;
+        let empty = crate::config::Secret::new(String::new());
+        let password = role.password.as_ref().unwrap_or(&empty);
+        let tls = match self.cfg.tls.as_ref().map(crate::tls::make_tls).transpose() {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        let connect = sql::connect_tcp(&node.host, node.port, name, password, "postgres", tls);
+        Some(match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(r) => r.map_err(|e| {
+                Error::sql(format!("connecting to {} at {}:{} as {name}", node.name, node.host, node.port), e)
+            }),
+            Err(_) => Err(self.unresponsive(node)),
+        })
+    }
+
     /// Connection as the replication role over TCP (for nodes on other hosts).
     pub async fn connect_remote(&self, node: &Node) -> Result<Client> {
         let r = &self.cfg.replication;

@@ -40,7 +40,7 @@ fn json<T: Serialize>(v: &T, pretty: bool) -> Result<String> {
 
 /// `pgrepl status`.
 pub async fn status(ctx: &Arc<Ctx>, as_json: bool, wide: bool, watch: bool, interval: Duration) -> Result<()> {
-    let g = Gatherer::new(ctx.clone());
+    let g = Gatherer::observer(ctx.clone());
     let t = Thresholds::from(&ctx.cfg.monitor);
     loop {
         let s = g.gather().await?;
@@ -65,7 +65,7 @@ pub async fn status(ctx: &Arc<Ctx>, as_json: bool, wide: bool, watch: bool, inte
 
 /// `pgrepl check`: one line, Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
 pub async fn check(ctx: &Arc<Ctx>) -> Result<()> {
-    let s = Gatherer::new(ctx.clone()).gather().await.map_err(|e| unknown(&e))?;
+    let s = Gatherer::observer(ctx.clone()).gather().await.map_err(|e| unknown(&e))?;
     let m = &ctx.cfg.monitor;
     let h = health::evaluate(&s, &Thresholds::from(m));
     let r = report::build(&s, &h);
@@ -99,7 +99,7 @@ pub fn unknown(e: &Error) -> Error {
 
 /// `pgrepl monitor`.
 pub async fn monitor(ctx: &Arc<Ctx>, as_json: bool, interval: Duration, count: Option<u64>) -> Result<()> {
-    let g = Gatherer::new(ctx.clone());
+    let g = Gatherer::observer(ctx.clone());
     let t = Thresholds::from(&ctx.cfg.monitor);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

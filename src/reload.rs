@@ -111,6 +111,10 @@ pub async fn reload(ctx: &Ctx, dry_run: bool, out: &Output) -> Result<()> {
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
     let state = State::load(&ctx.layout.state_file())?;
     let primary = ctx.primary()?.clone();
+    // A [[role]] naming a role that does not exist is refused before any file changes.
+    if nodes.iter().any(|n| n.name == primary.name) {
+        crate::bootstrap::check_roles(ctx, &ctx.connect(&primary).await?).await?;
+    }
     crate::configure::write_client_files(ctx)?;
     let mut waiting = Vec::new();
     for n in &nodes {

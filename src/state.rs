@@ -37,6 +37,10 @@ pub struct State {
     /// Replication slots pgrepl created (only these are ever dropped by it).
     #[serde(default)]
     pub slots_created: Vec<String>,
+    /// `[[role]]`s pgrepl created or manages (never dropped: a role that
+    /// leaves the config gets a warning).
+    #[serde(default)]
+    pub roles_managed: Vec<String>,
     /// Former primaries fenced by a failover, waiting to rejoin as standbys.
     #[serde(default)]
     pub fenced: Vec<String>,

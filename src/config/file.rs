@@ -24,6 +24,9 @@ pub struct File {
     /// `[[database]]`: databases created at bootstrap.
     #[serde(default)]
     pub database: Vec<Database>,
+    /// `[[role]]`: roles pgrepl creates and keeps as declared.
+    #[serde(default)]
+    pub role: Vec<RoleDecl>,
     /// `[[hba]]`: extra pg_hba rules, after pgrepl's own.
     #[serde(default)]
     pub hba: Vec<Spanned<Hba>>,
@@ -189,6 +192,21 @@ pub struct Database {
     pub schema: Vec<Spanned<String>>,
 }
 
+/// `[[role]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDecl {
+    /// Role name.
+    pub name: Spanned<String>,
+    /// File with its password (first line), for TCP logins. None: no password.
+    pub password_file: Option<Spanned<String>>,
+    /// May log in. Default true.
+    pub login: Option<bool>,
+    /// Roles it is a member of (say `pg_monitor`); memberships not listed are revoked.
+    #[serde(default)]
+    pub in_roles: Vec<Spanned<String>>,
+}
+
 /// `[[hba]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -232,6 +250,10 @@ pub struct Monitor {
     pub warn_conflicts: Option<Spanned<i64>>,
     /// WAL a slot may hold back before it is CRITICAL. Default `1GB`.
     pub crit_slot_retained: Option<Spanned<String>>,
+    /// A `[[role]]` that `status`, `check` and `monitor` log in as over TCP (give
+    /// it `in_roles = ["pg_monitor"]`), so they need no superuser and no
+    /// replication secret.
+    pub role: Option<Spanned<String>>,
 }
 
 /// `[api]`.

@@ -32,6 +32,15 @@ pub fn locate(cli: Option<&Path>) -> PathBuf {
     }
 }
 
+/// [`load`] for the observing commands (`status`, `check`, `monitor`): a
+/// secret file this user may not read (the replication password, say) is no
+/// problem for them; they log in as `[monitor] role` or over the socket.
+pub fn load_observing(path: &Path) -> Result<Config> {
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config { problems: vec![format!("{}: cannot read config: {e}", path.display())] })?;
+    validate::parse_with(path, &src, true)
+}
+
 /// Read and validate the config at `path`. Every problem is reported at once.
 pub fn load(path: &Path) -> Result<Config> {
     let src = std::fs::read_to_string(path).map_err(|e| Error::Config {
@@ -104,6 +113,8 @@ pub struct Config {
     pub postgresql: BTreeMap<String, String>,
     /// `[[database]]` entries.
     pub databases: Vec<Database>,
+    /// `[[role]]` entries.
+    pub roles: Vec<RoleSpec>,
     /// Extra `[[hba]]` rules, appended after pgrepl's own.
     pub hba: Vec<HbaRule>,
     /// `[supervisor]` timings.
@@ -183,6 +194,18 @@ pub struct Database {
     pub schema: Vec<PathBuf>,
 }
 
+/// One `[[role]]`, resolved.
+#[derive(Debug, Clone)]
+pub struct RoleSpec {
+    pub name: String,
+    pub password: Option<Secret>,
+    pub login: bool,
+    /// (role, `file:line:col` in the config) for each membership.
+    pub in_roles: Vec<(String, String)>,
+    /// Where it is declared, for messages.
+    pub at: String,
+}
+
 /// One `[[hba]]` rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HbaRule {
@@ -210,6 +233,8 @@ pub struct Monitor {
     pub crit_lag: Duration,
     pub warn_conflicts: u64,
     pub crit_slot_retained: ByteSize,
+    /// The `[[role]]` observing commands log in as, if set.
+    pub role: Option<String>,
 }
 
 /// `[failover]`: automatic failover on one machine.

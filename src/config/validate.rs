@@ -40,6 +40,8 @@ struct Problems<'a> {
     list: Vec<String>,
     /// Non-fatal remarks, reported when the command runs.
     warnings: Vec<String>,
+    /// A secret file this user may not read is not a problem (observing commands).
+    lenient_secrets: bool,
 }
 
 impl Problems<'_> {
@@ -54,13 +56,19 @@ impl Problems<'_> {
 
 /// Parse and validate config text read from `path`.
 pub fn parse(path: &Path, src: &str) -> Result<Config> {
+    parse_with(path, src, false)
+}
+
+/// [`parse`]; with `lenient_secrets`, secret files this user may not read
+/// are taken as empty instead of refused.
+pub fn parse_with(path: &Path, src: &str, lenient_secrets: bool) -> Result<Config> {
     let loc = Locator { file: path.display().to_string(), src };
     let raw: file::File = toml::from_str(src).map_err(|e| {
         let where_ = e.span().map_or_else(|| loc.file.clone(), |s| loc.at(s));
         Error::Config { problems: vec![format!("{where_}: {}", e.message().trim())] }
     })?;
     let base = base_dir(path);
-    let mut p = Problems { loc, list: Vec::new(), warnings: Vec::new() };
+    let mut p = Problems { loc, list: Vec::new(), warnings: Vec::new(), lenient_secrets };
     let cfg = build(&raw, &base, path, &mut p);
     // Report in file order, whatever order the checks ran in.
     p.list.sort_by_key(|m| position(m));
@@ -102,6 +110,7 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
     let replication = replication(&raw.replication, raw.node.len(), base, p);
     let nodes = nodes(raw, base, &data_root, p);
     let databases = databases(&raw.database, base, p);
+    let roles = roles(&raw.role, base, p);
     let hba = hba(&raw.hba, p);
     let postgresql = postgresql(&raw.postgresql, p);
     let supervisor = Supervisor {
@@ -122,6 +131,12 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
             }),
         },
         crit_slot_retained: size(&m.crit_slot_retained, "1GB", p),
+        role: m.role.as_ref().map(|r| {
+            if !raw.role.iter().any(|d| d.name.get_ref() == r.get_ref()) {
+                p.push(r, format!("[monitor] role `{}` is not a [[role]] in this file; declare it (with in_roles = [\"pg_monitor\"] and a password_file)", r.get_ref()));
+            }
+            r.get_ref().clone()
+        }),
     };
     if monitor.interval.is_zero() {
         if let Some(i) = &m.interval {
@@ -163,6 +178,7 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
         nodes,
         postgresql,
         databases,
+        roles,
         hba,
         supervisor,
         monitor,
@@ -306,6 +322,9 @@ fn read_secret_file(base: &Path, s: &Spanned<String>, what: &str, p: &mut Proble
                 warn_if_readable(p, s, &path, &format!("{what} file"));
                 Some(Secret::new(pw))
             }
+        }
+        Err(e) if p.lenient_secrets && e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Some(Secret::new(String::new()))
         }
         Err(e) => {
             p.push(
@@ -616,6 +635,36 @@ fn databases(raw: &[file::Database], base: &Path, p: &mut Problems) -> Vec<Datab
             schema.push(path);
         }
         out.push(Database { name, owner, owner_password, schema });
+    }
+    out
+}
+
+fn roles(raw: &[file::RoleDecl], base: &Path, p: &mut Problems) -> Vec<super::RoleSpec> {
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut out = Vec::new();
+    for r in raw {
+        let name = r.name.get_ref().clone();
+        if !is_identifier(&name) {
+            p.push(&r.name, "role name must be letters, digits, `-` or `_`, not starting with a digit");
+        }
+        if name.starts_with("pg_") {
+            p.push(&r.name, "role names starting with `pg_` are PostgreSQL's own; pick another name");
+        }
+        if seen.insert(name.clone(), ()).is_some() {
+            p.push(&r.name, format!("role `{name}` is declared twice"));
+        }
+        for m in &r.in_roles {
+            if !is_identifier(m.get_ref()) {
+                p.push(m, "in_roles entries must be role names: letters, digits, `-` or `_`");
+            }
+        }
+        out.push(super::RoleSpec {
+            password: r.password_file.as_ref().and_then(|f| read_secret_file(base, f, "role password", p)),
+            login: r.login.unwrap_or(true),
+            in_roles: r.in_roles.iter().map(|m| (m.get_ref().clone(), p.loc.at(m.span()))).collect(),
+            at: p.loc.at(r.name.span()),
+            name,
+        });
     }
     out
 }

@@ -23,6 +23,9 @@ pub struct Gatherer {
     conns: Vec<Arc<Mutex<Option<Client>>>>,
     /// Per node: it runs on this host.
     here: Vec<bool>,
+    /// An observing command (not the supervisor): log in as `[monitor] role`
+    /// where one is set, rather than as the superuser over the socket.
+    observer: bool,
 }
 
 /// What one node said about itself (and, on a primary, its replicas and slots).
@@ -213,8 +216,13 @@ fn upstream_of(cfg: &crate::config::Config, conninfo: &str) -> Option<String> {
 pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Ask one node within [`PROBE_TIMEOUT`].
-async fn one(ctx: Arc<Ctx>, node: Node, here: bool, conn: Arc<Mutex<Option<Client>>>) -> (NodeStatus, Option<Raw>) {
-    match tokio::time::timeout(PROBE_TIMEOUT, probe(ctx, node.clone(), here, conn.clone())).await {
+async fn one(
+    ctx: Arc<Ctx>,
+    node: Node,
+    how: (bool, bool),
+    conn: Arc<Mutex<Option<Client>>>,
+) -> (NodeStatus, Option<Raw>) {
+    match tokio::time::timeout(PROBE_TIMEOUT, probe(ctx, node.clone(), how, conn.clone())).await {
         Ok(r) => r,
         Err(_) => {
             // The probe was dropped with its lock; its connection is stuck
@@ -234,11 +242,22 @@ async fn one(ctx: Arc<Ctx>, node: Node, here: bool, conn: Arc<Mutex<Option<Clien
 
 /// Ask one node, reusing (or re-opening) its connection. `here`: the node
 /// runs on this host (its host is one of our addresses, and the data root is here).
-async fn probe(ctx: Arc<Ctx>, node: Node, here: bool, conn: Arc<Mutex<Option<Client>>>) -> (NodeStatus, Option<Raw>) {
+async fn probe(
+    ctx: Arc<Ctx>,
+    node: Node,
+    (here, observer): (bool, bool),
+    conn: Arc<Mutex<Option<Client>>>,
+) -> (NodeStatus, Option<Raw>) {
     let mut st = empty(&node);
-    let local = node.data_dir.join("PG_VERSION").exists();
+    // None: this user may not look (a monitoring user and a 0700 data root).
+    let has_data = match std::fs::metadata(node.data_dir.join("PG_VERSION")) {
+        Ok(_) => Some(true),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => None,
+        Err(_) => Some(false),
+    };
+    let local = has_data == Some(true);
     let mut guard = conn.lock().await;
-    if !local && here {
+    if has_data == Some(false) && here {
         // This host's node with no data: say so, rather than "error
         // connecting to server" from a TCP attempt.
         let staging = datadir::staging_path(&node.data_dir, "clone");
@@ -266,7 +285,15 @@ async fn probe(ctx: Arc<Ctx>, node: Node, here: bool, conn: Arc<Mutex<Option<Cli
         }
     }
     if guard.as_ref().is_none_or(|c| c.is_closed()) {
-        let c = if local { ctx.connect(&node).await } else { ctx.connect_remote(&node).await };
+        // The supervisor and root use the socket for local nodes; otherwise
+        // `[monitor] role` when set (no superuser, no replication secret),
+        // else the replication role.
+        let c = match (local && !observer, ctx.connect_monitor(&node).await) {
+            (true, _) => ctx.connect(&node).await,
+            (false, Some(c)) => c,
+            (false, None) if local => ctx.connect(&node).await,
+            (false, None) => ctx.connect_remote(&node).await,
+        };
         match c {
             Ok(c) => *guard = Some(c),
             Err(e) => {
@@ -307,7 +334,14 @@ impl Gatherer {
         let addrs = crate::local::local_addresses();
         let root = ctx.layout.root.exists();
         let here = ctx.cfg.nodes.iter().map(|n| root && crate::local::is_local(&n.host, &addrs)).collect();
-        Gatherer { ctx, conns, here }
+        Gatherer { ctx, conns, here, observer: false }
+    }
+
+    /// A gatherer for `status`, `check` and `monitor`: as [`Gatherer::new`],
+    /// logging in as `[monitor] role` when the config sets one.
+    pub fn observer(ctx: Arc<Ctx>) -> Self {
+        let observer = ctx.cfg.monitor.role.is_some();
+        Gatherer { observer, ..Gatherer::new(ctx) }
     }
 
     /// One snapshot of every node, asked in parallel.
@@ -315,8 +349,9 @@ impl Gatherer {
         let timestamp = rfc3339(now_unix());
         let mut set = tokio::task::JoinSet::new();
         for (i, n) in self.ctx.cfg.nodes.iter().enumerate() {
-            let (ctx, n, c, here) = (self.ctx.clone(), n.clone(), self.conns[i].clone(), self.here[i]);
-            set.spawn(async move { (i, one(ctx, n, here, c).await) });
+            let (ctx, n, c) = (self.ctx.clone(), n.clone(), self.conns[i].clone());
+            let how = (self.here[i], self.observer);
+            set.spawn(async move { (i, one(ctx, n, how, c).await) });
         }
         let mut results = Vec::new();
         while let Some(r) = set.join_next().await {
@@ -325,7 +360,7 @@ impl Gatherer {
         results.sort_by_key(|r| r.0);
         let (statuses, raws): (Vec<NodeStatus>, Vec<Option<Raw>>) = results.into_iter().map(|(_, r)| r).unzip();
         let primary_raw = raws.iter().flatten().find(|r| !r.standby);
-        let nodes = statuses
+        let nodes: Vec<NodeStatus> = statuses
             .into_iter()
             .map(|mut st| {
                 if let Some(p) = primary_raw {
@@ -334,9 +369,19 @@ impl Gatherer {
                 st
             })
             .collect();
-        let (state, state_error) = match crate::state::State::load(&self.ctx.layout.state_file()) {
-            Ok(s) => (s, None),
-            Err(e) => (crate::state::State::default(), Some(e.to_string())),
+        // A monitoring user may not read the data root: then the record is
+        // unknown to it (not broken), and the primary is the one observed.
+        let (state, state_error, readable) = match crate::state::State::load(&self.ctx.layout.state_file()) {
+            Ok(s) => (s, None, true),
+            Err(crate::error::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                (crate::state::State::default(), None, false)
+            }
+            Err(e) => (crate::state::State::default(), Some(e.to_string()), true),
+        };
+        let observed: Vec<&NodeStatus> = nodes.iter().filter(|n| n.is_writable_primary()).collect();
+        let primary = match (readable, observed.as_slice()) {
+            (false, [one]) => one.name.clone(),
+            _ => self.ctx.current_primary().name.clone(),
         };
         // The supervisor's files mean something only while it runs.
         let supervised = crate::lock::holder(&self.ctx.layout).is_some();
@@ -350,7 +395,7 @@ impl Gatherer {
         Ok(ClusterStatus {
             cluster: self.ctx.cfg.cluster_name.clone(),
             timestamp,
-            primary: self.ctx.current_primary().name.clone(),
+            primary,
             ha,
             last_move: state.last_move,
             paused: state.paused,

@@ -108,3 +108,78 @@ fn log_lines_have_time_and_level_json_and_quiet_postgres_work() {
     let node_log = std::fs::read_to_string(c.path("data/log/pg-1.log")).unwrap();
     assert!(node_log.contains("database system is ready to accept connections"), "{node_log}");
 }
+
+/// As `nobody`, who reads the config and the monitoring role's password
+/// file but neither the replication secret nor the data root.
+fn as_nobody(c: &Cluster, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_pgrepl"))
+        .arg("-c")
+        .arg(c.config())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Declarative `[[role]]`s, kept on `reload`, and a monitoring role that
+/// lets `check` and `status` run as a user without the replication secret
+/// (they failed with "cannot read replication password file").
+#[test]
+fn declared_roles_are_kept_and_a_monitoring_role_observes_without_secrets() {
+    if !crate::harness::is_root() {
+        eprintln!("skipped: switching to `nobody` needs root");
+        return;
+    }
+    let role =
+        "\n[[role]]\nname = \"watcher\"\npassword_file = \"secrets/watcher.password\"\nin_roles = [\"pg_monitor\"]\n";
+    let c = Cluster::with_extra(1, &format!("\n[monitor]\nrole = \"watcher\"\n{role}"));
+    c.write("secrets/watcher.password", "watch-me-9\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(c.path("secrets/replicator.password"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(c.path("secrets"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    c.up();
+    wait_until("pg-2 streaming", T, || c.streaming("pg-2"));
+    let member = "SELECT pg_has_role('watcher', 'pg_monitor', 'member')";
+    assert_eq!(c.sql("pg-1", member).unwrap(), "t");
+
+    let o = as_nobody(&c, &["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    let o = as_nobody(&c, &["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["primary"], "pg-1");
+    assert_eq!(st["nodes"][1]["replication"]["state"], "streaming", "pg_monitor sees pg_stat_replication: {st}");
+    // Without the role, the same user cannot observe at all.
+    assert!(!as_nobody(&c, &["up", "--detach"]).status.success());
+
+    // An unknown membership is refused with its place, and nothing changes.
+    let body = std::fs::read_to_string(c.config()).unwrap();
+    c.write("pgrepl.toml", &body.replace("[\"pg_monitor\"]", "[\"pg_monitor\", \"no_such_role\"]"));
+    let conf = std::fs::read_to_string(c.data_dir("pg-1").join("postgresql.conf")).unwrap();
+    let o = c.pgrepl(&["reload"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("pgrepl.toml:") && err.contains("role `no_such_role` does not exist"), "{err}");
+    assert_eq!(std::fs::read_to_string(c.data_dir("pg-1").join("postgresql.conf")).unwrap(), conf);
+
+    // Membership removed from the config is revoked; a new password applies.
+    c.write("pgrepl.toml", &body.replace("in_roles = [\"pg_monitor\"]", "in_roles = []"));
+    c.write("secrets/watcher.password", "watch-me-10\n");
+    let out = c.ok(&["reload"]);
+    assert!(out.contains("role watcher is no longer a member of pg_monitor"), "{out}");
+    assert_eq!(c.sql("pg-1", member).unwrap(), "f");
+    let login = std::process::Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={} user=watcher dbname=postgres password=watch-me-10", c.ports[0]))
+        .args(["-XtAc", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", text(&login.stderr));
+
+    // A role dropped from the config is never dropped from the cluster.
+    let without = body.replace(role, "").replace("\n[monitor]\nrole = \"watcher\"\n", "\n");
+    c.write("pgrepl.toml", &without);
+    let out = c.ok(&["reload"]);
+    assert!(out.contains("role watcher is no longer a [[role]] in the config; pgrepl never drops roles"), "{out}");
+    assert_eq!(c.sql("pg-1", "SELECT count(*) FROM pg_roles WHERE rolname = 'watcher'").unwrap(), "1");
+}
