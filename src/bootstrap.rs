@@ -10,6 +10,21 @@ use crate::pg::sql;
 use crate::state::State;
 use crate::supervise::Output;
 
+/// What a standby needs before it can stream from `primary`: the replication
+/// role with the configured password, and a slot for each replica. Quick, so
+/// replicas can start while the rest of the bootstrap runs.
+pub async fn replication(ctx: &Ctx, primary: &Node) -> Result<()> {
+    let client = ctx.connect(primary).await?;
+    sql::ensure_role(
+        &client,
+        &ctx.cfg.replication.user,
+        "LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE",
+        Some(&ctx.cfg.replication.password),
+    )
+    .await?;
+    crate::moves::ensure_slots(ctx, primary).await
+}
+
 /// Bootstrap `primary`. `state` is updated and saved as steps complete.
 pub async fn run(ctx: &Ctx, primary: &Node, state: &mut State, out: &Output) -> Result<()> {
     let cfg = &ctx.cfg;

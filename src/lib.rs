@@ -40,6 +40,7 @@ pub mod psql;
 pub mod reload;
 pub mod reload_plan;
 pub mod report;
+pub mod seed;
 pub mod snapshot;
 pub mod state;
 pub mod status;

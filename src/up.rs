@@ -210,17 +210,19 @@ type Timings = Vec<(&'static str, f64)>;
 /// returned beside the timings so the rest of the cluster keeps running.
 async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Result<(Timings, Vec<Error>)> {
     let primary = ctx.current_primary().clone();
+    let mut plans = plans.to_vec();
     let mut timings = Timings::new();
     let mut phase = tokio::time::Instant::now();
     let mut lap = |name: &'static str, t: &mut Timings| {
         t.push((name, phase.elapsed().as_secs_f64()));
         phase = tokio::time::Instant::now();
     };
-    for p in plans {
+    for p in &plans {
         let _ = std::fs::remove_file(ctx.layout.stop_marker(&p.node.name));
     }
-    if let Some(p) = plans.iter().find(|p| p.role == Role::Primary) {
-        let mut state = State::load(&ctx.layout.state_file())?;
+    let primary_plan = plans.iter().find(|p| p.role == Role::Primary).cloned();
+    let mut state = State::load(&ctx.layout.state_file())?;
+    if let Some(p) = &primary_plan {
         if p.action == Action::Init {
             sup.out.info(format!(
                 "{}: initdb in {} (PostgreSQL {})",
@@ -237,14 +239,33 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
             };
             state.save(&ctx.layout.state_file())?;
             lap("initdb", &mut timings);
+            // A new cluster's replicas start from copies of the fresh initdb.
+            let fresh: Vec<Node> = plans
+                .iter()
+                .filter(|r| r.role == Role::Replica && r.action == (Action::Clone { move_aside: false }))
+                .map(|r| r.node.clone())
+                .collect();
+            if !fresh.is_empty() {
+                // One start and clean stop first: a standby refuses to start
+                // below the max_connections & co its base's pg_control
+                // records, and initdb's are not the configured ones.
+                write_node_files(ctx, &p.node, &p.node.data_dir, Role::Primary, &primary)?;
+                start_and_wait(ctx, sup, &p.node).await?;
+                sup.stop(&p.node.name, StopMode::Fast).await;
+                crate::seed::seed(ctx, &p.node, &fresh, &sup.out).await?;
+                for r in plans.iter_mut().filter(|r| fresh.iter().any(|f| f.name == r.node.name)) {
+                    r.action = Action::Start;
+                }
+                lap("seed", &mut timings);
+            }
         }
         write_node_files(ctx, &p.node, &p.node.data_dir, Role::Primary, &primary)?;
         start_and_wait(ctx, sup, &p.node).await?;
+        // What a replica needs to stream, before any starts: the role and the slots.
+        crate::bootstrap::replication(ctx, &p.node).await?;
         lap("primary_start", &mut timings);
-        bootstrap::run(ctx, &p.node, &mut state, &sup.out).await?;
-        lap("bootstrap", &mut timings);
-        sup.out.info(format!("{}: primary ready on {}:{}", p.node.name, p.node.host, p.node.port));
     }
+    // The replicas come up while the primary runs the rest of its bootstrap.
     let replicas: Vec<&NodePlan> = plans.iter().filter(|p| p.role == Role::Replica).collect();
     let bars = (sup.out.is_tty() && replicas.iter().any(|p| matches!(p.action, Action::Clone { .. })))
         .then(MultiProgress::new);
@@ -264,6 +285,11 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
                 e => e,
             })
         });
+    }
+    if let Some(p) = &primary_plan {
+        bootstrap::run(ctx, &p.node, &mut state, &sup.out).await?;
+        lap("bootstrap", &mut timings);
+        sup.out.info(format!("{}: primary ready on {}:{}", p.node.name, p.node.host, p.node.port));
     }
     let mut failed = Vec::new();
     let mut clone_max: Option<f64> = None;

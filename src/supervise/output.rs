@@ -103,6 +103,8 @@ impl Output {
         let msg = msg.as_ref();
         let ts = crate::status::rfc3339(crate::status::now_unix());
         let level = level_of(msg);
+        // The level says it; `WARN  warning: ...` would say it twice.
+        let msg = msg.strip_prefix("warning: ").or_else(|| msg.strip_prefix("error: ")).unwrap_or(msg);
         let text = if settings().json {
             json_line(&ts, level, "pgrepl", msg)
         } else if self.color {
