@@ -5,9 +5,9 @@
 //! begins recovery at the shutdown checkpoint and streams everything after
 //! it (roles, databases, schema) from the primary, whose slots and
 //! `wal_keep_size` keep that WAL. So a new cluster's replicas need no base
-//! backup of a running primary: the copies are made before the primary
-//! first starts, in parallel, and the replicas start while the primary runs
-//! its bootstrap SQL. Each copy is built in the clone staging dir and
+//! backup of a running primary. One copy is made while the primary is
+//! stopped; the others are made from that copy while the primary starts,
+//! and the replicas start while the primary runs its bootstrap SQL. Each copy is built in the clone staging dir and
 //! renamed into place, so an interrupted seed leaves what an interrupted
 //! clone leaves (and is redone the same way).
 
@@ -20,26 +20,57 @@ use crate::error::{Error, Result};
 use crate::pg::datadir::staging_path;
 use crate::supervise::Output;
 
-/// Copy the shut-down `primary`'s data dir into place for each of `replicas`
-/// (whose dirs are missing or empty), with their standby files.
-pub async fn seed(ctx: &Ctx, primary: &Node, replicas: &[Node], out: &Output) -> Result<()> {
+/// Copy the shut-down `primary`'s data dir once, to the staging dir of the
+/// last of `replicas`: the primary may start again as soon as this returns,
+/// and the other copies are made from this one ([`place`]) meanwhile.
+pub async fn snapshot(ctx: &Ctx, primary: &Node, replicas: &[Node]) -> Result<std::path::PathBuf> {
+    let last = replicas.last().ok_or_else(|| Error::Other("seeding without a replica".into()))?;
+    let (src, dst, runas) = (primary.data_dir.clone(), staging_path(&last.data_dir, "clone"), ctx.runas.clone());
+    tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
+        if dst.exists() {
+            std::fs::remove_dir_all(&dst).map_err(|e| Error::io(&dst, e))?;
+        }
+        copy_dir(&src, &dst, &runas)?;
+        Ok(dst)
+    })
+    .await
+    .map_err(|e| Error::Other(format!("seeding task failed: {e}")))?
+}
+
+/// From the snapshot (the last replica's staging dir), make every other
+/// replica's copy in parallel, sync once per filesystem, write each one's
+/// standby files and rename it into place.
+pub async fn place(ctx: &Ctx, snapshot: &Path, primary: &Node, replicas: &[Node], out: &Output) -> Result<()> {
+    let t0 = std::time::Instant::now();
     let mut set = tokio::task::JoinSet::new();
-    for r in replicas {
-        let (src, dst) = (primary.data_dir.clone(), staging_path(&r.data_dir, "clone"));
+    for r in &replicas[..replicas.len().saturating_sub(1)] {
+        let (src, dst) = (snapshot.to_path_buf(), staging_path(&r.data_dir, "clone"));
         let runas = ctx.runas.clone();
         set.spawn_blocking(move || -> Result<()> {
             if dst.exists() {
                 std::fs::remove_dir_all(&dst).map_err(|e| Error::io(&dst, e))?;
             }
-            copy_dir(&src, &dst, &runas)?;
-            // One sync of the filesystem instead of one per file.
-            let d = std::fs::File::open(&dst).map_err(|e| Error::io(&dst, e))?;
-            nix::unistd::syncfs(&d).map_err(|e| Error::io(&dst, e.into()))
+            copy_dir(&src, &dst, &runas)
         });
     }
     while let Some(r) = set.join_next().await {
         r.map_err(|e| Error::Other(format!("seeding task failed: {e}")))??;
     }
+    let copied = t0.elapsed();
+    // One sync per filesystem instead of one per file (after the first,
+    // a replica on the same filesystem finds nothing left to write).
+    for r in replicas {
+        let dst = staging_path(&r.data_dir, "clone");
+        let d = std::fs::File::open(&dst).map_err(|e| Error::io(&dst, e))?;
+        nix::unistd::syncfs(&d).map_err(|e| Error::io(&dst, e.into()))?;
+    }
+    out.info(format!(
+        "seeded {} replica(s) from {}'s fresh initdb (no base backup needed): copied in {:.2}s, synced in {:.2}s",
+        replicas.len(),
+        primary.name,
+        copied.as_secs_f64(),
+        (t0.elapsed() - copied).as_secs_f64()
+    ));
     for r in replicas {
         let staging = staging_path(&r.data_dir, "clone");
         write_node_files(ctx, r, &staging, Role::Replica, primary)?;
@@ -48,9 +79,40 @@ pub async fn seed(ctx: &Ctx, primary: &Node, replicas: &[Node], out: &Output) ->
             std::fs::remove_dir(&r.data_dir).map_err(|e| Error::io(&r.data_dir, e))?;
         }
         std::fs::rename(&staging, &r.data_dir).map_err(|e| Error::io(&r.data_dir, e))?;
-        out.info(format!("{}: seeded from {}'s fresh initdb (no base backup needed)", r.name, primary.name));
     }
     Ok(())
+}
+
+/// Whether a standby seeded from a fresh initdb whose pg_control records
+/// `minimums` may start with these settings as they are: the effective
+/// value of each (pgrepl's `postgresql.conf` over initdb's
+/// `postgresql.base.conf`, else PostgreSQL's default) is at least the
+/// recorded one. When it is not, the primary is started and stopped once
+/// first, so pg_control records the configured values.
+pub fn limits_suffice(minimums: &[(String, i64)], conf: &str, base: &str) -> bool {
+    let (ours, theirs) = (settings(conf), settings(base));
+    minimums.iter().all(|(name, min)| {
+        let default = match name.as_str() {
+            "max_connections" => 100,
+            "max_worker_processes" => 8,
+            "max_wal_senders" => 10,
+            "max_prepared_transactions" => 0,
+            _ => 64,
+        };
+        let v = ours.get(name).or_else(|| theirs.get(name)).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
+        v >= *min
+    })
+}
+
+/// `name = value` settings of a postgresql.conf, comments and quotes stripped.
+fn settings(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.split('#').next()?.trim();
+            let (k, v) = l.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().trim_matches('\'').to_string()))
+        })
+        .collect()
 }
 
 /// Copy a data dir: directories 0700, files with their modes, symlinks as
@@ -71,12 +133,49 @@ fn copy_dir(src: &Path, dst: &Path, runas: &crate::os_user::RunAs) -> Result<()>
             if runas.switch {
                 std::os::unix::fs::lchown(&to, Some(runas.uid), Some(runas.gid)).map_err(|e| Error::io(&to, e))?;
             }
+        } else if src.ends_with("pg_wal") {
+            // WAL segments are zero-filled past their last record.
+            copy_sparse(&from, &to)?;
+            runas.chown(&to)?;
         } else {
+            // In-kernel (copy_file_range): relation files have few zero pages.
             std::fs::copy(&from, &to).map_err(|e| Error::io(&to, e))?;
             runas.chown(&to)?;
         }
     }
     Ok(())
+}
+
+/// Copy a file, leaving its all-zero 8 kB blocks as holes: a fresh WAL
+/// segment is mostly zero-filled, and a hole reads back as the same zeros,
+/// so the copy means the same and writes less. Keeps the file's mode.
+fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    const BLOCK: usize = 8192;
+    fn io(p: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+        move |e| Error::io(p, e)
+    }
+    let mut src = std::fs::File::open(from).map_err(io(from))?;
+    let meta = src.metadata().map_err(io(from))?;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+    let mut dst = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(to).map_err(io(to))?;
+    let mut buf = vec![0u8; 16 * BLOCK];
+    loop {
+        let n = src.read(&mut buf).map_err(io(from))?;
+        if n == 0 {
+            break;
+        }
+        for chunk in buf[..n].chunks(BLOCK) {
+            if chunk.iter().all(|&b| b == 0) {
+                dst.seek(SeekFrom::Current(chunk.len() as i64)).map_err(io(to))?;
+            } else {
+                dst.write_all(chunk).map_err(io(to))?;
+            }
+        }
+    }
+    // A trailing hole needs the length set explicitly.
+    dst.set_len(meta.len()).map_err(io(to))
 }
 
 #[cfg(test)]
@@ -99,5 +198,38 @@ mod tests {
         assert_eq!(std::fs::metadata(dst.join("base/1/123")).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(&dst).unwrap().permissions().mode() & 0o777, 0o700);
         assert_eq!(std::fs::read_link(dst.join("link")).unwrap(), Path::new("/somewhere"));
+    }
+
+    #[test]
+    fn a_seeded_standby_needs_settings_at_least_those_initdb_recorded() {
+        let recorded = |c: i64| {
+            vec![
+                ("max_connections".to_string(), c),
+                ("max_wal_senders".to_string(), 10),
+                ("max_worker_processes".to_string(), 8),
+            ]
+        };
+        let base = "max_connections = 100\t\t\t# (change requires restart)\n#max_wal_senders = 10\n";
+        // Unset here: initdb's base conf or PostgreSQL's default applies.
+        assert!(limits_suffice(&recorded(100), "port = 5432    # why\n", base));
+        // Lowered here: the standby would refuse to start.
+        assert!(!limits_suffice(&recorded(100), "max_connections = '30'    # set in pgrepl.toml\n", base));
+        assert!(!limits_suffice(&recorded(100), "max_wal_senders = 7    # 3 + 2 x replicas\n", base));
+        assert!(limits_suffice(&recorded(30), "max_connections = 30\n", base));
+    }
+
+    #[test]
+    fn a_sparse_copy_reads_back_byte_for_byte() {
+        let t = tempfile::tempdir().unwrap();
+        let mut data = vec![0u8; 5 * 8192 + 100];
+        data[10] = 1;
+        data[3 * 8192 + 5] = 7;
+        std::fs::write(t.path().join("a"), &data).unwrap();
+        copy_sparse(&t.path().join("a"), &t.path().join("b")).unwrap();
+        assert_eq!(std::fs::read(t.path().join("b")).unwrap(), data);
+        // All zeros, ending in a hole.
+        std::fs::write(t.path().join("z"), vec![0u8; 3 * 8192]).unwrap();
+        copy_sparse(&t.path().join("z"), &t.path().join("y")).unwrap();
+        assert_eq!(std::fs::read(t.path().join("y")).unwrap(), vec![0u8; 3 * 8192]);
     }
 }

@@ -221,6 +221,8 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
         let _ = std::fs::remove_file(ctx.layout.stop_marker(&p.node.name));
     }
     let primary_plan = plans.iter().find(|p| p.role == Role::Primary).cloned();
+    // The other seed copies, made while the primary starts.
+    let mut seeding = None;
     let mut state = State::load(&ctx.layout.state_file())?;
     if let Some(p) = &primary_plan {
         if p.action == Action::Init {
@@ -246,24 +248,38 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
                 .map(|r| r.node.clone())
                 .collect();
             if !fresh.is_empty() {
-                // One start and clean stop first: a standby refuses to start
-                // below the max_connections & co its base's pg_control
-                // records, and initdb's are not the configured ones.
+                // A standby refuses to start below the max_connections & co
+                // its base's pg_control records: if the configured values
+                // are lower than initdb's, one start and clean stop records them.
                 write_node_files(ctx, &p.node, &p.node.data_dir, Role::Primary, &primary)?;
-                start_and_wait(ctx, sup, &p.node).await?;
-                sup.stop(&p.node.name, StopMode::Fast).await;
-                crate::seed::seed(ctx, &p.node, &fresh, &sup.out).await?;
+                if !seed_base_fits(ctx, &p.node).await {
+                    initdb::sync(&p.node.data_dir)?;
+                    start_and_wait(ctx, sup, &p.node).await?;
+                    sup.stop(&p.node.name, StopMode::Fast).await;
+                }
+                let snapshot = crate::seed::snapshot(ctx, &p.node, &fresh).await?;
                 for r in plans.iter_mut().filter(|r| fresh.iter().any(|f| f.name == r.node.name)) {
                     r.action = Action::Start;
                 }
-                lap("seed", &mut timings);
+                lap("seed_snapshot", &mut timings);
+                let (c, n, o) = (ctx.clone(), p.node.clone(), sup.out.clone());
+                seeding = Some(tokio::spawn(async move { crate::seed::place(&c, &snapshot, &n, &fresh, &o).await }));
             }
         }
         write_node_files(ctx, &p.node, &p.node.data_dir, Role::Primary, &primary)?;
+        if p.action == Action::Init {
+            // initdb's files (and the snapshot beside them) are durable before
+            // the primary writes its first WAL on top of them.
+            initdb::sync(&p.node.data_dir)?;
+        }
         start_and_wait(ctx, sup, &p.node).await?;
         // What a replica needs to stream, before any starts: the role and the slots.
         crate::bootstrap::replication(ctx, &p.node).await?;
         lap("primary_start", &mut timings);
+    }
+    if let Some(s) = seeding {
+        s.await.map_err(|e| Error::Other(format!("seeding task failed: {e}")))??;
+        lap("seed_copies", &mut timings);
     }
     // The replicas come up while the primary runs the rest of its bootstrap.
     let replicas: Vec<&NodePlan> = plans.iter().filter(|p| p.role == Role::Replica).collect();
@@ -313,6 +329,16 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
         return Err(failed.remove(0));
     }
     Ok((timings, failed))
+}
+
+/// Whether replicas seeded from the fresh initdb can start with the
+/// configured limits as initdb recorded them (no pg_controldata of this
+/// major to tell: assume not).
+async fn seed_base_fits(ctx: &Ctx, primary: &Node) -> bool {
+    let Ok(bin) = ctx.bin() else { return false };
+    let Ok(cd) = crate::pg::controldata::read(bin, &ctx.runas, &primary.data_dir).await else { return false };
+    let read = |f: &str| std::fs::read_to_string(primary.data_dir.join(f)).unwrap_or_default();
+    crate::seed::limits_suffice(&cd.standby_minimums, &read("postgresql.conf"), &read(crate::pg::conf::BASE_FILE))
 }
 
 /// Bring one replica up; returns how long its clone took, if it was cloned.

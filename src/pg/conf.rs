@@ -59,9 +59,11 @@ pub fn quote(s: &str) -> String {
     out
 }
 
-/// The `max_wal_senders` rule from the guides: 3 + 2 × replicas.
+/// The `max_wal_senders` rule from the guides, 3 + 2 × replicas, and never
+/// below PostgreSQL's own default of 10 (a standby seeded from a fresh
+/// initdb may not run with fewer than the initdb recorded).
 pub fn default_wal_senders(node_count: usize) -> u32 {
-    3 + 2 * node_count.saturating_sub(1) as u32
+    (3 + 2 * node_count.saturating_sub(1) as u32).max(10)
 }
 
 /// Render the whole `postgresql.conf`.
@@ -90,7 +92,7 @@ pub fn render(p: &ConfPlan) -> String {
     set(
         "max_wal_senders",
         senders.to_string(),
-        "3 + 2 x replicas: one per standby plus room for reconnects and base backups",
+        "3 + 2 x replicas (at least 10): one per standby plus room for reconnects and base backups",
     );
     set("max_replication_slots", senders.to_string(), "one slot per replica, with the same headroom as wal senders");
     set("password_encryption", quote("scram-sha-256"), "new passwords are stored as SCRAM verifiers, never md5");
@@ -162,8 +164,8 @@ mod tests {
 
     #[test]
     fn wal_senders_rule() {
-        assert_eq!(default_wal_senders(1), 3);
-        assert_eq!(default_wal_senders(3), 7);
+        assert_eq!(default_wal_senders(1), 10);
+        assert_eq!(default_wal_senders(3), 10);
         assert_eq!(default_wal_senders(5), 11);
     }
 
@@ -199,9 +201,9 @@ cluster_name = 'demo/pg-1'    # names the processes in `ps`, so nodes on one mac
 hot_standby = on    # standbys serve read-only queries
 listen_addresses = '127.0.0.1'    # only the address this node is reached at, not every interface
 log_line_prefix = '%m [%p] '    # timestamp and pid on every line; pgrepl adds the node name in front
-max_replication_slots = 7    # one slot per replica, with the same headroom as wal senders
+max_replication_slots = 10    # one slot per replica, with the same headroom as wal senders
 max_slot_wal_keep_size = '8GB'    # a slot of a long-gone standby cannot fill the disk; past this the slot is lost and the standby needs a re-clone
-max_wal_senders = 7    # 3 + 2 x replicas: one per standby plus room for reconnects and base backups
+max_wal_senders = 10    # 3 + 2 x replicas (at least 10): one per standby plus room for reconnects and base backups
 password_encryption = 'scram-sha-256'    # new passwords are stored as SCRAM verifiers, never md5
 port = 15432    # this node's port from pgrepl.toml
 shared_buffers = '128MB'    # set in pgrepl.toml [postgresql]

@@ -21,6 +21,9 @@ pub struct ControlData {
     pub timeline: Option<u32>,
     pub checksums: bool,
     pub wal_log_hints: bool,
+    /// The settings a standby may not go below, as recorded here, by their
+    /// GUC names (`max_connections`, `max_prepared_transactions`, ...).
+    pub standby_minimums: Vec<(String, i64)>,
 }
 
 impl ControlData {
@@ -47,7 +50,19 @@ pub fn parse(text: &str) -> ControlData {
             "Latest checkpoint's TimeLineID" => c.timeline = v.parse().ok(),
             "Data page checksum version" => c.checksums = v != "0",
             "wal_log_hints setting" => c.wal_log_hints = v == "on",
-            _ => {}
+            k => {
+                let guc = match k {
+                    "max_connections setting" => "max_connections",
+                    "max_worker_processes setting" => "max_worker_processes",
+                    "max_wal_senders setting" => "max_wal_senders",
+                    "max_prepared_xacts setting" => "max_prepared_transactions",
+                    "max_locks_per_xact setting" => "max_locks_per_transaction",
+                    _ => continue,
+                };
+                if let Ok(n) = v.parse() {
+                    c.standby_minimums.push((guc.to_string(), n));
+                }
+            }
         }
     }
     c
