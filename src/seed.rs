@@ -83,6 +83,42 @@ pub async fn place(ctx: &Ctx, snapshot: &Path, primary: &Node, replicas: &[Node]
     Ok(())
 }
 
+/// Log in to `primary` over the network the way a seeded standby's WAL
+/// receiver will (replication role, password, `[tls]`), and ask
+/// IDENTIFY_SYSTEM: a seeded standby gets no base backup that would have
+/// found a wrong password, pg_hba entry or certificate, so this finds it,
+/// with the same message a clone would give, instead of a standby that
+/// never streams.
+pub async fn check_login(ctx: &Ctx, primary: &Node, replica: &Node) -> Result<()> {
+    use crate::pg::wire::{ReplConn, Target};
+    let (host, port) = (primary.host.clone(), primary.port);
+    let user = ctx.cfg.replication.user.clone();
+    let password = ctx.cfg.replication.password.expose().to_string();
+    let app = replica.name.clone();
+    let tls = ctx.cfg.tls.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let t =
+            Target { host: &host, port, user: &user, password: &password, application_name: &app, tls: tls.as_ref() };
+        let mut c = ReplConn::connect(&t, std::time::Duration::from_secs(10))?;
+        c.simple("IDENTIFY_SYSTEM").map(|_| ())
+    })
+    .await
+    .map_err(|e| Error::Other(format!("login check failed: {e}")))?;
+    r.map_err(|e| {
+        let why = format!(
+            "node {}: the replication login to the primary {} as `{}` failed: {e}",
+            replica.name, primary.name, ctx.cfg.replication.user
+        );
+        if e.is_auth() {
+            Error::Authentication(format!(
+                "{why}. Check that [replication] password_file holds the password the cluster was bootstrapped with"
+            ))
+        } else {
+            Error::Other(why)
+        }
+    })
+}
+
 /// Whether a standby seeded from a fresh initdb whose pg_control records
 /// `minimums` may start with these settings as they are: the effective
 /// value of each (pgrepl's `postgresql.conf` over initdb's

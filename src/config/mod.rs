@@ -36,20 +36,21 @@ pub fn locate(cli: Option<&Path>) -> PathBuf {
 /// secret file this user may not read (the replication password, say) is no
 /// problem for them; they log in as `[monitor] role` or over the socket.
 pub fn load_observing(path: &Path) -> Result<Config> {
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| Error::Config { problems: vec![format!("{}: cannot read config: {e}", path.display())] })?;
-    validate::parse_with(path, &src, true)
+    validate::parse_with(path, &read(path)?, true)
 }
 
 /// Read and validate the config at `path`. Every problem is reported at once.
 pub fn load(path: &Path) -> Result<Config> {
-    let src = std::fs::read_to_string(path).map_err(|e| Error::Config {
+    parse(path, &read(path)?)
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::Config {
         problems: vec![format!(
             "{}: cannot read config: {e}. Create one with `pgrepl init`, or pass -c FILE or set {ENV_VAR}",
             path.display()
         )],
-    })?;
-    parse(path, &src)
+    })
 }
 
 /// A password, kept out of `Debug` output so it cannot leak into logs.

@@ -77,8 +77,11 @@ fn postgresql_11_up_clone_and_promote_with_recovery_conf() {
 #[test]
 fn postgresql_17_up_clone_with_builtin_base_backup_and_promote() {
     let (c, out) = up_on_major(17, "");
+    assert!(out.contains("seeded 1 replica(s) from pg-1's fresh initdb"), "{out}");
     // Debian's pg_basebackup 15 cannot copy a 17 server; pgrepl's own does.
+    let out = c.ok(&["reclone", "pg-2"]);
     assert!(out.contains("with pgrepl's built-in base backup"), "{out}");
+    wait_until("pg-2 streams after the re-clone", Duration::from_secs(60), || c.streaming("pg-2"));
     assert!(c.data_dir("pg-2").join("standby.signal").is_file());
     assert!(!c.data_dir("pg-2").join("recovery.conf").exists());
     let conf = std::fs::read_to_string(c.data_dir("pg-1").join("postgresql.conf")).unwrap();
