@@ -44,6 +44,7 @@ pub mod seed;
 pub mod snapshot;
 pub mod state;
 pub mod status;
+pub mod summary;
 pub mod supervise;
 pub mod tls;
 pub mod units;
