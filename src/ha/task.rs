@@ -92,7 +92,7 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
             };
             say(&ctx, &mut mem, &reason, &out);
             if !matches!(action, Action::Nothing | Action::WaitForRestart) {
-                act(&ctx, &sup, dcs.as_ref(), action, &mut mem, &out).await;
+                act(&env, &snap, action, &mut mem).await;
                 mem.acted_at = crate::status::now_unix();
             }
             drop(lock);
@@ -222,7 +222,8 @@ fn ours(ctx: &Ctx, slot: &str) -> bool {
 }
 
 /// Carry out one action; failures are logged (the next cycle decides again).
-async fn act(ctx: &Arc<Ctx>, sup: &Supervisor, dcs: &dyn Dcs, action: Action, mem: &mut Memory, out: &Output) {
+async fn act(env: &Env, snap: &Snapshot, action: Action, mem: &mut Memory) {
+    let (ctx, sup, dcs, out) = (&env.ctx, &env.sup, env.dcs.as_ref(), &env.out);
     let control = Control::InProcess(sup.clone());
     let ttl = ctx.cfg.failover.primary_start_timeout;
     let primary = match ctx.primary() {
@@ -243,7 +244,8 @@ async fn act(ctx: &Arc<Ctx>, sup: &Supervisor, dcs: &dyn Dcs, action: Action, me
             // It has not accepted writes for primary_start_timeout: if it
             // still runs it is frozen or hung, and must not wake up writable.
             let kill = Some(crate::pg::process::StopMode::Kill);
-            if let Err(e) = crate::moves::failover::run_with(ctx, &control, Some(&to), kill, false, out).await {
+            let known = Some(&snap.status);
+            if let Err(e) = crate::moves::failover::run_with(ctx, &control, Some(&to), kill, false, known, out).await {
                 out.info(format!("ha: automatic failover to {to} failed: {e}"));
                 if let Err(e) = dcs.release(&to).await {
                     out.info(format!("ha: releasing the leader lease of {to} failed: {e}"));

@@ -123,7 +123,8 @@ pub fn sync_filter(ctx: &Ctx, cands: Vec<Candidate>, allow_async: bool) -> std::
 
 /// Run a failover as `pgrepl failover` asks.
 pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
-    run_with(ctx, control, o.to.as_deref(), o.stop_primary.then_some(StopMode::Fast), o.allow_data_loss, out).await
+    run_with(ctx, control, o.to.as_deref(), o.stop_primary.then_some(StopMode::Fast), o.allow_data_loss, None, out)
+        .await
 }
 
 /// Options of `pgrepl failover`.
@@ -138,12 +139,17 @@ pub struct Options {
 
 /// [`run`] with fencing and asynchronous promotion allowed separately.
 /// `fence` is how a primary that still runs is stopped (None: refuse).
+/// `known`: a snapshot taken while the primary was already down (the HA
+/// loop's), whose replica positions cannot have moved since; without one,
+/// every node is asked (which waits out the probe deadline of a node that
+/// does not answer).
 pub async fn run_with(
     ctx: &Arc<Ctx>,
     control: &Control,
     to: Option<&str>,
     fence: Option<StopMode>,
     allow_async: bool,
+    known: Option<&crate::status::ClusterStatus>,
     out: &Output,
 ) -> Result<()> {
     let old = ctx.primary()?.clone();
@@ -167,7 +173,14 @@ pub async fn run_with(
     super::set_fenced(ctx, &old, true)?;
     control.stop(ctx, &old, mode).await?;
 
-    let s = gather_once(ctx).await?;
+    let gathered;
+    let s = match known {
+        Some(s) => s,
+        None => {
+            gathered = gather_once(ctx).await?;
+            &gathered
+        }
+    };
     let cands: Vec<Candidate> =
         s.nodes.iter().filter(|n| n.name != old.name).filter_map(|n| Candidate::from_status(&ctx.cfg, n)).collect();
     let cands = sync_filter(ctx, cands, allow_async)
