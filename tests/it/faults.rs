@@ -571,3 +571,33 @@ fn a_standby_on_a_full_disk_is_named_and_the_rest_runs() {
     wait_until("pg-3 streams once there is room", T, || c.streaming("pg-3"));
     c.ok(&["down"]);
 }
+
+/// Fault testing found the restart backoff carried over a re-clone ("restart
+/// #6 in 30s" for a fresh copy). A stop someone asked for (a re-clone, a
+/// restart, `down NODE`) ends the crash streak: the next crash waits 1 s.
+#[test]
+fn a_requested_stop_resets_the_restart_backoff() {
+    let c = cluster(1, "\n[failover]\nmode = \"manual\"\n");
+    c.up();
+    let crash = |n: usize| {
+        let pid = c.postmaster_pid("pg-2").unwrap();
+        kill("-9", pid);
+        wait_until_explained(
+            &format!("crash {n} noticed"),
+            T,
+            || c.supervisor_log().matches("pg-2: postgres (pid").count() >= n,
+            || c.supervisor_log(),
+        );
+        wait_until("pg-2 restarted", T, || {
+            c.postmaster_pid("pg-2").is_some_and(|p| p != pid && crate::harness::alive(p))
+        });
+    };
+    crash(1);
+    crash(2);
+    let log = c.supervisor_log();
+    assert!(log.contains("restart #2 in 2s"), "the streak backs off: {log}");
+    c.ok(&["restart", "pg-2"]);
+    crash(3);
+    let log = c.supervisor_log();
+    assert!(log.contains("restart #3 in 1s"), "a requested stop resets the backoff: {log}");
+}
