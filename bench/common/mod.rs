@@ -118,6 +118,28 @@ pub fn cpu_ticks(pid: i32) -> u64 {
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
+/// CPU time of a postmaster and everything it started, in clock ticks: its
+/// own, its reaped children's (cutime, cstime: backends that came and went)
+/// and its live children's.
+pub fn tree_cpu_ticks(postmaster: i32) -> u64 {
+    let fields = |pid: i32| -> Vec<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r).to_string();
+        rest.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0)).collect()
+    };
+    let own = fields(postmaster);
+    // After the comm: 1 = ppid, 11/12 = utime/stime, 13/14 = cutime/cstime.
+    let mut total = own.get(11..15).map_or(0, |v| v.iter().sum());
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let f = fields(pid);
+        if f.get(1).copied() == Some(postmaster as u64) {
+            total += f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        }
+    }
+    total
+}
+
 /// Median of a sample (sorted in place).
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -20,12 +20,40 @@ use crate::pg::datadir;
 /// Takes snapshots, reusing connections.
 pub struct Gatherer {
     ctx: Arc<Ctx>,
-    conns: Vec<Arc<Mutex<Option<Client>>>>,
+    conns: Vec<Arc<Mutex<Option<Conn>>>>,
     /// Per node: it runs on this host.
     here: Vec<bool>,
     /// An observing command (not the supervisor): log in as `[monitor] role`
     /// where one is set, rather than as the superuser over the socket.
     observer: bool,
+}
+
+/// A kept connection and the statements prepared on it: each tick runs the
+/// same few queries, so the server parses and plans them once per
+/// connection, not once per second (the monitor's idle cost, issue #17).
+pub struct Conn {
+    client: Client,
+    prepared: std::collections::HashMap<&'static str, tokio_postgres::Statement>,
+}
+
+impl Conn {
+    fn new(client: Client) -> Self {
+        Conn { client, prepared: std::collections::HashMap::new() }
+    }
+
+    /// The statement for `key`, prepared on first use.
+    async fn stmt(
+        &mut self,
+        key: &'static str,
+        sql: &str,
+    ) -> std::result::Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        if let Some(s) = self.prepared.get(key) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).await?;
+        self.prepared.insert(key, s.clone());
+        Ok(s)
+    }
 }
 
 /// What one node said about itself (and, on a primary, its replicas and slots).
@@ -98,12 +126,29 @@ fn slots_sql(major: u32) -> String {
     )
 }
 
+/// Every query one snapshot sends, by name, for a server of `major`: the
+/// node query (every node), then the primary's replication, archiver and
+/// slot queries. For `cargo bench --bench observe`'s per-query cost table.
+pub fn probe_queries(major: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("node", NODE_SQL.to_string()),
+        ("replication (primary)", REPLICATION_SQL.to_string()),
+        ("archiver (primary)", ARCHIVER_SQL.to_string()),
+        ("slots (primary)", slots_sql(major)),
+    ]
+}
+
+const ARCHIVER_SQL: &str = "SELECT archived_count, last_archived_wal, extract(epoch FROM last_archived_time)::float8,
+                        failed_count, last_failed_wal, extract(epoch FROM last_failed_time)::float8
+                 FROM pg_stat_archiver";
+
 fn lsn(s: Option<String>) -> Option<Lsn> {
     s.and_then(|s| s.parse().ok())
 }
 
-async fn query(c: &Client) -> std::result::Result<Raw, tokio_postgres::Error> {
-    let r = c.query_one(NODE_SQL, &[]).await?;
+async fn query(conn: &mut Conn) -> std::result::Result<Raw, tokio_postgres::Error> {
+    let node = conn.stmt("node", NODE_SQL).await?;
+    let r = conn.client.query_one(&node, &[]).await?;
     let standby: bool = r.get(0);
     // Each server's own version decides its catalog columns.
     let major = u32::try_from(r.get::<_, i32>(12) / 10000).unwrap_or(0);
@@ -132,7 +177,8 @@ async fn query(c: &Client) -> std::result::Result<Raw, tokio_postgres::Error> {
         archiver: None,
     };
     if !standby {
-        for r in c.query(REPLICATION_SQL, &[]).await? {
+        let repl = conn.stmt("replication", REPLICATION_SQL).await?;
+        for r in conn.client.query(&repl, &[]).await? {
             raw.rows.push(Row {
                 app: r.get(0),
                 state: r.get(1),
@@ -142,14 +188,8 @@ async fn query(c: &Client) -> std::result::Result<Raw, tokio_postgres::Error> {
                 ssl: r.get(10),
             });
         }
-        let a = c
-            .query_one(
-                "SELECT archived_count, last_archived_wal, extract(epoch FROM last_archived_time)::float8,
-                        failed_count, last_failed_wal, extract(epoch FROM last_failed_time)::float8
-                 FROM pg_stat_archiver",
-                &[],
-            )
-            .await?;
+        let archiver = conn.stmt("archiver", ARCHIVER_SQL).await?;
+        let a = conn.client.query_one(&archiver, &[]).await?;
         let (ok_t, fail_t): (Option<f64>, Option<f64>) = (a.get(2), a.get(5));
         raw.archiver = Some(ArchiveStatus {
             archived_count: a.get(0),
@@ -161,7 +201,8 @@ async fn query(c: &Client) -> std::result::Result<Raw, tokio_postgres::Error> {
             failing: fail_t.is_some_and(|f| ok_t.is_none_or(|o| f > o)),
             ..ArchiveStatus::default()
         });
-        for r in c.query(&slots_sql(major), &[]).await? {
+        let slots = conn.stmt("slots", &slots_sql(major)).await?;
+        for r in conn.client.query(&slots, &[]).await? {
             let retained: Option<i64> = r.get(3);
             raw.slots.push(SlotStatus {
                 slot: r.get(0),
@@ -220,7 +261,7 @@ async fn one(
     ctx: Arc<Ctx>,
     node: Node,
     how: (bool, bool),
-    conn: Arc<Mutex<Option<Client>>>,
+    conn: Arc<Mutex<Option<Conn>>>,
 ) -> (NodeStatus, Option<Raw>) {
     match tokio::time::timeout(PROBE_TIMEOUT, probe(ctx, node.clone(), how, conn.clone())).await {
         Ok(r) => r,
@@ -246,7 +287,7 @@ async fn probe(
     ctx: Arc<Ctx>,
     node: Node,
     (here, observer): (bool, bool),
-    conn: Arc<Mutex<Option<Client>>>,
+    conn: Arc<Mutex<Option<Conn>>>,
 ) -> (NodeStatus, Option<Raw>) {
     let mut st = empty(&node);
     // None: this user may not look (a monitoring user and a 0700 data root).
@@ -284,7 +325,7 @@ async fn probe(
             Some(pf) => st.pid = Some(pf.pid),
         }
     }
-    if guard.as_ref().is_none_or(|c| c.is_closed()) {
+    if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
         // The supervisor and root use the socket for local nodes; otherwise
         // `[monitor] role` when set (no superuser, no replication secret),
         // else the replication role.
@@ -295,15 +336,15 @@ async fn probe(
             (false, None) => ctx.connect_remote(&node).await,
         };
         match c {
-            Ok(c) => *guard = Some(c),
+            Ok(c) => *guard = Some(Conn::new(c)),
             Err(e) => {
                 st.error = Some(e.to_string());
                 return (st, None);
             }
         }
     }
-    let Some(client) = guard.as_ref() else { return (st, None) };
-    match query(client).await {
+    let Some(conn) = guard.as_mut() else { return (st, None) };
+    match query(conn).await {
         Ok(raw) => {
             st.state = "running".into();
             st.role = Some(if raw.standby { "replica" } else { "primary" }.into());
