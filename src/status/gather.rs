@@ -34,11 +34,16 @@ pub struct Gatherer {
 pub struct Conn {
     client: Client,
     prepared: std::collections::HashMap<&'static str, tokio_postgres::Statement>,
+    /// Queries asked on this connection: every [`SLOW_EVERY`]th (the first
+    /// included) asks for the slow figures.
+    ticks: u64,
+    /// The slow figures from the last time they were asked.
+    slow: Option<(Conflicts, Vec<String>)>,
 }
 
 impl Conn {
     fn new(client: Client) -> Self {
-        Conn { client, prepared: std::collections::HashMap::new() }
+        Conn { client, prepared: std::collections::HashMap::new(), ticks: 0, slow: None }
     }
 
     /// The statement for `key`, prepared on first use.
@@ -85,12 +90,14 @@ struct Row {
     ssl: Option<bool>,
 }
 
+/// The node query. `$1` asks for the slow-changing figures too (recovery
+/// conflicts, settings waiting for a restart): they cost the server a scan
+/// of every database's statistics and of every setting, so the monitor asks
+/// for them every [`SLOW_EVERY`] ticks and carries them in between; what
+/// decisions rest on (role, LSNs, timeline, WAL receiver, upstream) is asked
+/// every tick.
 const NODE_SQL: &str = "
-WITH c AS (SELECT coalesce(sum(confl_tablespace), 0)::int8 AS t, coalesce(sum(confl_lock), 0)::int8 AS l,
-                  coalesce(sum(confl_snapshot), 0)::int8 AS s, coalesce(sum(confl_bufferpin), 0)::int8 AS b,
-                  coalesce(sum(confl_deadlock), 0)::int8 AS d
-           FROM pg_stat_database_conflicts),
-     w AS (SELECT status, received_tli FROM pg_stat_wal_receiver)
+WITH w AS (SELECT status, received_tli FROM pg_stat_wal_receiver)
 SELECT pg_is_in_recovery(),
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
        -- A promoted primary still reports what it received as a standby; that is not its position.
@@ -100,17 +107,22 @@ SELECT pg_is_in_recovery(),
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
        extract(epoch FROM pg_last_xact_replay_timestamp())::float8,
        (SELECT status FROM w),
-       c.t, c.l, c.s, c.b, c.d,
+       CASE WHEN $1::bool THEN (SELECT ARRAY[coalesce(sum(confl_tablespace), 0), coalesce(sum(confl_lock), 0),
+                                             coalesce(sum(confl_snapshot), 0), coalesce(sum(confl_bufferpin), 0),
+                                             coalesce(sum(confl_deadlock), 0)]::int8[]
+                                FROM pg_stat_database_conflicts) END,
        current_setting('server_version_num')::int,
-       ARRAY(SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY name),
+       CASE WHEN $1::bool THEN ARRAY(SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY name) END,
        -- Where a standby streams from: its live connection, else its setting (12+).
        -- Both are hidden from (not an error for) a role without pg_read_all_settings.
        CASE WHEN pg_is_in_recovery() THEN coalesce((SELECT conninfo FROM pg_stat_wal_receiver),
                                                    (SELECT setting FROM pg_settings WHERE name = 'primary_conninfo')) END,
        -- A standby's idle physical slots: left from when it was primary, they only hold WAL back.
        CASE WHEN pg_is_in_recovery() THEN ARRAY(SELECT slot_name::text FROM pg_replication_slots
-                                                WHERE slot_type = 'physical' AND NOT active ORDER BY 1) END
-FROM c";
+                                                WHERE slot_type = 'physical' AND NOT active ORDER BY 1) END";
+
+/// How many ticks apart the slow-changing figures are asked for.
+pub const SLOW_EVERY: u64 = 10;
 
 const REPLICATION_SQL: &str = "
 SELECT application_name, state, sync_state, sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text,
@@ -126,15 +138,18 @@ fn slots_sql(major: u32) -> String {
     )
 }
 
-/// Every query one snapshot sends, by name, for a server of `major`: the
-/// node query (every node), then the primary's replication, archiver and
-/// slot queries. For `cargo bench --bench observe`'s per-query cost table.
-pub fn probe_queries(major: u32) -> Vec<(&'static str, String)> {
+/// Every query one snapshot sends, by name, for a server of `major`, with
+/// the node query's `$1` where it takes one: the node query (every node;
+/// with the slow figures one tick in [`SLOW_EVERY`]), then the primary's
+/// replication, archiver and slot queries. For `cargo bench --bench
+/// observe`'s per-query cost table.
+pub fn probe_queries(major: u32) -> Vec<(&'static str, String, Option<bool>)> {
     vec![
-        ("node", NODE_SQL.to_string()),
-        ("replication (primary)", REPLICATION_SQL.to_string()),
-        ("archiver (primary)", ARCHIVER_SQL.to_string()),
-        ("slots (primary)", slots_sql(major)),
+        ("node", NODE_SQL.to_string(), Some(false)),
+        ("node + slow figures", NODE_SQL.to_string(), Some(true)),
+        ("replication (primary)", REPLICATION_SQL.to_string(), None),
+        ("archiver (primary)", ARCHIVER_SQL.to_string(), None),
+        ("slots (primary)", slots_sql(major), None),
     ]
 }
 
@@ -148,11 +163,26 @@ fn lsn(s: Option<String>) -> Option<Lsn> {
 
 async fn query(conn: &mut Conn) -> std::result::Result<Raw, tokio_postgres::Error> {
     let node = conn.stmt("node", NODE_SQL).await?;
-    let r = conn.client.query_one(&node, &[]).await?;
+    let slow_tick = conn.ticks % SLOW_EVERY == 0 || conn.slow.is_none();
+    conn.ticks += 1;
+    let r = conn.client.query_one(&node, &[&slow_tick]).await?;
     let standby: bool = r.get(0);
     // Each server's own version decides its catalog columns.
-    let major = u32::try_from(r.get::<_, i32>(12) / 10000).unwrap_or(0);
-    let (t, l, s, b, d): (i64, i64, i64, i64, i64) = (r.get(7), r.get(8), r.get(9), r.get(10), r.get(11));
+    let major = u32::try_from(r.get::<_, i32>(8) / 10000).unwrap_or(0);
+    let fresh = r.get::<_, Option<Vec<i64>>>(7).zip(r.get::<_, Option<Vec<String>>>(9));
+    if let Some((c, pending)) = fresh {
+        let v = |i: usize| c.get(i).copied().unwrap_or(0);
+        let conflicts = Conflicts {
+            tablespace: v(0),
+            lock: v(1),
+            snapshot: v(2),
+            bufferpin: v(3),
+            deadlock: v(4),
+            total: (0..5).map(v).sum(),
+        };
+        conn.slow = Some((conflicts, pending));
+    }
+    let (conflicts, pending_restart) = conn.slow.clone().unwrap_or_default();
     let mut raw = Raw {
         standby,
         current: lsn(r.get(1)),
@@ -161,17 +191,10 @@ async fn query(conn: &mut Conn) -> std::result::Result<Raw, tokio_postgres::Erro
         timeline: r.get(4),
         replay_ts: r.get(5),
         receiver: r.get(6),
-        pending_restart: r.get(13),
-        conninfo: r.get(14),
-        idle_slots: r.get(15),
-        conflicts: Conflicts {
-            tablespace: t,
-            lock: l,
-            snapshot: s,
-            bufferpin: b,
-            deadlock: d,
-            total: t + l + s + b + d,
-        },
+        pending_restart,
+        conninfo: r.get(10),
+        idle_slots: r.get(11),
+        conflicts,
         rows: Vec::new(),
         slots: Vec::new(),
         archiver: None,
