@@ -84,6 +84,7 @@ pub fn plan(mode: Mode, sync_count: usize, configured: &[String], streaming: &[S
 pub fn spawn(ctx: Arc<Ctx>, mut latest: Latest, out: Output) {
     tokio::spawn(async move {
         let mut last = String::new();
+        let mut kept: Option<(String, tokio_postgres::Client)> = None;
         while latest.changed().await.is_ok() {
             let Some(snap) = latest.borrow_and_update().clone() else { continue };
             // No record, no change: the HA task reports an unreadable one.
@@ -101,10 +102,25 @@ pub fn spawn(ctx: Arc<Ctx>, mut latest: Latest, out: Output) {
                 .map(|n| n.name.clone())
                 .collect();
             let p = plan(ctx.cfg.replication.durability, ctx.cfg.replication.sync_count, &configured, &streaming);
-            let Ok(c) = ctx.connect(&primary).await else { continue };
+            // One kept connection to the primary, not a new backend every
+            // tick (a fork and an authentication each second is most of what
+            // an idle cluster would otherwise spend on being watched).
+            if kept
+                .as_ref()
+                .is_none_or(|(name, c): &(String, tokio_postgres::Client)| *name != primary.name || c.is_closed())
+            {
+                kept = match ctx.connect(&primary).await {
+                    Ok(c) => Some((primary.name.clone(), c)),
+                    Err(_) => continue,
+                };
+            }
+            let Some((_, c)) = kept.as_ref() else { continue };
             let current: String = match c.query_one("SHOW synchronous_standby_names", &[]).await {
                 Ok(r) => r.get(0),
-                Err(_) => continue,
+                Err(_) => {
+                    kept = None;
+                    continue;
+                }
             };
             if current != p.names {
                 let sql = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(&p.names));
