@@ -286,6 +286,7 @@ mod tests {
             pending_restart: None,
             upstream: None,
             standby_slots: None,
+            slow_figures_age_seconds: None,
             error: None,
         }
     }

@@ -87,6 +87,7 @@ pub fn example() -> Snapshot {
         pending_restart: Some(vec![]),
         upstream: (role == "replica").then(|| "pg-1".into()),
         standby_slots: None,
+        slow_figures_age_seconds: None,
         error: None,
     };
     let mut p = node("pg-1", 15432, "primary");

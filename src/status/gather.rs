@@ -37,8 +37,8 @@ pub struct Conn {
     /// Queries asked on this connection: every [`SLOW_EVERY`]th (the first
     /// included) asks for the slow figures.
     ticks: u64,
-    /// The slow figures from the last time they were asked.
-    slow: Option<(Conflicts, Vec<String>)>,
+    /// The slow figures from the last time they were asked, and when.
+    slow: Option<(std::time::Instant, Conflicts, Vec<String>)>,
 }
 
 impl Conn {
@@ -71,6 +71,8 @@ struct Raw {
     replay_ts: Option<f64>,
     receiver: Option<String>,
     pending_restart: Vec<String>,
+    /// Seconds since `conflicts` and `pending_restart` were asked.
+    slow_age: Option<f64>,
     /// A standby's `primary_conninfo` (or its WAL receiver's, when connected).
     conninfo: Option<String>,
     idle_slots: Option<Vec<String>>,
@@ -180,9 +182,12 @@ async fn query(conn: &mut Conn) -> std::result::Result<Raw, tokio_postgres::Erro
             deadlock: v(4),
             total: (0..5).map(v).sum(),
         };
-        conn.slow = Some((conflicts, pending));
+        conn.slow = Some((std::time::Instant::now(), conflicts, pending));
     }
-    let (conflicts, pending_restart) = conn.slow.clone().unwrap_or_default();
+    let (conflicts, pending_restart, slow_age) = match &conn.slow {
+        Some((at, c, p)) => (*c, p.clone(), Some(at.elapsed().as_secs_f64())),
+        None => (Conflicts::default(), Vec::new(), None),
+    };
     let mut raw = Raw {
         standby,
         current: lsn(r.get(1)),
@@ -192,6 +197,7 @@ async fn query(conn: &mut Conn) -> std::result::Result<Raw, tokio_postgres::Erro
         replay_ts: r.get(5),
         receiver: r.get(6),
         pending_restart,
+        slow_age,
         conninfo: r.get(10),
         idle_slots: r.get(11),
         conflicts,
@@ -258,6 +264,7 @@ fn empty(node: &Node) -> NodeStatus {
         pending_restart: None,
         upstream: None,
         standby_slots: None,
+        slow_figures_age_seconds: None,
         error: None,
     }
 }
@@ -379,6 +386,7 @@ async fn probe(
             st.wal_receiver = raw.receiver.clone();
             st.conflicts = Some(raw.conflicts);
             st.pending_restart = Some(raw.pending_restart.clone());
+            st.slow_figures_age_seconds = raw.slow_age.map(|a| (a * 1000.0).round() / 1000.0);
             st.upstream = raw.conninfo.as_deref().and_then(|c| upstream_of(&ctx.cfg, c));
             st.standby_slots = raw.idle_slots.clone();
             (st, Some(raw))

@@ -97,6 +97,9 @@ pub struct NodeStatus {
     /// they only hold WAL back (pgrepl drops the ones it made); null on a
     /// primary or when unknown.
     pub standby_slots: Option<Vec<String>>,
+    /// How old `conflicts` and `pending_restart` are, in seconds: the
+    /// supervisor asks for them one snapshot in ten; null when not asked.
+    pub slow_figures_age_seconds: Option<f64>,
     pub error: Option<String>,
 }
 
