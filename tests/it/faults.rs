@@ -76,9 +76,11 @@ impl Watcher {
             t.join().unwrap();
         }
         let s = self.samples.lock().unwrap();
-        // It aims at one sample every 100 ms; on a loaded 2-core machine a
-        // little slower is tolerated, a stalled watcher is not.
-        let due = (self.started.elapsed().as_millis() / 250) as usize;
+        // It aims at one sample every 100 ms (a tick waits for every node's
+        // answer, up to 80 ms to connect and 80 ms to answer); on a loaded
+        // 2-core machine, with nodes restarting, a tick can take longer. The
+        // achieved pace is printed with each scenario; a stalled watcher fails.
+        let due = (self.started.elapsed().as_millis() / 500) as usize;
         assert!(s.len() >= due.max(1), "the watcher took {} samples in {:?}", s.len(), self.started.elapsed());
         (s.len(), s.iter().filter(|w| w.len() > 1).count())
     }
@@ -132,6 +134,7 @@ impl Scenario {
     fn finish(self, c: &Cluster, strict: bool) {
         let longest_gap = self.writer.longest_gap();
         let acked = self.writer.finish();
+        let watched = self.watcher.started.elapsed();
         let (samples, dual) = self.watcher.finish();
         let primary = c.status()["primary"].as_str().unwrap().to_string();
         let have: std::collections::HashSet<i64> = c
@@ -143,10 +146,11 @@ impl Scenario {
         let lost = acked.iter().filter(|id| !have.contains(id)).count();
         // The figures the closing note and the README report, per scenario.
         eprintln!(
-            "fault scenario `{}`: longest write gap {:.2}s, acknowledged writes {}, lost {lost}, samples {samples}, dual-primary samples {dual}",
+            "fault scenario `{}`: longest write gap {:.2}s, acknowledged writes {}, lost {lost}, samples {samples} (one per {:.0} ms), dual-primary samples {dual}",
             self.name,
             longest_gap.as_secs_f64(),
-            acked.len()
+            acked.len(),
+            watched.as_secs_f64() * 1000.0 / samples.max(1) as f64
         );
         assert_eq!(dual, 0, "{}: {dual} samples showed two writable primaries", self.name);
         // Fault testing found "not accepting writes for 0.0s" logged after a
