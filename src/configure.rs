@@ -129,6 +129,22 @@ pub fn render_node_files(ctx: &Ctx, node: &Node, role: Role, primary: &Node) -> 
     Ok(NodeFiles { files, remove, wal_senders })
 }
 
+/// Why the record keeps `name` stopped, if it does: it needs a re-clone, or
+/// it is a former primary fenced by a failover (its files still say primary).
+pub fn held_back(st: &crate::state::State, name: &str) -> Option<String> {
+    if st.needs_reclone.iter().any(|n| n == name) {
+        return Some(format!(
+            "needs a re-clone and stays stopped; run `pgrepl reclone {name}` (or `pgrepl up --reclone {name}`)"
+        ));
+    }
+    if st.fenced.iter().any(|n| n == name) {
+        return Some(format!(
+            "was the primary before a failover and stays stopped until it is rewound: `pgrepl rejoin {name}` (automatic failover mode rejoins it by itself)"
+        ));
+    }
+    None
+}
+
 /// The one gate every postmaster start passes: the supervisor calls it
 /// before each spawn, so `up`, `up NODE`, a restart after a crash,
 /// `restart`, `reload`, `rejoin`, `reclone` and every automatic action are
@@ -145,17 +161,8 @@ pub fn render_node_files(ctx: &Ctx, node: &Node, role: Role, primary: &Node) -> 
 pub fn prepare_start(ctx: &Ctx, node: &Node) -> Result<Role> {
     let st = crate::state::State::load(&ctx.layout.state_file())
         .map_err(|e| Error::Refused(format!("{}: not starting it: {e}", node.name)))?;
-    if st.needs_reclone.contains(&node.name) {
-        return Err(Error::Refused(format!(
-            "{0}: needs a re-clone and stays stopped; run `pgrepl reclone {0}`",
-            node.name
-        )));
-    }
-    if st.fenced.contains(&node.name) {
-        return Err(Error::Refused(format!(
-            "{0}: was the primary before a failover and stays stopped until it is rewound: `pgrepl rejoin {0}`",
-            node.name
-        )));
+    if let Some(why) = held_back(&st, &node.name) {
+        return Err(Error::Refused(format!("{}: {why}", node.name)));
     }
     if !node.data_dir.join("PG_VERSION").exists() {
         let what = if node.data_dir.exists() { "holds no PostgreSQL data (no PG_VERSION)" } else { "is gone" };

@@ -483,21 +483,9 @@ fn reconcile(ctx: &Ctx, sup: &Supervisor) {
     }
 }
 
-/// Why a node must stay stopped, if it must: it needs a re-clone, or it is a
-/// former primary fenced by a failover (its files still say primary).
+/// Why the record keeps a node stopped, if it does ([`crate::configure::held_back`]).
 fn held_back(ctx: &Ctx, name: &str) -> Option<String> {
-    let st = State::load(&ctx.layout.state_file()).ok()?;
-    if st.needs_reclone.iter().any(|n| n == name) {
-        return Some(format!(
-            "needs a re-clone and stays stopped; run `pgrepl reclone {name}` (or `pgrepl up --reclone {name}`)"
-        ));
-    }
-    if st.fenced.iter().any(|n| n == name) {
-        return Some(format!(
-            "was the primary before a failover and stays stopped until it is rewound: `pgrepl rejoin {name}` (automatic failover mode rejoins it by itself)"
-        ));
-    }
-    None
+    crate::configure::held_back(&State::load(&ctx.layout.state_file()).ok()?, name)
 }
 
 /// A supervisor already runs this data root: ask it to start the selected

@@ -337,12 +337,7 @@ fn a_switchover_killed_after_the_promotion_converges_by_itself() {
     let c = cluster(2, "");
     c.up();
     let sc = Scenario::start("switchover --to pg-3 killed (SIGKILL) right after the promotion", &c);
-    let mut sw = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-        .args(["-c", &c.config().to_string_lossy(), "switchover", "--to", "pg-3", "--yes"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sw = c.pgrepl_spawn(&["switchover", "--to", "pg-3", "--yes"]);
     wait_until("pg-3 promoted", T, || c.sql("pg-3", "SELECT pg_is_in_recovery()").as_deref() == Ok("f"));
     sw.kill().unwrap();
     sw.wait().unwrap();
@@ -389,12 +384,7 @@ fn a_reclone_killed_mid_copy_is_cloned_again_by_the_supervisor() {
     c.sql("pg-1", "CREATE TABLE big AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 600000) g").unwrap();
     let sc = Scenario::start("reclone pg-2 killed (SIGKILL) mid-copy", &c);
     let staging = c.path("data/.pg-2.pgrepl-clone");
-    let mut rc = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-        .args(["-c", &c.config().to_string_lossy(), "reclone", "pg-2"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut rc = c.pgrepl_spawn(&["reclone", "pg-2"]);
     wait_until("the copy under way", T, || staging.join("PG_VERSION").exists() || staging.join("base").exists());
     rc.kill().unwrap();
     rc.wait().unwrap();

@@ -208,6 +208,19 @@ impl Cluster {
             .expect("run pgrepl")
     }
 
+    /// Start `pgrepl -c <config> ARGS` in the background (to kill it mid-way).
+    pub fn pgrepl_spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+            .arg("-c")
+            .arg(self.config())
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run pgrepl")
+    }
+
     /// Run `pgrepl -c <config> ARGS`, killing it after `limit`: None if it
     /// had not returned by then (a hang is a failure the test names).
     pub fn pgrepl_within(&self, args: &[&str], limit: Duration) -> Option<Output> {
