@@ -3,6 +3,15 @@
 //! then one `pg_basebackup -R` and start per replica, one after another).
 //! Also the supervisor's peak RSS. Prints figures; asserts nothing.
 //!
+//! Each run starts from a quiet disk, as a first run on a machine does:
+//! - `sync` first, so no run pays for writing back its predecessor's files;
+//! - every run's files are removed only at the end: ext4 skips inodes freed
+//!   in the last 5-30 s when it allocates new ones, one check per freed
+//!   inode, so right after a removal of the last run's ~5000 files, each
+//!   file created costs up to a millisecond of kernel time (seen with
+//!   `perf`: `recently_deleted`), and both procedures create ~1000 files
+//!   per node.
+//!
 //! Run: `cargo bench --bench up` (as root, PostgreSQL runs as `postgres`).
 
 mod common;
@@ -16,7 +25,7 @@ use common::{pid_of, proc_status_kb, tempdir, wait, BenchCluster};
 use pgrepl::os_user::RunAs;
 use pgrepl::pg::bin::PgBin;
 
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn main() {
     let bin = pgrepl::pg::bin::find(None).expect("PostgreSQL binaries");
@@ -28,6 +37,8 @@ fn main() {
     );
     let mut port = 16000 + (std::process::id() % 300) as u16 * 20;
     let mut rss = Vec::new();
+    // Removed when the benchmark ends (see the header).
+    let (mut kept_clusters, mut kept_dirs) = (Vec::new(), Vec::new());
     println!(
         "{:<6} {:>10} {:>10} {:>7} {:>8}  pgrepl phases (median run)",
         "nodes", "pgrepl_s", "manual_s", "ratio", "target"
@@ -36,11 +47,14 @@ fn main() {
         let mut ours = Vec::new();
         let mut manual = Vec::new();
         for _ in 0..RUNS {
-            let (secs, phases, peak) = run_pgrepl(replicas, port);
+            let (secs, phases, peak, c) = run_pgrepl(replicas, port);
+            kept_clusters.push(c);
             port += 10;
             ours.push((secs, phases));
             rss.push(peak);
-            manual.push(run_manual(&bin, &runas, replicas, port));
+            let (secs, d) = run_manual(&bin, &runas, replicas, port);
+            kept_dirs.push(d);
+            manual.push(secs);
             port += 10;
         }
         ours.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -54,8 +68,9 @@ fn main() {
 }
 
 /// One `pgrepl up --detach`: wall seconds, the phases line, and the
-/// supervisor's peak RSS in kB after a replica crash and restart.
-fn run_pgrepl(replicas: usize, port: u16) -> (f64, String, u64) {
+/// supervisor's peak RSS in kB after a replica crash and restart; the
+/// cluster is stopped and its files kept.
+fn run_pgrepl(replicas: usize, port: u16) -> (f64, String, u64, BenchCluster) {
     let c = BenchCluster::new(replicas, port, "");
     // PGREPL_BENCH_CLONE_METHOD=builtin times pgrepl's own base backup instead.
     if let Ok(m) = std::env::var("PGREPL_BENCH_CLONE_METHOD") {
@@ -64,6 +79,7 @@ fn run_pgrepl(replicas: usize, port: u16) -> (f64, String, u64) {
         let body = body.replacen("[replication]\n", &format!("[replication]\nclone_method = \"{m}\"\n"), 1);
         std::fs::write(&path, body).expect("config");
     }
+    quiet_disk();
     let t = Instant::now();
     let out = c.pgrepl(&["up", "--detach"]);
     let secs = t.elapsed().as_secs_f64();
@@ -83,11 +99,13 @@ fn run_pgrepl(replicas: usize, port: u16) -> (f64, String, u64) {
                 == 2 * replicas
     });
     let peak = proc_status_kb(c.supervisor(), "VmHWM:");
-    (secs, phases, peak)
+    c.pgrepl(&["down"]);
+    (secs, phases, peak, c)
 }
 
-/// The seeds' procedure, sequential, as a person would script it.
-fn run_manual(bin: &PgBin, runas: &RunAs, replicas: usize, port: u16) -> f64 {
+/// The seeds' procedure, sequential, as a person would script it: wall
+/// seconds, and its files, kept.
+fn run_manual(bin: &PgBin, runas: &RunAs, replicas: usize, port: u16) -> (f64, tempfile::TempDir) {
     let d = tempdir();
     // The manual procedure runs everything as the OS user, as the seeds do.
     runas.chown(d.path()).expect("chown");
@@ -101,6 +119,7 @@ fn run_manual(bin: &PgBin, runas: &RunAs, replicas: usize, port: u16) -> f64 {
     let dir = |name: &str| -> PathBuf { d.path().join(name) };
     let s = |p: &PathBuf| p.to_string_lossy().into_owned();
     let sock = s(&d.path().to_path_buf());
+    quiet_disk();
     let t = Instant::now();
     let primary = dir("primary");
     run("initdb", &["-D", &s(&primary)]);
@@ -149,7 +168,7 @@ fn run_manual(bin: &PgBin, runas: &RunAs, replicas: usize, port: u16) -> f64 {
         run("pg_ctl", &["-D", &s(&dir(&format!("replica{i}"))), "-m", "fast", "-w", "stop"]);
     }
     run("pg_ctl", &["-D", &s(&primary), "-m", "fast", "-w", "stop"]);
-    secs
+    (secs, d)
 }
 
 /// psql arguments for the primary's socket.
@@ -161,4 +180,9 @@ fn append(path: &Path, text: &str) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("open conf");
     f.write_all(text.as_bytes()).expect("append");
+}
+
+/// Flush what earlier runs left for the disk to write back.
+fn quiet_disk() {
+    let _ = Command::new("sync").status();
 }

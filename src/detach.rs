@@ -69,7 +69,9 @@ pub async fn spawn(ctx: &Ctx, opts: &UpOptions, out: &Output) -> Result<()> {
             }
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Reading one small file: a fine poll costs nothing and is part of
+        // how long `up --detach` takes.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -224,6 +224,7 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
     let primary_plan = plans.iter().find(|p| p.role == Role::Primary).cloned();
     // The other seed copies, made while the primary starts.
     let mut seeding = None;
+    let mut synced = false;
     let mut state = State::load(&ctx.layout.state_file())?;
     if let Some(p) = &primary_plan {
         if p.action == Action::Init {
@@ -262,6 +263,11 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
                 for r in plans.iter_mut().filter(|r| fresh.iter().any(|f| f.name == r.node.name)) {
                     r.action = Action::Start;
                 }
+                // initdb's files and the snapshot are made durable now,
+                // before the other copies start: a sync forces a journal
+                // commit, which would stall their file creation.
+                initdb::sync(&p.node.data_dir)?;
+                synced = true;
                 lap("seed_snapshot", &mut timings);
                 let (c, n, o, f) = (ctx.clone(), p.node.clone(), sup.out.clone(), fresh.clone());
                 let task = tokio::spawn(async move { crate::seed::place(&c, &snapshot, &n, &f, &o).await });
@@ -269,9 +275,9 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
             }
         }
         write_node_files(ctx, &p.node, &p.node.data_dir, Role::Primary, &primary)?;
-        if p.action == Action::Init {
-            // initdb's files (and the snapshot beside them) are durable before
-            // the primary writes its first WAL on top of them.
+        if p.action == Action::Init && !synced {
+            // initdb's files are durable before the primary writes its
+            // first WAL on top of them.
             initdb::sync(&p.node.data_dir)?;
         }
         start_and_wait(ctx, sup, &p.node).await?;
@@ -425,7 +431,7 @@ pub(crate) async fn wait_sql(ctx: &Ctx, node: &Node, timeout: Duration) -> Resul
             _ if tokio::time::Instant::now() >= deadline => {
                 return Err(Error::Timeout(format!("{}: SQL ping failed for {}s", node.name, timeout.as_secs())))
             }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
 }
@@ -436,22 +442,25 @@ pub(crate) async fn wait_streaming(ctx: &Ctx, node: &Node, primary: &Node) -> Re
     let timeout = ctx.cfg.supervisor.start_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
     let primary_local = datadir::running_postmaster(&primary.data_dir).is_some();
+    // One session, kept across polls (a new one is a backend fork each time).
+    let mut conn = None;
     loop {
-        let streaming = if primary_local {
-            match ctx.connect(primary).await {
-                Ok(c) => sql::is_streaming(&c, &node.name).await.unwrap_or(false),
-                Err(_) => false,
-            }
-        } else {
-            match ctx.connect(node).await {
-                Ok(c) => c
-                    .query_opt("SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'", &[])
-                    .await
-                    .map(|r| r.is_some())
-                    .unwrap_or(false),
-                Err(_) => false,
-            }
+        if conn.is_none() {
+            conn = ctx.connect(if primary_local { primary } else { node }).await.ok();
+        }
+        let streaming = match &conn {
+            Some(c) if primary_local => sql::is_streaming(c, &node.name).await,
+            Some(c) => c
+                .query_opt("SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'", &[])
+                .await
+                .map(|r| r.is_some())
+                .map_err(|e| Error::sql("reading pg_stat_wal_receiver", e)),
+            None => Ok(false),
         };
+        let streaming = streaming.unwrap_or_else(|_| {
+            conn = None;
+            false
+        });
         if streaming {
             return Ok(());
         }
@@ -463,7 +472,7 @@ pub(crate) async fn wait_streaming(ctx: &Ctx, node: &Node, primary: &Node) -> Re
                 timeout.as_secs()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
