@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use common::{pid_of, proc_status_kb, tempdir, wait, BenchCluster};
 
-use pgrepl::os_user::RunAs;
 use pgrepl::pg::bin::PgBin;
+use pgrepl::pg::os_user::RunAs;
 
 const RUNS: usize = 5;
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config;
-use crate::ctx::Ctx;
 use crate::error::{Error, Result};
+use crate::store::ctx::Ctx;
 
 /// pgrepl: one config file to a supervised PostgreSQL streaming-replication cluster.
 /// `pgrepl --version`: the crate version and the commit it was built from.
@@ -36,7 +36,7 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         nodes: u16,
         /// Port of the first node; the others follow.
-        #[arg(long, default_value_t = crate::init::DEFAULT_PORT)]
+        #[arg(long, default_value_t = crate::cmd::init::DEFAULT_PORT)]
         port: u16,
         /// Cluster name.
         #[arg(long, default_value = "demo")]
@@ -126,7 +126,7 @@ pub enum Command {
         to: Option<String>,
         /// Refuse if the target's replay lag is larger than this.
         #[arg(long, default_value = "1MB", value_parser = parse_size)]
-        max_lag: crate::units::ByteSize,
+        max_lag: crate::domain::units::ByteSize,
         /// Deadline for each step.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         timeout: std::time::Duration,
@@ -225,7 +225,7 @@ pub enum Command {
 }
 
 fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
-    crate::units::parse_duration(s)
+    crate::domain::units::parse_duration(s)
 }
 
 /// `pgrepl archive ...`.
@@ -235,8 +235,8 @@ pub enum ArchiveAction {
     Cleanup,
 }
 
-fn parse_size(s: &str) -> std::result::Result<crate::units::ByteSize, String> {
-    crate::units::ByteSize::parse(s)
+fn parse_size(s: &str) -> std::result::Result<crate::domain::units::ByteSize, String> {
+    crate::domain::units::ByteSize::parse(s)
 }
 
 fn load(cli: &Cli) -> Result<std::sync::Arc<Ctx>> {
@@ -252,9 +252,9 @@ fn load(cli: &Cli) -> Result<std::sync::Arc<Ctx>> {
 pub fn run(cli: Cli) -> Result<()> {
     // PostgreSQL runs these as its own OS user, which may not read pgrepl.toml.
     match &cli.command {
-        Command::WalPush { archive, path, name } => return crate::archive::push(archive, path, name),
+        Command::WalPush { archive, path, name } => return crate::ops::archive::push(archive, path, name),
         Command::WalFetch { archive, name, path } => {
-            return match crate::archive::fetch(archive, name, path)? {
+            return match crate::ops::archive::fetch(archive, name, path)? {
                 true => Ok(()),
                 // Not archived (yet): PostgreSQL expects a quiet non-zero exit.
                 false => Err(Error::Exit(1)),
@@ -263,7 +263,7 @@ pub fn run(cli: Cli) -> Result<()> {
         _ => {}
     }
     if let Command::Init { nodes, port, name, dir, tls, tls_hosts, api_port } = &cli.command {
-        let o = crate::init::InitOptions {
+        let o = crate::cmd::init::InitOptions {
             nodes: *nodes,
             port: *port,
             name: name.clone(),
@@ -271,19 +271,19 @@ pub fn run(cli: Cli) -> Result<()> {
             tls_hosts: tls_hosts.clone(),
             api_port: *api_port,
         };
-        return crate::init::run(dir, &o);
+        return crate::cmd::init::run(dir, &o);
     }
     let ctx = match (&cli.command, load(&cli)) {
         // Monitoring systems read stdout: a check that cannot run is UNKNOWN.
         (Command::Check, Err(e)) => {
             eprintln!("pgrepl: error: {e}");
-            return Err(crate::observe::unknown(&e));
+            return Err(crate::cmd::observe::unknown(&e));
         }
         (_, r) => r?,
     };
     let json = cli.log_format.as_deref().map_or(ctx.cfg.log_json, |f| f == "json");
     let quiet = matches!(cli.command, Command::Up { quiet_postgres: true, .. }).then(|| ctx.layout.root.join("log"));
-    crate::supervise::output::configure(crate::supervise::output::LogSettings { json, quiet_postgres: quiet });
+    crate::output::configure(crate::output::LogSettings { json, quiet_postgres: quiet });
     // An unknown node name is a usage error (exit 64) in every command,
     // before anything is asked of the cluster.
     for name in named_nodes(&cli.command) {
@@ -299,63 +299,63 @@ pub fn run(cli: Cli) -> Result<()> {
         match cli.command {
             Command::Init { .. } => Ok(()),
             Command::Up { nodes, detach, reclone, supervise_child, quiet_postgres } => {
-                let o = crate::up::UpOptions { nodes, detach, reclone, supervise_child, quiet_postgres, log_format };
-                crate::up::run(ctx, o).await
+                let o = crate::cmd::up::UpOptions { nodes, detach, reclone, supervise_child, quiet_postgres, log_format };
+                crate::cmd::up::run(ctx, o).await
             }
-            Command::Down { nodes, leave_running: false } => crate::down::run(&ctx, &nodes).await,
-            Command::Down { leave_running: true, .. } => crate::down::leave_running(&ctx).await,
+            Command::Down { nodes, leave_running: false } => crate::cmd::down::run(&ctx, &nodes).await,
+            Command::Down { leave_running: true, .. } => crate::cmd::down::leave_running(&ctx).await,
             Command::Status { json, wide, watch, interval } => {
-                crate::observe::status(&ctx, json, wide, watch, interval).await
+                crate::cmd::observe::status(&ctx, json, wide, watch, interval).await
             }
-            Command::Check => crate::observe::check(&ctx).await,
-            Command::Validate => crate::validate::run(&ctx).await,
-            Command::History { json } => crate::moves::history::show(&ctx, json),
-            Command::Monitor { interval, json, count } => crate::observe::monitor(&ctx, json, interval, count).await,
+            Command::Check => crate::cmd::observe::check(&ctx).await,
+            Command::Validate => crate::cmd::validate::run(&ctx).await,
+            Command::History { json } => crate::ops::moves::history::show(&ctx, json),
+            Command::Monitor { interval, json, count } => crate::cmd::observe::monitor(&ctx, json, interval, count).await,
             Command::Switchover { to, max_lag, timeout, yes } => {
                 let target = to.as_deref().map_or("a streaming replica".to_string(), str::to_string);
-                crate::confirm::ask(&format!("Switch the primary over to {target}?"), "switchover", yes)?;
-                let control = crate::control::Control::find(&ctx)?;
-                let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
-                let o = crate::moves::switchover::Options { to, max_lag, timeout };
-                crate::moves::switchover::run(&ctx, &control, &o, &crate::supervise::Output::new(0)).await
+                crate::cmd::confirm::ask(&format!("Switch the primary over to {target}?"), "switchover", yes)?;
+                let control = crate::ops::control::Control::find(&ctx)?;
+                let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
+                let o = crate::ops::moves::switchover::Options { to, max_lag, timeout };
+                crate::ops::moves::switchover::run(&ctx, &control, &o, &crate::output::Output::new(0)).await
             }
             Command::Failover { force: true, .. } => Err(Error::Usage(
                 "`failover --force` is gone, because it meant more than it said: `--stop-primary` stops a primary that still runs, `--yes` skips the confirmation (what patronictl's --force does)".into(),
             )),
             Command::Failover { to, stop_primary, allow_data_loss, yes, force: false } => {
                 let stop = if stop_primary { ", stopping the primary if it runs" } else { "" };
-                crate::confirm::ask(&format!("Fail over{stop}?"), "failover", yes)?;
-                let control = crate::control::Control::find(&ctx)?;
-                let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
-                let o = crate::moves::failover::Options { to, stop_primary, allow_data_loss };
-                crate::moves::failover::run(&ctx, &control, &o, &crate::supervise::Output::new(0)).await
+                crate::cmd::confirm::ask(&format!("Fail over{stop}?"), "failover", yes)?;
+                let control = crate::ops::control::Control::find(&ctx)?;
+                let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
+                let o = crate::ops::moves::failover::Options { to, stop_primary, allow_data_loss };
+                crate::ops::moves::failover::run(&ctx, &control, &o, &crate::output::Output::new(0)).await
             }
             Command::Rejoin { node } => {
-                let control = crate::control::Control::find(&ctx)?;
-                let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
-                crate::moves::rejoin::rejoin(&ctx, &control, &node, &crate::supervise::Output::new(0)).await
+                let control = crate::ops::control::Control::find(&ctx)?;
+                let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
+                crate::ops::moves::rejoin::rejoin(&ctx, &control, &node, &crate::output::Output::new(0)).await
             }
             Command::Reclone { node, discard, yes } => {
                 if discard {
                     let q = format!("Delete {node}'s data dir for good and clone it again?");
-                    crate::confirm::ask(&q, "reclone --discard", yes)?;
+                    crate::cmd::confirm::ask(&q, "reclone --discard", yes)?;
                 }
-                let control = crate::control::Control::find(&ctx)?;
-                let _lock = crate::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
-                crate::moves::rejoin::reclone(&ctx, &control, &node, discard, true, &crate::supervise::Output::new(0))
+                let control = crate::ops::control::Control::find(&ctx)?;
+                let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
+                crate::ops::moves::rejoin::reclone(&ctx, &control, &node, discard, true, &crate::output::Output::new(0))
                     .await
             }
-            Command::Reload { dry_run } => crate::reload::reload(&ctx, dry_run, &crate::supervise::Output::new(0)).await,
-            Command::Restart { nodes } => crate::reload::restart(&ctx, &nodes, &crate::supervise::Output::new(0)).await,
+            Command::Reload { dry_run } => crate::cmd::reload::reload(&ctx, dry_run, &crate::output::Output::new(0)).await,
+            Command::Restart { nodes } => crate::cmd::reload::restart(&ctx, &nodes, &crate::output::Output::new(0)).await,
             Command::Pause { reason } => {
-                crate::ha::pause::pause(&ctx, reason.as_deref(), &crate::supervise::Output::new(0)).await
+                crate::agent::ha::pause::pause(&ctx, reason.as_deref(), &crate::output::Output::new(0)).await
             }
-            Command::Resume => crate::ha::pause::resume(&ctx, &crate::supervise::Output::new(0)).await,
+            Command::Resume => crate::agent::ha::pause::resume(&ctx, &crate::output::Output::new(0)).await,
             Command::Archive { action: ArchiveAction::Cleanup } => {
-                crate::archive::cleanup_cluster(&ctx, &crate::supervise::Output::new(0)).await
+                crate::ops::archive::cleanup_cluster(&ctx, &crate::output::Output::new(0)).await
             }
             Command::WalPush { .. } | Command::WalFetch { .. } => Ok(()),
-            Command::Psql { node, args } => crate::psql::run(&ctx, &node, &args),
+            Command::Psql { node, args } => crate::cmd::psql::run(&ctx, &node, &args),
         }
     })
 }

@@ -3,6 +3,7 @@
 //! Validation lives in `validate`; this module owns no checks of its own.
 
 mod file;
+pub mod layout;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -10,8 +11,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::domain::units::ByteSize;
 use crate::error::{Error, Result};
-use crate::units::ByteSize;
 
 pub use validate::{parse, slot_name};
 
@@ -129,7 +130,7 @@ pub struct Config {
     /// `[archive] dir`, absolute; None without an archive.
     pub archive: Option<PathBuf>,
     /// `[tls]`, with the files already read; None: plain TCP.
-    pub tls: Option<crate::tls::Tls>,
+    pub tls: Option<Tls>,
     /// `[hooks]`; None: no hook.
     pub hooks: Option<Hooks>,
     /// Non-fatal remarks (for example a literal password in the file).
@@ -151,13 +152,13 @@ pub struct Replication {
     /// Bound on the WAL a slot may retain (PostgreSQL 13+).
     pub max_slot_wal_keep_size: ByteSize,
     /// `async`, `sync` or `sync-strict`.
-    pub durability: crate::durability::Mode,
+    pub durability: crate::domain::modes::Durability,
     /// Re-clone a standby whose slot was lost, by itself.
     pub auto_reclone: bool,
     /// Standbys that must confirm each commit in the sync modes.
     pub sync_count: usize,
     /// How replicas are copied from the primary.
-    pub clone_method: crate::pg::basebackup::Method,
+    pub clone_method: crate::domain::modes::CloneMethod,
 }
 
 /// `[hooks]`, resolved.
@@ -241,7 +242,7 @@ pub struct Monitor {
 /// `[failover]`: automatic failover on one machine.
 #[derive(Debug, Clone)]
 pub struct Failover {
-    pub mode: crate::ha::Mode,
+    pub mode: crate::domain::modes::FailoverMode,
     pub primary_start_timeout: Duration,
     pub auto_rejoin: bool,
     pub rejoin_interval: Duration,
@@ -282,4 +283,13 @@ impl Config {
 /// The physical slot a replica streams through, or `None` with slots off.
 pub fn slot_name_for(cfg: &Config, node: &Node) -> Option<String> {
     cfg.replication.slots.then(|| validate::slot_name(&node.name))
+}
+
+/// `[tls]`, with the PEM files read at config load.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_pem: String,
+    pub key_pem: Secret,
+    pub ca_pem: Option<String>,
+    pub sslmode: crate::domain::modes::SslMode,
 }

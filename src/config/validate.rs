@@ -11,9 +11,9 @@ use toml::Spanned;
 
 use super::file;
 use super::{Api, Config, Database, Failover, HbaRule, Monitor, Node, Replication, Role, Secret, Supervisor};
+use crate::domain::modes::CloneMethod;
+use crate::domain::units::{parse_duration, ByteSize};
 use crate::error::{Error, Result};
-use crate::pg::basebackup::Method as CloneMethod;
-use crate::units::{parse_duration, ByteSize};
 
 /// Maps byte offsets in the source to `file:line:col`.
 struct Locator<'a> {
@@ -155,13 +155,13 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
     let f = &raw.failover;
     let failover = Failover {
         mode: match f.mode.as_ref().map(|m| m.get_ref().as_str()) {
-            None | Some("automatic") => crate::ha::Mode::Automatic,
-            Some("manual") => crate::ha::Mode::Manual,
+            None | Some("automatic") => crate::domain::modes::FailoverMode::Automatic,
+            Some("manual") => crate::domain::modes::FailoverMode::Manual,
             Some(other) => {
                 if let Some(m) = &f.mode {
                     p.push(m, format!("failover mode `{other}` is not `automatic` or `manual`"));
                 }
-                crate::ha::Mode::Manual
+                crate::domain::modes::FailoverMode::Manual
             }
         },
         primary_start_timeout: duration(&f.primary_start_timeout, "10s", p),
@@ -244,7 +244,7 @@ fn size(v: &Option<Spanned<String>>, default: &str, p: &mut Problems) -> ByteSiz
 
 /// `[tls]`: read the PEM files now, so a wrong path or a file that is not
 /// PEM is reported at its line before anything starts.
-fn tls(t: &Spanned<file::Tls>, base: &Path, p: &mut Problems) -> Option<crate::tls::Tls> {
+fn tls(t: &Spanned<file::Tls>, base: &Path, p: &mut Problems) -> Option<super::Tls> {
     let mut pem = |s: &Spanned<String>, what: &str, secret: bool| -> Option<String> {
         let path = resolve(base, s.get_ref());
         match std::fs::read_to_string(&path) {
@@ -269,9 +269,9 @@ fn tls(t: &Spanned<file::Tls>, base: &Path, p: &mut Problems) -> Option<crate::t
     let key = pem(&t_ref.key_file, "TLS key", true);
     let ca = t_ref.ca_file.as_ref().map(|c| pem(c, "TLS CA file", false));
     let sslmode = match t_ref.sslmode.as_ref() {
-        None if ca.is_some() => crate::tls::SslMode::VerifyFull,
-        None => crate::tls::SslMode::Require,
-        Some(m) => match crate::tls::SslMode::parse(m.get_ref()) {
+        None if ca.is_some() => crate::domain::modes::SslMode::VerifyFull,
+        None => crate::domain::modes::SslMode::Require,
+        Some(m) => match crate::domain::modes::SslMode::parse(m.get_ref()) {
             Some(mode) if mode.verifies() && ca.is_none() => {
                 p.push(m, format!("sslmode `{}` verifies the nodes' certificate, so [tls] needs ca_file", m.get_ref()));
                 return None;
@@ -283,7 +283,7 @@ fn tls(t: &Spanned<file::Tls>, base: &Path, p: &mut Problems) -> Option<crate::t
             }
         },
     };
-    Some(crate::tls::Tls {
+    Some(super::Tls {
         cert_pem: cert?,
         key_pem: Secret::new(key?),
         ca_pem: match ca {
@@ -398,14 +398,14 @@ fn replication(r: &file::Replication, node_count: usize, base: &Path, p: &mut Pr
             }
         },
         durability: match r.durability.as_ref().map(|d| d.get_ref().as_str()) {
-            None | Some("async") => crate::durability::Mode::Async,
-            Some("sync") => crate::durability::Mode::Sync,
-            Some("sync-strict") => crate::durability::Mode::SyncStrict,
+            None | Some("async") => crate::domain::modes::Durability::Async,
+            Some("sync") => crate::domain::modes::Durability::Sync,
+            Some("sync-strict") => crate::domain::modes::Durability::SyncStrict,
             Some(other) => {
                 if let Some(d) = &r.durability {
                     p.push(d, format!("durability `{other}` is not `async`, `sync` or `sync-strict`"));
                 }
-                crate::durability::Mode::Async
+                crate::domain::modes::Durability::Async
             }
         },
         sync_count: match &r.sync_count {
@@ -754,7 +754,7 @@ fn postgresql(raw: &BTreeMap<String, Spanned<toml::Value>>, p: &mut Problems) ->
             continue;
         }
         let lit = match v.get_ref() {
-            toml::Value::String(s) => crate::pg::conf::quote(s),
+            toml::Value::String(s) => crate::domain::guc::quote(s),
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => if *b { "on" } else { "off" }.to_string(),

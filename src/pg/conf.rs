@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::units::ByteSize;
+pub use crate::domain::guc::quote;
+use crate::domain::units::ByteSize;
 
 /// The file initdb wrote, kept and included first.
 pub const BASE_FILE: &str = "postgresql.base.conf";
@@ -42,22 +43,6 @@ pub struct ConfPlan<'a> {
 
 /// Rendered standby GUCs (see `standby`).
 pub type StandbySettings = Vec<(String, String, &'static str)>;
-
-/// Quote a string as a GUC literal, the way PostgreSQL's config lexer reads it.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
 
 /// The `max_wal_senders` rule from the guides, 3 + 2 × replicas, and never
 /// below PostgreSQL's own default of 10 (a standby seeded from a fresh
@@ -127,7 +112,7 @@ pub fn render(p: &ConfPlan) -> String {
         );
     }
     if p.tls {
-        for (k, v, why) in crate::tls::server_settings() {
+        for (k, v, why) in crate::pg::tls::server_settings() {
             set(k, v, why);
         }
     }
@@ -153,14 +138,6 @@ pub fn render(p: &ConfPlan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_follows_the_config_lexer() {
-        assert_eq!(quote("plain"), "'plain'");
-        assert_eq!(quote("it's"), "'it''s'");
-        assert_eq!(quote(r"C:\dir"), r"'C:\\dir'");
-        assert_eq!(quote(""), "''");
-    }
 
     #[test]
     fn wal_senders_rule() {

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use super::bin::PgBin;
 use super::process::{command, run_captured};
+use crate::domain::lsn::Lsn;
 use crate::error::Result;
-use crate::lsn::Lsn;
-use crate::os_user::RunAs;
+use crate::pg::os_user::RunAs;
 
 /// The fields pgrepl uses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
+use crate::domain::lsn::Lsn;
 use crate::error::{Error, Result};
-use crate::lsn::Lsn;
 
 /// What a stopped data dir says about its last shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,7 +25,7 @@ pub fn inspect(dir: &Path) -> Result<DirState> {
     if !dir.exists() {
         return Ok(DirState::Missing);
     }
-    if !crate::fsutil::is_non_empty_dir(dir) {
+    if !crate::pg::fsutil::is_non_empty_dir(dir) {
         return Ok(if dir.is_dir() { DirState::Empty } else { DirState::Foreign });
     }
     let Ok(ver) = std::fs::read_to_string(dir.join("PG_VERSION")) else {

@@ -8,7 +8,7 @@ use super::bin::PgBin;
 use super::datadir::staging_path;
 use super::process::{command, run_captured};
 use crate::error::{Error, Result};
-use crate::os_user::RunAs;
+use crate::pg::os_user::RunAs;
 
 /// Make everything written under `dir` durable: one `syncfs` of its filesystem.
 pub fn sync(dir: &Path) -> Result<()> {

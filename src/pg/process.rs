@@ -13,7 +13,7 @@ use tokio::process::Command;
 use super::bin::PgBin;
 use super::datadir;
 use crate::error::{Error, Result};
-use crate::os_user::RunAs;
+use crate::pg::os_user::RunAs;
 
 /// A PostgreSQL program about to run: which one, and as whom.
 pub fn command(bin: &PgBin, runas: &RunAs, program: &str) -> Command {

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::bin::PgBin;
 use super::process::{command, run_captured};
 use crate::error::Result;
-use crate::os_user::RunAs;
+use crate::pg::os_user::RunAs;
 
 /// What pg_rewind did; each carries pg_rewind's own account (its
 /// `pg_rewind:` lines, without the progress counters).

@@ -75,7 +75,7 @@ pub struct Target<'a> {
     pub password: &'a str,
     pub application_name: &'a str,
     /// `[tls]`: TCP connections must be encrypted (sockets never are).
-    pub tls: Option<&'a crate::tls::Tls>,
+    pub tls: Option<&'a crate::pg::tls::Tls>,
 }
 
 /// An open, authenticated replication connection.
@@ -258,7 +258,7 @@ impl ReplConn {
 fn start_tls(
     mut s: TcpStream,
     host: &str,
-    tls: &crate::tls::Tls,
+    tls: &crate::pg::tls::Tls,
 ) -> Result<openssl::ssl::SslStream<TcpStream>, WireError> {
     let mut b = BytesMut::new();
     frontend::ssl_request(&mut b);
@@ -270,16 +270,16 @@ fn start_tls(
             "the server at {host} does not accept TLS connections, but [tls] requires them; check that the node runs with ssl = on"
         )));
     }
-    let connector = crate::tls::connector(tls).map_err(|e| WireError::Protocol(e.to_string()))?;
+    let connector = crate::pg::tls::connector(tls).map_err(|e| WireError::Protocol(e.to_string()))?;
     let config = connector
         .configure()
         .map_err(|e| WireError::Protocol(format!("setting up TLS: {e}")))?
-        .verify_hostname(crate::tls::check_hostname(tls));
+        .verify_hostname(crate::pg::tls::check_hostname(tls));
     config.connect(host, s).map_err(|e| {
         WireError::Protocol(format!(
             "TLS handshake with {host} failed (sslmode {}): {e}. Check that [tls] ca_file holds the CA that signed cert_file{}",
             tls.sslmode.as_str(),
-            if crate::tls::check_hostname(tls) { format!(", and that the certificate names {host}") } else { String::new() }
+            if crate::pg::tls::check_hostname(tls) { format!(", and that the certificate names {host}") } else { String::new() }
         ))
     })
 }

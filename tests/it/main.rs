@@ -8,6 +8,7 @@ mod clone;
 mod durability;
 mod faults;
 mod habits;
+mod layering;
 mod lifecycle;
 mod majors;
 mod moves;

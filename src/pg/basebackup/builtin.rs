@@ -80,7 +80,7 @@ pub struct Source {
     pub password: String,
     pub slot: Option<String>,
     pub application_name: String,
-    pub tls: Option<crate::tls::Tls>,
+    pub tls: Option<crate::pg::tls::Tls>,
 }
 
 /// Run one base backup into `target` (existing and empty). Blocking.

@@ -8,8 +8,8 @@ use tokio::io::AsyncReadExt;
 
 use super::{CloneFailure, CloneSource, Progress};
 use crate::error::Error;
-use crate::os_user::RunAs;
 use crate::pg::bin::PgBin;
+use crate::pg::os_user::RunAs;
 use crate::pg::process::command;
 
 /// Parse one `pg_basebackup -P` progress line: `  1234/22966 kB (5%), 0/1 tablespace`.
@@ -57,7 +57,7 @@ pub async fn run(
 ) -> std::result::Result<(), CloneFailure> {
     let mut cmd = command(bin, runas, "pg_basebackup");
     if let Some(t) = src.tls {
-        for (k, v) in crate::tls::libpq_params(t, src.root_cert) {
+        for (k, v) in crate::pg::tls::libpq_params(t, src.root_cert) {
             cmd.env(format!("PG{}", k.to_uppercase()), v);
         }
     }

@@ -11,50 +11,10 @@ mod external;
 use std::path::Path;
 
 use crate::config::Secret;
+pub use crate::domain::modes::CloneMethod as Method;
 use crate::error::Error;
-use crate::os_user::RunAs;
 use crate::pg::bin::PgBin;
-
-/// `[replication] clone_method`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Method {
-    /// pg_basebackup when it can copy this server's major, else built-in.
-    #[default]
-    Auto,
-    PgBasebackup,
-    Builtin,
-}
-
-impl Method {
-    /// Pick the method for a server of `major`, given the major of the
-    /// pg_basebackup there is (if any). pg_basebackup copies servers of its
-    /// own major and older ones, never newer.
-    pub fn resolve(self, major: u32, pg_basebackup: Option<u32>) -> std::result::Result<Method, String> {
-        let usable = pg_basebackup.is_some_and(|m| m >= major);
-        match self {
-            Method::Auto if usable => Ok(Method::PgBasebackup),
-            Method::Auto | Method::Builtin => Ok(Method::Builtin),
-            Method::PgBasebackup if usable => Ok(Method::PgBasebackup),
-            Method::PgBasebackup => Err(match pg_basebackup {
-                Some(m) => format!(
-                    "[replication] clone_method = \"pg_basebackup\", but the pg_basebackup found is from PostgreSQL {m}, which cannot copy a PostgreSQL {major} server. Install PostgreSQL {major}'s client programs, or set clone_method = \"auto\""
-                ),
-                None => format!(
-                    "[replication] clone_method = \"pg_basebackup\", but no pg_basebackup is installed. Install PostgreSQL {major}'s client programs, or set clone_method = \"auto\""
-                ),
-            }),
-        }
-    }
-
-    /// How the method is named in messages.
-    pub fn label(self) -> &'static str {
-        match self {
-            Method::Auto => "auto",
-            Method::PgBasebackup => "pg_basebackup",
-            Method::Builtin => "pgrepl's built-in base backup",
-        }
-    }
-}
+use crate::pg::os_user::RunAs;
 
 /// Where to clone from and into.
 pub struct CloneSource<'a> {
@@ -69,7 +29,7 @@ pub struct CloneSource<'a> {
     /// Shown in the primary's pg_stat_activity while the copy runs.
     pub application_name: String,
     /// `[tls]`, and where the client's copy of its CA is.
-    pub tls: Option<&'a crate::tls::Tls>,
+    pub tls: Option<&'a crate::pg::tls::Tls>,
     pub root_cert: &'a Path,
 }
 

@@ -1,0 +1,191 @@
+//! Durability: `[replication] durability = "async" | "sync" | "sync-strict"`.
+//!
+//! The supervisor keeps the primary's `synchronous_standby_names` in line
+//! with the setting on every monitor snapshot (ALTER SYSTEM + reload, never
+//! a restart):
+//! - `async`: empty;
+//! - `sync`: `ANY n (...)` over the replicas streaming right now; with fewer
+//!   than `sync_count` streaming it degrades to async and says so loudly;
+//! - `sync-strict`: `ANY n (...)` over every configured replica, always;
+//!   commits wait, and status says why.
+//!
+//! The decision is the pure [`plan`]; the task applies it.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use crate::domain::modes::Durability as Mode;
+use crate::observe::snapshot::Latest;
+use crate::output::Output;
+use crate::store::ctx::Ctx;
+
+/// What the primary should run with, and how healthy that is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub mode: Mode,
+    /// The value for `synchronous_standby_names`.
+    pub names: String,
+    /// `ok`, `degraded` (sync fell back to async) or `blocked` (commits wait).
+    pub state: &'static str,
+    /// The sentence for logs and status.
+    pub message: String,
+}
+
+fn quote(n: &str) -> String {
+    format!("\"{}\"", n.replace('"', "\"\""))
+}
+
+fn any(n: usize, names: &[String]) -> String {
+    format!("ANY {n} ({})", names.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "))
+}
+
+/// Decide `synchronous_standby_names` from the replicas configured and streaming.
+pub fn plan(mode: Mode, sync_count: usize, configured: &[String], streaming: &[String]) -> Plan {
+    let n = sync_count.max(1);
+    match mode {
+        Mode::Async => Plan { mode, names: String::new(), state: "ok", message: "asynchronous replication".into() },
+        Mode::Sync if streaming.len() >= n => Plan {
+            mode,
+            names: any(n, streaming),
+            state: "ok",
+            message: format!("synchronous: each commit waits for {n} of {} streaming standbys", streaming.len()),
+        },
+        Mode::Sync => Plan {
+            mode,
+            names: String::new(),
+            state: "degraded",
+            message: format!(
+                "DEGRADED to asynchronous: {} of {n} synchronous standbys streaming; commits do not wait and a failover now may lose them",
+                streaming.len()
+            ),
+        },
+        Mode::SyncStrict => {
+            let state = if streaming.len() >= n { "ok" } else { "blocked" };
+            let message = if state == "ok" {
+                format!("synchronous (strict): each commit waits for {n} of {}", configured.len())
+            } else {
+                format!("commits blocked: {} of {n} synchronous standbys streaming (sync-strict never degrades); start a standby to release them", streaming.len())
+            };
+            Plan { mode, names: if configured.is_empty() { String::new() } else { any(n, configured) }, state, message }
+        }
+    }
+}
+
+/// Start the task that keeps `synchronous_standby_names` in line.
+pub fn spawn(ctx: Arc<Ctx>, mut latest: Latest, out: Output) {
+    tokio::spawn(async move {
+        let mut last = String::new();
+        let mut kept: Option<(String, tokio_postgres::Client)> = None;
+        while latest.changed().await.is_ok() {
+            let Some(snap) = latest.borrow_and_update().clone() else { continue };
+            // No record, no change: the HA task reports an unreadable one.
+            let Ok(primary) = ctx.primary().cloned() else { continue };
+            if !snap.status.nodes.iter().any(|n| n.name == primary.name && n.is_writable_primary()) {
+                continue;
+            }
+            let configured: Vec<String> =
+                ctx.cfg.nodes.iter().filter(|n| n.name != primary.name).map(|n| n.name.clone()).collect();
+            let streaming: Vec<String> = snap
+                .status
+                .nodes
+                .iter()
+                .filter(|n| n.name != primary.name && n.is_streaming_replica())
+                .map(|n| n.name.clone())
+                .collect();
+            let p = plan(ctx.cfg.replication.durability, ctx.cfg.replication.sync_count, &configured, &streaming);
+            // One kept connection to the primary, not a new backend every
+            // tick (a fork and an authentication each second is most of what
+            // an idle cluster would otherwise spend on being watched).
+            if kept
+                .as_ref()
+                .is_none_or(|(name, c): &(String, tokio_postgres::Client)| *name != primary.name || c.is_closed())
+            {
+                kept = match ctx.connect(&primary).await {
+                    Ok(c) => Some((primary.name.clone(), c)),
+                    Err(_) => continue,
+                };
+            }
+            let Some((_, c)) = kept.as_ref() else { continue };
+            let current: String = match c.query_one("SHOW synchronous_standby_names", &[]).await {
+                Ok(r) => r.get(0),
+                Err(_) => {
+                    kept = None;
+                    continue;
+                }
+            };
+            if current != p.names {
+                let sql = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(&p.names));
+                if c.batch_execute(&sql).await.is_ok() && c.batch_execute("SELECT pg_reload_conf()").await.is_ok() {
+                    out.info(format!("durability: synchronous_standby_names = '{}' on {}", p.names, primary.name));
+                }
+            }
+            // Record who may be promoted without losing acknowledged commits.
+            let set: Vec<String> = match (p.mode, p.state) {
+                (Mode::Sync, "ok") => streaming.clone(),
+                (Mode::SyncStrict, _) => configured.clone(),
+                _ => Vec::new(),
+            };
+            // Failover trusts this record: a failure to write it is said
+            // every cycle until it succeeds, never dropped.
+            let path = ctx.layout.state_file();
+            let recorded = match crate::store::state::State::load(&path) {
+                Ok(st) if st.sync_set == set => Ok(()),
+                Ok(_) => crate::store::state::State::update(&path, |st| st.sync_set = set),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = recorded {
+                out.info(format!(
+                    "durability: cannot record which standbys are synchronous ({e}); failover in the sync modes cannot tell which standby holds every commit until it is"
+                ));
+                last.clear();
+                continue;
+            }
+            if p.message != last {
+                out.info(format!("durability: {}", p.message));
+                let text = serde_json::to_string(&p).map_err(|e| e.to_string());
+                match text.and_then(|t| {
+                    crate::pg::fsutil::write_atomic(&ctx.layout.durability_file(), t.as_bytes(), 0o644)
+                        .map_err(|e| e.to_string())
+                }) {
+                    Ok(()) => last = p.message.clone(),
+                    Err(e) => out.info(format!("durability: cannot publish the plan for `status`: {e}")),
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn sync_lists_streaming_standbys_and_degrades_loudly() {
+        let p = plan(Mode::Sync, 1, &v(&["pg-2", "pg-3"]), &v(&["pg-2", "pg-3"]));
+        assert_eq!(p.names, "ANY 1 (\"pg-2\", \"pg-3\")");
+        assert_eq!(p.state, "ok");
+        let p = plan(Mode::Sync, 1, &v(&["pg-2", "pg-3"]), &v(&["pg-3"]));
+        assert_eq!(p.names, "ANY 1 (\"pg-3\")");
+        let p = plan(Mode::Sync, 1, &v(&["pg-2", "pg-3"]), &[]);
+        assert_eq!((p.names.as_str(), p.state), ("", "degraded"));
+        assert!(p.message.starts_with("DEGRADED to asynchronous: 0 of 1"), "{}", p.message);
+    }
+
+    #[test]
+    fn strict_never_degrades_and_says_why_commits_wait() {
+        let p = plan(Mode::SyncStrict, 1, &v(&["pg-2"]), &[]);
+        assert_eq!(p.names, "ANY 1 (\"pg-2\")");
+        assert_eq!(p.state, "blocked");
+        assert!(p.message.starts_with("commits blocked: 0 of 1 synchronous standbys streaming"), "{}", p.message);
+    }
+
+    #[test]
+    fn async_clears_the_list() {
+        assert_eq!(plan(Mode::Async, 1, &v(&["pg-2"]), &v(&["pg-2"])).names, "");
+    }
+}

@@ -1,0 +1,367 @@
+//! The HA task inside the supervisor: on every monitor snapshot it renews
+//! the leader lease for a writable primary, gathers the [`Facts`], decides,
+//! logs the decision's sentence when it changes (and writes it where
+//! `status` shows it), and carries the action out under the move lock.
+//!
+//! The move lock is taken before the state is read, so a `pause` (or any
+//! move) that returns before this cycle reads the state is always seen. A
+//! state file that cannot be read stops every automatic action (and says
+//! so) instead of being read as "not paused, nothing fenced".
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{decide, Action, Facts};
+use crate::agent::supervise::Supervisor;
+use crate::observe::snapshot::{Latest, Snapshot};
+use crate::ops::control::{move_lock, Control};
+use crate::ops::moves::failover::Candidate;
+use crate::output::Output;
+use crate::store::ctx::Ctx;
+use crate::store::dcs::Dcs;
+use crate::store::state::State;
+
+/// The wait after `failures` failed rejoins in a row.
+fn rejoin_backoff(interval: Duration, failures: u32) -> Duration {
+    (interval * 2u32.saturating_pow(failures.min(16))).min(Duration::from_secs(300))
+}
+
+/// A sentence without its numbers: what the log compares.
+fn gist(s: &str) -> String {
+    s.chars().filter(|c| !c.is_ascii_digit()).collect()
+}
+
+/// The least time between two clones of a standby with no data dir (a clone
+/// that fails, on a full disk say, is not retried in a loop).
+const CLONE_RETRY: Duration = Duration::from_secs(30);
+
+/// What the task remembers between cycles.
+struct Memory {
+    /// The recorded primary and when it was last seen writable (or became
+    /// the recorded primary, or the task started): how long it has been
+    /// down is measured from there, not from the first snapshot that
+    /// noticed.
+    last_writable: (String, Instant),
+    last_reason: String,
+    next_rejoin: Instant,
+    /// Failed rejoins back off (rejoin_interval doubling, at most 5 min): a
+    /// cause that needs a person (missing pg_rewind, a broken dir) should not
+    /// fill the log every few seconds.
+    rejoin_failures: u32,
+    recloned_at: HashMap<String, Instant>,
+    /// When a standby with no data dir was last cloned (or tried).
+    clone_tried: HashMap<String, Instant>,
+    /// A snapshot taken before the last action finished still shows what
+    /// that action changed (a lost slot, the old primary): never act on it.
+    acted_at: f64,
+}
+
+/// What the task works with.
+struct Env {
+    ctx: Arc<Ctx>,
+    sup: Supervisor,
+    dcs: Arc<dyn Dcs>,
+    out: Output,
+}
+
+/// Start the HA task.
+pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dcs>, out: Output) {
+    let env = Env { ctx: ctx.clone(), sup: sup.clone(), dcs: dcs.clone(), out: out.clone() };
+    tokio::spawn(async move {
+        let mut mem = Memory {
+            last_writable: (ctx.current_primary().name.clone(), Instant::now()),
+            last_reason: String::new(),
+            next_rejoin: Instant::now(),
+            rejoin_failures: 0,
+            recloned_at: HashMap::new(),
+            clone_tried: HashMap::new(),
+            acted_at: 0.0,
+        };
+        while latest.changed().await.is_ok() {
+            let Some(snap) = latest.borrow_and_update().clone() else { continue };
+            if snap.taken_unix <= mem.acted_at {
+                continue;
+            }
+            let lock = move_lock(&ctx);
+            let (action, reason) = match State::load(&ctx.layout.state_file()) {
+                Ok(state) => {
+                    let facts = facts(&env, &snap, &state, &mut mem, lock.is_err()).await;
+                    decide(&facts)
+                }
+                Err(e) => (Action::Nothing, format!("no automatic action while the state cannot be read: {e}")),
+            };
+            say(&ctx, &mut mem, &reason, &out);
+            if !matches!(action, Action::Nothing | Action::WaitForRestart) {
+                act(&env, &snap, action, &mut mem).await;
+                mem.acted_at = crate::domain::time::now_unix();
+            }
+            drop(lock);
+        }
+    });
+}
+
+/// `status` shows every sentence; the log only a change of gist (sentences
+/// count seconds, which would log every cycle).
+fn say(ctx: &Ctx, mem: &mut Memory, reason: &str, out: &Output) {
+    if reason == mem.last_reason {
+        return;
+    }
+    if gist(reason) != gist(&mem.last_reason) {
+        out.info(format!("ha: {reason}"));
+    }
+    if let Err(e) = crate::pg::fsutil::write_atomic(&ctx.layout.ha_file(), reason.as_bytes(), 0o644) {
+        out.info(format!("ha: cannot record the decision for `status`: {e}"));
+    }
+    mem.last_reason = reason.to_string();
+}
+
+/// This cycle's facts, from one snapshot and one read of the state.
+async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move_in_progress: bool) -> Facts {
+    let (ctx, sup, dcs, out) = (env.ctx.as_ref(), &env.sup, env.dcs.as_ref(), &env.out);
+    let primary = state.primary.clone().unwrap_or_else(|| ctx.cfg.bootstrap_primary().name.clone());
+    let ttl = ctx.cfg.failover.primary_start_timeout;
+    let nodes = &snap.status.nodes;
+    let seen = nodes.iter().find(|n| n.name == primary);
+    let writable = seen.is_some_and(|n| n.is_writable_primary());
+    if mem.last_writable.0 != primary {
+        mem.last_writable = (primary.clone(), Instant::now());
+    }
+    if writable {
+        mem.last_writable.1 = Instant::now();
+        // acquire renews for the holder and takes a free lease.
+        if let Err(e) = dcs.acquire(&primary, ttl).await {
+            out.info(format!("ha: renewing the leader lease of {primary} failed: {e}"));
+        }
+    }
+    let leader = match dcs.leader().await {
+        Ok(l) => l,
+        Err(e) => {
+            out.info(format!("ha: reading the leader lease failed: {e}"));
+            None
+        }
+    };
+    let held = |n: &str| state.fenced.iter().any(|f| f == n) || state.needs_reclone.iter().any(|f| f == n);
+    Facts {
+        mode: ctx.cfg.failover.mode,
+        primary: primary.clone(),
+        primary_writable: writable,
+        down_for: (!writable).then(|| mem.last_writable.1.elapsed()),
+        primary_start_timeout: ttl,
+        leader,
+        // In the sync modes only a synchronous standby may be promoted.
+        candidates: crate::ops::moves::failover::sync_filter(
+            ctx,
+            nodes.iter().filter(|n| n.name != primary).filter_map(|n| Candidate::from_status(&ctx.cfg, n)).collect(),
+            false,
+        )
+        .unwrap_or_default(),
+        fenced: state.fenced.clone(),
+        rejoin_due: ctx.cfg.failover.auto_rejoin
+            && ctx.cfg.failover.mode == super::Mode::Automatic
+            && Instant::now() >= mem.next_rejoin,
+        move_in_progress,
+        lost: snap
+            .status
+            .slots
+            .iter()
+            .filter(|s| s.wal_status.as_deref() == Some("lost"))
+            .filter_map(|s| {
+                ctx.cfg.nodes.iter().find(|n| n.name != primary && crate::config::slot_name(&n.name) == s.slot)
+            })
+            .filter(|n| !state.needs_reclone.contains(&n.name))
+            .map(|n| (n.name.clone(), ctx.layout.stop_marker(&n.name).exists()))
+            .collect(),
+        auto_reclone: ctx.cfg.replication.auto_reclone,
+        recently_recloned: mem
+            .recloned_at
+            .iter()
+            .filter(|(_, t)| t.elapsed() < super::RECLONE_QUIET)
+            .map(|(n, _)| n.clone())
+            .collect(),
+        archive: ctx.cfg.archive.is_some(),
+        paused: state.paused.clone(),
+        primary_in_recovery: seen.is_some_and(|n| n.state == "running" && n.role.as_deref() == Some("replica")),
+        others_writable: nodes
+            .iter()
+            .filter(|n| n.name != primary && n.is_writable_primary())
+            .map(|n| n.name.clone())
+            .collect(),
+        misfollowing: nodes
+            .iter()
+            .filter(|n| n.name != primary && n.state == "running" && n.role.as_deref() == Some("replica"))
+            .filter_map(|n| Some((n.name.clone(), n.upstream.clone().filter(|u| *u != primary)?)))
+            .collect(),
+        interrupted: nodes
+            .iter()
+            .filter(|n| n.state == "stopped" && !held(&n.name) && crate::ops::control::stopped_by_move(ctx, &n.name))
+            .map(|n| n.name.clone())
+            .collect(),
+        no_data: ctx
+            .cfg
+            .nodes
+            .iter()
+            .filter(|n| n.name != primary && sup.nodes().contains(&n.name))
+            .filter(|n| !n.data_dir.join("PG_VERSION").exists() && !state.fenced.contains(&n.name))
+            // `pgrepl down NODE` (an empty marker) means leave it alone.
+            .filter(|n| !ctx.layout.stop_marker(&n.name).exists() || crate::ops::control::stopped_by_move(ctx, &n.name))
+            .filter(|n| mem.clone_tried.get(&n.name).is_none_or(|t| t.elapsed() >= CLONE_RETRY))
+            .map(|n| n.name.clone())
+            .collect(),
+        stale_slots: nodes
+            .iter()
+            .filter(|n| n.name != primary && n.state == "running" && n.role.as_deref() == Some("replica"))
+            .filter(|n| n.standby_slots.as_ref().is_some_and(|s| s.iter().any(|s| ours(ctx, s))))
+            .map(|n| n.name.clone())
+            .collect(),
+    }
+}
+
+/// A slot pgrepl makes: named after a configured node.
+fn ours(ctx: &Ctx, slot: &str) -> bool {
+    ctx.cfg.nodes.iter().any(|n| crate::config::slot_name(&n.name) == slot)
+}
+
+/// Carry out one action; failures are logged (the next cycle decides again).
+async fn act(env: &Env, snap: &Snapshot, action: Action, mem: &mut Memory) {
+    let (ctx, sup, dcs, out) = (&env.ctx, &env.sup, env.dcs.as_ref(), &env.out);
+    let control = Control::new(std::sync::Arc::new(sup.clone()));
+    let ttl = ctx.cfg.failover.primary_start_timeout;
+    let primary = match ctx.primary() {
+        Ok(p) => p.clone(),
+        Err(e) => return out.info(format!("ha: not acting: {e}")),
+    };
+    let node = |name: &str| ctx.cfg.node(name).cloned();
+    match action {
+        Action::Nothing | Action::WaitForRestart => {}
+        Action::Failover { to } => {
+            // Take the lease for the new primary first: the store, not this
+            // loop's opinion, decides who may be primary.
+            match dcs.acquire(&to, ttl).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => return out.info(format!("ha: taking the leader lease for {to} failed: {e}")),
+            }
+            // It has not accepted writes for primary_start_timeout: if it
+            // still runs it is frozen or hung, and must not wake up writable.
+            let kill = Some(crate::pg::process::StopMode::Kill);
+            let known = Some(&snap.status);
+            if let Err(e) =
+                crate::ops::moves::failover::run_with(ctx, &control, Some(&to), kill, false, known, out).await
+            {
+                out.info(format!("ha: automatic failover to {to} failed: {e}"));
+                if let Err(e) = dcs.release(&to).await {
+                    out.info(format!("ha: releasing the leader lease of {to} failed: {e}"));
+                }
+            }
+        }
+        Action::FinishPromotion { node: name } => {
+            match dcs.acquire(&name, ttl).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => return out.info(format!("ha: taking the leader lease for {name} failed: {e}")),
+            }
+            let Ok(n) = node(&name) else { return };
+            let r = async {
+                crate::ops::moves::promote(ctx, &n, ctx.cfg.supervisor.start_timeout).await?;
+                crate::ops::moves::ensure_slots(ctx, &n).await
+            };
+            match r.await {
+                Ok(()) => out.info(format!("ha: {name} promoted; the interrupted move is finished")),
+                Err(e) => out.info(format!("ha: promoting {name} failed: {e}")),
+            }
+        }
+        Action::Repoint { node: name, from } => {
+            let Ok(n) = node(&name) else { return };
+            let r = async {
+                crate::ops::moves::repoint(ctx, &control, &n, &primary).await?;
+                crate::ops::moves::ensure_slots(ctx, &primary).await?;
+                crate::ops::wait::wait_streaming(ctx, &n, &primary).await?;
+                // What it followed keeps the slot it used; a standby's slots
+                // only hold WAL back.
+                if let Ok(old) = node(&from) {
+                    if old.name != primary.name && crate::pg::datadir::running_postmaster(&old.data_dir).is_some() {
+                        crate::ops::moves::drop_stale_slots(ctx, &old).await?;
+                    }
+                }
+                Ok::<(), crate::error::Error>(())
+            };
+            match r.await {
+                Ok(()) => out.info(format!("ha: {name} follows {} again", primary.name)),
+                Err(e) => out.info(format!("ha: repointing {name} failed: {e}")),
+            }
+        }
+        Action::StartStopped { node: name } => {
+            let Ok(n) = node(&name) else { return };
+            if let Err(e) = control.start(ctx, &n).await {
+                out.info(format!("ha: starting {name} failed: {e}"));
+            }
+        }
+        Action::DropStaleSlots { node: name } => {
+            let Ok(n) = node(&name) else { return };
+            if let Err(e) = crate::ops::moves::drop_stale_slots(ctx, &n).await {
+                out.info(format!("ha: dropping stale slots on {name} failed: {e}"));
+            }
+        }
+        Action::RecreateSlot { .. } => {
+            if let Err(e) = crate::ops::moves::ensure_slots(ctx, &primary).await {
+                out.info(format!("ha: recreating a lost slot failed: {e}"));
+            }
+        }
+        Action::MarkNeedsReclone { node: name } => {
+            let Ok(n) = node(&name) else { return };
+            if let Err(e) = crate::ops::moves::set_needs_reclone(ctx, &n, true) {
+                return out.info(format!("ha: marking {name} needs-reclone failed: {e}"));
+            }
+            crate::ops::hooks::fire(ctx, "needs_reclone", &name, &mem.last_reason, out).await;
+            // It cannot stream any more; keep it from spinning.
+            if let Err(e) = control.stop(ctx, &n, crate::pg::process::StopMode::Fast).await {
+                out.info(format!("ha: stopping {name} failed: {e}"));
+            }
+        }
+        Action::Reclone { node: name } => {
+            if ctx.cfg.node(&name).is_ok_and(|n| !n.data_dir.join("PG_VERSION").exists()) {
+                mem.clone_tried.insert(name.clone(), Instant::now());
+            } else {
+                mem.recloned_at.insert(name.clone(), Instant::now());
+            }
+            // A node the user stopped stays stopped; one a move stopped runs.
+            let start = !ctx.layout.stop_marker(&name).exists() || crate::ops::control::stopped_by_move(ctx, &name);
+            if let Err(e) = crate::ops::moves::rejoin::reclone(ctx, &control, &name, false, start, out).await {
+                out.info(format!("ha: re-cloning {name} failed: {e}"));
+            }
+        }
+        Action::Rejoin { node: name } => match crate::ops::moves::rejoin::rejoin(ctx, &control, &name, out).await {
+            Ok(()) => {
+                mem.rejoin_failures = 0;
+                mem.next_rejoin = Instant::now() + ctx.cfg.failover.rejoin_interval;
+            }
+            Err(e) => {
+                let wait = rejoin_backoff(ctx.cfg.failover.rejoin_interval, mem.rejoin_failures);
+                mem.rejoin_failures += 1;
+                mem.next_rejoin = Instant::now() + wait;
+                // The whole error: pg_rewind's stderr is what says why.
+                out.info(format!("ha: rejoining {name} failed, retrying in {}s: {e}", wait.as_secs()));
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_rejoins_back_off_to_five_minutes() {
+        let i = Duration::from_secs(5);
+        let waits: Vec<u64> = (0..8).map(|f| rejoin_backoff(i, f).as_secs()).collect();
+        assert_eq!(waits, vec![5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(rejoin_backoff(i, 1000), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_log_compares_sentences_without_their_numbers() {
+        assert_eq!(gist("down for 3.2s"), gist("down for 10.7s"));
+        assert_ne!(gist("down for 3.2s"), gist("up for 3.2s"));
+    }
+}

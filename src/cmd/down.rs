@@ -1,0 +1,111 @@
+//! `pgrepl down [NODE...]`: stop a running cluster, or some of its nodes,
+//! replicas before the primary. Works with a foreground or detached
+//! supervisor, and with postmasters left running without one.
+
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::config::Node;
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::pg::{datadir, process};
+use crate::store::ctx::Ctx;
+use crate::store::lock;
+
+/// `pgrepl down --leave-running`: stop the supervisor alone. PostgreSQL
+/// keeps serving; nothing restarts it or fails it over until the next
+/// `pgrepl up` adopts the running postmasters.
+pub async fn leave_running(ctx: &Ctx) -> Result<()> {
+    let out = Output::new(0);
+    let Some(pid) = lock::holder(&ctx.layout) else {
+        return Err(Error::Refused("no pgrepl supervisor is running for this data root; nothing to stop".into()));
+    };
+    crate::pg::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
+    crate::pg::fsutil::write_atomic(&ctx.layout.leave_running_marker(), b"", 0o644)?;
+    stop_supervisor(ctx, pid).await?;
+    let running: Vec<&str> = ctx
+        .cfg
+        .nodes
+        .iter()
+        .filter(|n| datadir::running_postmaster(&n.data_dir).is_some())
+        .map(|n| n.name.as_str())
+        .collect();
+    out.info(format!(
+        "supervisor (pid {pid}) stopped; PostgreSQL keeps running on {} without supervision (no restarts, no automatic failover) until `pgrepl up` takes it over again",
+        if running.is_empty() { "no node".to_string() } else { running.join(", ") }
+    ));
+    Ok(())
+}
+
+/// SIGTERM the supervisor and wait until it has let go of the data root.
+async fn stop_supervisor(ctx: &Ctx, pid: i32) -> Result<()> {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    let timeout = ctx.cfg.supervisor.stop_timeout + Duration::from_secs(15);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while lock::holder(&ctx.layout).is_some() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(format!(
+                "the supervisor (pid {pid}) did not stop within {}s; see {}",
+                timeout.as_secs(),
+                ctx.layout.log_file().display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Entry point of `pgrepl down`.
+pub async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
+    let out = Output::new(0);
+    let nodes: Vec<Node> = if names.is_empty() {
+        ctx.cfg.nodes.clone()
+    } else {
+        names.iter().map(|n| ctx.cfg.node(n).cloned()).collect::<Result<_>>()?
+    };
+    let timeout = ctx.cfg.supervisor.stop_timeout + Duration::from_secs(15);
+    if let Some(pid) = lock::holder(&ctx.layout) {
+        if names.is_empty() {
+            out.info(format!("stopping the supervisor (pid {pid}) and its nodes"));
+            // A marker left by an interrupted `down --leave-running` must not
+            // turn this stop into one that leaves PostgreSQL running.
+            let _ = std::fs::remove_file(ctx.layout.leave_running_marker());
+            stop_supervisor(ctx, pid).await?;
+        } else {
+            crate::pg::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
+            for n in &nodes {
+                crate::pg::fsutil::write_atomic(&ctx.layout.stop_marker(&n.name), b"", 0o644)?;
+            }
+            let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
+            for n in &nodes {
+                let deadline = tokio::time::Instant::now() + timeout;
+                while datadir::running_postmaster(&n.data_dir).is_some() {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Error::Timeout(format!("{} did not stop within {}s", n.name, timeout.as_secs())));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                out.info(format!("{}: stopped", n.name));
+            }
+        }
+    }
+    // Anything still running (no supervisor, or left behind): stop it here,
+    // replicas first so they do not spin reconnecting to a vanished primary.
+    let primary = ctx.current_primary().name.clone();
+    let (prim, reps): (Vec<&Node>, Vec<&Node>) = nodes.iter().partition(|n| n.name == primary);
+    for group in [reps, prim] {
+        let mut set = tokio::task::JoinSet::new();
+        for n in group {
+            let (dir, name, t) = (n.data_dir.clone(), n.name.clone(), ctx.cfg.supervisor.stop_timeout);
+            set.spawn(async move { (name, process::stop_dir(&dir, t).await) });
+        }
+        while let Some(Ok((name, r))) = set.join_next().await {
+            if r? {
+                out.info(format!("{name}: stopped"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! Applying a changed pgrepl.toml to a running cluster, as `patronictl
+//! reload` and `restart` do: `pgrepl reload` rewrites every running local
+//! node's config files, applies roles, passwords, databases and slots on the
+//! primary, reloads PostgreSQL, and names the settings that wait for a
+//! restart; `pgrepl restart` restarts nodes one at a time, replicas first.
+
+use std::time::{Duration, Instant};
+
+use crate::config::{Node, Role};
+use crate::error::{Error, Result};
+use crate::ops::control::{wait_move_lock, Control};
+use crate::output::Output;
+use crate::pg::datadir;
+use crate::pg::process::StopMode;
+use crate::store::ctx::Ctx;
+use crate::store::state::State;
+
+/// The local nodes with a running postmaster, primary first.
+fn running_nodes(ctx: &Ctx) -> Vec<Node> {
+    let local = crate::store::local::local_addresses();
+    let primary = ctx.current_primary().name.clone();
+    let mut nodes: Vec<Node> = ctx
+        .cfg
+        .nodes
+        .iter()
+        .filter(|n| crate::store::local::is_local(&n.host, &local))
+        .filter(|n| datadir::running_postmaster(&n.data_dir).is_some())
+        .cloned()
+        .collect();
+    nodes.sort_by_key(|n| n.name != primary);
+    nodes
+}
+
+/// Reload `node` and return the settings that wait for a restart. The
+/// postmaster rereads its files a moment after `pg_reload_conf()`, and
+/// backends started after that inherit the result, so a fresh connection
+/// is asked until its config load time is newer than before the call.
+async fn reload_node(ctx: &Ctx, node: &Node) -> Result<Vec<String>> {
+    const LOADED: &str = "SELECT extract(epoch FROM pg_conf_load_time())::float8, \
+         ARRAY(SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY name)";
+    let c = ctx.connect(node).await?;
+    let err = |e| Error::sql(format!("reloading {}", node.name), e);
+    let before: f64 = c.query_one(LOADED, &[]).await.map_err(err)?.get(0);
+    c.batch_execute("SELECT pg_reload_conf()").await.map_err(err)?;
+    drop(c);
+    crate::ops::moves::until(Duration::from_secs(10), &format!("{} rereading its config", node.name), || async {
+        let r = ctx.connect(node).await.ok()?.query_one(LOADED, &[]).await.ok()?;
+        (r.get::<_, f64>(0) > before).then(|| r.get::<_, Vec<String>>(1))
+    })
+    .await
+}
+
+/// Changes to the cluster's shape that a reload cannot apply: a node added
+/// or removed, or a running node's port changed (its standbys would follow
+/// a port nothing listens on until a restart, and the supervisor would lose
+/// sight of it). `supervised`: the nodes the supervisor runs, if one does.
+pub fn shape_changes(ctx: &Ctx, supervised: Option<&[String]>) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in &ctx.cfg.nodes {
+        if let Some(port) = datadir::running_postmaster(&n.data_dir).and_then(|pf| pf.port) {
+            if port != n.port {
+                out.push(format!(
+                    "node {} runs on port {port}, but the config now says {}: a new port takes `pgrepl down` then `pgrepl up`",
+                    n.name, n.port
+                ));
+            }
+        }
+    }
+    if let Some(sup) = supervised {
+        let local = crate::store::local::local_addresses();
+        for n in ctx.cfg.nodes.iter().filter(|n| crate::store::local::is_local(&n.host, &local)) {
+            if !sup.contains(&n.name) {
+                out.push(format!(
+                    "node {} is new: add it without downtime with `pgrepl down --leave-running` then `pgrepl up`",
+                    n.name
+                ));
+            }
+        }
+        for name in sup.iter().filter(|s| ctx.cfg.node(s).is_err()) {
+            out.push(format!(
+                "node {name} is no longer in the config: put it back, `pgrepl down {name}`, remove it again, then `pgrepl down --leave-running` and `pgrepl up`"
+            ));
+        }
+    }
+    out
+}
+
+/// `pgrepl reload` (`dry_run`: say what it would change, change nothing).
+pub async fn reload(ctx: &Ctx, dry_run: bool, out: &Output) -> Result<()> {
+    let nodes = running_nodes(ctx);
+    if nodes.is_empty() {
+        return Err(Error::Refused(
+            "no node of this host is running; `pgrepl up` writes the config files when it starts them".into(),
+        ));
+    }
+    let supervised: Option<Vec<String>> = crate::store::lock::holder(&ctx.layout).map(|_| {
+        std::fs::read_to_string(ctx.layout.supervised_file()).unwrap_or_default().lines().map(str::to_string).collect()
+    });
+    let changes = shape_changes(ctx, supervised.as_deref());
+    if !changes.is_empty() {
+        return Err(Error::Refused(format!(
+            "reload refused, nothing changed: a reload applies settings, not the cluster's shape.\n{}",
+            changes.join("\n")
+        )));
+    }
+    if dry_run {
+        let primary = ctx.primary()?.clone();
+        return crate::ops::reload_plan::dry_run(ctx, &nodes, &primary, out).await;
+    }
+    // A move rewrites the same files; never interleave with one.
+    let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
+    let state = State::load(&ctx.layout.state_file())?;
+    let primary = ctx.primary()?.clone();
+    // A [[role]] naming a role that does not exist is refused before any file changes.
+    if nodes.iter().any(|n| n.name == primary.name) {
+        crate::ops::bootstrap::check_roles(ctx, &ctx.connect(&primary).await?).await?;
+    }
+    crate::ops::configure::write_client_files(ctx)?;
+    let mut waiting = Vec::new();
+    for n in &nodes {
+        if state.fenced.contains(&n.name) || state.needs_reclone.contains(&n.name) {
+            out.info(format!("{}: left alone (fenced or needs a re-clone)", n.name));
+            continue;
+        }
+        let role = if n.name == primary.name { Role::Primary } else { Role::Replica };
+        crate::ops::configure::write_node_files(ctx, n, &n.data_dir, role, &primary)?;
+        if role == Role::Primary {
+            // Roles, passwords, databases, schemas and slots, as `up` applies them.
+            let mut st = state.clone();
+            crate::ops::bootstrap::run(ctx, n, &mut st, out).await?;
+        }
+        let pending = reload_node(ctx, n).await?;
+        if pending.is_empty() {
+            out.info(format!("{}: reloaded", n.name));
+        } else {
+            out.info(format!(
+                "{}: reloaded; {} take effect only after a restart: `pgrepl restart {}`",
+                n.name,
+                pending.join(", "),
+                n.name
+            ));
+            waiting.push(n.name.clone());
+        }
+    }
+    if let Some(note) = crate::ops::reload_plan::own_settings_note(ctx) {
+        out.info(note);
+    }
+    if !waiting.is_empty() {
+        out.info(format!("restart pending on {}", waiting.join(", ")));
+    }
+    Ok(())
+}
+
+/// Settings a hot standby needs at least as high as its primary's: a
+/// standby started with less refuses to replay the primary's WAL.
+const STANDBY_MINIMUMS: &str =
+    "'max_connections', 'max_worker_processes', 'max_wal_senders', 'max_prepared_transactions', 'max_locks_per_transaction'";
+
+/// Which of those settings the primary's files lower (file value below the
+/// running one). Lowering must restart the primary first; raising, the
+/// standbys first.
+async fn lowered_on(ctx: &Ctx, primary: &Node) -> Result<Vec<String>> {
+    let c = ctx.connect(primary).await?;
+    // The last line for a name wins; a pending change is flagged "could not
+    // be applied" there, so errors are not filtered out, only non-numbers.
+    let q = format!(
+        "SELECT name FROM (SELECT DISTINCT ON (f.name) f.name, f.setting AS file, s.setting AS running
+                          FROM pg_file_settings f JOIN pg_settings s ON s.name = f.name
+                          WHERE f.name IN ({STANDBY_MINIMUMS})
+                          ORDER BY f.name, f.seqno DESC) x
+         WHERE CASE WHEN file ~ '^[0-9]+$' THEN file::int8 < running::int8 ELSE false END ORDER BY name"
+    );
+    let rows = c.query(&q, &[]).await.map_err(|e| Error::sql("comparing settings with the files", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// `pgrepl restart [NODE...]`: fast stop and start, one node at a time;
+/// each replica must stream again before the next node goes down. Replicas
+/// go first, unless the primary lowers a setting standbys need at least as
+/// high as the primary's: then the primary goes first.
+pub async fn restart(ctx: &Ctx, names: &[String], out: &Output) -> Result<()> {
+    let control = Control::find(ctx)?;
+    let primary = ctx.primary()?.clone();
+    let mut nodes = if names.is_empty() {
+        running_nodes(ctx)
+    } else {
+        names.iter().map(|n| ctx.cfg.node(n).cloned()).collect::<Result<Vec<_>>>()?
+    };
+    if nodes.is_empty() {
+        return Err(Error::Refused("no node of this host is running; nothing to restart".into()));
+    }
+    let lowered = if nodes.iter().any(|n| n.name == primary.name) && nodes.len() > 1 {
+        lowered_on(ctx, &primary).await?
+    } else {
+        Vec::new()
+    };
+    if lowered.is_empty() {
+        nodes.sort_by_key(|n| n.name == primary.name);
+    } else {
+        out.info(format!(
+            "the primary lowers {}: restarting it first, as standbys must never run with less than their primary",
+            lowered.join(", ")
+        ));
+        nodes.sort_by_key(|n| n.name != primary.name);
+    }
+    // Held throughout: the HA task must not take a restarting primary for a
+    // dead one and fail over.
+    let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
+    for n in &nodes {
+        if datadir::running_postmaster(&n.data_dir).is_none() {
+            return Err(Error::Refused(format!(
+                "{} is not running; `pgrepl up {}` starts it (restart only restarts running nodes)",
+                n.name, n.name
+            )));
+        }
+        if n.name != primary.name {
+            // A standby checks its settings against the last ones of the
+            // primary it replayed: it must see a restarted primary's new
+            // (lower) values before it restarts with them.
+            let c = ctx.connect(&primary).await?;
+            let lsn: String = c
+                .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                .await
+                .map_err(|e| Error::sql("reading the primary's WAL position", e))?
+                .get(0);
+            let lsn = lsn.parse().map_err(Error::Other)?;
+            crate::ops::moves::wait_replayed_to(ctx, n, lsn, ctx.cfg.supervisor.start_timeout).await?;
+        }
+        let t = Instant::now();
+        out.info(format!("{}: restarting", n.name));
+        let why = format!("restart of {}", n.name);
+        crate::ops::moves::settling(ctx, &why);
+        control.stop(ctx, n, StopMode::Fast).await?;
+        control.start(ctx, n).await?;
+        if n.name == primary.name {
+            out.info(format!("{}: back, accepting writes again after {:.1}s", n.name, t.elapsed().as_secs_f64()));
+        } else {
+            crate::ops::wait::wait_streaming(ctx, n, &primary).await?;
+            out.info(format!("{}: back and streaming after {:.1}s", n.name, t.elapsed().as_secs_f64()));
+        }
+        crate::ops::moves::settling(ctx, &why);
+    }
+    Ok(())
+}

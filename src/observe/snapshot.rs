@@ -1,0 +1,146 @@
+//! The monitor's snapshot: a status, its health verdict and counters, as
+//! the monitor task (`agent::monitor`) publishes it for the HTTP API and
+//! the metrics.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::observe::health::{self, Report, Thresholds};
+use crate::observe::status::ClusterStatus;
+
+/// One published snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub status: ClusterStatus,
+    pub health: Report,
+    /// Unix time it was taken.
+    pub taken_unix: f64,
+    /// Supervisor restarts per local node.
+    pub restarts: Vec<(String, u32)>,
+    /// Moves of the primary by kind (`switchover`, `failover`), from the history.
+    pub moves: Vec<(String, u64)>,
+}
+
+/// The latest snapshot, if one has been taken.
+pub type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
+
+/// Moves in the history, by kind.
+pub fn count_moves(st: &crate::store::state::State) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for m in &st.history {
+        match out.iter_mut().find(|(k, _)| *k == m.kind) {
+            Some((_, n)) => *n += 1,
+            None => out.push((m.kind.clone(), 1)),
+        }
+    }
+    out
+}
+
+/// A fixed example snapshot (1 primary, 2 replicas: one caught up, one
+/// lagging; two slots), for rendering tests and documentation.
+pub fn example() -> Snapshot {
+    use crate::observe::status::{Conflicts, Lag, NodeStatus, Replication, SlotStatus};
+    let lsn = |s: &str| s.parse().ok();
+    let node = |name: &str, port: u16, role: &str| NodeStatus {
+        name: name.into(),
+        host: "127.0.0.1".into(),
+        port,
+        role: Some(role.into()),
+        state: "running".into(),
+        pid: Some(1000 + port as i32),
+        timeline: Some(1),
+        current_lsn: None,
+        received_lsn: None,
+        replayed_lsn: None,
+        last_replay_timestamp: None,
+        wal_receiver: None,
+        conflicts: Some(Conflicts::default()),
+        replication: None,
+        pending_restart: Some(vec![]),
+        upstream: (role == "replica").then(|| "pg-1".into()),
+        standby_slots: None,
+        slow_figures_age_seconds: None,
+        error: None,
+    };
+    let mut p = node("pg-1", 15432, "primary");
+    p.current_lsn = lsn("0/5000060");
+    let mut r1 = node("pg-2", 15433, "replica");
+    r1.received_lsn = lsn("0/5000060");
+    r1.replayed_lsn = lsn("0/5000060");
+    r1.wal_receiver = Some("streaming".into());
+    r1.last_replay_timestamp = Some("2026-11-22T08:00:00.000Z".into());
+    r1.replication = Some(Replication {
+        state: Some("streaming".into()),
+        sync_state: Some("async".into()),
+        sent_lsn: lsn("0/5000060"),
+        write_lsn: lsn("0/5000060"),
+        flush_lsn: lsn("0/5000060"),
+        replay_lsn: lsn("0/5000060"),
+        send_lag_bytes: Some(0),
+        lag_bytes: Lag { write: Some(0), flush: Some(0), replay: Some(0) },
+        lag_seconds: Lag { write: Some(0.0), flush: Some(0.0), replay: Some(0.0) },
+        ssl: Some(false),
+    });
+    let mut r2 = node("pg-3", 15434, "replica");
+    r2.received_lsn = lsn("0/5000060");
+    r2.replayed_lsn = lsn("0/4000000");
+    r2.wal_receiver = Some("streaming".into());
+    r2.conflicts = Some(Conflicts { snapshot: 3, lock: 1, total: 4, ..Conflicts::default() });
+    r2.replication = Some(Replication {
+        state: Some("streaming".into()),
+        sync_state: Some("async".into()),
+        sent_lsn: lsn("0/5000060"),
+        write_lsn: lsn("0/5000060"),
+        flush_lsn: lsn("0/5000060"),
+        replay_lsn: lsn("0/4000000"),
+        send_lag_bytes: Some(0),
+        lag_bytes: Lag { write: Some(0), flush: Some(0), replay: Some(16777312) },
+        lag_seconds: Lag { write: Some(0.0), flush: Some(0.0), replay: Some(75.25) },
+        ssl: Some(false),
+    });
+    let status = ClusterStatus {
+        cluster: "demo".into(),
+        timestamp: "2026-11-22T08:00:00.000Z".into(),
+        primary: "pg-1".into(),
+        ha: Some("primary pg-1 is writable and holds the leader lease".into()),
+        last_move: None,
+        paused: None,
+        needs_reclone: vec![],
+        state_error: None,
+        settling: None,
+        durability: None,
+        archive: None,
+        nodes: vec![p, r1, r2],
+        slots: vec![
+            SlotStatus {
+                slot: "pg_2".into(),
+                active: true,
+                wal_status: Some("reserved".into()),
+                retained_bytes: Some(0),
+                safe_wal_size: None,
+            },
+            SlotStatus {
+                slot: "pg_3".into(),
+                active: true,
+                wal_status: Some("reserved".into()),
+                retained_bytes: Some(16777312),
+                safe_wal_size: Some(1 << 30),
+            },
+        ],
+    };
+    let t = Thresholds {
+        warn_lag: std::time::Duration::from_secs(60),
+        crit_lag: std::time::Duration::from_secs(300),
+        warn_conflicts: 100,
+        crit_slot_retained: crate::domain::units::ByteSize(1 << 30),
+    };
+    let health = health::evaluate(&status, &t);
+    Snapshot {
+        status,
+        health,
+        taken_unix: 1_795_334_400.0,
+        restarts: vec![("pg-1".into(), 0), ("pg-2".into(), 2), ("pg-3".into(), 0)],
+        moves: vec![("switchover".into(), 2), ("failover".into(), 1)],
+    }
+}

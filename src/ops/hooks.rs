@@ -1,0 +1,55 @@
+//! `[hooks] on_event`: a command of the user's, run after each event that
+//! changes the cluster's shape (like repmgr's event_notification_command or
+//! Patroni's callbacks), to move a virtual IP, update DNS or page someone.
+//!
+//! Run as `COMMAND EVENT NODE`, with PGREPL_EVENT, PGREPL_NODE,
+//! PGREPL_PRIMARY (the primary after the event), PGREPL_CLUSTER and
+//! PGREPL_MESSAGE in a clean environment, as the OS user PostgreSQL runs
+//! as, stdin closed, bounded by `timeout`. A hook never changes the outcome
+//! of the event: its failure is logged, that is all.
+
+use std::process::Stdio;
+
+use crate::output::Output;
+use crate::store::ctx::Ctx;
+
+/// What happened, by name: `switchover`, `failover`, `rejoin`, `reclone`,
+/// `needs_reclone`, `pause`, `resume`.
+pub async fn fire(ctx: &Ctx, event: &str, node: &str, message: &str, out: &Output) {
+    let Some(h) = &ctx.cfg.hooks else { return };
+    let mut cmd = tokio::process::Command::new(&h.on_event);
+    cmd.arg(event)
+        .arg(node)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("PGREPL_EVENT", event)
+        .env("PGREPL_NODE", node)
+        .env("PGREPL_PRIMARY", ctx.current_primary().name.as_str())
+        .env("PGREPL_CLUSTER", ctx.cfg.cluster_name.as_str())
+        .env("PGREPL_MESSAGE", message)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    ctx.runas.apply_tokio(&mut cmd);
+    let shown = h.on_event.display();
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            out.info(format!("hook: cannot run {shown} for {event} {node}: {e}"));
+            return;
+        }
+    };
+    match tokio::time::timeout(h.timeout, child.wait_with_output()).await {
+        Err(_) => out.info(format!("hook: {shown} {event} {node} ran past {}s and was killed", h.timeout.as_secs())),
+        Ok(Err(e)) => out.info(format!("hook: {shown} {event} {node}: {e}")),
+        Ok(Ok(o)) => {
+            for l in String::from_utf8_lossy(&o.stdout).lines().chain(String::from_utf8_lossy(&o.stderr).lines()) {
+                out.info(format!("hook: {l}"));
+            }
+            if !o.status.success() {
+                out.info(format!("hook: {shown} {event} {node} failed ({})", o.status));
+            }
+        }
+    }
+}

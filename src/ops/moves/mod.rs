@@ -1,0 +1,251 @@
+//! Moving the primary: switchover, failover, rejoin and reclone, and the
+//! steps they share (promote, repoint, slots). Each step is printed as it
+//! happens and has a bounded timeout. Which node is primary now is runtime
+//! state (`state.primary`), written atomically right after a promotion.
+
+pub mod failover;
+pub mod history;
+pub mod rejoin;
+pub mod switchover;
+
+use std::time::Duration;
+
+use crate::config::{slot_name_for, Node, Role};
+use crate::domain::lsn::Lsn;
+use crate::error::{Error, Result};
+use crate::ops::configure::write_node_files;
+use crate::ops::control::Control;
+use crate::output::Output;
+use crate::pg::sql;
+use crate::store::ctx::Ctx;
+use crate::store::state::State;
+
+/// Numbered progress lines.
+pub struct Steps<'a> {
+    out: &'a Output,
+    n: u32,
+}
+
+impl<'a> Steps<'a> {
+    pub fn new(out: &'a Output) -> Self {
+        Steps { out, n: 0 }
+    }
+    pub fn step(&mut self, msg: impl AsRef<str>) {
+        self.n += 1;
+        self.out.info(format!("step {}: {}", self.n, msg.as_ref()));
+    }
+    pub fn say(&self, msg: impl AsRef<str>) {
+        self.out.info(msg);
+    }
+}
+
+/// Poll `f` every 50 ms until it yields `Some`, or fail with `what` at the deadline.
+pub async fn until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(format!("{what} did not happen within {}s", timeout.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One value from a node, or None if it cannot be asked.
+async fn ask_lsn(ctx: &Ctx, node: &Node, q: &str) -> Option<Lsn> {
+    let c = ctx.connect(node).await.ok()?;
+    let row = c.query_one(q, &[]).await.ok()?;
+    row.get::<_, Option<String>>(0)?.parse().ok()
+}
+
+/// Wait until `node` has replayed past `lsn`.
+pub async fn wait_replayed_past(ctx: &Ctx, node: &Node, lsn: Lsn, timeout: Duration) -> Result<Lsn> {
+    wait_replayed_to(ctx, node, Lsn(lsn.0 + 1), timeout).await
+}
+
+/// Wait until `node` has replayed up to `lsn` (or beyond).
+pub async fn wait_replayed_to(ctx: &Ctx, node: &Node, lsn: Lsn, timeout: Duration) -> Result<Lsn> {
+    until(timeout, &format!("{} replaying up to {lsn}", node.name), || async {
+        ask_lsn(ctx, node, "SELECT pg_last_wal_replay_lsn()::text").await.filter(|r| *r >= lsn)
+    })
+    .await
+}
+
+/// Promote `node` and wait until it accepts writes.
+pub async fn promote(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
+    let c = ctx.connect(node).await?;
+    if ctx.bin()?.major >= 12 {
+        let secs = i32::try_from(timeout.as_secs()).unwrap_or(60);
+        let ok: bool = c
+            .query_one("SELECT pg_promote(true, $1)", &[&secs])
+            .await
+            .map_err(|e| Error::sql(format!("promoting {}", node.name), e))?
+            .get(0);
+        if !ok {
+            return Err(Error::Timeout(format!(
+                "{} did not finish promotion within {}s",
+                node.name,
+                timeout.as_secs()
+            )));
+        }
+    } else {
+        let mut cmd = crate::pg::process::command(ctx.bin()?, &ctx.runas, "pg_ctl");
+        cmd.arg("promote").arg("-D").arg(&node.data_dir);
+        crate::pg::process::run_captured(cmd, "pg_ctl promote").await?;
+    }
+    until(timeout, &format!("{} accepting writes", node.name), || async {
+        let c = ctx.connect(node).await.ok()?;
+        let r = c.query_one("SELECT pg_is_in_recovery()", &[]).await.ok()?;
+        (!r.get::<_, bool>(0)).then_some(())
+    })
+    .await
+}
+
+/// CHECKPOINT on `node`. Before pg_rewind reads a just-promoted source: a
+/// promotion does not wait for its checkpoint, and until one runs the
+/// source's control file still names the old timeline, so pg_rewind would
+/// wrongly see "the same timeline, no rewind required".
+pub async fn checkpoint(ctx: &Ctx, node: &Node) -> Result<()> {
+    let c = ctx.connect(node).await?;
+    c.batch_execute("CHECKPOINT").await.map_err(|e| Error::sql(format!("checkpoint on {}", node.name), e))
+}
+
+/// How long after a move or restart pgrepl made `check` reports the
+/// replicas it disturbed as settling (a WARNING) rather than CRITICAL: a
+/// standby takes a moment to reconnect and show up in pg_stat_replication.
+pub const SETTLE: Duration = Duration::from_secs(15);
+
+/// Note that `why` (say "restart of pg-2") just happened, for `check`.
+pub fn settling(ctx: &Ctx, why: &str) {
+    let until = crate::domain::time::now_unix() + SETTLE.as_secs_f64();
+    let text = format!("{until}\n{why}");
+    // Only a softer verdict for a few seconds rides on this; a failure to
+    // write it leaves `check` as strict as before.
+    let _ = crate::pg::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)
+        .and_then(|()| crate::pg::fsutil::write_atomic(&ctx.layout.settling_file(), text.as_bytes(), 0o644));
+}
+
+/// Record `node` as the primary, with the reason, atomically.
+pub fn record_primary(ctx: &Ctx, node: &Node, why: &str) -> Result<()> {
+    State::update(&ctx.layout.state_file(), |st| {
+        st.primary = Some(node.name.clone());
+        st.last_move = Some(why.to_string());
+        st.needs_reclone.retain(|n| *n != node.name);
+        st.fenced.retain(|n| *n != node.name);
+    })
+}
+
+/// Mark or clear a node as fenced (a former primary waiting to rejoin).
+pub fn set_fenced(ctx: &Ctx, node: &Node, on: bool) -> Result<()> {
+    update_list(ctx, node, on, |st| &mut st.fenced)
+}
+
+/// Mark or clear a node's `needs-reclone` state.
+pub fn set_needs_reclone(ctx: &Ctx, node: &Node, on: bool) -> Result<()> {
+    update_list(ctx, node, on, |st| &mut st.needs_reclone)
+}
+
+/// Add `node` to (or remove it from) one of the state's node lists.
+fn update_list(ctx: &Ctx, node: &Node, on: bool, list: impl Fn(&mut State) -> &mut Vec<String>) -> Result<()> {
+    State::update(&ctx.layout.state_file(), |st| {
+        let l = list(st);
+        l.retain(|n| *n != node.name);
+        if on {
+            l.push(node.name.clone());
+        }
+    })
+}
+
+/// pg_rewind `node` from `primary` through the primary's socket, as the OS user.
+pub async fn rewind_from(ctx: &Ctx, node: &Node, primary: &Node, dry_run: bool) -> Result<crate::pg::rewind::Rewound> {
+    crate::pg::rewind::rewind(
+        ctx.bin()?,
+        &ctx.runas,
+        &node.data_dir,
+        &ctx.layout.socket_dir(),
+        primary.port,
+        &ctx.runas.name,
+        dry_run,
+    )
+    .await
+}
+
+/// Slots on `primary` for every other node, before they need them.
+pub async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
+    let c = ctx.connect(primary).await?;
+    if ctx.bin()?.major >= 13 {
+        // A lost slot can never stream again; a fresh one replaces it.
+        c.batch_execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE wal_status = 'lost' AND NOT active")
+            .await
+            .map_err(|e| Error::sql("dropping lost slots", e))?;
+    }
+    for n in ctx.cfg.nodes.iter().filter(|n| n.name != primary.name) {
+        if let Some(slot) = slot_name_for(&ctx.cfg, n) {
+            sql::ensure_slot(&c, &slot).await?;
+        }
+    }
+    // Slots pgrepl made for standbys that are no longer in the config go
+    // (only ours, never a slot someone else created).
+    let wanted: Vec<String> =
+        ctx.cfg.nodes.iter().filter(|n| n.name != primary.name).filter_map(|n| slot_name_for(&ctx.cfg, n)).collect();
+    let ours = State::update(&ctx.layout.state_file(), |st| {
+        for w in &wanted {
+            if !st.slots_created.contains(w) {
+                st.slots_created.push(w.clone());
+            }
+        }
+        st.slots_created.clone()
+    })?;
+    for gone in ours.iter().filter(|s| !wanted.contains(s) && slot_name_for(&ctx.cfg, primary).as_ref() != Some(*s)) {
+        let n = c
+            .execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", &[gone])
+            .await
+            .map_err(|e| Error::sql(format!("dropping slot {gone} of a removed standby"), e))?;
+        if n > 0 {
+            State::update(&ctx.layout.state_file(), |st| st.slots_created.retain(|s| s != gone))?;
+        }
+    }
+    // Its own slot, from when it was a replica of someone else, must go.
+    if let Some(own) = slot_name_for(&ctx.cfg, primary) {
+        c.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
+            &[&own],
+        )
+        .await
+        .map_err(|e| Error::sql("dropping the new primary's own slot", e))?;
+    }
+    Ok(())
+}
+
+/// Drop inactive slots on a node that is now a standby (left from when it
+/// was primary): only pgrepl's own (named after a configured node).
+pub async fn drop_stale_slots(ctx: &Ctx, node: &Node) -> Result<()> {
+    let c = ctx.connect(node).await?;
+    let ours: Vec<String> = ctx.cfg.nodes.iter().map(|n| crate::config::slot_name(&n.name)).collect();
+    c.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active AND slot_type = 'physical' AND slot_name = ANY($1)", &[&ours])
+        .await
+        .map_err(|e| Error::sql(format!("dropping stale slots on {}", node.name), e))?;
+    Ok(())
+}
+
+/// Point a running replica at `primary`: rewrite its standby settings, then
+/// reload (PostgreSQL 13+ applies `primary_conninfo` on reload) or restart.
+pub async fn repoint(ctx: &Ctx, control: &Control, node: &Node, primary: &Node) -> Result<()> {
+    write_node_files(ctx, node, &node.data_dir, Role::Replica, primary)?;
+    if ctx.bin()?.major >= 13 {
+        let c = ctx.connect(node).await?;
+        c.batch_execute("SELECT pg_reload_conf()")
+            .await
+            .map_err(|e| Error::sql(format!("reloading {}", node.name), e))?;
+    } else {
+        control.stop(ctx, node, crate::pg::process::StopMode::Fast).await?;
+        control.start(ctx, node).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! The context every command works in: the validated config, the
+//! PostgreSQL installation, the OS identity PostgreSQL runs as, and the
+//! data-root layout. Built once per command and passed explicitly.
+
+use std::sync::{Arc, OnceLock};
+
+use tokio_postgres::Client;
+
+use crate::config::layout::Layout;
+use crate::config::{Config, Node, Role};
+use crate::error::{Error, Result};
+use crate::pg::bin::{self, PgBin};
+use crate::pg::os_user::RunAs;
+use crate::pg::sql;
+use crate::store::state::State;
+
+/// The most a connection may take, socket connect and startup together.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Shared, read-only context.
+#[derive(Debug)]
+pub struct Ctx {
+    pub cfg: Config,
+    /// Found on first use: observing commands never need the binaries, and
+    /// finding them costs a `postgres --version`.
+    bin: OnceLock<PgBin>,
+    pub runas: RunAs,
+    pub layout: Layout,
+}
+
+impl Ctx {
+    /// The OS identity and layout for `cfg`.
+    pub fn new(cfg: Config) -> Result<Arc<Ctx>> {
+        let runas = RunAs::resolve(&cfg.os_user)?;
+        let layout = Layout::new(&cfg.data_root);
+        Ok(Arc::new(Ctx { cfg, bin: OnceLock::new(), runas, layout }))
+    }
+
+    /// The same host and installation with another (newer) config.
+    pub fn with_config(base: &Ctx, cfg: Config) -> Result<Arc<Ctx>> {
+        let ctx = Ctx::new(cfg)?;
+        if let Some(b) = base.bin.get() {
+            let _ = ctx.bin.set(b.clone());
+        }
+        Ok(ctx)
+    }
+
+    /// The PostgreSQL installation, found on first use.
+    pub fn bin(&self) -> Result<&PgBin> {
+        if let Some(b) = self.bin.get() {
+            return Ok(b);
+        }
+        let found = bin::find(self.cfg.postgres_bin.as_deref())?;
+        Ok(self.bin.get_or_init(|| found))
+    }
+
+    /// The node that is primary now, by the cluster's record (the bootstrap
+    /// primary before one is recorded). An unreadable record, or one naming
+    /// a node the config lacks, is an error: a move must not guess.
+    pub fn primary(&self) -> Result<&Node> {
+        match State::load(&self.layout.state_file())?.primary {
+            None => Ok(self.cfg.bootstrap_primary()),
+            Some(p) => self.cfg.nodes.iter().find(|n| n.name == p).ok_or_else(|| {
+                Error::Refused(format!(
+                    "the recorded primary {p} is not in {}; put it back, or restore the state file",
+                    self.cfg.path.display()
+                ))
+            }),
+        }
+    }
+
+    /// [`Ctx::primary`] for what only shows or orders things (a summary, the
+    /// shutdown order): on an unreadable record, the bootstrap primary.
+    /// Nothing that changes a role calls this.
+    pub fn current_primary(&self) -> &Node {
+        self.primary().unwrap_or_else(|_| self.cfg.bootstrap_primary())
+    }
+
+    /// The role `node` has now.
+    pub fn role_of(&self, node: &Node) -> Role {
+        if node.name == self.current_primary().name {
+            Role::Primary
+        } else {
+            Role::Replica
+        }
+    }
+
+    /// Superuser connection over the node's socket. Bounded as a whole: a
+    /// frozen postmaster accepts on its socket but never answers the startup.
+    pub async fn connect(&self, node: &Node) -> Result<Client> {
+        let socket_dir = self.layout.socket_dir();
+        let connect = sql::connect_socket(&socket_dir, node.port, &self.runas.name, "postgres");
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(r) => r.map_err(|e| {
+                Error::sql(format!("connecting to {} through {}", node.name, self.layout.socket_dir().display()), e)
+            }),
+            Err(_) => Err(self.unresponsive(node)),
+        }
+    }
+
+    fn unresponsive(&self, node: &Node) -> Error {
+        let dir = if node.data_dir.join("PG_VERSION").exists() {
+            String::new()
+        } else {
+            format!("; its data dir {} is gone", node.data_dir.display())
+        };
+        Error::Timeout(format!(
+            "{} did not answer a connection within {}s (frozen, hung or overloaded){dir}",
+            node.name,
+            CONNECT_TIMEOUT.as_secs()
+        ))
+    }
+
+    /// Connection as `[monitor] role` over TCP (observing without the
+    /// superuser or the replication secret), if that role is set.
+    pub async fn connect_monitor(&self, node: &Node) -> Option<Result<Client>> {
+        let name = self.cfg.monitor.role.as_deref()?;
+        let role = self.cfg.roles.iter().find(|r| r.name == name)?;
+        let empty = crate::config::Secret::new(String::new());
+        let password = role.password.as_ref().unwrap_or(&empty);
+        let tls = match self.cfg.tls.as_ref().map(crate::pg::tls::make_tls).transpose() {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        let connect = sql::connect_tcp(&node.host, node.port, name, password, "postgres", tls);
+        Some(match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(r) => r.map_err(|e| {
+                Error::sql(format!("connecting to {} at {}:{} as {name}", node.name, node.host, node.port), e)
+            }),
+            Err(_) => Err(self.unresponsive(node)),
+        })
+    }
+
+    /// Connection as the replication role over TCP (for nodes on other hosts).
+    pub async fn connect_remote(&self, node: &Node) -> Result<Client> {
+        let r = &self.cfg.replication;
+        let tls = self.cfg.tls.as_ref().map(crate::pg::tls::make_tls).transpose()?;
+        let connect = sql::connect_tcp(&node.host, node.port, &r.user, &r.password, "postgres", tls);
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(r) => {
+                r.map_err(|e| Error::sql(format!("connecting to {} at {}:{}", node.name, node.host, node.port), e))
+            }
+            Err(_) => Err(self.unresponsive(node)),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Runtime state, apart from the config: which cluster this data root
+//! holds (system identifier), how far bootstrap got, and which node is the
+//! primary now. Written atomically (temp file, fsync, rename).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The state file's contents.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct State {
+    /// `[cluster] name` when the state was created.
+    pub cluster: String,
+    /// System identifier of the cluster pgrepl created (from the primary's initdb).
+    pub system_id: Option<u64>,
+    /// The node that is primary now.
+    pub primary: Option<String>,
+    /// Roles, databases and schemas are in place.
+    pub bootstrapped: bool,
+    /// Schema files already applied, as `database:path`.
+    #[serde(default)]
+    pub schemas_applied: Vec<String>,
+    /// Nodes whose data dir cannot follow the primary (rewind impossible or
+    /// failed): they stay stopped until `pgrepl reclone`.
+    #[serde(default)]
+    pub needs_reclone: Vec<String>,
+    /// The standbys in `synchronous_standby_names` while synchronous
+    /// replication was in force (empty when async or degraded): the only
+    /// safe failover targets in the sync modes.
+    #[serde(default)]
+    pub sync_set: Vec<String>,
+    /// The highest `max_wal_senders` ever rendered; it is never lowered.
+    #[serde(default)]
+    pub max_wal_senders_used: u32,
+    /// Replication slots pgrepl created (only these are ever dropped by it).
+    #[serde(default)]
+    pub slots_created: Vec<String>,
+    /// `[[role]]`s pgrepl created or manages (never dropped: a role that
+    /// leaves the config gets a warning).
+    #[serde(default)]
+    pub roles_managed: Vec<String>,
+    /// Former primaries fenced by a failover, waiting to rejoin as standbys.
+    #[serde(default)]
+    pub fenced: Vec<String>,
+    /// The last move of the primary and why, for `status`.
+    #[serde(default)]
+    pub last_move: Option<String>,
+    /// `pgrepl pause`: since when (and why); no automatic HA action while set.
+    #[serde(default)]
+    pub paused: Option<String>,
+    /// Every switchover and failover, oldest first (`pgrepl history`).
+    #[serde(default)]
+    pub history: Vec<MoveRecord>,
+}
+
+impl State {
+    /// Load, or an empty state when the file does not exist.
+    pub fn load(path: &Path) -> Result<State> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => serde_json::from_str(&t).map_err(|e| {
+                Error::Other(format!("{} is corrupt ({e}); it records which cluster this data root holds, so pgrepl will not guess. Restore it or move the data root aside", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Read, change and save under an exclusive lock, so two writers (a
+    /// move command, the supervisor's tasks) never undo each other's change.
+    pub fn update<T>(path: &Path, f: impl FnOnce(&mut State) -> T) -> Result<T> {
+        let lock_path = path.with_extension("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::Other(format!("locking {}: {e}", lock_path.display())))?;
+        let mut st = State::load(path)?;
+        let out = f(&mut st);
+        st.save(path)?;
+        Ok(out)
+    }
+
+    /// Save atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
+        crate::pg::fsutil::write_atomic(path, text.as_bytes(), 0o644)
+    }
+}
+
+/// One move, as kept in the state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRecord {
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// `switchover` or `failover`.
+    pub kind: String,
+    pub from: String,
+    pub to: String,
+    /// The new primary's timeline; None if it could not be asked.
+    pub timeline: Option<i32>,
+    /// Where the new timeline branched off the old one.
+    pub switch_lsn: Option<String>,
+}
