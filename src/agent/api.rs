@@ -149,11 +149,13 @@ pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f6
         }
         "/readiness" => {
             // Ready for traffic: the writable primary, or a running replica.
-            let ok = n.is_writable_primary() || (n.state == "running" && n.role.as_deref() == Some("replica"));
+            let ok = n.is_writable_primary()
+                || (n.state == crate::observe::status::NodeState::Running
+                    && n.role == Some(crate::config::Role::Replica));
             verdict(ok, if ok { "postgres is up in its role" } else { "postgres is not up" })
         }
         "/health" | "/" => {
-            let ok = n.state == "running" && age <= stale;
+            let ok = n.state == crate::observe::status::NodeState::Running && age <= stale;
             verdict(ok, if ok { "postgres is running" } else { "postgres is not running (or the snapshot is stale)" })
         }
         _ => Answer::json(
@@ -261,7 +263,7 @@ mod tests {
     #[test]
     fn liveness_is_about_the_supervisor_readiness_about_postgres() {
         let mut snap = example();
-        snap.status.nodes[1].state = "stopped".into();
+        snap.status.nodes[1].state = crate::observe::status::NodeState::Stopped;
         snap.status.nodes[1].role = None;
         let at = |path: &str, now: f64| answer("pg-2", path, Some(&snap), now, 5.0).code;
         assert_eq!(at("/liveness", NOW), 200, "postgres down, supervisor alive");

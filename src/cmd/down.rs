@@ -8,6 +8,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::config::Node;
+use crate::domain::deadline::poll;
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::pg::{datadir, process};
@@ -43,18 +44,14 @@ pub async fn leave_running(ctx: &Ctx) -> Result<()> {
 async fn stop_supervisor(ctx: &Ctx, pid: i32) -> Result<()> {
     let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     let timeout = ctx.cfg.supervisor.stop_timeout + Duration::from_secs(15);
-    let deadline = tokio::time::Instant::now() + timeout;
-    while lock::holder(&ctx.layout).is_some() {
-        if tokio::time::Instant::now() >= deadline {
-            return Err(Error::Timeout(format!(
-                "the supervisor (pid {pid}) did not stop within {}s; see {}",
-                timeout.as_secs(),
-                ctx.layout.log_file().display()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
+    let released = || async { lock::holder(&ctx.layout).is_none().then_some(()) };
+    poll(timeout, Duration::from_millis(100), released).await.map_err(|_| {
+        Error::Timeout(format!(
+            "the supervisor (pid {pid}) did not stop within {}s; see {}",
+            timeout.as_secs(),
+            ctx.layout.log_file().display()
+        ))
+    })
 }
 
 /// Entry point of `pgrepl down`.
@@ -80,13 +77,10 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
             }
             let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
             for n in &nodes {
-                let deadline = tokio::time::Instant::now() + timeout;
-                while datadir::running_postmaster(&n.data_dir).is_some() {
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(Error::Timeout(format!("{} did not stop within {}s", n.name, timeout.as_secs())));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                let gone = || async { datadir::running_postmaster(&n.data_dir).is_none().then_some(()) };
+                poll(timeout, Duration::from_millis(100), gone)
+                    .await
+                    .map_err(|_| Error::Timeout(format!("{} did not stop within {}s", n.name, timeout.as_secs())))?;
                 out.info(format!("{}: stopped", n.name));
             }
         }

@@ -1,6 +1,7 @@
 //! Values and rules of the problem itself, with no I/O and no imports
 //! from the rest of pgrepl: WAL positions, sizes and durations.
 
+pub mod deadline;
 pub mod guc;
 pub mod lsn;
 pub mod modes;

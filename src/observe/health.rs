@@ -175,7 +175,7 @@ pub fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
     for n in &s.nodes {
         let mut reasons: Vec<(Level, String)> = Vec::new();
         let is_primary = Some(n.name.as_str()) == primary;
-        if n.state != "running" {
+        if n.state != crate::observe::status::NodeState::Running {
             let why = n.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
             reasons.push((Level::Critical, format!("{}{why}", n.state)));
         } else if n.is_writable_primary() && !is_primary {
@@ -191,13 +191,17 @@ pub fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
                 *r = (Level::Warning, format!("settling after {why}: {}", r.1));
             }
         }
-        if let Some(up) = n.upstream.as_deref().filter(|u| !is_primary && n.state == "running" && *u != s.primary) {
+        if let Some(up) = n
+            .upstream
+            .as_deref()
+            .filter(|u| !is_primary && n.state == crate::observe::status::NodeState::Running && *u != s.primary)
+        {
             reasons.push((
                 Level::Warning,
                 format!("follows {up}, not the primary {}; the supervisor repoints it", s.primary),
             ));
         }
-        if !is_primary && n.state == "running" {
+        if !is_primary && n.state == crate::observe::status::NodeState::Running {
             if let Some(r) = &n.replication {
                 match (r.lag_seconds.replay, r.lag_bytes.replay) {
                     (Some(l), _) if l >= secs(t.crit_lag) => reasons
@@ -272,8 +276,8 @@ mod tests {
             name: name.into(),
             host: "127.0.0.1".into(),
             port: 1,
-            role: Some(role.into()),
-            state: "running".into(),
+            role: Some(if role == "primary" { crate::config::Role::Primary } else { crate::config::Role::Replica }),
+            state: crate::observe::status::NodeState::Running,
             pid: Some(1),
             timeline: Some(1),
             current_lsn: None,
@@ -376,7 +380,7 @@ mod tests {
     #[test]
     fn stopped_replica_is_critical() {
         let mut r1 = node("r1", "replica");
-        r1.state = "stopped".into();
+        r1.state = crate::observe::status::NodeState::Stopped;
         r1.role = None;
         let r = evaluate(&cluster(vec![node("p", "primary"), r1]), &t());
         assert_eq!(r.level, Level::Critical);

@@ -43,11 +43,15 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
 
     f.head("pgrepl_up", "gauge", "Whether the node's postgres answered the last snapshot (1) or not (0).");
     for n in &s.nodes {
-        f.sample("pgrepl_up", &[("node", &n.name)], f64::from(u8::from(n.state == "running")));
+        f.sample(
+            "pgrepl_up",
+            &[("node", &n.name)],
+            f64::from(u8::from(n.state == crate::observe::status::NodeState::Running)),
+        );
     }
     f.head("pgrepl_node_role", "gauge", "The node's observed role: 1 on the series of the role it has.");
     for n in &s.nodes {
-        f.sample("pgrepl_node_role", &[("node", &n.name), ("role", n.role.as_deref().unwrap_or("unknown"))], 1.0);
+        f.sample("pgrepl_node_role", &[("node", &n.name), ("role", n.role.map_or("unknown", |r| r.as_str()))], 1.0);
     }
     f.head("pgrepl_timeline", "gauge", "The node's WAL timeline.");
     for n in &s.nodes {
@@ -68,7 +72,7 @@ pub fn render(snap: &Snapshot, now_unix: f64) -> String {
         }
     }
     f.head("pgrepl_replication_streaming", "gauge", "Whether the primary lists the replica as streaming.");
-    for n in s.nodes.iter().filter(|n| n.role.as_deref() != Some("primary")) {
+    for n in s.nodes.iter().filter(|n| n.role != Some(crate::config::Role::Primary)) {
         let on = n.replication.as_ref().is_some_and(|r| r.state.as_deref() == Some("streaming"));
         f.sample("pgrepl_replication_streaming", &[("node", &n.name)], f64::from(u8::from(on)));
     }

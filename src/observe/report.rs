@@ -62,8 +62,8 @@ pub struct SlotRow {
 pub struct StandbyReport {
     pub node: String,
     pub host: String,
-    pub role: Option<String>,
-    pub state: String,
+    pub role: Option<crate::config::Role>,
+    pub state: crate::observe::status::NodeState,
     /// `healthy`, `warning` or `critical`.
     pub status: Level,
     pub reasons: Vec<String>,
@@ -137,8 +137,8 @@ pub fn build(s: &ClusterStatus, h: &Report) -> MonitorReport {
             StandbyReport {
                 node: n.name.clone(),
                 host: n.host.clone(),
-                role: n.role.clone(),
-                state: n.state.clone(),
+                role: n.role,
+                state: n.state,
                 status: v.map_or(Level::Healthy, |v| v.level),
                 reasons: v.map(|v| v.reasons.clone()).unwrap_or_default(),
                 last_received_lsn: n.received_lsn,

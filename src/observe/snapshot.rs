@@ -42,12 +42,12 @@ pub fn count_moves(st: &crate::store::state::State) -> Vec<(String, u64)> {
 pub fn example() -> Snapshot {
     use crate::observe::status::{Conflicts, Lag, NodeStatus, Replication, SlotStatus};
     let lsn = |s: &str| s.parse().ok();
-    let node = |name: &str, port: u16, role: &str| NodeStatus {
+    let node = |name: &str, port: u16, role: crate::config::Role| NodeStatus {
         name: name.into(),
         host: "127.0.0.1".into(),
         port,
-        role: Some(role.into()),
-        state: "running".into(),
+        role: Some(role),
+        state: crate::observe::status::NodeState::Running,
         pid: Some(1000 + port as i32),
         timeline: Some(1),
         current_lsn: None,
@@ -58,14 +58,14 @@ pub fn example() -> Snapshot {
         conflicts: Some(Conflicts::default()),
         replication: None,
         pending_restart: Some(vec![]),
-        upstream: (role == "replica").then(|| "pg-1".into()),
+        upstream: (role == crate::config::Role::Replica).then(|| "pg-1".into()),
         standby_slots: None,
         slow_figures_age_seconds: None,
         error: None,
     };
-    let mut p = node("pg-1", 15432, "primary");
+    let mut p = node("pg-1", 15432, crate::config::Role::Primary);
     p.current_lsn = lsn("0/5000060");
-    let mut r1 = node("pg-2", 15433, "replica");
+    let mut r1 = node("pg-2", 15433, crate::config::Role::Replica);
     r1.received_lsn = lsn("0/5000060");
     r1.replayed_lsn = lsn("0/5000060");
     r1.wal_receiver = Some("streaming".into());
@@ -82,7 +82,7 @@ pub fn example() -> Snapshot {
         lag_seconds: Lag { write: Some(0.0), flush: Some(0.0), replay: Some(0.0) },
         ssl: Some(false),
     });
-    let mut r2 = node("pg-3", 15434, "replica");
+    let mut r2 = node("pg-3", 15434, crate::config::Role::Replica);
     r2.received_lsn = lsn("0/5000060");
     r2.replayed_lsn = lsn("0/4000000");
     r2.wal_receiver = Some("streaming".into());

@@ -13,6 +13,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::config::Node;
+use crate::domain::deadline::poll;
 use crate::error::{Error, Result};
 use crate::pg::datadir;
 use crate::pg::process::StopMode;
@@ -47,13 +48,16 @@ pub fn move_lock(ctx: &Ctx) -> Result<MoveLock> {
 /// Take the move lock, waiting up to `timeout` for the one who holds it
 /// (the HA task holds it for a moment on every snapshot).
 pub async fn wait_move_lock(ctx: &Ctx, timeout: Duration) -> Result<MoveLock> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match move_lock(ctx) {
-            Ok(l) => return Ok(l),
-            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
+    // The refusal of the last try is the answer at the deadline.
+    let refused = std::sync::Mutex::new(None);
+    let take =
+        || async { move_lock(ctx).map_err(|e| *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(e)).ok() };
+    match poll(timeout, Duration::from_millis(50), take).await {
+        Ok(lock) => Ok(lock),
+        Err(_) => Err(refused
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|| Error::Refused("another move is in progress".into()))),
     }
 }
 
@@ -136,14 +140,10 @@ impl Control {
         crate::pg::fsutil::write_atomic(&ctx.layout.stop_marker(&node.name), MOVE_MARKER, 0o644)?;
         self.0.stop(node, mode).await;
         let timeout = ctx.cfg.supervisor.stop_timeout + Duration::from_secs(15);
-        let deadline = tokio::time::Instant::now() + timeout;
-        while datadir::running_postmaster(&node.data_dir).is_some() {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout(format!("{} did not stop within {}s", node.name, timeout.as_secs())));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+        let gone = || async { datadir::running_postmaster(&node.data_dir).is_none().then_some(()) };
+        poll(timeout, Duration::from_millis(50), gone)
+            .await
+            .map_err(|_| Error::Timeout(format!("{} did not stop within {}s", node.name, timeout.as_secs())))
     }
 
     /// Let `node` run again and wait until it accepts connections.
@@ -155,22 +155,18 @@ impl Control {
         }
         self.0.start(node);
         let timeout = ctx.cfg.supervisor.start_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        let answers = || async {
             let ready = datadir::read_pid_file(&node.data_dir)
                 .is_some_and(|pf| pf.status.as_deref() == Some("ready") && datadir::pid_alive(pf.pid));
-            if ready && ctx.connect(node).await.is_ok() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout(format!(
-                    "{} did not accept connections within {}s after start; see the supervisor's log ({})",
-                    node.name,
-                    timeout.as_secs(),
-                    ctx.layout.log_file().display()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (ready && ctx.connect(node).await.is_ok()).then_some(())
+        };
+        poll(timeout, Duration::from_millis(50), answers).await.map_err(|_| {
+            Error::Timeout(format!(
+                "{} did not accept connections within {}s after start; see the supervisor's log ({})",
+                node.name,
+                timeout.as_secs(),
+                ctx.layout.log_file().display()
+            ))
+        })
     }
 }

@@ -12,6 +12,7 @@ use tokio::process::Command;
 
 use super::bin::PgBin;
 use super::datadir;
+use crate::domain::deadline::poll;
 use crate::error::{Error, Result};
 use crate::pg::os_user::RunAs;
 
@@ -139,42 +140,29 @@ pub async fn stop_dir(dir: &Path, timeout: Duration) -> Result<bool> {
 
 /// Poll until `pid` no longer exists, up to `timeout`.
 pub async fn wait_pid_gone(pid: i32, timeout: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while datadir::pid_alive(pid) && !datadir::is_zombie(pid) {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    true
+    let gone = || async { (!datadir::pid_alive(pid) || datadir::is_zombie(pid)).then_some(()) };
+    poll(timeout, Duration::from_millis(50), gone).await.is_ok()
 }
 
 /// Wait until `postmaster.pid` in `dir` names `pid` and says `ready`.
 /// `alive` is polled so that a server that dies during start-up is reported
 /// at once rather than at the deadline.
 pub async fn wait_pid_ready(dir: &Path, pid: i32, timeout: Duration, alive: impl Fn() -> bool) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(pf) = datadir::read_pid_file(dir) {
-            if pf.pid == pid && pf.status.as_deref() == Some("ready") {
-                return Ok(());
-            }
+    let state = || async {
+        if datadir::read_pid_file(dir).is_some_and(|pf| pf.pid == pid && pf.status.as_deref() == Some("ready")) {
+            return Some(Ok(()));
         }
-        if !alive() {
-            return Err(Error::Other(format!(
-                "postgres in {} exited during start-up; see its log lines above",
-                dir.display()
-            )));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(Error::Timeout(format!(
-                "postgres in {} was not ready after {}s; see its log lines above, or raise [supervisor] start_timeout",
-                dir.display(),
-                timeout.as_secs()
-            )));
-        }
-        // A start takes 100-300 ms: a fine poll is part of `up`'s speed,
-        // and reading postmaster.pid costs next to nothing.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        (!alive()).then(|| {
+            Err(Error::Other(format!("postgres in {} exited during start-up; see its log lines above", dir.display())))
+        })
+    };
+    // A start takes 100-300 ms: a fine poll is part of `up`'s speed, and
+    // reading postmaster.pid costs next to nothing.
+    poll(timeout, Duration::from_millis(10), state).await.unwrap_or_else(|_| {
+        Err(Error::Timeout(format!(
+            "postgres in {} was not ready after {}s; see its log lines above, or raise [supervisor] start_timeout",
+            dir.display(),
+            timeout.as_secs()
+        )))
+    })
 }

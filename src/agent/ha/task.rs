@@ -181,7 +181,9 @@ async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move
             .collect(),
         archive: ctx.cfg.archive.is_some(),
         paused: state.paused.clone(),
-        primary_in_recovery: seen.is_some_and(|n| n.state == "running" && n.role.as_deref() == Some("replica")),
+        primary_in_recovery: seen.is_some_and(|n| {
+            n.state == crate::observe::status::NodeState::Running && n.role == Some(crate::config::Role::Replica)
+        }),
         others_writable: nodes
             .iter()
             .filter(|n| n.name != primary && n.is_writable_primary())
@@ -189,12 +191,20 @@ async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move
             .collect(),
         misfollowing: nodes
             .iter()
-            .filter(|n| n.name != primary && n.state == "running" && n.role.as_deref() == Some("replica"))
+            .filter(|n| {
+                n.name != primary
+                    && n.state == crate::observe::status::NodeState::Running
+                    && n.role == Some(crate::config::Role::Replica)
+            })
             .filter_map(|n| Some((n.name.clone(), n.upstream.clone().filter(|u| *u != primary)?)))
             .collect(),
         interrupted: nodes
             .iter()
-            .filter(|n| n.state == "stopped" && !held(&n.name) && crate::ops::control::stopped_by_move(ctx, &n.name))
+            .filter(|n| {
+                n.state == crate::observe::status::NodeState::Stopped
+                    && !held(&n.name)
+                    && crate::ops::control::stopped_by_move(ctx, &n.name)
+            })
             .map(|n| n.name.clone())
             .collect(),
         no_data: ctx
@@ -210,7 +220,11 @@ async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move
             .collect(),
         stale_slots: nodes
             .iter()
-            .filter(|n| n.name != primary && n.state == "running" && n.role.as_deref() == Some("replica"))
+            .filter(|n| {
+                n.name != primary
+                    && n.state == crate::observe::status::NodeState::Running
+                    && n.role == Some(crate::config::Role::Replica)
+            })
             .filter(|n| n.standby_slots.as_ref().is_some_and(|s| s.iter().any(|s| ours(ctx, s))))
             .map(|n| n.name.clone())
             .collect(),

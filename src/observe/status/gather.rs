@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 use super::{lag, ArchiveStatus, ClusterStatus, Conflicts, Lag, NodeStatus, Replication, SlotStatus};
-use crate::config::Node;
+use crate::config::{Node, Role};
 use crate::domain::lsn::Lsn;
 use crate::domain::time::{now_unix, rfc3339};
 use crate::error::{Error, Result};
@@ -250,7 +250,7 @@ fn empty(node: &Node) -> NodeStatus {
         host: node.host.clone(),
         port: node.port,
         role: None,
-        state: "unreachable".into(),
+        state: crate::observe::status::NodeState::Unreachable,
         pid: None,
         timeline: None,
         current_lsn: None,
@@ -299,7 +299,7 @@ async fn one(
             // on a server that does not answer, so it goes too.
             *conn.lock().await = None;
             let mut st = empty(&node);
-            st.state = "unresponsive".into();
+            st.state = crate::observe::status::NodeState::Unresponsive;
             st.pid = datadir::running_postmaster(&node.data_dir).map(|pf| pf.pid);
             st.error = Some(format!(
                 "did not answer within {}s: the server is frozen, hung or overloaded",
@@ -331,7 +331,7 @@ async fn probe(
         // This host's node with no data: say so, rather than "error
         // connecting to server" from a TCP attempt.
         let staging = datadir::staging_path(&node.data_dir, "clone");
-        st.state = "stopped".into();
+        st.state = crate::observe::status::NodeState::Stopped;
         st.error = Some(if staging.exists() {
             format!("no data dir yet: being cloned into {}", staging.display())
         } else {
@@ -347,7 +347,7 @@ async fn probe(
     if local {
         match datadir::running_postmaster(&node.data_dir) {
             None => {
-                st.state = "stopped".into();
+                st.state = crate::observe::status::NodeState::Stopped;
                 *guard = None;
                 return (st, None);
             }
@@ -375,8 +375,8 @@ async fn probe(
     let Some(conn) = guard.as_mut() else { return (st, None) };
     match query(conn).await {
         Ok(raw) => {
-            st.state = "running".into();
-            st.role = Some(if raw.standby { "replica" } else { "primary" }.into());
+            st.state = crate::observe::status::NodeState::Running;
+            st.role = Some(if raw.standby { Role::Replica } else { Role::Primary });
             st.timeline = raw.timeline;
             st.current_lsn = raw.current;
             st.received_lsn = raw.received;

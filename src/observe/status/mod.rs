@@ -13,6 +13,7 @@ pub mod table;
 
 use serde::Serialize;
 
+use crate::config::Role;
 use crate::domain::lsn::Lsn;
 
 /// The whole cluster at one moment.
@@ -69,10 +70,8 @@ pub struct NodeStatus {
     pub host: String,
     pub port: u16,
     /// `primary` or `replica` as observed (`pg_is_in_recovery`), or null if unknown.
-    pub role: Option<String>,
-    /// `running`, `stopped` (local, no postmaster or no data dir), `unreachable`
-    /// or `unresponsive` (no answer within the probe deadline).
-    pub state: String,
+    pub role: Option<Role>,
+    pub state: NodeState,
     pub pid: Option<i32>,
     pub timeline: Option<i32>,
     pub current_lsn: Option<Lsn>,
@@ -112,6 +111,31 @@ pub struct Conflicts {
     pub bufferpin: i64,
     pub deadlock: i64,
     pub total: i64,
+}
+
+/// A node's process as observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// It answered SQL.
+    Running,
+    /// Local, with no postmaster or no data dir.
+    Stopped,
+    /// Not local, and it could not be reached.
+    Unreachable,
+    /// No answer within the probe deadline (frozen, or overloaded).
+    Unresponsive,
+}
+
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeState::Running => "running",
+            NodeState::Stopped => "stopped",
+            NodeState::Unreachable => "unreachable",
+            NodeState::Unresponsive => "unresponsive",
+        })
+    }
 }
 
 /// One `pg_stat_replication` row, with lag computed.
@@ -155,14 +179,14 @@ pub struct SlotStatus {
 impl NodeStatus {
     /// True when this node is a running, writable primary.
     pub fn is_writable_primary(&self) -> bool {
-        self.state == "running" && self.role.as_deref() == Some("primary")
+        self.state == crate::observe::status::NodeState::Running && self.role == Some(crate::config::Role::Primary)
     }
 
     /// True when the node is a replica that streams: by the primary's view,
     /// or (primary unreachable) by its own WAL receiver.
     pub fn is_streaming_replica(&self) -> bool {
-        self.state == "running"
-            && self.role.as_deref() == Some("replica")
+        self.state == crate::observe::status::NodeState::Running
+            && self.role == Some(crate::config::Role::Replica)
             && match &self.replication {
                 Some(r) => r.state.as_deref() == Some("streaming"),
                 None => self.wal_receiver.as_deref() == Some("streaming"),

@@ -54,14 +54,14 @@ pub fn render(s: &ClusterStatus, h: &Report, wide: bool) -> String {
     for n in &s.nodes {
         let r = n.replication.as_ref();
         let health = h.node(&n.name).map_or(Level::Healthy, |x| x.level);
-        let role = n.role.clone().unwrap_or_else(|| "unknown".into());
+        let role = n.role.map_or("unknown".to_string(), |r| r.to_string());
         let lag = r.map_or("-".into(), lag);
         let upstream = opt(&n.upstream);
         let row = if wide {
             vec![
                 n.name.clone(),
                 role,
-                n.state.clone(),
+                n.state.to_string(),
                 format!("{health:?}").to_lowercase(),
                 opt(&n.pid),
                 n.port.to_string(),
@@ -84,7 +84,7 @@ pub fn render(s: &ClusterStatus, h: &Report, wide: bool) -> String {
             vec![
                 n.name.clone(),
                 role,
-                n.state.clone(),
+                n.state.to_string(),
                 format!("{health:?}").to_lowercase(),
                 opt(&n.timeline),
                 opt(&lsn),

@@ -36,13 +36,15 @@ pub struct Candidate {
 impl Candidate {
     /// From a status row: running replicas only.
     pub fn from_status(cfg: &crate::config::Config, n: &NodeStatus) -> Option<Candidate> {
-        (n.state == "running" && n.role.as_deref() == Some("replica")).then(|| Candidate {
-            name: n.name.clone(),
-            timeline: n.timeline,
-            received: n.received_lsn.or(n.replayed_lsn),
-            replayed: n.replayed_lsn,
-            priority: cfg.node(&n.name).map_or(1, |c| c.failover_priority),
-        })
+        (n.state == crate::observe::status::NodeState::Running && n.role == Some(crate::config::Role::Replica)).then(
+            || Candidate {
+                name: n.name.clone(),
+                timeline: n.timeline,
+                received: n.received_lsn.or(n.replayed_lsn),
+                replayed: n.replayed_lsn,
+                priority: cfg.node(&n.name).map_or(1, |c| c.failover_priority),
+            },
+        )
     }
 }
 

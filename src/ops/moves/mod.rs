@@ -45,16 +45,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(Error::Timeout(format!("{what} did not happen within {}s", timeout.as_secs())));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::domain::deadline::poll(timeout, Duration::from_millis(50), &mut f)
+        .await
+        .map_err(|_| Error::Timeout(format!("{what} did not happen within {}s", timeout.as_secs())))
 }
 
 /// One value from a node, or None if it cannot be asked.

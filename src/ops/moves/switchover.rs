@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn refuses_a_stopped_target() {
         let mut s = example().status;
-        s.nodes[1].state = "stopped".into();
+        s.nodes[1].state = crate::observe::status::NodeState::Stopped;
         let e = choose_target(&s, "pg-1", Some("pg-2"), ByteSize(1 << 20), &|_| 1).unwrap_err();
         assert!(e.starts_with("pg-2 is not a streaming replica (state: stopped)"), "{e}");
     }
