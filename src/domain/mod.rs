@@ -2,6 +2,7 @@
 //! from the rest of pgrepl: WAL positions, sizes and durations.
 
 pub mod deadline;
+pub mod election;
 pub mod guc;
 pub mod lsn;
 pub mod modes;

@@ -4,13 +4,14 @@
 //! monitor's snapshot and the leader lease ([`crate::store::dcs`]), logs the
 //! sentence when it changes, shows it in `status`, and carries the action out.
 
+pub mod member;
 pub mod pause;
 pub mod task;
 
 use std::time::Duration;
 
+use crate::domain::election::{choose, Candidate};
 pub use crate::domain::modes::FailoverMode as Mode;
-use crate::ops::moves::failover::{choose, Candidate};
 
 /// Everything the decision looks at.
 #[derive(Debug, Clone)]

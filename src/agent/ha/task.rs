@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use super::{decide, Action, Facts};
 use crate::agent::supervise::Supervisor;
+use crate::domain::election::Candidate;
 use crate::observe::snapshot::{Latest, Snapshot};
 use crate::ops::control::{move_lock, Control};
-use crate::ops::moves::failover::Candidate;
 use crate::output::Output;
 use crate::store::ctx::Ctx;
 use crate::store::dcs::Dcs;

@@ -58,7 +58,7 @@ pub fn choose_target<'a>(
             .ok_or_else(|| "no streaming replica with failover_priority above 0 to switch over to".to_string())?,
     };
     if priority(&target.name) == 0 {
-        return Err(super::failover::never_promoted(&target.name));
+        return Err(crate::domain::election::never_promoted(&target.name));
     }
     if target.name == old {
         return Err(format!("{old} is already the primary"));
