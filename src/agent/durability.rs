@@ -80,7 +80,7 @@ pub fn spawn(ctx: Arc<Ctx>, mut latest: Latest, out: Output) {
         while latest.changed().await.is_ok() {
             let Some(snap) = latest.borrow_and_update().clone() else { continue };
             // No record, no change: the HA task reports an unreadable one.
-            let Ok(primary) = ctx.primary().cloned() else { continue };
+            let Ok(primary) = crate::store::view::ClusterView::read(&ctx).map(|v| v.primary) else { continue };
             if !snap.status.nodes.iter().any(|n| n.name == primary.name && n.is_writable_primary()) {
                 continue;
             }

@@ -87,7 +87,7 @@ pub async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
     }
     // Anything still running (no supervisor, or left behind): stop it here,
     // replicas first so they do not spin reconnecting to a vanished primary.
-    let primary = ctx.current_primary().name.clone();
+    let primary = crate::store::view::ClusterView::read_for_display(ctx).primary.name;
     let (prim, reps): (Vec<&Node>, Vec<&Node>) = nodes.iter().partition(|n| n.name == primary);
     for group in [reps, prim] {
         let mut set = tokio::task::JoinSet::new();

@@ -18,7 +18,8 @@ use crate::store::state::State;
 /// The local nodes with a running postmaster, primary first.
 fn running_nodes(ctx: &Ctx) -> Vec<Node> {
     let local = crate::store::local::local_addresses();
-    let primary = ctx.current_primary().name.clone();
+    // Only the order: primary first.
+    let primary = crate::store::view::ClusterView::read_for_display(ctx).primary.name;
     let mut nodes: Vec<Node> = ctx
         .cfg
         .nodes
@@ -104,13 +105,13 @@ pub async fn reload(ctx: &Ctx, dry_run: bool, out: &Output) -> Result<()> {
         )));
     }
     if dry_run {
-        let primary = ctx.primary()?.clone();
+        let primary = crate::store::view::ClusterView::read(ctx)?.primary;
         return crate::ops::reload_plan::dry_run(ctx, &nodes, &primary, out).await;
     }
     // A move rewrites the same files; never interleave with one.
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
     let state = State::load(&ctx.layout.state_file())?;
-    let primary = ctx.primary()?.clone();
+    let primary = crate::store::view::ClusterView::read(ctx)?.primary;
     // A [[role]] naming a role that does not exist is refused before any file changes.
     if nodes.iter().any(|n| n.name == primary.name) {
         crate::ops::bootstrap::check_roles(ctx, &ctx.connect(&primary).await?).await?;
@@ -180,7 +181,7 @@ async fn lowered_on(ctx: &Ctx, primary: &Node) -> Result<Vec<String>> {
 /// high as the primary's: then the primary goes first.
 pub async fn restart(ctx: &Ctx, names: &[String], out: &Output) -> Result<()> {
     let control = Control::find(ctx)?;
-    let primary = ctx.primary()?.clone();
+    let primary = crate::store::view::ClusterView::read(ctx)?.primary;
     let mut nodes = if names.is_empty() {
         running_nodes(ctx)
     } else {

@@ -16,13 +16,20 @@ pub(crate) fn print(ctx: &Ctx, selected: &[Node], out: &Output, took: Duration) 
     }
     let w = ctx.cfg.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
     out.info(format!("  {:<w$}  {:<7}  {:<15}  {:<5}  DATA", "NODE", "ROLE", "HOST", "PORT"));
+    let view = crate::store::view::ClusterView::read_for_display(ctx);
     for n in &ctx.cfg.nodes {
         let here = if selected.iter().any(|s| s.name == n.name) {
             n.data_dir.display().to_string()
         } else {
             "(other host)".to_string()
         };
-        out.info(format!("  {:<w$}  {:<7}  {:<15}  {:<5}  {here}", n.name, ctx.role_of(n).to_string(), n.host, n.port));
+        out.info(format!(
+            "  {:<w$}  {:<7}  {:<15}  {:<5}  {here}",
+            n.name,
+            view.role_of(n).to_string(),
+            n.host,
+            n.port
+        ));
     }
     out.info(format!("  sockets: {} (superuser `{}`, peer auth)", ctx.layout.socket_dir().display(), ctx.runas.name));
     match ctx.cfg.databases.iter().find(|d| d.owner_password.is_some()) {

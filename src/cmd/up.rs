@@ -104,7 +104,7 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     let (timings, failed) = match result {
         Ok(t) => t,
         Err(e) => {
-            sup.shutdown(&ctx.current_primary().name, StopMode::Fast).await;
+            sup.shutdown(&crate::store::view::ClusterView::read_for_display(&ctx).primary.name, StopMode::Fast).await;
             return Err(e);
         }
     };
@@ -134,7 +134,7 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
         )));
         crate::agent::ha::task::spawn(ctx.clone(), sup.clone(), latest.clone(), dcs, out.clone());
     }
-    if selected.iter().any(|n| n.name == ctx.current_primary().name) {
+    if selected.iter().any(|n| n.name == crate::store::view::ClusterView::read_for_display(&ctx).primary.name) {
         crate::agent::durability::spawn(ctx.clone(), latest, out.clone());
     }
     // `up --detach` reads this: the pid, then an exit code and message when
@@ -160,7 +160,7 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
         return Ok(());
     }
     out.info("shutting down: replicas first, then the primary (fast mode)");
-    sup.shutdown(&ctx.current_primary().name, StopMode::Fast).await;
+    sup.shutdown(&crate::store::view::ClusterView::read_for_display(&ctx).primary.name, StopMode::Fast).await;
     out.info("all nodes stopped");
     match failure {
         // The foreground `up` reports its partial start as its exit status.
@@ -212,7 +212,7 @@ type Timings = Vec<(&'static str, f64)>;
 /// whole `up`'s), then the replicas in parallel, whose failures are
 /// returned beside the timings so the rest of the cluster keeps running.
 async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Result<(Timings, Vec<Error>)> {
-    let primary = ctx.current_primary().clone();
+    let primary = crate::store::view::ClusterView::read(ctx)?.primary;
     let mut plans = plans.to_vec();
     let total = plans.len();
     let mut timings = Timings::new();

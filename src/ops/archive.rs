@@ -148,7 +148,7 @@ pub async fn cleanup_cluster(ctx: &crate::store::ctx::Ctx, out: &crate::output::
             ctx.cfg.path.display()
         )));
     };
-    let primary = ctx.current_primary().clone();
+    let primary = crate::store::view::ClusterView::read(ctx)?.primary;
     let c = ctx.connect(&primary).await?;
     let row = c
         .query_one(

@@ -17,6 +17,8 @@ use crate::store::ctx::Ctx;
 /// `needs_reclone`, `pause`, `resume`.
 pub async fn fire(ctx: &Ctx, event: &str, node: &str, message: &str, out: &Output) {
     let Some(h) = &ctx.cfg.hooks else { return };
+    // Empty when the record cannot be read: the hook is told, not misled.
+    let primary = crate::store::view::ClusterView::read(ctx).map(|v| v.primary.name).unwrap_or_default();
     let mut cmd = tokio::process::Command::new(&h.on_event);
     cmd.arg(event)
         .arg(node)
@@ -24,7 +26,7 @@ pub async fn fire(ctx: &Ctx, event: &str, node: &str, message: &str, out: &Outpu
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .env("PGREPL_EVENT", event)
         .env("PGREPL_NODE", node)
-        .env("PGREPL_PRIMARY", ctx.current_primary().name.as_str())
+        .env("PGREPL_PRIMARY", primary.as_str())
         .env("PGREPL_CLUSTER", ctx.cfg.cluster_name.as_str())
         .env("PGREPL_MESSAGE", message)
         .stdin(Stdio::null())

@@ -37,7 +37,7 @@ pub async fn plan(ctx: &Ctx, selected: &[Node], reclone: &[String]) -> Result<Ve
     ctx.runas.check_reachable(&ctx.cfg.data_root)?;
     check_socket_path(ctx)?;
     let state = State::load(&ctx.layout.state_file())?;
-    let primary = ctx.current_primary().clone();
+    let primary = crate::store::view::ClusterView::of(&ctx.cfg, &state)?.primary;
     for name in reclone {
         let n = ctx.cfg.node(name)?;
         if n.name == primary.name {
@@ -87,8 +87,8 @@ pub async fn problems(ctx: &Ctx) -> Vec<String> {
             return out;
         }
     };
-    let primary = match ctx.primary() {
-        Ok(p) => p.clone(),
+    let primary = match crate::store::view::ClusterView::read(ctx) {
+        Ok(v) => v.primary,
         Err(e) => {
             out.push(format!("{file}: {e}"));
             return out;

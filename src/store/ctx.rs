@@ -7,12 +7,11 @@ use std::sync::{Arc, OnceLock};
 use tokio_postgres::Client;
 
 use crate::config::layout::Layout;
-use crate::config::{Config, Node, Role};
+use crate::config::{Config, Node};
 use crate::error::{Error, Result};
 use crate::pg::bin::{self, PgBin};
 use crate::pg::os_user::RunAs;
 use crate::pg::sql;
-use crate::store::state::State;
 
 /// The most a connection may take, socket connect and startup together.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -52,37 +51,6 @@ impl Ctx {
         }
         let found = bin::find(self.cfg.postgres_bin.as_deref())?;
         Ok(self.bin.get_or_init(|| found))
-    }
-
-    /// The node that is primary now, by the cluster's record (the bootstrap
-    /// primary before one is recorded). An unreadable record, or one naming
-    /// a node the config lacks, is an error: a move must not guess.
-    pub fn primary(&self) -> Result<&Node> {
-        match State::load(&self.layout.state_file())?.primary {
-            None => Ok(self.cfg.bootstrap_primary()),
-            Some(p) => self.cfg.nodes.iter().find(|n| n.name == p).ok_or_else(|| {
-                Error::Refused(format!(
-                    "the recorded primary {p} is not in {}; put it back, or restore the state file",
-                    self.cfg.path.display()
-                ))
-            }),
-        }
-    }
-
-    /// [`Ctx::primary`] for what only shows or orders things (a summary, the
-    /// shutdown order): on an unreadable record, the bootstrap primary.
-    /// Nothing that changes a role calls this.
-    pub fn current_primary(&self) -> &Node {
-        self.primary().unwrap_or_else(|_| self.cfg.bootstrap_primary())
-    }
-
-    /// The role `node` has now.
-    pub fn role_of(&self, node: &Node) -> Role {
-        if node.name == self.current_primary().name {
-            Role::Primary
-        } else {
-            Role::Replica
-        }
     }
 
     /// Superuser connection over the node's socket. Bounded as a whole: a

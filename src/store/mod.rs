@@ -7,3 +7,4 @@ pub mod dcs;
 pub mod local;
 pub mod lock;
 pub mod state;
+pub mod view;

@@ -70,7 +70,8 @@ pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dc
     let env = Env { ctx: ctx.clone(), sup: sup.clone(), dcs: dcs.clone(), out: out.clone() };
     tokio::spawn(async move {
         let mut mem = Memory {
-            last_writable: (ctx.current_primary().name.clone(), Instant::now()),
+            // Empty: the first cycle sets it to the recorded primary.
+            last_writable: (String::new(), Instant::now()),
             last_reason: String::new(),
             next_rejoin: Instant::now(),
             rejoin_failures: 0,
@@ -241,8 +242,8 @@ async fn act(env: &Env, snap: &Snapshot, action: Action, mem: &mut Memory) {
     let (ctx, sup, dcs, out) = (&env.ctx, &env.sup, env.dcs.as_ref(), &env.out);
     let control = Control::new(std::sync::Arc::new(sup.clone()));
     let ttl = ctx.cfg.failover.primary_start_timeout;
-    let primary = match ctx.primary() {
-        Ok(p) => p.clone(),
+    let primary = match crate::store::view::ClusterView::read(ctx) {
+        Ok(v) => v.primary,
         Err(e) => return out.info(format!("ha: not acting: {e}")),
     };
     let node = |name: &str| ctx.cfg.node(name).cloned();

@@ -442,7 +442,7 @@ impl Gatherer {
             .collect();
         // A monitoring user may not read the data root: then the record is
         // unknown to it (not broken), and the primary is the one observed.
-        let (state, state_error, readable) = match crate::store::state::State::load(&self.ctx.layout.state_file()) {
+        let (state, mut state_error, readable) = match crate::store::state::State::load(&self.ctx.layout.state_file()) {
             Ok(s) => (s, None, true),
             Err(crate::error::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 (crate::store::state::State::default(), None, false)
@@ -452,7 +452,15 @@ impl Gatherer {
         let observed: Vec<&NodeStatus> = nodes.iter().filter(|n| n.is_writable_primary()).collect();
         let primary = match (readable, observed.as_slice()) {
             (false, [one]) => one.name.clone(),
-            _ => self.ctx.current_primary().name.clone(),
+            _ => match crate::store::view::ClusterView::of(&self.ctx.cfg, &state) {
+                Ok(v) => v.primary.name,
+                // A record naming a node the config lacks is reported like
+                // an unreadable one; the rows still need an order.
+                Err(e) => {
+                    state_error.get_or_insert(e.to_string());
+                    self.ctx.cfg.bootstrap_primary().name.clone()
+                }
+            },
         };
         // The supervisor's files mean something only while it runs.
         let supervised = crate::store::lock::holder(&self.ctx.layout).is_some();

@@ -86,7 +86,7 @@ pub async fn run_with(
     known: Option<&crate::observe::status::ClusterStatus>,
     out: &Output,
 ) -> Result<()> {
-    let old = ctx.primary()?.clone();
+    let old = crate::store::view::ClusterView::read(ctx)?.primary;
     let mut steps = Steps::new(out);
     let mut mode = StopMode::Fast;
     if let Some(pf) = datadir::running_postmaster(&old.data_dir) {

@@ -94,7 +94,10 @@ pub fn show(ctx: &Ctx, json: bool) -> Result<()> {
         return Ok(());
     }
     if st.history.is_empty() {
-        println!("no switchover or failover yet; the primary is {}", ctx.current_primary().name);
+        println!(
+            "no switchover or failover yet; the primary is {}",
+            crate::store::view::ClusterView::read(ctx)?.primary.name
+        );
         return Ok(());
     }
     print!("{}", render(&st.history));

@@ -23,7 +23,7 @@ use crate::store::state::State;
 
 fn not_primary<'a>(ctx: &'a Ctx, name: &str, what: &str) -> Result<(&'a Node, Node)> {
     let node = ctx.cfg.node(name)?;
-    let primary = ctx.primary()?.clone();
+    let primary = crate::store::view::ClusterView::read(ctx)?.primary;
     if node.name == primary.name {
         return Err(Error::Refused(format!("{what} refused: {name} is the current primary")));
     }

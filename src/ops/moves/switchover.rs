@@ -81,7 +81,7 @@ pub fn choose_target<'a>(
 
 /// Run a switchover.
 pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
-    let old = ctx.primary()?.clone();
+    let old = crate::store::view::ClusterView::read(ctx)?.primary;
     // A standby that has only just connected has not reported its replay
     // position yet: give it a few seconds before calling its lag unknown.
     let settle = tokio::time::Instant::now() + Duration::from_secs(5);
