@@ -6,13 +6,13 @@
 //! A deliberately small HTTP/1.x server: GET/HEAD/OPTIONS, one request per
 //! connection, `Connection: close`. Health checkers need no more.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::agent::Stop;
 use crate::config::Node;
 use crate::domain::time::now_unix;
 use crate::domain::units::{parse_duration, ByteSize};
@@ -165,26 +165,36 @@ pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f6
     }
 }
 
-/// Bind every node's listener and serve until the process ends.
-pub async fn serve(ctx: Arc<Ctx>, nodes: &[Node], latest: Latest, out: Output) {
+/// Bind every node's listener (saying where, or why not); each one is
+/// served by [`accept`].
+pub async fn bind(ctx: &Ctx, nodes: &[Node], out: &Output) -> Vec<(TcpListener, String)> {
+    let mut bound = Vec::new();
     if !ctx.cfg.api.enabled {
-        return;
+        return bound;
     }
     for node in nodes {
         let addr = (ctx.cfg.api.listen.clone(), node.api_port);
         match TcpListener::bind(addr.clone()).await {
             Ok(l) => {
                 out.info(format!("{}: health API on http://{}:{}/", node.name, addr.0, addr.1));
-                tokio::spawn(accept(l, node.name.clone(), latest.clone(), stale_after(ctx.cfg.monitor.interval)));
+                bound.push((l, node.name.clone()));
             }
             Err(e) => out.info(format!("{}: cannot serve the health API on {}:{}: {e}", node.name, addr.0, addr.1)),
         }
     }
+    bound
 }
 
-async fn accept(l: TcpListener, node: String, latest: Latest, stale: f64) {
+/// Serve one listener until a stop is requested. Each request has 5 s.
+pub async fn accept(l: TcpListener, node: String, latest: Latest, stale: f64, mut stop: Stop) {
     loop {
-        let Ok((s, _)) = l.accept().await else { continue };
+        let s = tokio::select! {
+            r = l.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+            _ = stop.requested() => return,
+        };
         let (node, latest) = (node.clone(), latest.clone());
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), handle(s, &node, &latest, stale)).await;

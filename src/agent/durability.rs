@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use crate::domain::modes::Durability as Mode;
+pub use crate::agent::{next_snapshot, Stop};
+use crate::domain::modes::Durability as Mode;
 use crate::observe::snapshot::Latest;
 use crate::output::Output;
 use crate::store::ctx::Ctx;
@@ -72,88 +73,87 @@ pub fn plan(mode: Mode, sync_count: usize, configured: &[String], streaming: &[S
     }
 }
 
-/// Start the task that keeps `synchronous_standby_names` in line.
-pub fn spawn(ctx: Arc<Ctx>, mut latest: Latest, out: Output) {
-    tokio::spawn(async move {
-        let mut last = String::new();
-        let mut kept: Option<(String, tokio_postgres::Client)> = None;
-        while latest.changed().await.is_ok() {
-            let Some(snap) = latest.borrow_and_update().clone() else { continue };
-            // No record, no change: the HA task reports an unreadable one.
-            let Ok(primary) = crate::store::view::ClusterView::read(&ctx).map(|v| v.primary) else { continue };
-            if !snap.status.nodes.iter().any(|n| n.name == primary.name && n.is_writable_primary()) {
+/// The task that keeps `synchronous_standby_names` in line, until a stop
+/// is requested.
+pub async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop: Stop) {
+    let mut last = String::new();
+    let mut kept: Option<(String, tokio_postgres::Client)> = None;
+    while next_snapshot(&mut latest, &mut stop).await {
+        let Some(snap) = latest.borrow_and_update().clone() else { continue };
+        // No record, no change: the HA task reports an unreadable one.
+        let Ok(primary) = crate::store::view::ClusterView::read(&ctx).map(|v| v.primary) else { continue };
+        if !snap.status.nodes.iter().any(|n| n.name == primary.name && n.is_writable_primary()) {
+            continue;
+        }
+        let configured: Vec<String> =
+            ctx.cfg.nodes.iter().filter(|n| n.name != primary.name).map(|n| n.name.clone()).collect();
+        let streaming: Vec<String> = snap
+            .status
+            .nodes
+            .iter()
+            .filter(|n| n.name != primary.name && n.is_streaming_replica())
+            .map(|n| n.name.clone())
+            .collect();
+        let p = plan(ctx.cfg.replication.durability, ctx.cfg.replication.sync_count, &configured, &streaming);
+        // One kept connection to the primary, not a new backend every
+        // tick (a fork and an authentication each second is most of what
+        // an idle cluster would otherwise spend on being watched).
+        if kept
+            .as_ref()
+            .is_none_or(|(name, c): &(String, tokio_postgres::Client)| *name != primary.name || c.is_closed())
+        {
+            kept = match ctx.connect(&primary).await {
+                Ok(c) => Some((primary.name.clone(), c)),
+                Err(_) => continue,
+            };
+        }
+        let Some((_, c)) = kept.as_ref() else { continue };
+        let current: String = match c.query_one("SHOW synchronous_standby_names", &[]).await {
+            Ok(r) => r.get(0),
+            Err(_) => {
+                kept = None;
                 continue;
             }
-            let configured: Vec<String> =
-                ctx.cfg.nodes.iter().filter(|n| n.name != primary.name).map(|n| n.name.clone()).collect();
-            let streaming: Vec<String> = snap
-                .status
-                .nodes
-                .iter()
-                .filter(|n| n.name != primary.name && n.is_streaming_replica())
-                .map(|n| n.name.clone())
-                .collect();
-            let p = plan(ctx.cfg.replication.durability, ctx.cfg.replication.sync_count, &configured, &streaming);
-            // One kept connection to the primary, not a new backend every
-            // tick (a fork and an authentication each second is most of what
-            // an idle cluster would otherwise spend on being watched).
-            if kept
-                .as_ref()
-                .is_none_or(|(name, c): &(String, tokio_postgres::Client)| *name != primary.name || c.is_closed())
-            {
-                kept = match ctx.connect(&primary).await {
-                    Ok(c) => Some((primary.name.clone(), c)),
-                    Err(_) => continue,
-                };
-            }
-            let Some((_, c)) = kept.as_ref() else { continue };
-            let current: String = match c.query_one("SHOW synchronous_standby_names", &[]).await {
-                Ok(r) => r.get(0),
-                Err(_) => {
-                    kept = None;
-                    continue;
-                }
-            };
-            if current != p.names {
-                let sql = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(&p.names));
-                if c.batch_execute(&sql).await.is_ok() && c.batch_execute("SELECT pg_reload_conf()").await.is_ok() {
-                    out.info(format!("durability: synchronous_standby_names = '{}' on {}", p.names, primary.name));
-                }
-            }
-            // Record who may be promoted without losing acknowledged commits.
-            let set: Vec<String> = match (p.mode, p.state) {
-                (Mode::Sync, "ok") => streaming.clone(),
-                (Mode::SyncStrict, _) => configured.clone(),
-                _ => Vec::new(),
-            };
-            // Failover trusts this record: a failure to write it is said
-            // every cycle until it succeeds, never dropped.
-            let path = ctx.layout.state_file();
-            let recorded = match crate::store::state::State::load(&path) {
-                Ok(st) if st.sync_set == set => Ok(()),
-                Ok(_) => crate::store::state::State::update(&path, |st| st.sync_set = set),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = recorded {
-                out.info(format!(
-                    "durability: cannot record which standbys are synchronous ({e}); failover in the sync modes cannot tell which standby holds every commit until it is"
-                ));
-                last.clear();
-                continue;
-            }
-            if p.message != last {
-                out.info(format!("durability: {}", p.message));
-                let text = serde_json::to_string(&p).map_err(|e| e.to_string());
-                match text.and_then(|t| {
-                    crate::pg::fsutil::write_atomic(&ctx.layout.durability_file(), t.as_bytes(), 0o644)
-                        .map_err(|e| e.to_string())
-                }) {
-                    Ok(()) => last = p.message.clone(),
-                    Err(e) => out.info(format!("durability: cannot publish the plan for `status`: {e}")),
-                }
+        };
+        if current != p.names {
+            let sql = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(&p.names));
+            if c.batch_execute(&sql).await.is_ok() && c.batch_execute("SELECT pg_reload_conf()").await.is_ok() {
+                out.info(format!("durability: synchronous_standby_names = '{}' on {}", p.names, primary.name));
             }
         }
-    });
+        // Record who may be promoted without losing acknowledged commits.
+        let set: Vec<String> = match (p.mode, p.state) {
+            (Mode::Sync, "ok") => streaming.clone(),
+            (Mode::SyncStrict, _) => configured.clone(),
+            _ => Vec::new(),
+        };
+        // Failover trusts this record: a failure to write it is said
+        // every cycle until it succeeds, never dropped.
+        let path = ctx.layout.state_file();
+        let recorded = match crate::store::state::State::load(&path) {
+            Ok(st) if st.sync_set == set => Ok(()),
+            Ok(_) => crate::store::state::State::update(&path, |st| st.sync_set = set),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            out.info(format!(
+                "durability: cannot record which standbys are synchronous ({e}); failover in the sync modes cannot tell which standby holds every commit until it is"
+            ));
+            last.clear();
+            continue;
+        }
+        if p.message != last {
+            out.info(format!("durability: {}", p.message));
+            let text = serde_json::to_string(&p).map_err(|e| e.to_string());
+            match text.and_then(|t| {
+                crate::pg::fsutil::write_atomic(&ctx.layout.durability_file(), t.as_bytes(), 0o644)
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(()) => last = p.message.clone(),
+                Err(e) => out.info(format!("durability: cannot publish the plan for `status`: {e}")),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

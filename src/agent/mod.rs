@@ -1,8 +1,127 @@
-//! The long-running side of pgrepl: process supervision, the HA loop, the
-//! durability task and the HTTP API.
+//! The long-running side of pgrepl: the [`Agent`] runs this host's nodes
+//! under a supervisor, with the tasks that watch and keep them (monitor,
+//! health API, HA, durability). It owns every task it starts and stops
+//! them in order: tasks first (each finishes what it is doing), then the
+//! nodes, replicas before the primary.
 
 pub mod api;
 pub mod durability;
 pub mod ha;
 pub mod monitor;
 pub mod supervise;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Node;
+use crate::observe::snapshot::Latest;
+use crate::output::Output;
+use crate::pg::process::StopMode;
+use crate::store::ctx::Ctx;
+use crate::store::dcs::{InProcess, SystemClock};
+use crate::store::view::ClusterView;
+use supervise::Supervisor;
+
+/// Tells the agent's tasks to finish. Each sees it between cycles, so an
+/// action under way (a failover, say) completes first.
+#[derive(Clone)]
+pub struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// Resolves once a stop is requested.
+    pub async fn requested(&mut self) {
+        // An error means the agent is gone: that is a stop too.
+        let _ = self.0.wait_for(|s| *s).await;
+    }
+}
+
+/// Wait for the monitor's next snapshot: false once a stop is requested
+/// or the monitor has ended.
+pub async fn next_snapshot(latest: &mut Latest, stop: &mut Stop) -> bool {
+    tokio::select! {
+        r = latest.changed() => r.is_ok(),
+        _ = stop.requested() => false,
+    }
+}
+
+/// This host's nodes and the tasks around them.
+pub struct Agent {
+    ctx: Arc<Ctx>,
+    sup: Supervisor,
+    out: Output,
+    tasks: JoinSet<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl Agent {
+    /// A supervisor for `nodes` (nothing starts yet).
+    pub fn new(ctx: Arc<Ctx>, nodes: &[Node], out: Output) -> Agent {
+        let sup = Supervisor::new(ctx.clone(), nodes, out.clone());
+        Agent { ctx, sup, out, tasks: JoinSet::new(), stop: watch::channel(false).0 }
+    }
+
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.sup
+    }
+
+    fn stop_signal(&self) -> Stop {
+        Stop(self.stop.subscribe())
+    }
+
+    /// Start watching `nodes` once they are up: the monitor and the health
+    /// API always; the HA task when this agent runs every node of the
+    /// cluster (one decider that sees them all; multi-host HA needs etcd);
+    /// the durability task when it runs the primary.
+    pub async fn watch(&mut self, nodes: &[Node]) {
+        let ctx = self.ctx.clone();
+        let (tx, latest) = watch::channel(None);
+        self.tasks.spawn(monitor::run(ctx.clone(), self.sup.clone(), tx, self.stop_signal()));
+        let stale = api::stale_after(ctx.cfg.monitor.interval);
+        for (listener, name) in api::bind(&ctx, nodes, &self.out).await {
+            self.tasks.spawn(api::accept(listener, name, latest.clone(), stale, self.stop_signal()));
+        }
+        if nodes.len() == ctx.cfg.nodes.len() && ctx.cfg.nodes.len() > 1 {
+            let dcs = Arc::new(InProcess::new(Arc::new(SystemClock::default())));
+            let (sup, out) = (self.sup.clone(), self.out.clone());
+            self.tasks.spawn(ha::task::run(ctx.clone(), sup, latest.clone(), dcs, out, self.stop_signal()));
+        }
+        if nodes.iter().any(|n| n.name == ClusterView::read_for_display(&ctx).primary.name) {
+            self.tasks.spawn(durability::run(ctx.clone(), latest, self.out.clone(), self.stop_signal()));
+        }
+    }
+
+    /// Stop the tasks and wait for them, then stop the nodes (fast mode,
+    /// replicas first). With `leave_running` the nodes are let go instead:
+    /// each node task ends when the supervisor is dropped, and only an
+    /// explicit stop ever stops a postmaster.
+    pub async fn stop(mut self, leave_running: bool) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        if !leave_running {
+            self.sup.shutdown(&ClusterView::read_for_display(&self.ctx).primary.name, StopMode::Fast).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_waiting_for_a_snapshot_ends_when_a_stop_is_requested() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let (tx, mut latest) = watch::channel(None);
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let mut stop = Stop(stop_rx);
+            tx.send(None).unwrap();
+            assert!(next_snapshot(&mut latest, &mut stop).await, "a new snapshot wakes the task");
+            stop_tx.send(true).unwrap();
+            assert!(!next_snapshot(&mut latest, &mut stop).await, "a stop ends its loop");
+            // A stop that was requested before the task looked still counts.
+            assert!(!next_snapshot(&mut latest, &mut stop).await);
+        });
+    }
+}

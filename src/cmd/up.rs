@@ -10,6 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 
 use crate::agent::supervise::Supervisor;
+use crate::agent::Agent;
 use crate::config::{Node, Role};
 use crate::error::{Error, Result};
 use crate::ops::configure::{write_client_files, write_node_files};
@@ -91,7 +92,8 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     if let Ok(text) = std::fs::read(&ctx.cfg.path) {
         crate::pg::fsutil::write_atomic(&ctx.layout.supervisor_config(), &text, 0o600)?;
     }
-    let sup = Supervisor::new(ctx.clone(), &selected, out.clone());
+    let mut agent = Agent::new(ctx.clone(), &selected, out.clone());
+    let sup = agent.supervisor().clone();
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Other(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Other(e.to_string()))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::Other(e.to_string()))?;
@@ -104,7 +106,7 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     let (timings, failed) = match result {
         Ok(t) => t,
         Err(e) => {
-            sup.shutdown(&crate::store::view::ClusterView::read_for_display(&ctx).primary.name, StopMode::Fast).await;
+            agent.stop(false).await;
             return Err(e);
         }
     };
@@ -124,26 +126,17 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
             ),
         )
     });
-    let latest = crate::agent::monitor::spawn(ctx.clone(), sup.clone());
-    crate::agent::api::serve(ctx.clone(), &selected, latest.clone(), out.clone()).await;
-    // Automatic failover needs one decider that sees every node: only a
-    // supervisor running the whole cluster decides (multi-host HA needs etcd).
-    if selected.len() == ctx.cfg.nodes.len() && ctx.cfg.nodes.len() > 1 {
-        let dcs = std::sync::Arc::new(crate::store::dcs::InProcess::new(std::sync::Arc::new(
-            crate::store::dcs::SystemClock::default(),
-        )));
-        crate::agent::ha::task::spawn(ctx.clone(), sup.clone(), latest.clone(), dcs, out.clone());
-    }
-    if selected.iter().any(|n| n.name == crate::store::view::ClusterView::read_for_display(&ctx).primary.name) {
-        crate::agent::durability::spawn(ctx.clone(), latest, out.clone());
-    }
+    agent.watch(&selected).await;
     // `up --detach` reads this: the pid, then an exit code and message when
     // part of the cluster could not be brought up.
     let ready = match &failure {
         None => std::process::id().to_string(),
         Some((code, msg)) => format!("{}\n{code}\n{msg}", std::process::id()),
     };
-    crate::pg::fsutil::write_atomic(&ctx.layout.ready_file(), ready.as_bytes(), 0o644)?;
+    if let Err(e) = crate::pg::fsutil::write_atomic(&ctx.layout.ready_file(), ready.as_bytes(), 0o644) {
+        agent.stop(false).await;
+        return Err(e);
+    }
     if let Some((_, msg)) = &failure {
         out.info(format!("error: {msg}"));
     }
@@ -156,11 +149,12 @@ pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     }
     let _ = std::fs::remove_file(ctx.layout.ready_file());
     if std::fs::remove_file(ctx.layout.leave_running_marker()).is_ok() {
+        agent.stop(true).await;
         out.info("exiting at `pgrepl down --leave-running`: PostgreSQL keeps running, unsupervised, until `pgrepl up`");
         return Ok(());
     }
     out.info("shutting down: replicas first, then the primary (fast mode)");
-    sup.shutdown(&crate::store::view::ClusterView::read_for_display(&ctx).primary.name, StopMode::Fast).await;
+    agent.stop(false).await;
     out.info("all nodes stopped");
     match failure {
         // The foreground `up` reports its partial start as its exit status.

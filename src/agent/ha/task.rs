@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::{decide, Action, Facts};
 use crate::agent::supervise::Supervisor;
+use crate::agent::{next_snapshot, Stop};
 use crate::domain::election::Candidate;
 use crate::observe::snapshot::{Latest, Snapshot};
 use crate::ops::control::{move_lock, Control};
@@ -65,41 +66,40 @@ struct Env {
     out: Output,
 }
 
-/// Start the HA task.
-pub fn spawn(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dcs>, out: Output) {
+/// The HA task, until a stop is requested: an action under way completes
+/// first (a stop is only seen between cycles).
+pub async fn run(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dcs>, out: Output, mut stop: Stop) {
     let env = Env { ctx: ctx.clone(), sup: sup.clone(), dcs: dcs.clone(), out: out.clone() };
-    tokio::spawn(async move {
-        let mut mem = Memory {
-            // Empty: the first cycle sets it to the recorded primary.
-            last_writable: (String::new(), Instant::now()),
-            last_reason: String::new(),
-            next_rejoin: Instant::now(),
-            rejoin_failures: 0,
-            recloned_at: HashMap::new(),
-            clone_tried: HashMap::new(),
-            acted_at: 0.0,
-        };
-        while latest.changed().await.is_ok() {
-            let Some(snap) = latest.borrow_and_update().clone() else { continue };
-            if snap.taken_unix <= mem.acted_at {
-                continue;
-            }
-            let lock = move_lock(&ctx);
-            let (action, reason) = match State::load(&ctx.layout.state_file()) {
-                Ok(state) => {
-                    let facts = facts(&env, &snap, &state, &mut mem, lock.is_err()).await;
-                    decide(&facts)
-                }
-                Err(e) => (Action::Nothing, format!("no automatic action while the state cannot be read: {e}")),
-            };
-            say(&ctx, &mut mem, &reason, &out);
-            if !matches!(action, Action::Nothing | Action::WaitForRestart) {
-                act(&env, &snap, action, &mut mem).await;
-                mem.acted_at = crate::domain::time::now_unix();
-            }
-            drop(lock);
+    let mut mem = Memory {
+        // Empty: the first cycle sets it to the recorded primary.
+        last_writable: (String::new(), Instant::now()),
+        last_reason: String::new(),
+        next_rejoin: Instant::now(),
+        rejoin_failures: 0,
+        recloned_at: HashMap::new(),
+        clone_tried: HashMap::new(),
+        acted_at: 0.0,
+    };
+    while next_snapshot(&mut latest, &mut stop).await {
+        let Some(snap) = latest.borrow_and_update().clone() else { continue };
+        if snap.taken_unix <= mem.acted_at {
+            continue;
         }
-    });
+        let lock = move_lock(&ctx);
+        let (action, reason) = match State::load(&ctx.layout.state_file()) {
+            Ok(state) => {
+                let facts = facts(&env, &snap, &state, &mut mem, lock.is_err()).await;
+                decide(&facts)
+            }
+            Err(e) => (Action::Nothing, format!("no automatic action while the state cannot be read: {e}")),
+        };
+        say(&ctx, &mut mem, &reason, &out);
+        if !matches!(action, Action::Nothing | Action::WaitForRestart) {
+            act(&env, &snap, action, &mut mem).await;
+            mem.acted_at = crate::domain::time::now_unix();
+        }
+        drop(lock);
+    }
 }
 
 /// `status` shows every sentence; the log only a change of gist (sentences

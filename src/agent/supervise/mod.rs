@@ -332,7 +332,9 @@ async fn node_task(t: NodeTask, mut desired: watch::Receiver<Desired>, state: wa
                 backoff = (backoff * 2).min(max_backoff);
             }
             mode = stop_requested(&mut desired) => {
-                let mode = mode.unwrap_or(StopMode::Fast);
+                // None: the supervisor let go of its nodes (`down
+                // --leave-running`); a stop is always asked for explicitly.
+                let Some(mode) = mode else { return };
                 process::signal_stop(pid, mode);
                 let exited = tokio::time::timeout(stop_timeout, proc.wait()).await.is_ok();
                 if !exited {
