@@ -27,10 +27,21 @@ pub struct Plan {
     pub mode: Mode,
     /// The value for `synchronous_standby_names`.
     pub names: String,
-    /// `ok`, `degraded` (sync fell back to async) or `blocked` (commits wait).
-    pub state: &'static str,
+    pub state: PlanState,
     /// The sentence for logs and status.
     pub message: String,
+}
+
+/// How the plan stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanState {
+    /// Commits wait for what the mode asks (or for nothing, in async).
+    Ok,
+    /// `sync` fell back to asynchronous: too few standbys stream.
+    Degraded,
+    /// `sync-strict` with too few standbys: commits wait until one returns.
+    Blocked,
 }
 
 fn quote(n: &str) -> String {
@@ -45,25 +56,25 @@ fn any(n: usize, names: &[String]) -> String {
 pub fn plan(mode: Mode, sync_count: usize, configured: &[String], streaming: &[String]) -> Plan {
     let n = sync_count.max(1);
     match mode {
-        Mode::Async => Plan { mode, names: String::new(), state: "ok", message: "asynchronous replication".into() },
+        Mode::Async => Plan { mode, names: String::new(), state: PlanState::Ok, message: "asynchronous replication".into() },
         Mode::Sync if streaming.len() >= n => Plan {
             mode,
             names: any(n, streaming),
-            state: "ok",
+            state: PlanState::Ok,
             message: format!("synchronous: each commit waits for {n} of {} streaming standbys", streaming.len()),
         },
         Mode::Sync => Plan {
             mode,
             names: String::new(),
-            state: "degraded",
+            state: PlanState::Degraded,
             message: format!(
                 "DEGRADED to asynchronous: {} of {n} synchronous standbys streaming; commits do not wait and a failover now may lose them",
                 streaming.len()
             ),
         },
         Mode::SyncStrict => {
-            let state = if streaming.len() >= n { "ok" } else { "blocked" };
-            let message = if state == "ok" {
+            let state = if streaming.len() >= n { PlanState::Ok } else { PlanState::Blocked };
+            let message = if state == PlanState::Ok {
                 format!("synchronous (strict): each commit waits for {n} of {}", configured.len())
             } else {
                 format!("commits blocked: {} of {n} synchronous standbys streaming (sync-strict never degrades); start a standby to release them", streaming.len())
@@ -123,7 +134,7 @@ pub async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop: Stop)
         }
         // Record who may be promoted without losing acknowledged commits.
         let set: Vec<String> = match (p.mode, p.state) {
-            (Mode::Sync, "ok") => streaming.clone(),
+            (Mode::Sync, PlanState::Ok) => streaming.clone(),
             (Mode::SyncStrict, _) => configured.clone(),
             _ => Vec::new(),
         };
@@ -168,11 +179,11 @@ mod tests {
     fn sync_lists_streaming_standbys_and_degrades_loudly() {
         let p = plan(Mode::Sync, 1, &v(&["pg-2", "pg-3"]), &v(&["pg-2", "pg-3"]));
         assert_eq!(p.names, "ANY 1 (\"pg-2\", \"pg-3\")");
-        assert_eq!(p.state, "ok");
+        assert_eq!(p.state, PlanState::Ok);
         let p = plan(Mode::Sync, 1, &v(&["pg-2", "pg-3"]), &v(&["pg-3"]));
         assert_eq!(p.names, "ANY 1 (\"pg-3\")");
         let p = plan(Mode::Sync, 1, &v(&["pg-2", "pg-3"]), &[]);
-        assert_eq!((p.names.as_str(), p.state), ("", "degraded"));
+        assert_eq!((p.names.as_str(), p.state), ("", PlanState::Degraded));
         assert!(p.message.starts_with("DEGRADED to asynchronous: 0 of 1"), "{}", p.message);
     }
 
@@ -180,7 +191,7 @@ mod tests {
     fn strict_never_degrades_and_says_why_commits_wait() {
         let p = plan(Mode::SyncStrict, 1, &v(&["pg-2"]), &[]);
         assert_eq!(p.names, "ANY 1 (\"pg-2\")");
-        assert_eq!(p.state, "blocked");
+        assert_eq!(p.state, PlanState::Blocked);
         assert!(p.message.starts_with("commits blocked: 0 of 1 synchronous standbys streaming"), "{}", p.message);
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::observe::health::{self, Report, Thresholds};
+use crate::observe::health::Report;
 use crate::observe::status::ClusterStatus;
 
 /// One published snapshot.
@@ -29,17 +29,19 @@ pub type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
 pub fn count_moves(st: &crate::store::state::State) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = Vec::new();
     for m in &st.history {
-        match out.iter_mut().find(|(k, _)| *k == m.kind) {
+        match out.iter_mut().find(|(k, _)| *k == m.kind.to_string()) {
             Some((_, n)) => *n += 1,
-            None => out.push((m.kind.clone(), 1)),
+            None => out.push((m.kind.to_string(), 1)),
         }
     }
     out
 }
 
 /// A fixed example snapshot (1 primary, 2 replicas: one caught up, one
-/// lagging; two slots), for rendering tests and documentation.
+/// lagging; two slots), for rendering tests.
+#[cfg(test)]
 pub fn example() -> Snapshot {
+    use crate::observe::health::{self, Thresholds};
     use crate::observe::status::{Conflicts, Lag, NodeStatus, Replication, SlotStatus};
     let lsn = |s: &str| s.parse().ok();
     let node = |name: &str, port: u16, role: crate::config::Role| NodeStatus {

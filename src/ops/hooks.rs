@@ -13,10 +13,36 @@ use std::process::Stdio;
 use crate::output::Output;
 use crate::store::ctx::Ctx;
 
-/// What happened, by name: `switchover`, `failover`, `rejoin`, `reclone`,
-/// `needs_reclone`, `pause`, `resume`.
-pub async fn fire(ctx: &Ctx, event: &str, node: &str, message: &str, out: &Output) {
+/// What happened; the hook gets it by name (its first argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Switchover,
+    Failover,
+    Rejoin,
+    Reclone,
+    NeedsReclone,
+    Pause,
+    Resume,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Switchover => "switchover",
+            Event::Failover => "failover",
+            Event::Rejoin => "rejoin",
+            Event::Reclone => "reclone",
+            Event::NeedsReclone => "needs_reclone",
+            Event::Pause => "pause",
+            Event::Resume => "resume",
+        }
+    }
+}
+
+/// Run the hook for `event` on `node` (`-` for the whole cluster).
+pub async fn fire(ctx: &Ctx, event: Event, node: &str, message: &str, out: &Output) {
     let Some(h) = &ctx.cfg.hooks else { return };
+    let event = event.as_str();
     // Empty when the record cannot be read: the hook is told, not misled.
     let primary = crate::store::view::ClusterView::read(ctx).map(|v| v.primary.name).unwrap_or_default();
     let mut cmd = tokio::process::Command::new(&h.on_event);

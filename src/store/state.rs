@@ -97,12 +97,43 @@ impl State {
 pub struct MoveRecord {
     /// RFC 3339, UTC.
     pub at: String,
-    /// `switchover` or `failover`.
-    pub kind: String,
+    pub kind: MoveKind,
     pub from: String,
     pub to: String,
     /// The new primary's timeline; None if it could not be asked.
     pub timeline: Option<i32>,
     /// Where the new timeline branched off the old one.
     pub switch_lsn: Option<String>,
+}
+
+/// A move of the primary, as the history records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MoveKind {
+    Switchover,
+    Failover,
+}
+
+impl std::fmt::Display for MoveKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MoveKind::Switchover => "switchover",
+            MoveKind::Failover => "failover",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_written_before_moves_were_typed_still_reads() {
+        let text = r#"{"cluster":"c","system_id":null,"primary":"pg-2","bootstrapped":true,
+            "history":[{"at":"2026-11-22T10:00:00.000Z","kind":"failover","from":"pg-1","to":"pg-2","timeline":2,"switch_lsn":"0/5000A0"}]}"#;
+        let st: State = serde_json::from_str(text).unwrap();
+        assert_eq!(st.history[0].kind, MoveKind::Failover);
+        let again = serde_json::to_string(&st).unwrap();
+        assert!(again.contains(r#""kind":"failover""#), "{again}");
+    }
 }

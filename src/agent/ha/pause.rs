@@ -27,7 +27,7 @@ pub async fn pause(ctx: &Ctx, reason: Option<&str>, out: &crate::output::Output)
             println!(
                 "automatic failover paused ({text}): no failover, rejoin or re-clone happens by itself until `pgrepl resume`"
             );
-            crate::ops::hooks::fire(ctx, "pause", "-", &text, out).await;
+            crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Pause, "-", &text, out).await;
         }
     }
     Ok(())
@@ -39,7 +39,8 @@ pub async fn resume(ctx: &Ctx, out: &crate::output::Output) -> Result<()> {
     match State::update(&ctx.layout.state_file(), |s| s.paused.take())? {
         Some(was) => {
             println!("automatic failover resumed (it was paused {was})");
-            crate::ops::hooks::fire(ctx, "resume", "-", &format!("was paused {was}"), out).await;
+            crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Resume, "-", &format!("was paused {was}"), out)
+                .await;
         }
         None => println!("automatic failover was not paused; nothing changed"),
     }

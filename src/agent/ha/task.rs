@@ -328,7 +328,7 @@ async fn act(env: &Env, snap: &Snapshot, action: Action, mem: &mut Memory) {
             if let Err(e) = crate::ops::moves::set_needs_reclone(ctx, &n, true) {
                 return out.info(format!("ha: marking {name} needs-reclone failed: {e}"));
             }
-            crate::ops::hooks::fire(ctx, "needs_reclone", &name, &mem.last_reason, out).await;
+            crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::NeedsReclone, &name, &mem.last_reason, out).await;
             // It cannot stream any more; keep it from spinning.
             if let Err(e) = control.stop(ctx, &n, crate::pg::process::StopMode::Fast).await {
                 out.info(format!("ha: stopping {name} failed: {e}"));

@@ -148,7 +148,7 @@ pub async fn run_with(
     let why = format!("failover from {} to {}", old.name, target.name);
     record_primary(ctx, &target, &why)?;
     promote(ctx, &target, ctx.cfg.supervisor.start_timeout).await?;
-    super::history::record(ctx, "failover", &old, &target).await?;
+    super::history::record(ctx, crate::store::state::MoveKind::Failover, &old, &target).await?;
     write_node_files(ctx, &target, &target.data_dir, Role::Primary, &target)?;
     ensure_slots(ctx, &target).await?;
     let others: Vec<&Node> = ctx.cfg.nodes.iter().filter(|n| n.name != old.name && n.name != target.name).collect();
@@ -184,6 +184,6 @@ pub async fn run_with(
     );
     steps.say(&done);
     super::settling(ctx, &format!("failover to {}", target.name));
-    crate::ops::hooks::fire(ctx, "failover", &target.name, &done, out).await;
+    crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Failover, &target.name, &done, out).await;
     Ok(())
 }

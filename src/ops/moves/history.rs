@@ -7,7 +7,7 @@ use crate::config::Node;
 use crate::domain::lsn::Lsn;
 use crate::error::{Error, Result};
 use crate::store::ctx::Ctx;
-use crate::store::state::{MoveRecord, State};
+use crate::store::state::{MoveKind, MoveRecord, State};
 
 /// A timeline history file's lines, `<parent tli>\t<switch lsn>\t<reason>`:
 /// each ancestor timeline and the LSN where it ended.
@@ -70,14 +70,14 @@ pub async fn timeline_of(ctx: &Ctx, node: &Node) -> Result<(i32, Option<Lsn>)> {
 
 /// Append a move to the history (best effort for the timeline: the move
 /// itself already happened and is recorded either way).
-pub async fn record(ctx: &Ctx, kind: &str, from: &Node, to: &Node) -> Result<()> {
+pub async fn record(ctx: &Ctx, kind: MoveKind, from: &Node, to: &Node) -> Result<()> {
     let (timeline, switch_lsn) = match timeline_of(ctx, to).await {
         Ok((t, l)) => (Some(t), l.map(|l| l.to_string())),
         Err(_) => (None, None),
     };
     let rec = MoveRecord {
         at: crate::domain::time::rfc3339(crate::domain::time::now_unix()),
-        kind: kind.into(),
+        kind,
         from: from.name.clone(),
         to: to.name.clone(),
         timeline,
@@ -112,7 +112,7 @@ pub fn render(h: &[MoveRecord]) -> String {
             m.timeline.map_or("-".into(), |t| t.to_string()),
             m.switch_lsn.clone().unwrap_or_else(|| "-".into()),
             m.at.clone(),
-            m.kind.clone(),
+            m.kind.to_string(),
             m.from.clone(),
             m.to.clone(),
         ]);
@@ -147,15 +147,15 @@ mod tests {
 
     #[test]
     fn table_lists_moves_in_order() {
-        let m = |tl, kind: &str, from: &str, to: &str| MoveRecord {
+        let m = |tl, kind: MoveKind, from: &str, to: &str| MoveRecord {
             at: "2026-11-22T10:00:00.000Z".into(),
-            kind: kind.into(),
+            kind,
             from: from.into(),
             to: to.into(),
             timeline: Some(tl),
             switch_lsn: Some("0/5000A0".into()),
         };
-        let t = render(&[m(2, "switchover", "pg-1", "pg-2"), m(3, "failover", "pg-2", "pg-1")]);
+        let t = render(&[m(2, MoveKind::Switchover, "pg-1", "pg-2"), m(3, MoveKind::Failover, "pg-2", "pg-1")]);
         assert_eq!(
             t,
             "TL  SWITCH LSN  AT                        MOVE        FROM  TO

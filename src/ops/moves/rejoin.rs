@@ -101,7 +101,7 @@ pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output)
     }
     start_following(ctx, control, node, &primary, &mut steps).await?;
     let done = format!("{name} rejoined as a standby of {}", primary.name);
-    crate::ops::hooks::fire(ctx, "rejoin", name, &done, out).await;
+    crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Rejoin, name, &done, out).await;
     Ok(())
 }
 
@@ -143,7 +143,7 @@ async fn rewind_to_follow(
         Err(e) => {
             set_needs_reclone(ctx, node, true)?;
             let why = format!("rejoin failed: pg_rewind could not resync {name}: {e}\n{name} stays stopped (marked needs-reclone) and will not be started as a primary. Next step: {reclone}");
-            crate::ops::hooks::fire(ctx, "needs_reclone", name, &why, out).await;
+            crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::NeedsReclone, name, &why, out).await;
             return Err(Error::Refused(why));
         }
     }
@@ -201,11 +201,11 @@ pub async fn reclone(
         crate::ops::control::keep_stopped(ctx, name)?;
         let done = format!("{name} re-cloned; it stays stopped as you left it: `pgrepl up {name}` starts it");
         steps.say(&done);
-        crate::ops::hooks::fire(ctx, "reclone", name, &done, out).await;
+        crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Reclone, name, &done, out).await;
         return Ok(());
     }
     start_following(ctx, control, node, &primary, &mut steps).await?;
     let done = format!("{name} re-cloned from {} and streaming", primary.name);
-    crate::ops::hooks::fire(ctx, "reclone", name, &done, out).await;
+    crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Reclone, name, &done, out).await;
     Ok(())
 }

@@ -147,7 +147,7 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
     }
     let unavailable = t0.elapsed();
     record_primary(ctx, &target, &format!("switchover from {} to {}", old.name, target.name))?;
-    super::history::record(ctx, "switchover", &old, &target).await?;
+    super::history::record(ctx, crate::store::state::MoveKind::Switchover, &old, &target).await?;
     write_node_files(ctx, &target, &target.data_dir, Role::Primary, &target)?;
     ensure_slots(ctx, &target).await?;
 
@@ -191,7 +191,7 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
     );
     steps.say(&done);
     super::settling(ctx, &why);
-    crate::ops::hooks::fire(ctx, "switchover", &target.name, &done, out).await;
+    crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Switchover, &target.name, &done, out).await;
     Ok(())
 }
 
