@@ -50,14 +50,9 @@ pub async fn clone(
     let root_cert = ctx.layout.root_cert();
     let slot = slot_name_for(&ctx.cfg, node);
     let src = CloneSource {
-        host: &primary.host,
-        port: primary.port,
-        user: &ctx.cfg.replication.user,
+        target: replication_target(ctx, primary, &format!("pgrepl_clone_{}", node.name)),
         passfile: &passfile,
-        password: &ctx.cfg.replication.password,
         slot: slot.as_deref(),
-        application_name: format!("pgrepl_clone_{}", node.name),
-        tls: ctx.cfg.tls.as_ref(),
         root_cert: &root_cert,
     };
     let bin = ctx.bin()?;
@@ -180,4 +175,17 @@ pub fn progress_bar(name: &str) -> ProgressBar {
     b.set_style(style);
     b.set_prefix(name.to_string());
     b
+}
+
+/// How this cluster's standbys log in to `primary` for replication: the
+/// replication role and password, `[tls]`, and the name the primary shows.
+pub fn replication_target(ctx: &Ctx, primary: &Node, application_name: &str) -> crate::pg::wire::Target {
+    crate::pg::wire::Target {
+        host: primary.host.clone(),
+        port: primary.port,
+        user: ctx.cfg.replication.user.clone(),
+        password: ctx.cfg.replication.password.clone(),
+        application_name: application_name.to_string(),
+        tls: ctx.cfg.tls.clone(),
+    }
 }

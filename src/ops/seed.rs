@@ -93,16 +93,9 @@ pub async fn place(ctx: &Ctx, snapshot: &Path, primary: &Node, replicas: &[Node]
 /// with the same message a clone would give, instead of a standby that
 /// never streams.
 pub async fn check_login(ctx: &Ctx, primary: &Node, replica: &Node) -> Result<()> {
-    use crate::pg::wire::{ReplConn, Target};
-    let (host, port) = (primary.host.clone(), primary.port);
-    let user = ctx.cfg.replication.user.clone();
-    let password = ctx.cfg.replication.password.expose().to_string();
-    let app = replica.name.clone();
-    let tls = ctx.cfg.tls.clone();
+    let t = crate::ops::clone::replication_target(ctx, primary, &replica.name);
     let r = tokio::task::spawn_blocking(move || {
-        let t =
-            Target { host: &host, port, user: &user, password: &password, application_name: &app, tls: tls.as_ref() };
-        let mut c = ReplConn::connect(&t, std::time::Duration::from_secs(10))?;
+        let mut c = crate::pg::wire::ReplConn::connect(&t, std::time::Duration::from_secs(10))?;
         c.simple("IDENTIFY_SYSTEM").map(|_| ())
     })
     .await

@@ -66,16 +66,20 @@ impl From<io::Error> for WireError {
 trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
-/// Where and as whom to connect.
-pub struct Target<'a> {
+/// Where and as whom to open a replication connection: the one
+/// connection-target type, for base backups (both methods) and the seed's
+/// login check. Owned, so it can go to the thread a blocking copy runs on.
+#[derive(Debug, Clone)]
+pub struct Target {
     /// A host name or address, or a socket directory (starts with '/').
-    pub host: &'a str,
+    pub host: String,
     pub port: u16,
-    pub user: &'a str,
-    pub password: &'a str,
-    pub application_name: &'a str,
+    pub user: String,
+    pub password: crate::config::Secret,
+    /// Shown in the primary's pg_stat_activity and pg_stat_replication.
+    pub application_name: String,
     /// `[tls]`: TCP connections must be encrypted (sockets never are).
-    pub tls: Option<&'a crate::pg::tls::Tls>,
+    pub tls: Option<crate::pg::tls::Tls>,
 }
 
 /// An open, authenticated replication connection.
@@ -91,14 +95,14 @@ impl ReplConn {
     /// Reads have no timeout, since a primary may rightly say nothing for
     /// minutes (a fast checkpoint of large shared_buffers before a base
     /// backup); TCP keepalives find a peer that is gone instead.
-    pub fn connect(t: &Target<'_>, connect_timeout: Duration) -> Result<ReplConn, WireError> {
+    pub fn connect(t: &Target, connect_timeout: Duration) -> Result<ReplConn, WireError> {
         let where_ = format!("{}:{}", t.host, t.port);
         let stream: Box<dyn Stream> = if t.host.starts_with('/') {
             let path = format!("{}/.s.PGSQL.{}", t.host, t.port);
             let s = UnixStream::connect(&path).map_err(|e| WireError::Connect(format!("connecting to {path}: {e}")))?;
             Box::new(s)
         } else {
-            let addrs: Vec<_> = (t.host, t.port)
+            let addrs: Vec<_> = (t.host.as_str(), t.port)
                 .to_socket_addrs()
                 .map_err(|e| WireError::Connect(format!("could not translate host name {}: {e}", t.host)))?
                 .collect();
@@ -121,8 +125,8 @@ impl ReplConn {
             })?;
             s.set_nodelay(true)?;
             keepalive(&s)?;
-            match t.tls {
-                Some(tls) => Box::new(start_tls(s, t.host, tls)?),
+            match &t.tls {
+                Some(tls) => Box::new(start_tls(s, &t.host, tls)?),
                 None => Box::new(s),
             }
         };
@@ -131,13 +135,13 @@ impl ReplConn {
         Ok(c)
     }
 
-    fn startup(&mut self, t: &Target<'_>) -> Result<(), WireError> {
+    fn startup(&mut self, t: &Target) -> Result<(), WireError> {
         let mut buf = BytesMut::new();
         let params = [
-            ("user", t.user),
+            ("user", t.user.as_str()),
             ("database", "replication"),
             ("replication", "true"),
-            ("application_name", t.application_name),
+            ("application_name", t.application_name.as_str()),
         ];
         frontend::startup_message(params.iter().copied(), &mut buf)?;
         self.send(&buf)?;
@@ -146,13 +150,13 @@ impl ReplConn {
                 Message::AuthenticationOk => {}
                 Message::AuthenticationCleartextPassword => {
                     let mut b = BytesMut::new();
-                    frontend::password_message(t.password.as_bytes(), &mut b)?;
+                    frontend::password_message(t.password.expose().as_bytes(), &mut b)?;
                     self.send(&b)?;
                 }
                 Message::AuthenticationMd5Password(body) => {
                     let hash = postgres_protocol::authentication::md5_hash(
                         t.user.as_bytes(),
-                        t.password.as_bytes(),
+                        t.password.expose().as_bytes(),
                         body.salt(),
                     );
                     let mut b = BytesMut::new();
@@ -168,7 +172,7 @@ impl ReplConn {
                     if !scram {
                         return Err(WireError::Protocol("the server offered no SASL mechanism pgrepl knows".into()));
                     }
-                    self.scram(t.password)?;
+                    self.scram(t.password.expose())?;
                 }
                 Message::ParameterStatus(p) => {
                     if p.name()? == "server_version" {

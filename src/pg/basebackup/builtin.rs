@@ -72,35 +72,17 @@ pub fn decode_stream_msg(d: &[u8]) -> Result<StreamMsg<'_>, String> {
     }
 }
 
-/// Where to connect, owned so the copy can run on its own thread.
-pub struct Source {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: String,
-    pub slot: Option<String>,
-    pub application_name: String,
-    pub tls: Option<crate::pg::tls::Tls>,
-}
-
 /// Run one base backup into `target` (existing and empty). Blocking.
 pub fn clone(
-    src: &Source,
+    src: &Target,
+    slot: Option<&str>,
     target: &Path,
     owner: Option<(u32, u32)>,
     mut on_progress: impl FnMut(Progress),
 ) -> Result<(), CloneFailure> {
-    let t = Target {
-        host: &src.host,
-        port: src.port,
-        user: &src.user,
-        password: &src.password,
-        application_name: &src.application_name,
-        tls: src.tls.as_ref(),
-    };
-    let mut conn = ReplConn::connect(&t, CONNECT_TIMEOUT).map_err(sort)?;
+    let mut conn = ReplConn::connect(src, CONNECT_TIMEOUT).map_err(sort)?;
     let major = conn.server_major;
-    if src.slot.is_none() {
+    if slot.is_none() {
         let name = format!("pgrepl_clone_{}", std::process::id());
         conn.simple(&temp_slot_command(major, &name)).map_err(sort)?;
     }

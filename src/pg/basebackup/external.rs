@@ -56,18 +56,18 @@ pub async fn run(
     mut on_progress: impl FnMut(Progress),
 ) -> std::result::Result<(), CloneFailure> {
     let mut cmd = command(bin, runas, "pg_basebackup");
-    if let Some(t) = src.tls {
+    if let Some(t) = &src.target.tls {
         for (k, v) in crate::pg::tls::libpq_params(t, src.root_cert) {
             cmd.env(format!("PG{}", k.to_uppercase()), v);
         }
     }
     cmd.env("PGPASSFILE", src.passfile)
         .arg("-h")
-        .arg(src.host)
+        .arg(&src.target.host)
         .arg("-p")
-        .arg(src.port.to_string())
+        .arg(src.target.port.to_string())
         .arg("-U")
-        .arg(src.user)
+        .arg(&src.target.user)
         .arg("-D")
         .arg(target)
         .args(["-X", "stream", "-c", "fast", "-P", "--no-password"]);

@@ -10,26 +10,18 @@ mod external;
 
 use std::path::Path;
 
-use crate::config::Secret;
 pub use crate::domain::modes::CloneMethod as Method;
 use crate::error::Error;
 use crate::pg::bin::PgBin;
 use crate::pg::os_user::RunAs;
 
-/// Where to clone from and into.
+/// Where to clone from. The built-in client uses the target's password
+/// and never writes it anywhere; pg_basebackup reads it from `passfile`.
 pub struct CloneSource<'a> {
-    pub host: &'a str,
-    pub port: u16,
-    pub user: &'a str,
-    /// For pg_basebackup, which reads the password from here.
+    pub target: crate::pg::wire::Target,
     pub passfile: &'a Path,
-    /// For the built-in client, which never writes it anywhere.
-    pub password: &'a Secret,
     pub slot: Option<&'a str>,
-    /// Shown in the primary's pg_stat_activity while the copy runs.
-    pub application_name: String,
-    /// `[tls]`, and where the client's copy of its CA is.
-    pub tls: Option<&'a crate::pg::tls::Tls>,
+    /// Where the client's copy of the `[tls]` CA is (for pg_basebackup).
     pub root_cert: &'a Path,
 }
 
@@ -64,22 +56,14 @@ pub async fn clone(
     if method != Method::Builtin {
         return external::run(bin, runas, src, target, on_progress).await;
     }
-    let owned = builtin::Source {
-        host: src.host.to_string(),
-        port: src.port,
-        user: src.user.to_string(),
-        password: src.password.expose().to_string(),
-        slot: src.slot.map(str::to_string),
-        application_name: src.application_name.clone(),
-        tls: src.tls.cloned(),
-    };
+    let (from, slot) = (src.target.clone(), src.slot.map(str::to_string));
     let owner = runas.switch.then_some((runas.uid, runas.gid));
     let target = target.to_path_buf();
     // The copy blocks on the network and the disk, so it gets a thread;
     // progress comes back over a channel to the caller's task.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let job = tokio::task::spawn_blocking(move || {
-        builtin::clone(&owned, &target, owner, |p| {
+        builtin::clone(&from, slot.as_deref(), &target, owner, |p| {
             let _ = tx.send(p);
         })
     });
