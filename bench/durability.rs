@@ -39,7 +39,7 @@ fn pgbench_run(mode: &str, tls: bool, port: u16, secs: u64, rate: u32) {
     std::fs::write(&cfg, body).expect("cfg");
     let up = c.pgrepl(&["up", "--detach"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    let bin = pgrepl::pg::bin::find(None).expect("bin");
+    let bin = pgrepl::find_postgres(None).expect("bin");
     let sock = c.data().join("sockets");
     let init = Command::new(bin.program("pgbench"))
         .args(["-i", "-q", "-s", "5", "-h"])

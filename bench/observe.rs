@@ -54,7 +54,7 @@ fn idle_cost(port: u16) {
         let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.expect("connect");
         tokio::spawn(conn);
         println!("per-query cost on the primary (200 runs each; the node query runs on every node every tick):");
-        for (name, sql, slow) in pgrepl::observe::status::gather::probe_queries(15) {
+        for (name, sql, slow) in pgrepl::probe_queries(15) {
             let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = match &slow {
                 Some(b) => vec![b],
                 None => vec![],

@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use common::{pid_of, proc_status_kb, tempdir, wait, BenchCluster};
 
-use pgrepl::pg::bin::PgBin;
-use pgrepl::pg::os_user::RunAs;
+use pgrepl::PgBin;
+use pgrepl::RunAs;
 
 const RUNS: usize = 5;
 
 fn main() {
-    let bin = pgrepl::pg::bin::find(None).expect("PostgreSQL binaries");
+    let bin = pgrepl::find_postgres(None).expect("PostgreSQL binaries");
     let runas = RunAs::resolve("postgres").expect("os user");
     println!(
         "pgrepl up benchmark: PostgreSQL {} from {}, {RUNS} runs each, median reported",

@@ -11,7 +11,7 @@ use crate::store::ctx::Ctx;
 
 /// pgrepl: one config file to a supervised PostgreSQL streaming-replication cluster.
 /// `pgrepl --version`: the crate version and the commit it was built from.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PGREPL_COMMIT"), ")");
+pub(crate) const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PGREPL_COMMIT"), ")");
 
 #[derive(Debug, Parser)]
 #[command(name = "pgrepl", version = VERSION, about)]

@@ -122,4 +122,4 @@ impl Error {
 }
 
 /// Crate-wide result alias.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,14 +7,26 @@
 //! `error` (the error type with its exit codes) and `output` (the line
 //! printer) serve every layer.
 
-pub mod agent;
-pub mod cli;
-pub mod cmd;
-pub mod config;
-pub mod domain;
-pub mod error;
-pub mod observe;
-pub mod ops;
-pub mod output;
-pub mod pg;
-pub mod store;
+#![warn(unreachable_pub)]
+
+mod agent;
+mod cli;
+mod cmd;
+mod config;
+mod domain;
+mod error;
+mod observe;
+mod ops;
+mod output;
+mod pg;
+mod store;
+
+// The public surface: what `main` needs, and what the integration tests
+// and benchmarks use. Everything else is the crate's own.
+pub use cli::{psql_args, run, Cli};
+pub use config::{load as load_config, Config};
+pub use error::Error;
+pub use observe::status::gather::probe_queries;
+pub use pg::bin::{find as find_postgres, PgBin};
+pub use pg::datadir::system_id;
+pub use pg::os_user::RunAs;

@@ -6,9 +6,9 @@ use std::io::Write;
 use clap::Parser;
 
 fn main() {
-    let cli = pgrepl::cli::Cli::parse_from(pgrepl::cli::psql_args(std::env::args_os().collect()));
-    if let Err(e) = pgrepl::cli::run(cli) {
-        if !matches!(e, pgrepl::error::Error::Exit(_)) {
+    let cli = pgrepl::Cli::parse_from(pgrepl::psql_args(std::env::args_os().collect()));
+    if let Err(e) = pgrepl::run(cli) {
+        if !matches!(e, pgrepl::Error::Exit(_)) {
             // One write: a detached supervisor's stderr is a log file other
             // processes append to, and `eprintln!` writes in pieces.
             let _ = std::io::stderr().lock().write_all(format!("pgrepl: error: {e}\n").as_bytes());

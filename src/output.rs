@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 /// How pgrepl's output is written, set once per process.
 #[derive(Debug, Clone, Default)]
-pub struct LogSettings {
+pub(crate) struct LogSettings {
     pub json: bool,
     /// Postgres lines go to this directory (one file per node) instead of stdout.
     pub quiet_postgres: Option<PathBuf>,
@@ -20,7 +20,7 @@ pub struct LogSettings {
 static SETTINGS: OnceLock<LogSettings> = OnceLock::new();
 
 /// Set the process's log settings (the first call wins; the default is text).
-pub fn configure(s: LogSettings) {
+pub(crate) fn configure(s: LogSettings) {
     let _ = SETTINGS.set(s);
 }
 
@@ -30,7 +30,7 @@ fn settings() -> &'static LogSettings {
 
 /// The shared output sink.
 #[derive(Debug, Clone)]
-pub struct Output {
+pub(crate) struct Output {
     color: bool,
     tty: bool,
     width: usize,
@@ -41,7 +41,7 @@ const RESET: &str = "\x1b[0m";
 
 /// A line's level: pgrepl's own from how the message starts, postgres's
 /// from its severity word.
-pub fn level_of(line: &str) -> &'static str {
+pub(crate) fn level_of(line: &str) -> &'static str {
     let has = |w: &str| line.starts_with(w) || line.contains(&format!(" {w}"));
     if has("error:") || has("FATAL:") || has("PANIC:") || has("ERROR:") {
         "error"
@@ -59,21 +59,21 @@ fn use_color(tty: bool, no_color: Option<&std::ffi::OsStr>, json: bool) -> bool 
 }
 
 /// One JSON log object.
-pub fn json_line(ts: &str, level: &str, source: &str, msg: &str) -> String {
+pub(crate) fn json_line(ts: &str, level: &str, source: &str, msg: &str) -> String {
     let v = serde_json::json!({"ts": ts, "level": level, "source": source, "msg": msg});
     format!("{v}\n")
 }
 
 impl Output {
     /// Colour only on a terminal and without `NO_COLOR`; `width` pads node names.
-    pub fn new(width: usize) -> Self {
+    pub(crate) fn new(width: usize) -> Self {
         let tty = std::io::stdout().is_terminal();
         let color = use_color(tty, std::env::var_os("NO_COLOR").as_deref(), settings().json);
         Output { color, tty, width }
     }
 
     /// One line from a node's postgres.
-    pub fn node_line(&self, node: &str, index: usize, line: &str) {
+    pub(crate) fn node_line(&self, node: &str, index: usize, line: &str) {
         let s = settings();
         let ts = crate::domain::time::rfc3339(crate::domain::time::now_unix());
         let text = if s.json {
@@ -99,7 +99,7 @@ impl Output {
     }
 
     /// One line from pgrepl itself: `[pgrepl] <time> <LEVEL> message`.
-    pub fn info(&self, msg: impl AsRef<str>) {
+    pub(crate) fn info(&self, msg: impl AsRef<str>) {
         let msg = msg.as_ref();
         let ts = crate::domain::time::rfc3339(crate::domain::time::now_unix());
         let level = level_of(msg);
@@ -118,7 +118,7 @@ impl Output {
     }
 
     /// True when output is a terminal (progress bars make sense).
-    pub fn is_tty(&self) -> bool {
+    pub(crate) fn is_tty(&self) -> bool {
         self.tty && !settings().json
     }
 }

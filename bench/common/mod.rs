@@ -49,7 +49,7 @@ impl BenchCluster {
     /// `pgbench -i -s SCALE` on the primary `n0`, then wait until `n1` has
     /// replayed it all. Returns the database size, as PostgreSQL prints it.
     pub fn pgbench_init(&self, scale: u32) -> String {
-        let bin = pgrepl::pg::bin::find(None).expect("bin");
+        let bin = pgrepl::find_postgres(None).expect("bin");
         let t = Instant::now();
         let o = Command::new(bin.program("pgbench"))
             .args(["-i", "-q", "-s", &scale.to_string(), "-h"])

@@ -24,7 +24,7 @@ use crate::store::ctx::Ctx;
 
 /// An HTTP answer.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub code: u16,
     pub content_type: &'static str,
     pub body: String,
@@ -38,13 +38,13 @@ impl Answer {
 
 /// A `?lag=` bound: bytes or time.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LagBound {
+pub(crate) enum LagBound {
     Bytes(u64),
     Seconds(f64),
 }
 
 /// Parse `10MB`, `16384`, `5s`, `500ms`.
-pub fn parse_lag(s: &str) -> Option<LagBound> {
+pub(crate) fn parse_lag(s: &str) -> Option<LagBound> {
     // A time unit ends in s, m or h; a size ends in B or a digit.
     if s.ends_with(['s', 'm', 'h']) {
         parse_duration(s).ok().map(|d| LagBound::Seconds(d.as_secs_f64()))
@@ -54,12 +54,12 @@ pub fn parse_lag(s: &str) -> Option<LagBound> {
 }
 
 /// How old a snapshot may be before role checks refuse to vouch for it.
-pub fn stale_after(interval: Duration) -> f64 {
+pub(crate) fn stale_after(interval: Duration) -> f64 {
     (interval.as_secs_f64() * 3.0).max(5.0)
 }
 
 /// Answer one request for `node`. Pure: the snapshot and the clock are inputs.
-pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f64, stale: f64) -> Answer {
+pub(crate) fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f64, stale: f64) -> Answer {
     let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
     let Some(snap) = snap else {
         return Answer::json(503, json!({"node": node, "reason": "no snapshot yet: the monitor has not run"}));
@@ -167,7 +167,7 @@ pub fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, now: f6
 
 /// Bind every node's listener (saying where, or why not); each one is
 /// served by [`accept`].
-pub async fn bind(ctx: &Ctx, nodes: &[Node], out: &Output) -> Vec<(TcpListener, String)> {
+pub(crate) async fn bind(ctx: &Ctx, nodes: &[Node], out: &Output) -> Vec<(TcpListener, String)> {
     let mut bound = Vec::new();
     if !ctx.cfg.api.enabled {
         return bound;
@@ -186,7 +186,7 @@ pub async fn bind(ctx: &Ctx, nodes: &[Node], out: &Output) -> Vec<(TcpListener, 
 }
 
 /// Serve one listener until a stop is requested. Each request has 5 s.
-pub async fn accept(l: TcpListener, node: String, latest: Latest, stale: f64, mut stop: Stop) {
+pub(crate) async fn accept(l: TcpListener, node: String, latest: Latest, stale: f64, mut stop: Stop) {
     loop {
         let s = tokio::select! {
             r = l.accept() => match r {

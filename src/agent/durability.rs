@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use crate::agent::{next_snapshot, Stop};
+pub(crate) use crate::agent::{next_snapshot, Stop};
 use crate::domain::modes::Durability as Mode;
 use crate::observe::snapshot::Latest;
 use crate::output::Output;
@@ -23,7 +23,7 @@ use crate::store::ctx::Ctx;
 
 /// What the primary should run with, and how healthy that is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub mode: Mode,
     /// The value for `synchronous_standby_names`.
     pub names: String,
@@ -35,7 +35,7 @@ pub struct Plan {
 /// How the plan stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PlanState {
+pub(crate) enum PlanState {
     /// Commits wait for what the mode asks (or for nothing, in async).
     Ok,
     /// `sync` fell back to asynchronous: too few standbys stream.
@@ -53,7 +53,7 @@ fn any(n: usize, names: &[String]) -> String {
 }
 
 /// Decide `synchronous_standby_names` from the replicas configured and streaming.
-pub fn plan(mode: Mode, sync_count: usize, configured: &[String], streaming: &[String]) -> Plan {
+pub(crate) fn plan(mode: Mode, sync_count: usize, configured: &[String], streaming: &[String]) -> Plan {
     let n = sync_count.max(1);
     match mode {
         Mode::Async => Plan { mode, names: String::new(), state: PlanState::Ok, message: "asynchronous replication".into() },
@@ -86,7 +86,7 @@ pub fn plan(mode: Mode, sync_count: usize, configured: &[String], streaming: &[S
 
 /// The task that keeps `synchronous_standby_names` in line, until a stop
 /// is requested.
-pub async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop: Stop) {
+pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop: Stop) {
     let mut last = String::new();
     let mut kept: Option<(String, tokio_postgres::Client)> = None;
     while next_snapshot(&mut latest, &mut stop).await {

@@ -4,11 +4,11 @@
 //! them in order: tasks first (each finishes what it is doing), then the
 //! nodes, replicas before the primary.
 
-pub mod api;
-pub mod durability;
-pub mod ha;
-pub mod monitor;
-pub mod supervise;
+pub(crate) mod api;
+pub(crate) mod durability;
+pub(crate) mod ha;
+pub(crate) mod monitor;
+pub(crate) mod supervise;
 
 use std::sync::Arc;
 
@@ -27,11 +27,11 @@ use supervise::Supervisor;
 /// Tells the agent's tasks to finish. Each sees it between cycles, so an
 /// action under way (a failover, say) completes first.
 #[derive(Clone)]
-pub struct Stop(watch::Receiver<bool>);
+pub(crate) struct Stop(watch::Receiver<bool>);
 
 impl Stop {
     /// Resolves once a stop is requested.
-    pub async fn requested(&mut self) {
+    pub(crate) async fn requested(&mut self) {
         // An error means the agent is gone: that is a stop too.
         let _ = self.0.wait_for(|s| *s).await;
     }
@@ -39,7 +39,7 @@ impl Stop {
 
 /// Wait for the monitor's next snapshot: false once a stop is requested
 /// or the monitor has ended.
-pub async fn next_snapshot(latest: &mut Latest, stop: &mut Stop) -> bool {
+pub(crate) async fn next_snapshot(latest: &mut Latest, stop: &mut Stop) -> bool {
     tokio::select! {
         r = latest.changed() => r.is_ok(),
         _ = stop.requested() => false,
@@ -47,7 +47,7 @@ pub async fn next_snapshot(latest: &mut Latest, stop: &mut Stop) -> bool {
 }
 
 /// This host's nodes and the tasks around them.
-pub struct Agent {
+pub(crate) struct Agent {
     ctx: Arc<Ctx>,
     sup: Supervisor,
     out: Output,
@@ -57,12 +57,12 @@ pub struct Agent {
 
 impl Agent {
     /// A supervisor for `nodes` (nothing starts yet).
-    pub fn new(ctx: Arc<Ctx>, nodes: &[Node], out: Output) -> Agent {
+    pub(crate) fn new(ctx: Arc<Ctx>, nodes: &[Node], out: Output) -> Agent {
         let sup = Supervisor::new(ctx.clone(), nodes, out.clone());
         Agent { ctx, sup, out, tasks: JoinSet::new(), stop: watch::channel(false).0 }
     }
 
-    pub fn supervisor(&self) -> &Supervisor {
+    pub(crate) fn supervisor(&self) -> &Supervisor {
         &self.sup
     }
 
@@ -74,7 +74,7 @@ impl Agent {
     /// API always; the HA task when this agent runs every node of the
     /// cluster (one decider that sees them all; multi-host HA needs etcd);
     /// the durability task when it runs the primary.
-    pub async fn watch(&mut self, nodes: &[Node]) {
+    pub(crate) async fn watch(&mut self, nodes: &[Node]) {
         let ctx = self.ctx.clone();
         let (tx, latest) = watch::channel(None);
         self.tasks.spawn(monitor::run(ctx.clone(), self.sup.clone(), tx, self.stop_signal()));
@@ -96,7 +96,7 @@ impl Agent {
     /// replicas first). With `leave_running` the nodes are let go instead:
     /// each node task ends when the supervisor is dropped, and only an
     /// explicit stop ever stops a postmaster.
-    pub async fn stop(mut self, leave_running: bool) {
+    pub(crate) async fn stop(mut self, leave_running: bool) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
         if !leave_running {

@@ -15,7 +15,7 @@ use crate::observe::status::gather::Gatherer;
 use crate::store::ctx::Ctx;
 
 /// The monitor task: publishes into `tx` until a stop is requested.
-pub async fn run(ctx: Arc<Ctx>, sup: Supervisor, tx: watch::Sender<Option<Arc<Snapshot>>>, mut stop: Stop) {
+pub(crate) async fn run(ctx: Arc<Ctx>, sup: Supervisor, tx: watch::Sender<Option<Arc<Snapshot>>>, mut stop: Stop) {
     let gatherer = Gatherer::new(ctx.clone());
     let thresholds = Thresholds::from(&ctx.cfg.monitor);
     let mut tick = tokio::time::interval(ctx.cfg.monitor.interval);

@@ -8,7 +8,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use crate::error::{Error, Result};
 
 /// Ask `question`; Ok to go on. `what` names the command for the refusal.
-pub fn ask(question: &str, what: &str, yes: bool) -> Result<()> {
+pub(crate) fn ask(question: &str, what: &str, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }

@@ -13,7 +13,7 @@ use crate::output::Output;
 use crate::store::ctx::Ctx;
 
 /// Spawn the background supervisor and follow its log until it is ready.
-pub async fn spawn(ctx: &Ctx, opts: &UpOptions, out: &Output) -> Result<()> {
+pub(crate) async fn spawn(ctx: &Ctx, opts: &UpOptions, out: &Output) -> Result<()> {
     crate::pg::fsutil::create_dir(&ctx.layout.root, 0o700)?;
     ctx.runas.chown(&ctx.layout.root)?;
     let log_path = ctx.layout.log_file();

@@ -18,7 +18,7 @@ use crate::store::lock;
 /// `pgrepl down --leave-running`: stop the supervisor alone. PostgreSQL
 /// keeps serving; nothing restarts it or fails it over until the next
 /// `pgrepl up` adopts the running postmasters.
-pub async fn leave_running(ctx: &Ctx) -> Result<()> {
+pub(crate) async fn leave_running(ctx: &Ctx) -> Result<()> {
     let out = Output::new(0);
     let Some(pid) = lock::holder(&ctx.layout) else {
         return Err(Error::Refused("no pgrepl supervisor is running for this data root; nothing to stop".into()));
@@ -55,7 +55,7 @@ async fn stop_supervisor(ctx: &Ctx, pid: i32) -> Result<()> {
 }
 
 /// Entry point of `pgrepl down`.
-pub async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
+pub(crate) async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
     let out = Output::new(0);
     let nodes: Vec<Node> = if names.is_empty() {
         ctx.cfg.nodes.clone()

@@ -9,7 +9,7 @@ use crate::pg::fsutil::write_atomic;
 
 /// Options of `pgrepl init`.
 #[derive(Debug, Clone)]
-pub struct InitOptions {
+pub(crate) struct InitOptions {
     /// Total nodes (1 primary + N-1 replicas).
     pub nodes: u16,
     /// Port of the first node; the others follow.
@@ -31,7 +31,7 @@ const EPHEMERAL: u32 = 32768;
 /// The first node's api_port to write, or None when the default (port +
 /// 10000 for each node) fits. `init` never writes a config `up` refuses:
 /// every node port and api port below 32768, none shared.
-pub fn api_ports(o: &InitOptions) -> Result<Option<u16>> {
+pub(crate) fn api_ports(o: &InitOptions) -> Result<Option<u16>> {
     let n = u32::from(o.nodes);
     let nodes = u32::from(o.port)..u32::from(o.port) + n;
     let fits = |base: u32| base >= 1024 && base + n <= EPHEMERAL && (base + n <= nodes.start || base >= nodes.end);
@@ -63,10 +63,10 @@ pub fn api_ports(o: &InitOptions) -> Result<Option<u16>> {
 }
 
 /// The default first port: below Linux's ephemeral range (32768-60999).
-pub const DEFAULT_PORT: u16 = 15432;
+pub(crate) const DEFAULT_PORT: u16 = 15432;
 
 /// Write the config and password file into `dir`.
-pub fn run(dir: &Path, o: &InitOptions) -> Result<()> {
+pub(crate) fn run(dir: &Path, o: &InitOptions) -> Result<()> {
     let cfg = dir.join(crate::config::DEFAULT_FILE);
     if cfg.exists() {
         return Err(Error::Usage(format!(
@@ -150,7 +150,7 @@ fn random_password() -> Result<String> {
 
 /// The commented config text; `api` is the first node's api_port when the
 /// default does not fit.
-pub fn render(o: &InitOptions, api: Option<u16>) -> String {
+pub(crate) fn render(o: &InitOptions, api: Option<u16>) -> String {
     let mut s = format!(
         r#"# pgrepl cluster config. Reference: README.md "Config reference".
 

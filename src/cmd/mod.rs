@@ -1,13 +1,13 @@
 //! One module per command: what the user asked for, carried out through
 //! `ops` and `agent`, and printed.
 
-pub mod confirm;
-pub mod detach;
-pub mod down;
-pub mod init;
-pub mod observe;
-pub mod psql;
-pub mod reload;
-pub mod summary;
-pub mod up;
-pub mod validate;
+pub(crate) mod confirm;
+pub(crate) mod detach;
+pub(crate) mod down;
+pub(crate) mod init;
+pub(crate) mod observe;
+pub(crate) mod psql;
+pub(crate) mod reload;
+pub(crate) mod summary;
+pub(crate) mod up;
+pub(crate) mod validate;

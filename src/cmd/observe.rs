@@ -21,7 +21,7 @@ fn json<T: Serialize>(v: &T, pretty: bool) -> Result<String> {
 }
 
 /// `pgrepl status`.
-pub async fn status(ctx: &Arc<Ctx>, as_json: bool, wide: bool, watch: bool, interval: Duration) -> Result<()> {
+pub(crate) async fn status(ctx: &Arc<Ctx>, as_json: bool, wide: bool, watch: bool, interval: Duration) -> Result<()> {
     let g = Gatherer::observer(ctx.clone());
     let t = Thresholds::from(&ctx.cfg.monitor);
     loop {
@@ -46,7 +46,7 @@ pub async fn status(ctx: &Arc<Ctx>, as_json: bool, wide: bool, watch: bool, inte
 }
 
 /// `pgrepl check`: one line, Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
-pub async fn check(ctx: &Arc<Ctx>) -> Result<()> {
+pub(crate) async fn check(ctx: &Arc<Ctx>) -> Result<()> {
     let s = Gatherer::observer(ctx.clone()).gather().await.map_err(|e| unknown(&e))?;
     let m = &ctx.cfg.monitor;
     let h = health::evaluate(&s, &Thresholds::from(m));
@@ -74,13 +74,13 @@ fn perfdata(max_lag: Option<f64>, (warn, crit): (f64, f64), streaming: usize, to
 }
 
 /// Print the Nagios UNKNOWN line for an error and turn it into exit 3.
-pub fn unknown(e: &Error) -> Error {
+pub(crate) fn unknown(e: &Error) -> Error {
     println!("PGREPL UNKNOWN - {}", e.to_string().replace('\n', " "));
     Error::Exit(3)
 }
 
 /// `pgrepl monitor`.
-pub async fn monitor(ctx: &Arc<Ctx>, as_json: bool, interval: Duration, count: Option<u64>) -> Result<()> {
+pub(crate) async fn monitor(ctx: &Arc<Ctx>, as_json: bool, interval: Duration, count: Option<u64>) -> Result<()> {
     let g = Gatherer::observer(ctx.clone());
     let t = Thresholds::from(&ctx.cfg.monitor);
     let mut tick = tokio::time::interval(interval);

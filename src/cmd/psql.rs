@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::store::ctx::Ctx;
 
 /// Exec psql; returns only on failure.
-pub fn run(ctx: &Ctx, node: &str, args: &[String]) -> Result<()> {
+pub(crate) fn run(ctx: &Ctx, node: &str, args: &[String]) -> Result<()> {
     let node = ctx.cfg.node(node)?;
     let psql = ctx.bin().map(|b| b.program("psql")).unwrap_or_default();
     let psql = if psql.is_file() { psql } else { "psql".into() };

@@ -55,7 +55,7 @@ async fn reload_node(ctx: &Ctx, node: &Node) -> Result<Vec<String>> {
 /// or removed, or a running node's port changed (its standbys would follow
 /// a port nothing listens on until a restart, and the supervisor would lose
 /// sight of it). `supervised`: the nodes the supervisor runs, if one does.
-pub fn shape_changes(ctx: &Ctx, supervised: Option<&[String]>) -> Vec<String> {
+pub(crate) fn shape_changes(ctx: &Ctx, supervised: Option<&[String]>) -> Vec<String> {
     let mut out = Vec::new();
     for n in &ctx.cfg.nodes {
         if let Some(port) = datadir::running_postmaster(&n.data_dir).and_then(|pf| pf.port) {
@@ -87,7 +87,7 @@ pub fn shape_changes(ctx: &Ctx, supervised: Option<&[String]>) -> Vec<String> {
 }
 
 /// `pgrepl reload` (`dry_run`: say what it would change, change nothing).
-pub async fn reload(ctx: &Ctx, dry_run: bool, out: &Output) -> Result<()> {
+pub(crate) async fn reload(ctx: &Ctx, dry_run: bool, out: &Output) -> Result<()> {
     let nodes = running_nodes(ctx);
     if nodes.is_empty() {
         return Err(Error::Refused(
@@ -179,7 +179,7 @@ async fn lowered_on(ctx: &Ctx, primary: &Node) -> Result<Vec<String>> {
 /// each replica must stream again before the next node goes down. Replicas
 /// go first, unless the primary lowers a setting standbys need at least as
 /// high as the primary's: then the primary goes first.
-pub async fn restart(ctx: &Ctx, names: &[String], out: &Output) -> Result<()> {
+pub(crate) async fn restart(ctx: &Ctx, names: &[String], out: &Output) -> Result<()> {
     let control = Control::find(ctx)?;
     let primary = crate::store::view::ClusterView::read(ctx)?.primary;
     let mut nodes = if names.is_empty() {

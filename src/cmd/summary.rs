@@ -50,7 +50,7 @@ pub(crate) fn print(ctx: &Ctx, selected: &[Node], out: &Output, took: Duration) 
 /// `postgresql://user@h1:p1,h2:p2/db?target_session_attrs=read-write&...`:
 /// a libpq URI that finds the writable primary among every node. Extra
 /// parameters (the passfile, TLS) are percent-encoded; no password is ever in it.
-pub fn connection_uri(nodes: &[Node], user: &str, db: &str, params: &[(&str, String)]) -> String {
+pub(crate) fn connection_uri(nodes: &[Node], user: &str, db: &str, params: &[(&str, String)]) -> String {
     let hosts: Vec<String> =
         nodes
             .iter()

@@ -25,7 +25,7 @@ use crate::{cmd::detach, ops::bootstrap, ops::clone, store::local, store::lock};
 
 /// Options of `pgrepl up`.
 #[derive(Debug, Clone, Default)]
-pub struct UpOptions {
+pub(crate) struct UpOptions {
     /// Only these nodes (default: every node on this host).
     pub nodes: Vec<String>,
     /// Run the supervisor in the background.
@@ -41,7 +41,7 @@ pub struct UpOptions {
 }
 
 /// Entry point of `pgrepl up`.
-pub async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
+pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     let width = ctx.cfg.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
     let out = Output::new(width);
     for w in &ctx.cfg.warnings {

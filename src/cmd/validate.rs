@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::store::ctx::Ctx;
 
 /// Run it: exit 0 with a summary, or 2 with every problem.
-pub async fn run(ctx: &Ctx) -> Result<()> {
+pub(crate) async fn run(ctx: &Ctx) -> Result<()> {
     let problems = crate::ops::preflight::problems(ctx).await;
     if !problems.is_empty() {
         return Err(Error::Config { problems });

@@ -9,7 +9,7 @@ use toml::Spanned;
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct File {
+pub(super) struct File {
     /// `[cluster]`: name and where data lives.
     pub cluster: Cluster,
     /// `[replication]`: the replication role and WAL retention.
@@ -57,7 +57,7 @@ pub struct File {
 /// `[log]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Log {
+pub(super) struct Log {
     /// `text` (a timestamp and a level on each line) or `json` (one object
     /// per line). Default `text`; `--log-format` overrides it.
     pub format: Option<Spanned<String>>,
@@ -66,7 +66,7 @@ pub struct Log {
 /// `[hooks]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Hooks {
+pub(super) struct Hooks {
     /// Run as `COMMAND EVENT NODE` (relative to the config file).
     pub on_event: Spanned<String>,
     /// How long it may run. Default `30s`.
@@ -76,7 +76,7 @@ pub struct Hooks {
 /// `[tls]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Tls {
+pub(super) struct Tls {
     /// PEM certificate every node presents (relative to the config file).
     pub cert_file: Spanned<String>,
     /// Its PEM private key.
@@ -91,7 +91,7 @@ pub struct Tls {
 /// `[archive]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Archive {
+pub(super) struct Archive {
     /// Archive directory (relative to the config file). Unset: no archive.
     pub dir: Option<Spanned<String>>,
 }
@@ -99,7 +99,7 @@ pub struct Archive {
 /// `[failover]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Failover {
+pub(super) struct Failover {
     /// `automatic` (default) or `manual`.
     pub mode: Option<Spanned<String>>,
     /// How long a dead primary may take to accept writes again after a
@@ -114,7 +114,7 @@ pub struct Failover {
 /// `[cluster]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Cluster {
+pub(super) struct Cluster {
     /// Cluster name; also PostgreSQL's `cluster_name` prefix.
     pub name: Spanned<String>,
     /// Data root, relative to the config file. Default `data`.
@@ -128,7 +128,7 @@ pub struct Cluster {
 /// `[replication]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Replication {
+pub(super) struct Replication {
     /// Replication role name. Default `replicator`.
     pub user: Option<Spanned<String>>,
     /// File holding the replication password (first line).
@@ -160,7 +160,7 @@ pub struct Replication {
 /// `[[node]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Node {
+pub(super) struct Node {
     /// Unique node name; also `application_name` and the slot name.
     pub name: Spanned<String>,
     /// Address the node listens on and is reached at. Default `127.0.0.1`.
@@ -180,7 +180,7 @@ pub struct Node {
 /// `[[database]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Database {
+pub(super) struct Database {
     /// Database name.
     pub name: Spanned<String>,
     /// Owner role, created as a login role if missing. Default: the superuser.
@@ -195,7 +195,7 @@ pub struct Database {
 /// `[[role]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RoleDecl {
+pub(super) struct RoleDecl {
     /// Role name.
     pub name: Spanned<String>,
     /// File with its password (first line), for TCP logins. None: no password.
@@ -210,7 +210,7 @@ pub struct RoleDecl {
 /// `[[hba]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Hba {
+pub(super) struct Hba {
     /// `local`, `host`, `hostssl` or `hostnossl`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -227,7 +227,7 @@ pub struct Hba {
 /// `[supervisor]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Supervisor {
+pub(super) struct Supervisor {
     /// How long a node may take to accept connections. Default `60s`.
     pub start_timeout: Option<Spanned<String>>,
     /// How long a fast stop may take before an immediate stop. Default `60s`.
@@ -239,7 +239,7 @@ pub struct Supervisor {
 /// `[monitor]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Monitor {
+pub(super) struct Monitor {
     /// How often the supervisor's monitor task takes a snapshot. Default `1s`.
     pub interval: Option<Spanned<String>>,
     /// Replay lag (time) that makes a replica WARNING. Default `60s`.
@@ -259,7 +259,7 @@ pub struct Monitor {
 /// `[api]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Api {
+pub(super) struct Api {
     /// Address the per-node listeners bind to. Default `127.0.0.1`.
     pub listen: Option<Spanned<String>>,
     /// Serve the API at all. Default true.

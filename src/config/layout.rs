@@ -5,84 +5,84 @@ use std::path::{Path, PathBuf};
 
 /// Paths under the data root.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub(crate) struct Layout {
     pub root: PathBuf,
 }
 
 impl Layout {
-    pub fn new(root: &Path) -> Self {
+    pub(crate) fn new(root: &Path) -> Self {
         Layout { root: root.to_path_buf() }
     }
     /// Unix sockets of every local node (`.s.PGSQL.<port>`).
-    pub fn socket_dir(&self) -> PathBuf {
+    pub(crate) fn socket_dir(&self) -> PathBuf {
         self.root.join("sockets")
     }
     /// libpq passfile with the replication password, mode 0600.
-    pub fn passfile(&self) -> PathBuf {
+    pub(crate) fn passfile(&self) -> PathBuf {
         self.root.join("pgpass")
     }
     /// A pgpass file for the `[[database]]` owners, for the URI `up` prints
     /// (mode 0600, owned by whoever runs pgrepl).
-    pub fn client_passfile(&self) -> PathBuf {
+    pub(crate) fn client_passfile(&self) -> PathBuf {
         self.root.join("client.pgpass")
     }
     /// The client's copy of the `[tls]` CA (libpq's sslrootcert).
-    pub fn root_cert(&self) -> PathBuf {
+    pub(crate) fn root_cert(&self) -> PathBuf {
         self.root.join("root.crt")
     }
     /// Asks the supervisor to exit leaving PostgreSQL running (`down --leave-running`).
-    pub fn leave_running_marker(&self) -> PathBuf {
+    pub(crate) fn leave_running_marker(&self) -> PathBuf {
         self.run_dir().join("leave-running")
     }
     /// Runtime state (system identifier, bootstrap progress, current primary).
-    pub fn state_file(&self) -> PathBuf {
+    pub(crate) fn state_file(&self) -> PathBuf {
         self.root.join("pgrepl.state.json")
     }
     /// Held (flock) by the running supervisor; holds its pid.
-    pub fn lock_file(&self) -> PathBuf {
+    pub(crate) fn lock_file(&self) -> PathBuf {
         self.root.join("pgrepl.pid")
     }
     /// The detached supervisor's log.
-    pub fn log_file(&self) -> PathBuf {
+    pub(crate) fn log_file(&self) -> PathBuf {
         self.root.join("pgrepl.log")
     }
     /// Control files (stop requests, the ready marker).
-    pub fn run_dir(&self) -> PathBuf {
+    pub(crate) fn run_dir(&self) -> PathBuf {
         self.root.join("run")
     }
     /// Written by the supervisor once `up` finished; holds its pid.
-    pub fn ready_file(&self) -> PathBuf {
+    pub(crate) fn ready_file(&self) -> PathBuf {
         self.run_dir().join("ready")
     }
     /// Names of the nodes the running supervisor manages, one per line.
-    pub fn supervised_file(&self) -> PathBuf {
+    pub(crate) fn supervised_file(&self) -> PathBuf {
         self.run_dir().join("supervised")
     }
     /// The config text the running supervisor started with (mode 0600: it
     /// may hold a literal password), to tell which of pgrepl's own settings
     /// a later `reload` cannot apply.
-    pub fn supervisor_config(&self) -> PathBuf {
+    pub(crate) fn supervisor_config(&self) -> PathBuf {
         self.run_dir().join("supervisor.toml")
     }
     /// Held (flock) while a move (switchover, failover, rejoin, reclone) runs.
-    pub fn move_lock(&self) -> PathBuf {
+    pub(crate) fn move_lock(&self) -> PathBuf {
         self.run_dir().join("move.lock")
     }
     /// The durability task's latest plan (JSON), for `status`.
-    pub fn durability_file(&self) -> PathBuf {
+    pub(crate) fn durability_file(&self) -> PathBuf {
         self.run_dir().join("durability")
     }
     /// The HA task's latest decision, for `status`.
-    pub fn ha_file(&self) -> PathBuf {
+    pub(crate) fn ha_file(&self) -> PathBuf {
         self.run_dir().join("ha")
     }
     /// Written after a move or restart pgrepl made: until when (unix
     /// seconds) and why `check` reports what it breaks as settling.
-    pub fn settling_file(&self) -> PathBuf {
+    pub(crate) fn settling_file(&self) -> PathBuf {
         self.run_dir().join("settling")
     }
     /// Present while the user wants `node` stopped (`pgrepl down NODE`).
-    pub fn stop_marker(&self, node: &str) -> PathBuf {
+    pub(crate) fn stop_marker(&self, node: &str) -> PathBuf {
         self.run_dir().join(format!("{node}.stopped"))
     }
 }

@@ -3,7 +3,7 @@
 //! Validation lives in `validate`; this module owns no checks of its own.
 
 mod file;
-pub mod layout;
+pub(crate) mod layout;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -14,16 +14,16 @@ use std::time::Duration;
 use crate::domain::units::ByteSize;
 use crate::error::{Error, Result};
 
-pub use validate::{parse, slot_name};
+pub(crate) use validate::{parse, slot_name};
 
 /// Where `pgrepl` looks for its config when `-c` is not given.
-pub const ENV_VAR: &str = "PGREPL_CONFIG";
+pub(crate) const ENV_VAR: &str = "PGREPL_CONFIG";
 /// The default config file name, in the current directory.
-pub const DEFAULT_FILE: &str = "pgrepl.toml";
+pub(crate) const DEFAULT_FILE: &str = "pgrepl.toml";
 
 /// Resolve the config path: `-c/--config`, then `$PGREPL_CONFIG`, then
 /// `./pgrepl.toml`.
-pub fn locate(cli: Option<&Path>) -> PathBuf {
+pub(crate) fn locate(cli: Option<&Path>) -> PathBuf {
     if let Some(p) = cli {
         return p.to_path_buf();
     }
@@ -36,7 +36,7 @@ pub fn locate(cli: Option<&Path>) -> PathBuf {
 /// [`load`] for the observing commands (`status`, `check`, `monitor`): a
 /// secret file this user may not read (the replication password, say) is no
 /// problem for them; they log in as `[monitor] role` or over the socket.
-pub fn load_observing(path: &Path) -> Result<Config> {
+pub(crate) fn load_observing(path: &Path) -> Result<Config> {
     validate::parse_with(path, &read(path)?, true)
 }
 
@@ -287,7 +287,7 @@ impl Config {
 }
 
 /// The physical slot a replica streams through, or `None` with slots off.
-pub fn slot_name_for(cfg: &Config, node: &Node) -> Option<String> {
+pub(crate) fn slot_name_for(cfg: &Config, node: &Node) -> Option<String> {
     cfg.replication.slots.then(|| validate::slot_name(&node.name))
 }
 

@@ -55,13 +55,13 @@ impl Problems<'_> {
 }
 
 /// Parse and validate config text read from `path`.
-pub fn parse(path: &Path, src: &str) -> Result<Config> {
+pub(crate) fn parse(path: &Path, src: &str) -> Result<Config> {
     parse_with(path, src, false)
 }
 
 /// [`parse`]; with `lenient_secrets`, secret files this user may not read
 /// are taken as empty instead of refused.
-pub fn parse_with(path: &Path, src: &str, lenient_secrets: bool) -> Result<Config> {
+pub(super) fn parse_with(path: &Path, src: &str, lenient_secrets: bool) -> Result<Config> {
     let loc = Locator { file: path.display().to_string(), src };
     let raw: file::File = toml::from_str(src).map_err(|e| {
         let where_ = e.span().map_or_else(|| loc.file.clone(), |s| loc.at(s));
@@ -439,7 +439,7 @@ fn synchronous(r: &file::Replication) -> bool {
 }
 
 /// The physical slot name for a node: slot names allow only `[a-z0-9_]`.
-pub fn slot_name(node: &str) -> String {
+pub(crate) fn slot_name(node: &str) -> String {
     node.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
 }
 

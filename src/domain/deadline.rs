@@ -7,11 +7,11 @@ use std::time::Duration;
 
 /// The condition did not hold before the deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Elapsed;
+pub(crate) struct Elapsed;
 
 /// Ask `check` every `every` until it returns a value, for at most
 /// `timeout`: it is always asked once, and never slept past the deadline.
-pub async fn poll<T, F, Fut>(timeout: Duration, every: Duration, mut check: F) -> Result<T, Elapsed>
+pub(crate) async fn poll<T, F, Fut>(timeout: Duration, every: Duration, mut check: F) -> Result<T, Elapsed>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,

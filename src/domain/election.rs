@@ -5,7 +5,7 @@ use crate::domain::lsn::Lsn;
 
 /// A candidate's position, for choosing.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub name: String,
     pub timeline: Option<i32>,
     pub received: Option<Lsn>,
@@ -15,20 +15,20 @@ pub struct Candidate {
 }
 
 /// Why a `failover_priority = 0` node cannot be the target of a move.
-pub fn never_promoted(node: &str) -> String {
+pub(crate) fn never_promoted(node: &str) -> String {
     format!("{node} has failover_priority = 0 and is never promoted; raise it in the config to allow this")
 }
 
 /// For each other candidate, the bytes of WAL it lacks (None: unknown);
 /// negative when it holds WAL the chosen one lacks (it was not eligible).
-pub type Gaps = Vec<(String, Option<i64>)>;
+pub(crate) type Gaps = Vec<(String, Option<i64>)>;
 
 /// The most advanced eligible candidate (failover_priority above 0): latest
 /// timeline, then highest received LSN (no acknowledged WAL left behind),
 /// then the higher failover_priority, then highest replayed LSN (less to
 /// replay before it can take writes), then config order. Returns it and,
 /// for each other, the bytes it lacks.
-pub fn choose(cands: &[Candidate], to: Option<&str>) -> std::result::Result<(Candidate, Gaps), String> {
+pub(crate) fn choose(cands: &[Candidate], to: Option<&str>) -> std::result::Result<(Candidate, Gaps), String> {
     let best = match to {
         Some(t) => {
             let c = cands.iter().find(|c| c.name == t).ok_or_else(|| format!("{t} is not a running replica"))?;

@@ -1,7 +1,7 @@
 //! GUC literals: quoting a value the way PostgreSQL's config lexer reads it.
 
 /// Quote a string as a GUC literal, the way PostgreSQL's config lexer reads it.
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');
     for c in s.chars() {

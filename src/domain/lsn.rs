@@ -6,12 +6,12 @@ use std::str::FromStr;
 
 /// A write-ahead-log position (`pg_lsn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Lsn(pub u64);
+pub(crate) struct Lsn(pub u64);
 
 impl Lsn {
     /// Bytes from `other` up to `self`, or `None` when `other` is ahead
     /// (a negative lag is not a lag we can report).
-    pub fn bytes_since(self, other: Lsn) -> Option<u64> {
+    pub(crate) fn bytes_since(self, other: Lsn) -> Option<u64> {
         self.0.checked_sub(other.0)
     }
 }

@@ -1,7 +1,7 @@
 //! Wall-clock time as pgrepl prints and records it.
 
 /// RFC 3339 UTC text for a Unix time in seconds.
-pub fn rfc3339(unix: f64) -> String {
+pub(crate) fn rfc3339(unix: f64) -> String {
     let secs = unix.floor() as i64;
     let millis = ((unix - secs as f64) * 1000.0).round().min(999.0) as i64;
     let days = secs.div_euclid(86_400);
@@ -21,7 +21,7 @@ pub fn rfc3339(unix: f64) -> String {
 }
 
 /// Now, as Unix seconds.
-pub fn now_unix() -> f64 {
+pub(crate) fn now_unix() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 

@@ -45,7 +45,7 @@ impl fmt::Display for ByteSize {
 
 /// Parse a duration such as `"500ms"`, `"5s"`, `"2m"` or `"1h"`. A unit is
 /// required, so `"5"` is rejected rather than guessed.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);

@@ -8,7 +8,7 @@ use crate::observe::status::ClusterStatus;
 
 /// `status --json`: the snapshot plus its health verdict.
 #[derive(Debug, Serialize)]
-pub struct StatusDocument<'a> {
+pub(crate) struct StatusDocument<'a> {
     /// Bumped when a field changes meaning or goes away (adding one does not).
     pub schema_version: u32,
     #[serde(flatten)]
@@ -17,10 +17,10 @@ pub struct StatusDocument<'a> {
 }
 
 /// The `status --json` schema version (docs/status.md).
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 impl<'a> StatusDocument<'a> {
-    pub fn new(status: &'a ClusterStatus, health: &'a Report) -> Self {
+    pub(crate) fn new(status: &'a ClusterStatus, health: &'a Report) -> Self {
         StatusDocument { schema_version: SCHEMA_VERSION, status, health }
     }
 }

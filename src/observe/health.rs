@@ -16,7 +16,7 @@ use crate::observe::status::ClusterStatus;
 /// How bad something is. Ordered: the worst wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Level {
+pub(crate) enum Level {
     Healthy,
     Warning,
     Critical,
@@ -24,7 +24,7 @@ pub enum Level {
 
 impl Level {
     /// The Nagios word for it.
-    pub fn nagios(self) -> &'static str {
+    pub(crate) fn nagios(self) -> &'static str {
         match self {
             Level::Healthy => "OK",
             Level::Warning => "WARNING",
@@ -32,14 +32,14 @@ impl Level {
         }
     }
     /// Numeric form for metrics: 0, 1, 2.
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         self as u8
     }
 }
 
 /// Thresholds, from `[monitor]`.
 #[derive(Debug, Clone, Copy)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     pub warn_lag: Duration,
     pub crit_lag: Duration,
     pub warn_conflicts: u64,
@@ -59,7 +59,7 @@ impl From<&Monitor> for Thresholds {
 
 /// One node's verdict.
 #[derive(Debug, Clone, Serialize)]
-pub struct NodeHealth {
+pub(crate) struct NodeHealth {
     pub node: String,
     pub level: Level,
     pub reasons: Vec<String>,
@@ -67,7 +67,7 @@ pub struct NodeHealth {
 
 /// Counts and lag figures over the standbys.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub healthy_standbys: usize,
     pub warning_standbys: usize,
     pub critical_standbys: usize,
@@ -78,7 +78,7 @@ pub struct Summary {
 
 /// The whole verdict.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub level: Level,
     /// Problems that belong to no single node (primaries, slots).
     pub cluster: Vec<String>,
@@ -88,7 +88,7 @@ pub struct Report {
 
 impl Report {
     /// The verdict of one node.
-    pub fn node(&self, name: &str) -> Option<&NodeHealth> {
+    pub(crate) fn node(&self, name: &str) -> Option<&NodeHealth> {
         self.nodes.iter().find(|n| n.node == name)
     }
 }
@@ -98,7 +98,7 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// Judge a snapshot.
-pub fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
+pub(crate) fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
     let mut level = Level::Healthy;
     let mut cluster = Vec::new();
     let writable: Vec<&str> = s.nodes.iter().filter(|n| n.is_writable_primary()).map(|n| n.name.as_str()).collect();
@@ -247,7 +247,7 @@ pub fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
 }
 
 /// Bytes for people: 1.5MB.
-pub fn human(b: u64) -> String {
+pub(crate) fn human(b: u64) -> String {
     let units = [("GB", 1u64 << 30), ("MB", 1 << 20), ("kB", 1 << 10)];
     for (u, m) in units {
         if b >= m {

@@ -36,7 +36,7 @@ fn num(v: f64) -> String {
 }
 
 /// Render the metrics for a snapshot taken at `snap.taken_unix`, as of `now_unix`.
-pub fn render(snap: &Snapshot, now_unix: f64) -> String {
+pub(crate) fn render(snap: &Snapshot, now_unix: f64) -> String {
     let s = &snap.status;
     let mut out = String::new();
     let mut f = Family { out: &mut out };

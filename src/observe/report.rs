@@ -10,7 +10,7 @@ use crate::observe::status::{ClusterStatus, Conflicts};
 
 /// One report line of `pgrepl monitor --json`.
 #[derive(Debug, Clone, Serialize)]
-pub struct MonitorReport {
+pub(crate) struct MonitorReport {
     pub timestamp: String,
     pub cluster: String,
     /// `ok`, `warning` or `critical`.
@@ -23,7 +23,7 @@ pub struct MonitorReport {
 
 /// The writable primary and what it sees.
 #[derive(Debug, Clone, Serialize)]
-pub struct PrimaryReport {
+pub(crate) struct PrimaryReport {
     pub node: String,
     pub current_wal_lsn: Option<Lsn>,
     pub replicas: Vec<ReplicaRow>,
@@ -34,7 +34,7 @@ pub struct PrimaryReport {
 
 /// One `pg_stat_replication` row.
 #[derive(Debug, Clone, Serialize)]
-pub struct ReplicaRow {
+pub(crate) struct ReplicaRow {
     pub application_name: String,
     pub state: Option<String>,
     pub sync_state: Option<String>,
@@ -49,7 +49,7 @@ pub struct ReplicaRow {
 
 /// One physical slot.
 #[derive(Debug, Clone, Serialize)]
-pub struct SlotRow {
+pub(crate) struct SlotRow {
     pub slot_name: String,
     pub active: bool,
     pub wal_status: Option<String>,
@@ -59,7 +59,7 @@ pub struct SlotRow {
 
 /// One configured standby, as it sees itself plus its verdict.
 #[derive(Debug, Clone, Serialize)]
-pub struct StandbyReport {
+pub(crate) struct StandbyReport {
     pub node: String,
     pub host: String,
     pub role: Option<crate::config::Role>,
@@ -79,7 +79,7 @@ pub struct StandbyReport {
 
 /// Counts over the standbys.
 #[derive(Debug, Clone, Serialize)]
-pub struct SummaryReport {
+pub(crate) struct SummaryReport {
     pub total_standbys: usize,
     pub healthy_standbys: usize,
     pub warning_standbys: usize,
@@ -89,7 +89,7 @@ pub struct SummaryReport {
 }
 
 /// Build the report.
-pub fn build(s: &ClusterStatus, h: &Report) -> MonitorReport {
+pub(crate) fn build(s: &ClusterStatus, h: &Report) -> MonitorReport {
     let primary_node = s.nodes.iter().find(|n| n.is_writable_primary());
     let primary = primary_node.map(|p| {
         let replicas: Vec<ReplicaRow> = s
@@ -182,7 +182,7 @@ pub fn build(s: &ClusterStatus, h: &Report) -> MonitorReport {
 }
 
 /// The one-line human summary (for `monitor` and `check`).
-pub fn one_line(r: &MonitorReport) -> String {
+pub(crate) fn one_line(r: &MonitorReport) -> String {
     let primary = r.primary.as_ref().map_or("no writable primary".to_string(), |p| {
         format!("primary {} at {}", p.node, p.current_wal_lsn.map_or("-".into(), |l| l.to_string()))
     });

@@ -11,7 +11,7 @@ use crate::observe::status::ClusterStatus;
 
 /// One published snapshot.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub status: ClusterStatus,
     pub health: Report,
     /// Unix time it was taken.
@@ -23,10 +23,10 @@ pub struct Snapshot {
 }
 
 /// The latest snapshot, if one has been taken.
-pub type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
+pub(crate) type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
 
 /// Moves in the history, by kind.
-pub fn count_moves(st: &crate::store::state::State) -> Vec<(String, u64)> {
+pub(crate) fn count_moves(st: &crate::store::state::State) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = Vec::new();
     for m in &st.history {
         match out.iter_mut().find(|(k, _)| *k == m.kind.to_string()) {
@@ -40,7 +40,7 @@ pub fn count_moves(st: &crate::store::state::State) -> Vec<(String, u64)> {
 /// A fixed example snapshot (1 primary, 2 replicas: one caught up, one
 /// lagging; two slots), for rendering tests.
 #[cfg(test)]
-pub fn example() -> Snapshot {
+pub(crate) fn example() -> Snapshot {
     use crate::observe::health::{self, Thresholds};
     use crate::observe::status::{Conflicts, Lag, NodeStatus, Replication, SlotStatus};
     let lsn = |s: &str| s.parse().ok();

@@ -61,7 +61,7 @@ fn copy_durably(src: &Path, dst: &Path) -> Result<u64> {
 }
 
 /// `wal-push PATH NAME`: archive one WAL file.
-pub fn push(archive: &Path, path: &Path, name: &str) -> Result<()> {
+pub(crate) fn push(archive: &Path, path: &Path, name: &str) -> Result<()> {
     check_name(name)?;
     let dst = archive.join(name);
     if dst.exists() {
@@ -81,7 +81,7 @@ pub fn push(archive: &Path, path: &Path, name: &str) -> Result<()> {
 
 /// `wal-fetch NAME PATH`: restore one WAL file. A missing file is not an
 /// error worth a message: PostgreSQL asks for files that do not exist yet.
-pub fn fetch(archive: &Path, name: &str, path: &Path) -> Result<bool> {
+pub(crate) fn fetch(archive: &Path, name: &str, path: &Path) -> Result<bool> {
     check_name(name)?;
     let src = archive.join(name);
     if !src.is_file() {
@@ -98,13 +98,13 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// True for a WAL segment name (24 hex digits).
-pub fn is_segment(name: &str) -> bool {
+pub(crate) fn is_segment(name: &str) -> bool {
     name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// What `cleanup` removed.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Cleanup {
+pub(crate) struct Cleanup {
     pub removed: usize,
     pub bytes: u64,
     pub kept: usize,
@@ -113,7 +113,7 @@ pub struct Cleanup {
 /// Remove segments logically before `oldest_needed` (pg_archivecleanup's
 /// rule: compare the log and segment parts, ignore the timeline; keep
 /// history and backup-label files).
-pub fn cleanup(archive: &Path, oldest_needed: &str) -> Result<Cleanup> {
+pub(crate) fn cleanup(archive: &Path, oldest_needed: &str) -> Result<Cleanup> {
     if !is_segment(oldest_needed) {
         return Err(Error::Usage(format!("`{oldest_needed}` is not a WAL segment name")));
     }
@@ -133,7 +133,7 @@ pub fn cleanup(archive: &Path, oldest_needed: &str) -> Result<Cleanup> {
 
 /// The WAL segment holding `lsn` (16 MB segments, pgrepl's initdb default).
 /// Only the log and segment parts matter to [`cleanup`], so the timeline is 1.
-pub fn segment_of(lsn: crate::domain::lsn::Lsn) -> String {
+pub(crate) fn segment_of(lsn: crate::domain::lsn::Lsn) -> String {
     format!("{:08X}{:08X}{:08X}", 1, lsn.0 >> 32, (lsn.0 & 0xffff_ffff) >> 24)
 }
 
@@ -141,7 +141,7 @@ pub fn segment_of(lsn: crate::domain::lsn::Lsn) -> String {
 /// still need — the oldest of the slots' restart_lsn, the streaming
 /// replicas' replay position, the primary's last checkpoint redo, and the
 /// last checkpoint redo of stopped local standbys — and remove the rest.
-pub async fn cleanup_cluster(ctx: &crate::store::ctx::Ctx, out: &crate::output::Output) -> Result<()> {
+pub(crate) async fn cleanup_cluster(ctx: &crate::store::ctx::Ctx, out: &crate::output::Output) -> Result<()> {
     let Some(archive) = &ctx.cfg.archive else {
         return Err(Error::Usage(format!(
             "{} has no [archive] dir; there is nothing to clean up",
@@ -181,12 +181,12 @@ pub async fn cleanup_cluster(ctx: &crate::store::ctx::Ctx, out: &crate::output::
 }
 
 /// The archive command for postgresql.conf (pgrepl's own binary, absolute).
-pub fn archive_command(exe: &Path, archive: &Path) -> String {
+pub(crate) fn archive_command(exe: &Path, archive: &Path) -> String {
     format!("{} wal-push --archive {} %p %f", shell_word(exe), shell_word(archive))
 }
 
 /// The restore command for standbys.
-pub fn restore_command(exe: &Path, archive: &Path) -> String {
+pub(crate) fn restore_command(exe: &Path, archive: &Path) -> String {
     format!("{} wal-fetch --archive {} %f %p", shell_word(exe), shell_word(archive))
 }
 

@@ -13,7 +13,7 @@ use crate::store::state::State;
 /// What a standby needs before it can stream from `primary`: the replication
 /// role with the configured password, and a slot for each replica. Quick, so
 /// replicas can start while the rest of the bootstrap runs.
-pub async fn replication(ctx: &Ctx, primary: &Node) -> Result<()> {
+pub(crate) async fn replication(ctx: &Ctx, primary: &Node) -> Result<()> {
     let client = ctx.connect(primary).await?;
     sql::ensure_role(
         &client,
@@ -26,7 +26,7 @@ pub async fn replication(ctx: &Ctx, primary: &Node) -> Result<()> {
 }
 
 /// Bootstrap `primary`. `state` is updated and saved as steps complete.
-pub async fn run(ctx: &Ctx, primary: &Node, state: &mut State, out: &Output) -> Result<()> {
+pub(crate) async fn run(ctx: &Ctx, primary: &Node, state: &mut State, out: &Output) -> Result<()> {
     let cfg = &ctx.cfg;
     let client = ctx.connect(primary).await?;
     // REPLICATION only: the role can stream and take base backups, nothing more.
@@ -78,7 +78,7 @@ pub(crate) fn schema_key(db: &str, f: &std::path::Path) -> String {
 /// Every `[[role]]`'s `in_roles` names a role that exists or is declared:
 /// checked before anything is created or changed, each problem at its
 /// `file:line:col`.
-pub async fn check_roles(ctx: &Ctx, client: &tokio_postgres::Client) -> Result<()> {
+pub(crate) async fn check_roles(ctx: &Ctx, client: &tokio_postgres::Client) -> Result<()> {
     let existing: Vec<String> = client
         .query("SELECT rolname::text FROM pg_roles", &[])
         .await

@@ -18,7 +18,7 @@ use crate::store::ctx::Ctx;
 
 /// Clone `node` from `primary`. With `move_aside`, the existing dir is
 /// renamed to `<dir>.old-<unix time>` first.
-pub async fn clone(
+pub(crate) async fn clone(
     ctx: &Ctx,
     node: &Node,
     primary: &Node,
@@ -168,7 +168,7 @@ fn last_line(s: &str) -> &str {
 }
 
 /// A progress bar for a clone on a TTY.
-pub fn progress_bar(name: &str) -> ProgressBar {
+pub(crate) fn progress_bar(name: &str) -> ProgressBar {
     let b = ProgressBar::new(0);
     let style = ProgressStyle::with_template("[pgrepl] {prefix:<8} clone {bar:30} {percent:>3}% {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -179,7 +179,7 @@ pub fn progress_bar(name: &str) -> ProgressBar {
 
 /// How this cluster's standbys log in to `primary` for replication: the
 /// replication role and password, `[tls]`, and the name the primary shows.
-pub fn replication_target(ctx: &Ctx, primary: &Node, application_name: &str) -> crate::pg::wire::Target {
+pub(crate) fn replication_target(ctx: &Ctx, primary: &Node, application_name: &str) -> crate::pg::wire::Target {
     crate::pg::wire::Target {
         host: primary.host.clone(),
         port: primary.port,

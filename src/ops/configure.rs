@@ -14,7 +14,7 @@ use crate::pg::standby::{self, StandbyPlan};
 use crate::store::ctx::Ctx;
 
 /// A node's rendered config files, before anything is written.
-pub struct NodeFiles {
+pub(crate) struct NodeFiles {
     /// (file name in the data dir, text): postgresql.conf, pg_hba.conf,
     /// pg_ident.conf and, for a standby, standby.signal or recovery.conf.
     pub files: Vec<(&'static str, String)>,
@@ -25,7 +25,7 @@ pub struct NodeFiles {
 }
 
 /// Write every config file for `node` in `dir`, for the given role.
-pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary: &Node) -> Result<()> {
+pub(crate) fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary: &Node) -> Result<()> {
     let r = render_node_files(ctx, node, role, primary)?;
     record_wal_senders(ctx, r.wal_senders)?;
     let write = |name: &str, text: &str| -> Result<()> {
@@ -54,7 +54,7 @@ pub fn write_node_files(ctx: &Ctx, node: &Node, dir: &Path, role: Role, primary:
 
 /// Render `node`'s config files for `role`, changing nothing (what
 /// `reload --dry-run` compares with the files on disk).
-pub fn render_node_files(ctx: &Ctx, node: &Node, role: Role, primary: &Node) -> Result<NodeFiles> {
+pub(crate) fn render_node_files(ctx: &Ctx, node: &Node, role: Role, primary: &Node) -> Result<NodeFiles> {
     let major = ctx.bin()?.major;
     let cfg = &ctx.cfg;
     let socket_dir = ctx.layout.socket_dir();
@@ -68,7 +68,6 @@ pub fn render_node_files(ctx: &Ctx, node: &Node, role: Role, primary: &Node) -> 
     let restore = cfg.archive.as_ref().map(|a| crate::ops::archive::restore_command(&exe, a));
     let archive_command = cfg.archive.as_ref().map(|a| crate::ops::archive::archive_command(&exe, a));
     let splan = StandbyPlan {
-        major,
         primary_host: &primary.host,
         primary_port: primary.port,
         user: &cfg.replication.user,
@@ -131,7 +130,7 @@ pub fn render_node_files(ctx: &Ctx, node: &Node, role: Role, primary: &Node) -> 
 
 /// Why the record keeps `name` stopped, if it does: it needs a re-clone, or
 /// it is a former primary fenced by a failover (its files still say primary).
-pub fn held_back(st: &crate::store::state::State, name: &str) -> Option<String> {
+pub(crate) fn held_back(st: &crate::store::state::State, name: &str) -> Option<String> {
     if st.needs_reclone.iter().any(|n| n == name) {
         return Some(format!(
             "needs a re-clone and stays stopped; run `pgrepl reclone {name}` (or `pgrepl up --reclone {name}`)"
@@ -158,7 +157,7 @@ pub fn held_back(st: &crate::store::state::State, name: &str) -> Option<String> 
 /// The files are rendered from the config file as it is now (what `reload`
 /// last applied), falling back on the supervisor's own copy if the file no
 /// longer loads, so a crash restart never undoes a reload.
-pub fn prepare_start(ctx: &Ctx, node: &Node) -> Result<Role> {
+pub(crate) fn prepare_start(ctx: &Ctx, node: &Node) -> Result<Role> {
     let st = crate::store::state::State::load(&ctx.layout.state_file())
         .map_err(|e| Error::Refused(format!("{}: not starting it: {e}", node.name)))?;
     if let Some(why) = held_back(&st, &node.name) {
@@ -218,7 +217,7 @@ fn record_wal_senders(ctx: &Ctx, used: u32) -> Result<()> {
 /// Write what libpq needs for replication and clones: the 0600 passfile
 /// (the one place the clear-text password is written, readable only by
 /// the OS user) and, with `[tls]` and a CA, the CA certificate.
-pub fn write_client_files(ctx: &Ctx) -> Result<()> {
+pub(crate) fn write_client_files(ctx: &Ctx) -> Result<()> {
     if let Some(t) = &ctx.cfg.tls {
         crate::pg::tls::write_client_files(t, &ctx.layout.root_cert(), &ctx.runas)?;
     }

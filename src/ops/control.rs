@@ -21,12 +21,12 @@ use crate::store::ctx::Ctx;
 
 /// Held while a move runs, so two moves (a command and automatic failover)
 /// never interleave.
-pub struct MoveLock {
+pub(crate) struct MoveLock {
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 /// Take the move lock, or say that another move is running.
-pub fn move_lock(ctx: &Ctx) -> Result<MoveLock> {
+pub(crate) fn move_lock(ctx: &Ctx) -> Result<MoveLock> {
     crate::pg::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
     let path = ctx.layout.move_lock();
     let f = std::fs::OpenOptions::new()
@@ -47,7 +47,7 @@ pub fn move_lock(ctx: &Ctx) -> Result<MoveLock> {
 
 /// Take the move lock, waiting up to `timeout` for the one who holds it
 /// (the HA task holds it for a moment on every snapshot).
-pub async fn wait_move_lock(ctx: &Ctx, timeout: Duration) -> Result<MoveLock> {
+pub(crate) async fn wait_move_lock(ctx: &Ctx, timeout: Duration) -> Result<MoveLock> {
     // The refusal of the last try is the answer at the deadline.
     let refused = std::sync::Mutex::new(None);
     let take =
@@ -65,15 +65,15 @@ pub async fn wait_move_lock(ctx: &Ctx, timeout: Duration) -> Result<MoveLock> {
 /// nothing): a node left stopped by a move that no longer runs was
 /// interrupted, and the supervisor starts it again; one the user stopped
 /// stays stopped.
-pub const MOVE_MARKER: &[u8] = b"stopped by a move\n";
+pub(crate) const MOVE_MARKER: &[u8] = b"stopped by a move\n";
 
 /// Whether `node` is held stopped by a move (not by the user).
-pub fn stopped_by_move(ctx: &Ctx, node: &str) -> bool {
+pub(crate) fn stopped_by_move(ctx: &Ctx, node: &str) -> bool {
     std::fs::read(ctx.layout.stop_marker(node)).is_ok_and(|b| b == MOVE_MARKER)
 }
 
 /// Make a move's stop of `node` the user's: it stays stopped until `pgrepl up`.
-pub fn keep_stopped(ctx: &Ctx, node: &str) -> Result<()> {
+pub(crate) fn keep_stopped(ctx: &Ctx, node: &str) -> Result<()> {
     crate::pg::fsutil::write_atomic(&ctx.layout.stop_marker(node), b"", 0o644)
 }
 
@@ -82,7 +82,7 @@ pub fn keep_stopped(ctx: &Ctx, node: &str) -> Result<()> {
 /// processes. The agent's supervisor implements it in-process; a
 /// supervisor in another process is asked through the stop marker and
 /// SIGHUP ([`Signals`]).
-pub trait NodeControl: Send + Sync {
+pub(crate) trait NodeControl: Send + Sync {
     /// Ask for `node` to stop in `mode`: resolves once asked (an in-process
     /// supervisor, once stopped); [`Control::stop`] waits for the postmaster.
     fn stop<'a>(&'a self, node: &'a Node, mode: StopMode) -> BoxFuture<'a>;
@@ -91,10 +91,10 @@ pub trait NodeControl: Send + Sync {
 }
 
 /// A boxed future of a [`NodeControl`] request.
-pub type BoxFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+pub(crate) type BoxFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
 
 /// A supervisor in another process, by pid: it reads the stop markers at SIGHUP.
-pub struct Signals(pub i32);
+pub(crate) struct Signals(pub i32);
 
 impl NodeControl for Signals {
     fn stop<'a>(&'a self, node: &'a Node, mode: StopMode) -> BoxFuture<'a> {
@@ -117,15 +117,15 @@ impl NodeControl for Signals {
 /// How a move starts and stops nodes: the stop markers, a [`NodeControl`]
 /// to act, and the waits for the postmaster to go or to answer.
 #[derive(Clone)]
-pub struct Control(Arc<dyn NodeControl>);
+pub(crate) struct Control(Arc<dyn NodeControl>);
 
 impl Control {
-    pub fn new(nodes: Arc<dyn NodeControl>) -> Control {
+    pub(crate) fn new(nodes: Arc<dyn NodeControl>) -> Control {
         Control(nodes)
     }
 
     /// The running supervisor of this data root, or an error saying how to start one.
-    pub fn find(ctx: &Ctx) -> Result<Control> {
+    pub(crate) fn find(ctx: &Ctx) -> Result<Control> {
         crate::store::lock::holder(&ctx.layout).map(|pid| Control::new(Arc::new(Signals(pid)))).ok_or_else(|| {
             Error::Refused(format!(
                 "no pgrepl supervisor is running for {}; start the cluster with `pgrepl up` first",
@@ -135,7 +135,7 @@ impl Control {
     }
 
     /// Stop `node` and keep it stopped until [`Control::start`].
-    pub async fn stop(&self, ctx: &Ctx, node: &Node, mode: StopMode) -> Result<()> {
+    pub(crate) async fn stop(&self, ctx: &Ctx, node: &Node, mode: StopMode) -> Result<()> {
         crate::pg::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
         crate::pg::fsutil::write_atomic(&ctx.layout.stop_marker(&node.name), MOVE_MARKER, 0o644)?;
         self.0.stop(node, mode).await;
@@ -147,7 +147,7 @@ impl Control {
     }
 
     /// Let `node` run again and wait until it accepts connections.
-    pub async fn start(&self, ctx: &Ctx, node: &Node) -> Result<()> {
+    pub(crate) async fn start(&self, ctx: &Ctx, node: &Node) -> Result<()> {
         match std::fs::remove_file(ctx.layout.stop_marker(&node.name)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

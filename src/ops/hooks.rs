@@ -15,7 +15,7 @@ use crate::store::ctx::Ctx;
 
 /// What happened; the hook gets it by name (its first argument).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     Switchover,
     Failover,
     Rejoin,
@@ -26,7 +26,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Event::Switchover => "switchover",
             Event::Failover => "failover",
@@ -40,7 +40,7 @@ impl Event {
 }
 
 /// Run the hook for `event` on `node` (`-` for the whole cluster).
-pub async fn fire(ctx: &Ctx, event: Event, node: &str, message: &str, out: &Output) {
+pub(crate) async fn fire(ctx: &Ctx, event: Event, node: &str, message: &str, out: &Output) {
     let Some(h) = &ctx.cfg.hooks else { return };
     let event = event.as_str();
     // Empty when the record cannot be read: the hook is told, not misled.

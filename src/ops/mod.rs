@@ -2,14 +2,14 @@
 //! bootstrap, clone and seeding, preflight checks, archiving, hooks, and
 //! the moves (switchover, failover, rejoin, reclone).
 
-pub mod archive;
-pub mod bootstrap;
-pub mod clone;
-pub mod configure;
-pub mod control;
-pub mod hooks;
-pub mod moves;
-pub mod preflight;
-pub mod reload_plan;
-pub mod seed;
-pub mod wait;
+pub(crate) mod archive;
+pub(crate) mod bootstrap;
+pub(crate) mod clone;
+pub(crate) mod configure;
+pub(crate) mod control;
+pub(crate) mod hooks;
+pub(crate) mod moves;
+pub(crate) mod preflight;
+pub(crate) mod reload_plan;
+pub(crate) mod seed;
+pub(crate) mod wait;

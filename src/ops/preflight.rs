@@ -13,7 +13,7 @@ use crate::store::state::State;
 
 /// What `up` will do with one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Its data dir is ours and fine: just start it (or keep it running).
     Start,
     /// New primary: initdb, then bootstrap.
@@ -25,14 +25,14 @@ pub enum Action {
 
 /// One node's plan.
 #[derive(Debug, Clone)]
-pub struct NodePlan {
+pub(crate) struct NodePlan {
     pub node: Node,
     pub role: Role,
     pub action: Action,
 }
 
 /// Check everything and decide what to do, changing nothing.
-pub async fn plan(ctx: &Ctx, selected: &[Node], reclone: &[String]) -> Result<Vec<NodePlan>> {
+pub(crate) async fn plan(ctx: &Ctx, selected: &[Node], reclone: &[String]) -> Result<Vec<NodePlan>> {
     ctx.bin()?;
     ctx.runas.check_reachable(&ctx.cfg.data_root)?;
     check_socket_path(ctx)?;
@@ -69,7 +69,7 @@ pub async fn plan(ctx: &Ctx, selected: &[Node], reclone: &[String]) -> Result<Ve
 /// without stopping at the first: for `pgrepl validate`. Each names its
 /// place in the config (`file:line` of the node, or the file). Ports held by
 /// this cluster's own running postmasters or supervisor are not problems.
-pub async fn problems(ctx: &Ctx) -> Vec<String> {
+pub(crate) async fn problems(ctx: &Ctx) -> Vec<String> {
     let file = ctx.cfg.path.display().to_string();
     let mut out = Vec::new();
     let mut global = |r: Result<()>| {

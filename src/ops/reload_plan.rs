@@ -14,7 +14,7 @@ use crate::store::ctx::Ctx;
 
 /// The `key = value` lines of a postgresql.conf pgrepl rendered (its own
 /// format: one setting per line, a why-comment after four spaces).
-pub fn parse_conf(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_conf(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#') && !l.starts_with("include"))
         .filter_map(|l| {
@@ -26,7 +26,7 @@ pub fn parse_conf(text: &str) -> BTreeMap<String, String> {
 }
 
 /// Settings whose value differs: (name, old, new); None is "not set".
-pub fn diff_conf(old: &str, new: &str) -> Vec<(String, Option<String>, Option<String>)> {
+pub(crate) fn diff_conf(old: &str, new: &str) -> Vec<(String, Option<String>, Option<String>)> {
     let (a, b) = (parse_conf(old), parse_conf(new));
     let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
     keys.sort();
@@ -53,7 +53,7 @@ const OWN: &[(&str, Option<&str>)] = &[
 /// Which of pgrepl's own settings differ between two config texts
 /// (`[monitor]`, `replication.durability`, ...). Unparsable text counts as
 /// changed: the caller says so rather than guess.
-pub fn own_settings_changed(old: &str, new: &str) -> Vec<String> {
+pub(crate) fn own_settings_changed(old: &str, new: &str) -> Vec<String> {
     let (Ok(a), Ok(b)) = (old.parse::<toml::Table>(), new.parse::<toml::Table>()) else {
         return vec!["(the config the supervisor started with cannot be read)".into()];
     };
@@ -73,7 +73,7 @@ pub fn own_settings_changed(old: &str, new: &str) -> Vec<String> {
 }
 
 /// The sentence `reload` ends with about pgrepl's own settings, if any changed.
-pub fn own_settings_note(ctx: &Ctx) -> Option<String> {
+pub(crate) fn own_settings_note(ctx: &Ctx) -> Option<String> {
     let saved = std::fs::read_to_string(ctx.layout.supervisor_config()).ok()?;
     let now = std::fs::read_to_string(&ctx.cfg.path).ok()?;
     let changed = own_settings_changed(&saved, &now);
@@ -86,7 +86,7 @@ pub fn own_settings_note(ctx: &Ctx) -> Option<String> {
 }
 
 /// `pgrepl reload --dry-run`.
-pub async fn dry_run(ctx: &Ctx, nodes: &[Node], primary: &Node, out: &Output) -> Result<()> {
+pub(crate) async fn dry_run(ctx: &Ctx, nodes: &[Node], primary: &Node, out: &Output) -> Result<()> {
     let mut any = false;
     for n in nodes {
         let role = if n.name == primary.name { Role::Primary } else { Role::Replica };

@@ -23,7 +23,7 @@ use crate::store::ctx::Ctx;
 /// Copy the shut-down `primary`'s data dir once, to the staging dir of the
 /// last of `replicas`: the primary may start again as soon as this returns,
 /// and the other copies are made from this one ([`place`]) meanwhile.
-pub async fn snapshot(ctx: &Ctx, primary: &Node, replicas: &[Node]) -> Result<std::path::PathBuf> {
+pub(crate) async fn snapshot(ctx: &Ctx, primary: &Node, replicas: &[Node]) -> Result<std::path::PathBuf> {
     let last = replicas.last().ok_or_else(|| Error::Other("seeding without a replica".into()))?;
     let (src, dst, runas) = (primary.data_dir.clone(), staging_path(&last.data_dir, "clone"), ctx.runas.clone());
     tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
@@ -41,7 +41,7 @@ pub async fn snapshot(ctx: &Ctx, primary: &Node, replicas: &[Node]) -> Result<st
 /// From the snapshot (the last replica's staging dir), make every other
 /// replica's copy in parallel, sync once per filesystem, write each one's
 /// standby files and rename it into place.
-pub async fn place(ctx: &Ctx, snapshot: &Path, primary: &Node, replicas: &[Node], out: &Output) -> Result<()> {
+pub(crate) async fn place(ctx: &Ctx, snapshot: &Path, primary: &Node, replicas: &[Node], out: &Output) -> Result<()> {
     let t0 = std::time::Instant::now();
     let mut set = tokio::task::JoinSet::new();
     let others = &replicas[..replicas.len().saturating_sub(1)];
@@ -92,7 +92,7 @@ pub async fn place(ctx: &Ctx, snapshot: &Path, primary: &Node, replicas: &[Node]
 /// found a wrong password, pg_hba entry or certificate, so this finds it,
 /// with the same message a clone would give, instead of a standby that
 /// never streams.
-pub async fn check_login(ctx: &Ctx, primary: &Node, replica: &Node) -> Result<()> {
+pub(crate) async fn check_login(ctx: &Ctx, primary: &Node, replica: &Node) -> Result<()> {
     let t = crate::ops::clone::replication_target(ctx, primary, &replica.name);
     let r = tokio::task::spawn_blocking(move || {
         let mut c = crate::pg::wire::ReplConn::connect(&t, std::time::Duration::from_secs(10))?;
@@ -121,7 +121,7 @@ pub async fn check_login(ctx: &Ctx, primary: &Node, replica: &Node) -> Result<()
 /// `postgresql.base.conf`, else PostgreSQL's default) is at least the
 /// recorded one. When it is not, the primary is started and stopped once
 /// first, so pg_control records the configured values.
-pub fn limits_suffice(minimums: &[(String, i64)], conf: &str, base: &str) -> bool {
+pub(crate) fn limits_suffice(minimums: &[(String, i64)], conf: &str, base: &str) -> bool {
     let (ours, theirs) = (settings(conf), settings(base));
     minimums.iter().all(|(name, min)| {
         let default = match name.as_str() {

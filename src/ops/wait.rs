@@ -10,7 +10,7 @@ use crate::store::ctx::Ctx;
 
 /// Wait until `node` answers a SQL ping; at the deadline, the last
 /// connection error (or a timeout that says so).
-pub async fn wait_sql(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
+pub(crate) async fn wait_sql(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
     let last = std::sync::Mutex::new(None);
     let ping = || async {
         match ctx.connect(node).await {
@@ -32,7 +32,7 @@ pub async fn wait_sql(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
 
 /// Wait until the primary lists `node` as streaming (or, when the primary
 /// is on another host, until the node's own WAL receiver says so).
-pub async fn wait_streaming(ctx: &Ctx, node: &Node, primary: &Node) -> Result<()> {
+pub(crate) async fn wait_streaming(ctx: &Ctx, node: &Node, primary: &Node) -> Result<()> {
     let timeout = ctx.cfg.supervisor.start_timeout;
     let primary_local = datadir::running_postmaster(&primary.data_dir).is_some();
     // One session, kept across polls (a new one is a backend fork each time).

@@ -171,7 +171,7 @@ fn version_of(program: &Path) -> std::result::Result<(u32, String), String> {
 }
 
 /// Parse `postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` into (15, "15.18").
-pub fn parse_version(text: &str) -> Option<(u32, String)> {
+pub(crate) fn parse_version(text: &str) -> Option<(u32, String)> {
     let v = text.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
     let v: String = v.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     let v = v.trim_end_matches('.');

@@ -16,7 +16,7 @@ use openssl::x509::{X509Builder, X509NameBuilder, X509};
 use crate::error::{Error, Result};
 
 /// PEM texts of a new CA and a server certificate it signed.
-pub struct Generated {
+pub(crate) struct Generated {
     pub ca_cert: String,
     pub ca_key: String,
     pub server_cert: String,
@@ -59,7 +59,7 @@ fn builder(cn: &str, days: u32, key: &PKey<Private>) -> Result<(X509Builder, ope
 
 /// A CA and a server certificate for `hosts` (IP addresses become IP SANs,
 /// anything else DNS SANs).
-pub fn generate(cluster: &str, hosts: &[String]) -> Result<Generated> {
+pub(crate) fn generate(cluster: &str, hosts: &[String]) -> Result<Generated> {
     let ca_key = key()?;
     let (mut ca, subject) = builder(&format!("pgrepl {cluster} CA"), 3650, &ca_key)?;
     ca.append_extension(BasicConstraints::new().critical().ca().build().map_err(err)?).map_err(err)?;

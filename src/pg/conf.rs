@@ -7,18 +7,18 @@
 
 use std::collections::BTreeMap;
 
-pub use crate::domain::guc::quote;
+pub(crate) use crate::domain::guc::quote;
 use crate::domain::units::ByteSize;
 
 /// The file initdb wrote, kept and included first.
-pub const BASE_FILE: &str = "postgresql.base.conf";
+pub(crate) const BASE_FILE: &str = "postgresql.base.conf";
 
 /// The header on every file pgrepl owns.
-pub const HEADER: &str = "# Managed by pgrepl: this file is rewritten on every `pgrepl up`; do not edit.\n# Put your own settings in pgrepl.toml [postgresql].\n";
+pub(crate) const HEADER: &str = "# Managed by pgrepl: this file is rewritten on every `pgrepl up`; do not edit.\n# Put your own settings in pgrepl.toml [postgresql].\n";
 
 /// Everything `postgresql.conf` depends on.
 #[derive(Debug, Clone)]
-pub struct ConfPlan<'a> {
+pub(crate) struct ConfPlan<'a> {
     pub major: u32,
     pub cluster_name: &'a str,
     pub node_name: &'a str,
@@ -42,17 +42,17 @@ pub struct ConfPlan<'a> {
 }
 
 /// Rendered standby GUCs (see `standby`).
-pub type StandbySettings = Vec<(String, String, &'static str)>;
+pub(crate) type StandbySettings = Vec<(String, String, &'static str)>;
 
 /// The `max_wal_senders` rule from the guides, 3 + 2 × replicas, and never
 /// below PostgreSQL's own default of 10 (a standby seeded from a fresh
 /// initdb may not run with fewer than the initdb recorded).
-pub fn default_wal_senders(node_count: usize) -> u32 {
+pub(crate) fn default_wal_senders(node_count: usize) -> u32 {
     (3 + 2 * node_count.saturating_sub(1) as u32).max(10)
 }
 
 /// Render the whole `postgresql.conf`.
-pub fn render(p: &ConfPlan) -> String {
+pub(crate) fn render(p: &ConfPlan) -> String {
     let senders = p.max_wal_senders.unwrap_or_else(|| default_wal_senders(p.node_count));
     // (name, value, why)
     let mut s: BTreeMap<String, (String, String)> = BTreeMap::new();

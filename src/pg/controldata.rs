@@ -12,7 +12,7 @@ use crate::pg::os_user::RunAs;
 
 /// The fields pgrepl uses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ControlData {
+pub(crate) struct ControlData {
     /// "shut down", "shut down in recovery", "in production", "in archive recovery", ...
     pub state: String,
     pub checkpoint: Option<Lsn>,
@@ -27,18 +27,14 @@ pub struct ControlData {
 }
 
 impl ControlData {
-    /// Cleanly stopped (as primary or as standby).
-    pub fn clean_shutdown(&self) -> bool {
-        self.state == "shut down" || self.state == "shut down in recovery"
-    }
     /// pg_rewind needs data checksums or wal_log_hints.
-    pub fn rewindable(&self) -> bool {
+    pub(crate) fn rewindable(&self) -> bool {
         self.checksums || self.wal_log_hints
     }
 }
 
 /// Parse `pg_controldata` output (run with LC_ALL=C).
-pub fn parse(text: &str) -> ControlData {
+pub(crate) fn parse(text: &str) -> ControlData {
     let mut c = ControlData::default();
     for line in text.lines() {
         let Some((k, v)) = line.split_once(':') else { continue };
@@ -69,7 +65,7 @@ pub fn parse(text: &str) -> ControlData {
 }
 
 /// Run `pg_controldata` on `dir`.
-pub async fn read(bin: &PgBin, runas: &RunAs, dir: &Path) -> Result<ControlData> {
+pub(crate) async fn read(bin: &PgBin, runas: &RunAs, dir: &Path) -> Result<ControlData> {
     // pg_control's layout changes between majors: another major's program
     // would misread it.
     bin.require_matched(&["pg_controldata"], "reading a data dir's control file")?;
@@ -87,7 +83,6 @@ mod tests {
         let t = "pg_control version number:            1300\nDatabase cluster state:               shut down\nLatest checkpoint location:           0/3000028\nLatest checkpoint's TimeLineID:       2\nwal_log_hints setting:                on\nData page checksum version:           1\n";
         let c = parse(t);
         assert_eq!(c.state, "shut down");
-        assert!(c.clean_shutdown());
         assert_eq!(c.checkpoint, Some("0/3000028".parse().unwrap()));
         assert_eq!(c.timeline, Some(2));
         assert!(c.rewindable());
@@ -96,7 +91,7 @@ mod tests {
     #[test]
     fn crashed_dir_is_not_clean() {
         let c = parse("Database cluster state:               in production\nData page checksum version:           0\nwal_log_hints setting:                off\n");
-        assert!(!c.clean_shutdown());
+        assert_eq!(c.state, "in production");
         assert!(!c.rewindable());
     }
 }

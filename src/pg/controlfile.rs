@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 /// What a stopped data dir says about its last shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ControlFile {
+pub(crate) struct ControlFile {
     /// `DBState`: 1 shut down, 2 shut down in recovery, 6 in production, ...
     pub state: u32,
     /// Start of the last checkpoint record (after a clean shutdown, the last
@@ -26,12 +26,12 @@ pub struct ControlFile {
 
 impl ControlFile {
     /// Cleanly stopped, as primary or as standby.
-    pub fn clean_shutdown(&self) -> bool {
+    pub(crate) fn clean_shutdown(&self) -> bool {
         self.state == 1 || self.state == 2
     }
 
     /// The state in pg_controldata's words.
-    pub fn state_name(&self) -> &'static str {
+    pub(crate) fn state_name(&self) -> &'static str {
         match self.state {
             0 => "starting up",
             1 => "shut down",
@@ -49,7 +49,7 @@ impl ControlFile {
 /// system_identifier u64 @0, pg_control_version u32 @8, catalog_version u32
 /// @12, state u32 @16, time i64 @24, checkPoint u64 @32, then (PostgreSQL 10
 /// only) prevCheckPoint u64, then checkPointCopy: redo u64, ThisTimeLineID u32.
-pub fn parse(b: &[u8]) -> std::result::Result<ControlFile, String> {
+pub(crate) fn parse(b: &[u8]) -> std::result::Result<ControlFile, String> {
     let u32_at = |o: usize| b.get(o..o + 4).and_then(|s| s.try_into().ok()).map(u32::from_ne_bytes);
     let u64_at = |o: usize| b.get(o..o + 8).and_then(|s| s.try_into().ok()).map(u64::from_ne_bytes);
     let version = u32_at(8).ok_or("pg_control is truncated")?;
@@ -67,7 +67,7 @@ pub fn parse(b: &[u8]) -> std::result::Result<ControlFile, String> {
 }
 
 /// Read `dir/global/pg_control`.
-pub fn read(dir: &Path) -> Result<ControlFile> {
+pub(crate) fn read(dir: &Path) -> Result<ControlFile> {
     let path = dir.join("global/pg_control");
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     parse(&bytes).map_err(|why| Error::Other(format!("{}: {why}", path.display())))

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// What a node's data directory holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DirState {
+pub(crate) enum DirState {
     /// Does not exist.
     Missing,
     /// Exists and is empty.
@@ -21,7 +21,7 @@ pub enum DirState {
 }
 
 /// Inspect `dir`.
-pub fn inspect(dir: &Path) -> Result<DirState> {
+pub(crate) fn inspect(dir: &Path) -> Result<DirState> {
     if !dir.exists() {
         return Ok(DirState::Missing);
     }
@@ -54,7 +54,7 @@ pub fn system_id(dir: &Path) -> Result<u64> {
 
 /// The lines of `postmaster.pid` pgrepl uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PidFile {
+pub(crate) struct PidFile {
     pub pid: i32,
     pub port: Option<u16>,
     /// `starting`, `stopping`, `ready` or `standby` (PostgreSQL 10+).
@@ -62,7 +62,7 @@ pub struct PidFile {
 }
 
 /// Parse `postmaster.pid` text.
-pub fn parse_pid_file(text: &str) -> Option<PidFile> {
+pub(crate) fn parse_pid_file(text: &str) -> Option<PidFile> {
     let lines: Vec<&str> = text.lines().collect();
     let pid = lines.first()?.trim().parse().ok()?;
     Some(PidFile {
@@ -73,12 +73,12 @@ pub fn parse_pid_file(text: &str) -> Option<PidFile> {
 }
 
 /// Read `postmaster.pid` if present.
-pub fn read_pid_file(dir: &Path) -> Option<PidFile> {
+pub(crate) fn read_pid_file(dir: &Path) -> Option<PidFile> {
     std::fs::read_to_string(dir.join("postmaster.pid")).ok().and_then(|t| parse_pid_file(&t))
 }
 
 /// True if a process with this pid exists.
-pub fn pid_alive(pid: i32) -> bool {
+pub(crate) fn pid_alive(pid: i32) -> bool {
     use nix::sys::signal::kill;
     use nix::unistd::Pid;
     match kill(Pid::from_raw(pid), None) {
@@ -90,7 +90,7 @@ pub fn pid_alive(pid: i32) -> bool {
 
 /// The postmaster running in `dir`, if any. A stale pid file (dead pid) is
 /// not a running server.
-pub fn running_postmaster(dir: &Path) -> Option<PidFile> {
+pub(crate) fn running_postmaster(dir: &Path) -> Option<PidFile> {
     let pf = read_pid_file(dir)?;
     // A pid can be reused after a crash; trust it only if it is a postgres.
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", pf.pid)).unwrap_or_default();
@@ -98,7 +98,7 @@ pub fn running_postmaster(dir: &Path) -> Option<PidFile> {
 }
 
 /// A zombie has exited; its parent just has not reaped it yet.
-pub fn is_zombie(pid: i32) -> bool {
+pub(crate) fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
@@ -107,7 +107,7 @@ pub fn is_zombie(pid: i32) -> bool {
 
 /// Where a clone or initdb is built before it is renamed into place. The
 /// name marks it as pgrepl's own, so an interrupted one can be removed.
-pub fn staging_path(dir: &Path, what: &str) -> PathBuf {
+pub(crate) fn staging_path(dir: &Path, what: &str) -> PathBuf {
     let parent = dir.parent().unwrap_or(Path::new("."));
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("node");
     parent.join(format!(".{name}.pgrepl-{what}"))

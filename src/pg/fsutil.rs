@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// the old file or the new one, never half of one. The temp name is unique
 /// to this process and call, so concurrent writers (two commands, or two
 /// tasks of the supervisor) never rename each other's half-written file.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -35,18 +35,18 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 }
 
 /// Create `path` (and parents) and set its mode.
-pub fn create_dir(path: &Path, mode: u32) -> Result<()> {
+pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| Error::io(path, e))
 }
 
 /// True if the directory exists and holds anything.
-pub fn is_non_empty_dir(path: &Path) -> bool {
+pub(crate) fn is_non_empty_dir(path: &Path) -> bool {
     fs::read_dir(path).map(|mut d| d.next().is_some()).unwrap_or(false)
 }
 
 /// Total bytes of the files directly in `dir` (the WAL archive is flat).
-pub fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir).into_iter().flatten().flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
 }
 

@@ -11,7 +11,7 @@ use crate::config::HbaRule;
 
 /// Inputs for the two files.
 #[derive(Debug, Clone)]
-pub struct HbaPlan<'a> {
+pub(crate) struct HbaPlan<'a> {
     pub replication_user: &'a str,
     /// Hosts of every node in the cluster.
     pub node_hosts: Vec<&'a str>,
@@ -48,7 +48,7 @@ fn tcp_addresses(p: &HbaPlan) -> Vec<String> {
 }
 
 /// Render `pg_hba.conf`.
-pub fn render_hba(p: &HbaPlan) -> String {
+pub(crate) fn render_hba(p: &HbaPlan) -> String {
     let mut out = String::from(super::conf::HEADER);
     out.push_str("# TYPE  DATABASE  USER  ADDRESS  METHOD\n\n");
     out.push_str("# The OS user (and root, when pgrepl runs as root) is the superuser over the socket.\n");
@@ -73,7 +73,7 @@ pub fn render_hba(p: &HbaPlan) -> String {
 }
 
 /// Render `pg_ident.conf`: the `pgrepl` map used by the socket rule.
-pub fn render_ident(p: &HbaPlan) -> String {
+pub(crate) fn render_ident(p: &HbaPlan) -> String {
     let mut out = String::from(super::conf::HEADER);
     out.push_str("# MAPNAME  SYSTEM-USERNAME  PG-USERNAME\n");
     out.push_str(&format!("pgrepl {} {}\n", p.superuser, p.superuser));

@@ -11,14 +11,14 @@ use crate::error::{Error, Result};
 use crate::pg::os_user::RunAs;
 
 /// Make everything written under `dir` durable: one `syncfs` of its filesystem.
-pub fn sync(dir: &Path) -> Result<()> {
+pub(crate) fn sync(dir: &Path) -> Result<()> {
     let d = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
     nix::unistd::syncfs(&d).map_err(|e| Error::io(dir, e.into()))
 }
 
 /// Create a new cluster in `dir` (which must not exist), not yet synced:
 /// call [`sync`] before it first starts.
-pub async fn initdb(bin: &PgBin, runas: &RunAs, dir: &Path) -> Result<()> {
+pub(crate) async fn initdb(bin: &PgBin, runas: &RunAs, dir: &Path) -> Result<()> {
     let staging = staging_path(dir, "initdb");
     if staging.exists() {
         // Only pgrepl uses this name, so this is our own interrupted initdb.

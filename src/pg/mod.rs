@@ -2,21 +2,21 @@
 //! programs, rendering its config files, inspecting data directories,
 //! running its programs, and SQL.
 
-pub mod basebackup;
-pub mod bin;
-pub mod certgen;
-pub mod conf;
-pub mod controldata;
-pub mod controlfile;
-pub mod datadir;
-pub mod fsutil;
-pub mod hba;
-pub mod initdb;
-pub mod os_user;
-pub mod process;
-pub mod rewind;
-pub mod sql;
-pub mod standby;
-pub mod tar;
-pub mod tls;
-pub mod wire;
+pub(crate) mod basebackup;
+pub(crate) mod bin;
+pub(crate) mod certgen;
+pub(crate) mod conf;
+pub(crate) mod controldata;
+pub(crate) mod controlfile;
+pub(crate) mod datadir;
+pub(crate) mod fsutil;
+pub(crate) mod hba;
+pub(crate) mod initdb;
+pub(crate) mod os_user;
+pub(crate) mod process;
+pub(crate) mod rewind;
+pub(crate) mod sql;
+pub(crate) mod standby;
+pub(crate) mod tar;
+pub(crate) mod tls;
+pub(crate) mod wire;

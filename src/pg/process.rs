@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::pg::os_user::RunAs;
 
 /// A PostgreSQL program about to run: which one, and as whom.
-pub fn command(bin: &PgBin, runas: &RunAs, program: &str) -> Command {
+pub(crate) fn command(bin: &PgBin, runas: &RunAs, program: &str) -> Command {
     let mut cmd = Command::new(bin.program(program));
     // An explicit environment: nothing from the caller (PGPASSWORD, PGHOST, ...)
     // leaks into what PostgreSQL sees.
@@ -36,7 +36,7 @@ pub fn command(bin: &PgBin, runas: &RunAs, program: &str) -> Command {
 /// Run to completion, capturing output: stdout then stderr on success (some
 /// programs report on stderr). Non-zero exit becomes [`Error::Subprocess`]
 /// with the status and stderr.
-pub async fn run_captured(mut cmd: Command, name: &str) -> Result<String> {
+pub(crate) async fn run_captured(mut cmd: Command, name: &str) -> Result<String> {
     let out = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output().await.map_err(|e| Error::Subprocess {
         program: name.to_string(),
         status: format!("could not start: {e}"),
@@ -55,9 +55,7 @@ pub async fn run_captured(mut cmd: Command, name: &str) -> Result<String> {
 
 /// How to stop a postmaster; the names are `pg_ctl stop -m`'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopMode {
-    /// Wait for clients to disconnect (SIGTERM).
-    Smart,
+pub(crate) enum StopMode {
     /// Disconnect clients, shut down cleanly (SIGINT).
     Fast,
     /// Quit without a shutdown checkpoint; crash recovery on start (SIGQUIT).
@@ -72,7 +70,6 @@ pub enum StopMode {
 impl StopMode {
     fn signal(self) -> Signal {
         match self {
-            StopMode::Smart => Signal::SIGTERM,
             StopMode::Fast => Signal::SIGINT,
             StopMode::Immediate => Signal::SIGQUIT,
             StopMode::Kill => Signal::SIGKILL,
@@ -82,7 +79,7 @@ impl StopMode {
 
 /// Send the stop signal for `mode` to a postmaster ([`StopMode::Kill`]
 /// takes its whole process tree).
-pub fn signal_stop(pid: i32, mode: StopMode) {
+pub(crate) fn signal_stop(pid: i32, mode: StopMode) {
     if mode == StopMode::Kill {
         kill_tree(pid);
     } else {
@@ -93,7 +90,7 @@ pub fn signal_stop(pid: i32, mode: StopMode) {
 /// SIGKILL a postmaster and its children. The postmaster is stopped first so
 /// it forks nothing new while its children are listed; children are killed
 /// before it, since once it is gone they are re-parented and lost to a scan.
-pub fn kill_tree(pid: i32) {
+pub(crate) fn kill_tree(pid: i32) {
     let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
     for child in children(pid) {
         let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
@@ -118,7 +115,7 @@ fn children(pid: i32) -> Vec<i32> {
 
 /// Stop the postmaster running in `dir` (not necessarily our child): fast,
 /// then immediate after `timeout`. Returns once its pid is gone.
-pub async fn stop_dir(dir: &Path, timeout: Duration) -> Result<bool> {
+pub(crate) async fn stop_dir(dir: &Path, timeout: Duration) -> Result<bool> {
     let Some(pf) = datadir::running_postmaster(dir) else {
         return Ok(false);
     };
@@ -139,7 +136,7 @@ pub async fn stop_dir(dir: &Path, timeout: Duration) -> Result<bool> {
 }
 
 /// Poll until `pid` no longer exists, up to `timeout`.
-pub async fn wait_pid_gone(pid: i32, timeout: Duration) -> bool {
+pub(crate) async fn wait_pid_gone(pid: i32, timeout: Duration) -> bool {
     let gone = || async { (!datadir::pid_alive(pid) || datadir::is_zombie(pid)).then_some(()) };
     poll(timeout, Duration::from_millis(50), gone).await.is_ok()
 }
@@ -147,7 +144,7 @@ pub async fn wait_pid_gone(pid: i32, timeout: Duration) -> bool {
 /// Wait until `postmaster.pid` in `dir` names `pid` and says `ready`.
 /// `alive` is polled so that a server that dies during start-up is reported
 /// at once rather than at the deadline.
-pub async fn wait_pid_ready(dir: &Path, pid: i32, timeout: Duration, alive: impl Fn() -> bool) -> Result<()> {
+pub(crate) async fn wait_pid_ready(dir: &Path, pid: i32, timeout: Duration, alive: impl Fn() -> bool) -> Result<()> {
     let state = || async {
         if datadir::read_pid_file(dir).is_some_and(|pf| pf.pid == pid && pf.status.as_deref() == Some("ready")) {
             return Some(Ok(()));

@@ -12,7 +12,7 @@ use crate::pg::os_user::RunAs;
 /// What pg_rewind did; each carries pg_rewind's own account (its
 /// `pg_rewind:` lines, without the progress counters).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rewound {
+pub(crate) enum Rewound {
     /// The target had not diverged.
     NotNeeded(String),
     /// The target had diverged and was (or, in a dry run, would be) rewound.
@@ -20,7 +20,7 @@ pub enum Rewound {
 }
 
 /// Rewind `target` from the server at `socket_dir:port`. `dry_run` only checks.
-pub async fn rewind(
+pub(crate) async fn rewind(
     bin: &PgBin,
     runas: &RunAs,
     target: &Path,
@@ -43,7 +43,7 @@ pub async fn rewind(
 }
 
 /// pg_rewind prints "no rewind required" when the timelines never diverged.
-pub fn interpret(stdout_and_stderr: &str) -> Rewound {
+pub(crate) fn interpret(stdout_and_stderr: &str) -> Rewound {
     let account: Vec<&str> = stdout_and_stderr
         .lines()
         .filter(|l| l.starts_with("pg_rewind:"))

@@ -12,7 +12,7 @@ use crate::config::Secret;
 use crate::error::{Error, Result};
 
 /// Connect over the node's Unix socket as the superuser (peer auth).
-pub async fn connect_socket(
+pub(crate) async fn connect_socket(
     socket_dir: &Path,
     port: u16,
     user: &str,
@@ -25,7 +25,7 @@ pub async fn connect_socket(
 
 /// Connect over TCP with a password (for nodes on other hosts), over TLS
 /// when `[tls]` is set (then required: the nodes refuse plain TCP).
-pub async fn connect_tcp(
+pub(crate) async fn connect_tcp(
     host: &str,
     port: u16,
     user: &str,
@@ -69,22 +69,22 @@ where
 }
 
 /// Quote an identifier.
-pub fn ident(s: &str) -> String {
+pub(crate) fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// Quote a string literal (standard_conforming_strings is on since 9.1).
-pub fn literal(s: &str) -> String {
+pub(crate) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
 /// A SCRAM-SHA-256 verifier for `password`, as `\password` in psql makes.
-pub fn scram_verifier(password: &Secret) -> String {
+pub(crate) fn scram_verifier(password: &Secret) -> String {
     postgres_protocol::password::scram_sha_256(password.expose().as_bytes())
 }
 
 /// Create or update a login role, setting its password as a verifier.
-pub async fn ensure_role(client: &Client, name: &str, attrs: &str, password: Option<&Secret>) -> Result<()> {
+pub(crate) async fn ensure_role(client: &Client, name: &str, attrs: &str, password: Option<&Secret>) -> Result<()> {
     let exists = client
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
         .await
@@ -99,7 +99,7 @@ pub async fn ensure_role(client: &Client, name: &str, attrs: &str, password: Opt
 }
 
 /// Create a database owned by `owner` unless it exists.
-pub async fn ensure_database(client: &Client, name: &str, owner: &str) -> Result<bool> {
+pub(crate) async fn ensure_database(client: &Client, name: &str, owner: &str) -> Result<bool> {
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
@@ -117,7 +117,7 @@ pub async fn ensure_database(client: &Client, name: &str, owner: &str) -> Result
 /// Create a physical replication slot unless it exists. The slot reserves
 /// WAL from the moment it is made, so a standby that is still being cloned
 /// (or has not yet followed a new primary) finds everything it needs.
-pub async fn ensure_slot(client: &Client, slot: &str) -> Result<()> {
+pub(crate) async fn ensure_slot(client: &Client, slot: &str) -> Result<()> {
     client
         .execute(
             "SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
@@ -131,7 +131,7 @@ pub async fn ensure_slot(client: &Client, slot: &str) -> Result<()> {
 /// Apply one schema file as `owner`, in one implicit transaction (the simple
 /// query protocol runs a multi-statement string atomically unless the file
 /// has its own BEGIN/COMMIT).
-pub async fn apply_schema(client: &Client, owner: &str, file: &Path) -> Result<()> {
+pub(crate) async fn apply_schema(client: &Client, owner: &str, file: &Path) -> Result<()> {
     let sql = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
     client
         .batch_execute(&format!("SET ROLE {}", ident(owner)))
@@ -143,7 +143,7 @@ pub async fn apply_schema(client: &Client, owner: &str, file: &Path) -> Result<(
 }
 
 /// Is there a `streaming` row for `application_name` in pg_stat_replication?
-pub async fn is_streaming(client: &Client, application_name: &str) -> Result<bool> {
+pub(crate) async fn is_streaming(client: &Client, application_name: &str) -> Result<bool> {
     let row = client
         .query_opt(
             "SELECT state FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'",

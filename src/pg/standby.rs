@@ -6,14 +6,13 @@
 use super::conf::{quote, StandbySettings};
 
 /// The file that puts PostgreSQL 12+ in standby mode.
-pub const SIGNAL_FILE: &str = "standby.signal";
+pub(crate) const SIGNAL_FILE: &str = "standby.signal";
 /// Where PostgreSQL 10 and 11 read standby settings.
-pub const RECOVERY_CONF: &str = "recovery.conf";
+pub(crate) const RECOVERY_CONF: &str = "recovery.conf";
 
 /// Where a standby streams from, and how it authenticates.
 #[derive(Debug, Clone)]
-pub struct StandbyPlan<'a> {
-    pub major: u32,
+pub(crate) struct StandbyPlan<'a> {
     pub primary_host: &'a str,
     pub primary_port: u16,
     pub user: &'a str,
@@ -31,7 +30,7 @@ pub struct StandbyPlan<'a> {
 }
 
 /// True when this major needs `recovery.conf` instead of `standby.signal`.
-pub fn uses_recovery_conf(major: u32) -> bool {
+pub(crate) fn uses_recovery_conf(major: u32) -> bool {
     major < 12
 }
 
@@ -53,7 +52,7 @@ fn conninfo_value(v: &str) -> String {
 
 /// The `primary_conninfo` string (before GUC quoting). No password: libpq
 /// reads it from `passfile`.
-pub fn conninfo(p: &StandbyPlan) -> String {
+pub(crate) fn conninfo(p: &StandbyPlan) -> String {
     [
         ("host", p.primary_host.to_string()),
         ("port", p.primary_port.to_string()),
@@ -71,7 +70,7 @@ pub fn conninfo(p: &StandbyPlan) -> String {
 }
 
 /// Standby GUCs for postgresql.conf (12+).
-pub fn settings(p: &StandbyPlan) -> StandbySettings {
+pub(crate) fn settings(p: &StandbyPlan) -> StandbySettings {
     let mut s = vec![
         (
             "primary_conninfo".to_string(),
@@ -106,7 +105,7 @@ pub fn settings(p: &StandbyPlan) -> StandbySettings {
 /// from the file marks it pending restart even when the value does not
 /// change, so after every promotion `status` would ask for a restart that
 /// is not needed. They do nothing without standby.signal.
-pub fn kept_on_primary(major: u32) -> &'static [&'static str] {
+pub(crate) fn kept_on_primary(major: u32) -> &'static [&'static str] {
     match major {
         // primary_conninfo and primary_slot_name became reloadable in 13,
         // restore_command in 14.
@@ -117,7 +116,7 @@ pub fn kept_on_primary(major: u32) -> &'static [&'static str] {
 }
 
 /// `recovery.conf` for PostgreSQL 10 and 11.
-pub fn recovery_conf(p: &StandbyPlan) -> String {
+pub(crate) fn recovery_conf(p: &StandbyPlan) -> String {
     let mut out = String::from(super::conf::HEADER);
     out.push_str("standby_mode = 'on'    # stay in recovery and keep streaming\n");
     out.push_str(&format!(
@@ -134,9 +133,8 @@ pub fn recovery_conf(p: &StandbyPlan) -> String {
 mod tests {
     use super::*;
 
-    fn plan(major: u32) -> StandbyPlan<'static> {
+    fn plan() -> StandbyPlan<'static> {
         StandbyPlan {
-            major,
             primary_host: "127.0.0.1",
             primary_port: 15432,
             user: "replicator",
@@ -161,7 +159,7 @@ mod tests {
     fn standby_layout_by_major() {
         for (major, old_layout) in [(10, true), (11, true), (12, false), (13, false), (15, false), (17, false)] {
             assert_eq!(uses_recovery_conf(major), old_layout, "PostgreSQL {major}");
-            let p = plan(major);
+            let p = plan();
             if old_layout {
                 let r = recovery_conf(&p);
                 for line in [
@@ -186,14 +184,14 @@ mod tests {
 
     #[test]
     fn conninfo_quotes_paths_with_spaces_and_has_no_password() {
-        let c = conninfo(&plan(15));
+        let c = conninfo(&plan());
         assert_eq!(c, "host=127.0.0.1 port=15432 user=replicator passfile='/srv/my data/pgpass' application_name=pg-2 connect_timeout=5");
         assert!(!c.contains("password="));
     }
 
     #[test]
     fn settings_snapshot_pg15() {
-        let s: Vec<String> = settings(&plan(15)).into_iter().map(|(k, v, _)| format!("{k} = {v}")).collect();
+        let s: Vec<String> = settings(&plan()).into_iter().map(|(k, v, _)| format!("{k} = {v}")).collect();
         assert_eq!(
             s,
             vec![
@@ -208,7 +206,7 @@ mod tests {
     fn pg11_uses_recovery_conf() {
         assert!(uses_recovery_conf(11));
         assert!(!uses_recovery_conf(12));
-        let r = recovery_conf(&plan(11));
+        let r = recovery_conf(&plan());
         assert!(r.contains("standby_mode = 'on'"));
         assert!(r.contains("primary_slot_name = 'pg_2'"));
         assert!(r.starts_with("# Managed by pgrepl"));

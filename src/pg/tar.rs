@@ -16,7 +16,7 @@ const BLOCK: usize = 512;
 
 /// What one header describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     File,
     Dir,
     Symlink(String),
@@ -29,14 +29,14 @@ pub enum Kind {
 
 /// One parsed header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     pub path: String,
     pub size: u64,
     pub kind: Kind,
 }
 
 /// Parse one 512-byte header. `Ok(None)` is an all-zero (end) block.
-pub fn parse_header(b: &[u8; BLOCK]) -> io::Result<Option<Header>> {
+pub(crate) fn parse_header(b: &[u8; BLOCK]) -> io::Result<Option<Header>> {
     if b.iter().all(|&x| x == 0) {
         return Ok(None);
     }
@@ -155,7 +155,7 @@ enum State {
 }
 
 /// Unpacks one archive into `root`, chunk by chunk.
-pub struct Extractor {
+pub(crate) struct Extractor {
     root: PathBuf,
     owner: Option<(u32, u32)>,
     state: State,
@@ -169,7 +169,7 @@ pub struct Extractor {
 impl Extractor {
     /// Unpack into `root` (which must exist). With `owner`, every entry is
     /// chowned to that uid/gid (pgrepl runs as root, PostgreSQL does not).
-    pub fn new(root: &Path, owner: Option<(u32, u32)>) -> Extractor {
+    pub(crate) fn new(root: &Path, owner: Option<(u32, u32)>) -> Extractor {
         Extractor {
             root: root.to_path_buf(),
             owner,
@@ -181,7 +181,7 @@ impl Extractor {
     }
 
     /// Feed the next chunk of the archive.
-    pub fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
+    pub(crate) fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             match &mut self.state {
                 State::End => return Ok(()), // trailing zero blocks
@@ -294,7 +294,7 @@ impl Extractor {
 
     /// The archive is over: it must not stop inside an entry. (Servers before
     /// PostgreSQL 15 omit the end-of-archive blocks, so those are optional.)
-    pub fn finish(&self) -> io::Result<()> {
+    pub(crate) fn finish(&self) -> io::Result<()> {
         match self.state {
             State::Header if self.header.is_empty() => Ok(()),
             State::End => Ok(()),

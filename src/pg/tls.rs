@@ -10,19 +10,19 @@ use std::path::Path;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::X509;
 
-pub use crate::config::Tls;
-pub use crate::domain::modes::SslMode;
+pub(crate) use crate::config::Tls;
+pub(crate) use crate::domain::modes::SslMode;
 use crate::error::{Error, Result};
 use crate::pg::fsutil::write_atomic;
 use crate::pg::os_user::RunAs;
 
 /// Where a node keeps its certificate and key: PostgreSQL's default names,
 /// relative to the data dir.
-pub const CERT_FILE: &str = "server.crt";
-pub const KEY_FILE: &str = "server.key";
+pub(crate) const CERT_FILE: &str = "server.crt";
+pub(crate) const KEY_FILE: &str = "server.key";
 
 /// postgresql.conf settings for a node (name, value, why).
-pub fn server_settings() -> Vec<(&'static str, String, &'static str)> {
+pub(crate) fn server_settings() -> Vec<(&'static str, String, &'static str)> {
     vec![
         ("ssl", "on".into(), "[tls] in pgrepl.toml: TCP connections are encrypted"),
         ("ssl_cert_file", format!("'{CERT_FILE}'"), "the cluster's certificate, copied here by pgrepl"),
@@ -32,7 +32,7 @@ pub fn server_settings() -> Vec<(&'static str, String, &'static str)> {
 
 /// Copy the certificate and key into a node's data dir (0600, owned by
 /// the OS user: PostgreSQL refuses a key others can read).
-pub fn write_server_files(tls: &Tls, dir: &Path, runas: &RunAs) -> Result<()> {
+pub(crate) fn write_server_files(tls: &Tls, dir: &Path, runas: &RunAs) -> Result<()> {
     for (name, text) in [(CERT_FILE, tls.cert_pem.as_str()), (KEY_FILE, tls.key_pem.expose())] {
         let p = dir.join(name);
         write_atomic(&p, text.as_bytes(), 0o600)?;
@@ -42,7 +42,7 @@ pub fn write_server_files(tls: &Tls, dir: &Path, runas: &RunAs) -> Result<()> {
 }
 
 /// Write the client's copy of the CA (for libpq's `sslrootcert`), if any.
-pub fn write_client_files(tls: &Tls, root_cert: &Path, runas: &RunAs) -> Result<()> {
+pub(crate) fn write_client_files(tls: &Tls, root_cert: &Path, runas: &RunAs) -> Result<()> {
     if let Some(ca) = &tls.ca_pem {
         write_atomic(root_cert, ca.as_bytes(), 0o600)?;
         runas.chown(root_cert)?;
@@ -51,7 +51,7 @@ pub fn write_client_files(tls: &Tls, root_cert: &Path, runas: &RunAs) -> Result<
 }
 
 /// libpq connection parameters: `sslmode`, and `sslrootcert` with a CA.
-pub fn libpq_params(tls: &Tls, root_cert: &Path) -> Vec<(&'static str, String)> {
+pub(crate) fn libpq_params(tls: &Tls, root_cert: &Path) -> Vec<(&'static str, String)> {
     let mut v = vec![("sslmode", tls.sslmode.as_str().to_string())];
     if tls.ca_pem.is_some() {
         v.push(("sslrootcert", root_cert.to_string_lossy().into_owned()));
@@ -62,7 +62,7 @@ pub fn libpq_params(tls: &Tls, root_cert: &Path) -> Vec<(&'static str, String)> 
 /// An OpenSSL connector for pgrepl's own connections, checking the
 /// certificate as `sslmode` says. Hostname checks are made per connection
 /// (see [`check_hostname`]).
-pub fn connector(tls: &Tls) -> Result<SslConnector> {
+pub(crate) fn connector(tls: &Tls) -> Result<SslConnector> {
     let err = |e: openssl::error::ErrorStack| Error::Other(format!("setting up TLS: {e}"));
     let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(err)?;
     if let Some(ca) = &tls.ca_pem {
@@ -75,12 +75,12 @@ pub fn connector(tls: &Tls) -> Result<SslConnector> {
 }
 
 /// Whether a connection must check that the certificate names the host.
-pub fn check_hostname(tls: &Tls) -> bool {
+pub(crate) fn check_hostname(tls: &Tls) -> bool {
     tls.sslmode == SslMode::VerifyFull
 }
 
 /// The same for tokio-postgres.
-pub fn make_tls(tls: &Tls) -> Result<postgres_openssl::MakeTlsConnector> {
+pub(crate) fn make_tls(tls: &Tls) -> Result<postgres_openssl::MakeTlsConnector> {
     let mut m = postgres_openssl::MakeTlsConnector::new(connector(tls)?);
     let full = check_hostname(tls);
     m.set_callback(move |c, _host| {

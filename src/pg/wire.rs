@@ -21,7 +21,7 @@ use postgres_protocol::message::frontend;
 
 /// Why a replication connection or command failed.
 #[derive(Debug)]
-pub enum WireError {
+pub(crate) enum WireError {
     /// No connection could be made (refused, unreachable, timed out).
     Connect(String),
     /// The server answered with an error.
@@ -32,7 +32,7 @@ pub enum WireError {
 
 impl WireError {
     /// The server is running but not accepting connections yet (or any more).
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             WireError::Connect(_) => true,
             // 57P03: cannot_connect_now (starting up, shutting down, in recovery).
@@ -42,7 +42,7 @@ impl WireError {
     }
 
     /// The server rejected who we are: wrong password or no pg_hba entry.
-    pub fn is_auth(&self) -> bool {
+    pub(crate) fn is_auth(&self) -> bool {
         // 28P01: invalid_password; 28000: invalid_authorization_specification.
         matches!(self, WireError::Server { code, .. } if code == "28P01" || code == "28000")
     }
@@ -70,7 +70,7 @@ impl<T: Read + Write + Send> Stream for T {}
 /// connection-target type, for base backups (both methods) and the seed's
 /// login check. Owned, so it can go to the thread a blocking copy runs on.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// A host name or address, or a socket directory (starts with '/').
     pub host: String,
     pub port: u16,
@@ -83,7 +83,7 @@ pub struct Target {
 }
 
 /// An open, authenticated replication connection.
-pub struct ReplConn {
+pub(crate) struct ReplConn {
     stream: Box<dyn Stream>,
     rbuf: BytesMut,
     /// The server's major version (from its `server_version` parameter).
@@ -95,7 +95,7 @@ impl ReplConn {
     /// Reads have no timeout, since a primary may rightly say nothing for
     /// minutes (a fast checkpoint of large shared_buffers before a base
     /// backup); TCP keepalives find a peer that is gone instead.
-    pub fn connect(t: &Target, connect_timeout: Duration) -> Result<ReplConn, WireError> {
+    pub(crate) fn connect(t: &Target, connect_timeout: Duration) -> Result<ReplConn, WireError> {
         let where_ = format!("{}:{}", t.host, t.port);
         let stream: Box<dyn Stream> = if t.host.starts_with('/') {
             let path = format!("{}/.s.PGSQL.{}", t.host, t.port);
@@ -213,7 +213,7 @@ impl ReplConn {
     }
 
     /// Send a simple query; read its response with [`ReplConn::recv`].
-    pub fn query(&mut self, sql: &str) -> Result<(), WireError> {
+    pub(crate) fn query(&mut self, sql: &str) -> Result<(), WireError> {
         let mut b = BytesMut::new();
         frontend::query(sql, &mut b)?;
         self.send(&b)
@@ -221,7 +221,7 @@ impl ReplConn {
 
     /// Run a command whose result is at most one small result set, and return
     /// its rows as text (NULL as `None`).
-    pub fn simple(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, WireError> {
+    pub(crate) fn simple(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, WireError> {
         self.query(sql)?;
         let mut rows = Vec::new();
         let mut failed = None;
@@ -239,7 +239,7 @@ impl ReplConn {
     }
 
     /// The next backend message. An ErrorResponse becomes `Err(Server)`.
-    pub fn recv(&mut self) -> Result<Message, WireError> {
+    pub(crate) fn recv(&mut self) -> Result<Message, WireError> {
         loop {
             if let Some(m) = Message::parse(&mut self.rbuf)? {
                 return match m {
@@ -308,7 +308,7 @@ impl Drop for ReplConn {
 }
 
 /// A DataRow's columns as text.
-pub fn row_text(r: &postgres_protocol::message::backend::DataRowBody) -> Result<Vec<Option<String>>, WireError> {
+pub(crate) fn row_text(r: &postgres_protocol::message::backend::DataRowBody) -> Result<Vec<Option<String>>, WireError> {
     let mut out = Vec::new();
     let mut ranges = r.ranges();
     while let Some(range) = ranges.next()? {
@@ -333,12 +333,12 @@ fn server_error(body: &ErrorResponseBody) -> WireError {
 }
 
 /// Quote an identifier for a replication command.
-pub fn quote_ident(s: &str) -> String {
+pub(crate) fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// Quote a string literal for a replication command.
-pub fn quote_literal(s: &str) -> String {
+pub(crate) fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 

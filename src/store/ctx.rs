@@ -18,7 +18,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Shared, read-only context.
 #[derive(Debug)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub cfg: Config,
     /// Found on first use: observing commands never need the binaries, and
     /// finding them costs a `postgres --version`.
@@ -29,14 +29,14 @@ pub struct Ctx {
 
 impl Ctx {
     /// The OS identity and layout for `cfg`.
-    pub fn new(cfg: Config) -> Result<Arc<Ctx>> {
+    pub(crate) fn new(cfg: Config) -> Result<Arc<Ctx>> {
         let runas = RunAs::resolve(&cfg.os_user)?;
         let layout = Layout::new(&cfg.data_root);
         Ok(Arc::new(Ctx { cfg, bin: OnceLock::new(), runas, layout }))
     }
 
     /// The same host and installation with another (newer) config.
-    pub fn with_config(base: &Ctx, cfg: Config) -> Result<Arc<Ctx>> {
+    pub(crate) fn with_config(base: &Ctx, cfg: Config) -> Result<Arc<Ctx>> {
         let ctx = Ctx::new(cfg)?;
         if let Some(b) = base.bin.get() {
             let _ = ctx.bin.set(b.clone());
@@ -45,7 +45,7 @@ impl Ctx {
     }
 
     /// The PostgreSQL installation, found on first use.
-    pub fn bin(&self) -> Result<&PgBin> {
+    pub(crate) fn bin(&self) -> Result<&PgBin> {
         if let Some(b) = self.bin.get() {
             return Ok(b);
         }
@@ -55,7 +55,7 @@ impl Ctx {
 
     /// Superuser connection over the node's socket. Bounded as a whole: a
     /// frozen postmaster accepts on its socket but never answers the startup.
-    pub async fn connect(&self, node: &Node) -> Result<Client> {
+    pub(crate) async fn connect(&self, node: &Node) -> Result<Client> {
         let socket_dir = self.layout.socket_dir();
         let connect = sql::connect_socket(&socket_dir, node.port, &self.runas.name, "postgres");
         match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
@@ -81,7 +81,7 @@ impl Ctx {
 
     /// Connection as `[monitor] role` over TCP (observing without the
     /// superuser or the replication secret), if that role is set.
-    pub async fn connect_monitor(&self, node: &Node) -> Option<Result<Client>> {
+    pub(crate) async fn connect_monitor(&self, node: &Node) -> Option<Result<Client>> {
         let name = self.cfg.monitor.role.as_deref()?;
         let role = self.cfg.roles.iter().find(|r| r.name == name)?;
         let empty = crate::config::Secret::new(String::new());
@@ -100,7 +100,7 @@ impl Ctx {
     }
 
     /// Connection as the replication role over TCP (for nodes on other hosts).
-    pub async fn connect_remote(&self, node: &Node) -> Result<Client> {
+    pub(crate) async fn connect_remote(&self, node: &Node) -> Result<Client> {
         let r = &self.cfg.replication;
         let tls = self.cfg.tls.as_ref().map(crate::pg::tls::make_tls).transpose()?;
         let connect = sql::connect_tcp(&node.host, node.port, &r.user, &r.password, "postgres", tls);

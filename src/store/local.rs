@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, ToSocketAddrs};
 
 /// This machine's interface addresses.
-pub fn local_addresses() -> HashSet<IpAddr> {
+pub(crate) fn local_addresses() -> HashSet<IpAddr> {
     let mut set = HashSet::new();
     if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
         for a in addrs {
@@ -21,7 +21,7 @@ pub fn local_addresses() -> HashSet<IpAddr> {
 }
 
 /// True when `host` is one of `local`'s addresses.
-pub fn is_local(host: &str, local: &HashSet<IpAddr>) -> bool {
+pub(crate) fn is_local(host: &str, local: &HashSet<IpAddr>) -> bool {
     let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => (host, 0).to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).unwrap_or_default(),

@@ -12,12 +12,12 @@ use crate::config::layout::Layout;
 use crate::error::{Error, Result};
 
 /// Held for as long as the supervisor runs.
-pub struct SupervisorLock {
+pub(crate) struct SupervisorLock {
     _lock: Flock<std::fs::File>,
 }
 
 /// Take the lock and write our pid, or say who holds it.
-pub fn acquire(layout: &Layout) -> Result<SupervisorLock> {
+pub(crate) fn acquire(layout: &Layout) -> Result<SupervisorLock> {
     let path = layout.lock_file();
     let file = OpenOptions::new()
         .read(true)
@@ -45,7 +45,7 @@ pub fn acquire(layout: &Layout) -> Result<SupervisorLock> {
 /// The pid of the running supervisor, if one holds the lock. A supervisor
 /// that has just taken the lock may not have written its pid yet: the file
 /// is read again for a moment rather than reporting "no supervisor".
-pub fn holder(layout: &Layout) -> Option<i32> {
+pub(crate) fn holder(layout: &Layout) -> Option<i32> {
     let path = layout.lock_file();
     for _ in 0..50 {
         let file = OpenOptions::new().read(true).write(true).open(&path).ok()?;

@@ -2,9 +2,9 @@
 //! (primary, fenced nodes, history), the leader-lease store, which nodes
 //! are local, and the per-command context that reads them.
 
-pub mod ctx;
-pub mod dcs;
-pub mod local;
-pub mod lock;
-pub mod state;
-pub mod view;
+pub(crate) mod ctx;
+pub(crate) mod dcs;
+pub(crate) mod local;
+pub(crate) mod lock;
+pub(crate) mod state;
+pub(crate) mod view;

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 /// The state file's contents.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct State {
+pub(crate) struct State {
     /// `[cluster] name` when the state was created.
     pub cluster: String,
     /// System identifier of the cluster pgrepl created (from the primary's initdb).
@@ -57,7 +57,7 @@ pub struct State {
 
 impl State {
     /// Load, or an empty state when the file does not exist.
-    pub fn load(path: &Path) -> Result<State> {
+    pub(crate) fn load(path: &Path) -> Result<State> {
         match std::fs::read_to_string(path) {
             Ok(t) => serde_json::from_str(&t).map_err(|e| {
                 Error::Other(format!("{} is corrupt ({e}); it records which cluster this data root holds, so pgrepl will not guess. Restore it or move the data root aside", path.display()))
@@ -69,7 +69,7 @@ impl State {
 
     /// Read, change and save under an exclusive lock, so two writers (a
     /// move command, the supervisor's tasks) never undo each other's change.
-    pub fn update<T>(path: &Path, f: impl FnOnce(&mut State) -> T) -> Result<T> {
+    pub(crate) fn update<T>(path: &Path, f: impl FnOnce(&mut State) -> T) -> Result<T> {
         let lock_path = path.with_extension("lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -86,7 +86,7 @@ impl State {
     }
 
     /// Save atomically.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
         crate::pg::fsutil::write_atomic(path, text.as_bytes(), 0o644)
     }
@@ -94,7 +94,7 @@ impl State {
 
 /// One move, as kept in the state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MoveRecord {
+pub(crate) struct MoveRecord {
     /// RFC 3339, UTC.
     pub at: String,
     pub kind: MoveKind,
@@ -109,7 +109,7 @@ pub struct MoveRecord {
 /// A move of the primary, as the history records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum MoveKind {
+pub(crate) enum MoveKind {
     Switchover,
     Failover,
 }

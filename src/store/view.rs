@@ -1,9 +1,10 @@
-//! The cluster's shared facts as one value, read once per command or HA
-//! cycle: which node is primary, which are fenced or need a re-clone,
-//! whether automatic action is paused, and the synchronous set. Code above
-//! the store learns who the primary is only from a view. Reading one that
-//! cannot be read is an error the caller sees; a caller that only shows or
-//! orders things says so by calling [`ClusterView::read_for_display`].
+//! The cluster's shared facts as one value, read once per command: today,
+//! which node is primary (the HA loop still reads the fenced, paused and
+//! sync-set facts from the state file itself; they join the view with the
+//! etcd store). Code above the store learns who the primary is only from a
+//! view. A record that cannot be read is an error the caller sees; a caller
+//! that only shows or orders things says so by calling
+//! [`ClusterView::read_for_display`].
 
 use crate::config::{Config, Node, Role};
 use crate::error::{Error, Result};
@@ -12,28 +13,20 @@ use crate::store::state::State;
 
 /// One read of the cluster's record.
 #[derive(Debug, Clone)]
-pub struct ClusterView {
+pub(crate) struct ClusterView {
     /// The node that is primary now (the bootstrap primary before one is recorded).
     pub primary: Node,
-    /// Former primaries fenced by a failover, waiting to rejoin.
-    pub fenced: Vec<String>,
-    /// Nodes that stay stopped until `pgrepl reclone`.
-    pub needs_reclone: Vec<String>,
-    /// `pgrepl pause`: since when and why.
-    pub paused: Option<String>,
-    /// The standbys that were synchronous while sync replication held.
-    pub sync_set: Vec<String>,
 }
 
 impl ClusterView {
     /// The record as it is: an unreadable one, or one naming a primary the
     /// config no longer has, is an error.
-    pub fn read(ctx: &Ctx) -> Result<ClusterView> {
+    pub(crate) fn read(ctx: &Ctx) -> Result<ClusterView> {
         ClusterView::of(&ctx.cfg, &State::load(&ctx.layout.state_file())?)
     }
 
     /// The view of a state already read.
-    pub fn of(cfg: &Config, st: &State) -> Result<ClusterView> {
+    pub(crate) fn of(cfg: &Config, st: &State) -> Result<ClusterView> {
         let primary = match &st.primary {
             None => cfg.bootstrap_primary().clone(),
             Some(p) => cfg.nodes.iter().find(|n| &n.name == p).cloned().ok_or_else(|| {
@@ -43,35 +36,23 @@ impl ClusterView {
                 ))
             })?,
         };
-        Ok(ClusterView {
-            primary,
-            fenced: st.fenced.clone(),
-            needs_reclone: st.needs_reclone.clone(),
-            paused: st.paused.clone(),
-            sync_set: st.sync_set.clone(),
-        })
+        Ok(ClusterView { primary })
     }
 
     /// For what only shows or orders things (a summary, the order nodes
     /// stop in): when the record cannot be read, the bootstrap primary
     /// stands in. Nothing that changes a role may use this.
-    pub fn read_for_display(ctx: &Ctx) -> ClusterView {
+    pub(crate) fn read_for_display(ctx: &Ctx) -> ClusterView {
         ClusterView::read(ctx).unwrap_or_else(|_| ClusterView::unrecorded(&ctx.cfg))
     }
 
     /// A cluster with nothing recorded yet.
-    pub fn unrecorded(cfg: &Config) -> ClusterView {
-        ClusterView {
-            primary: cfg.bootstrap_primary().clone(),
-            fenced: vec![],
-            needs_reclone: vec![],
-            paused: None,
-            sync_set: vec![],
-        }
+    pub(crate) fn unrecorded(cfg: &Config) -> ClusterView {
+        ClusterView { primary: cfg.bootstrap_primary().clone() }
     }
 
     /// The role `node` has now.
-    pub fn role_of(&self, node: &Node) -> Role {
+    pub(crate) fn role_of(&self, node: &Node) -> Role {
         if node.name == self.primary.name {
             Role::Primary
         } else {

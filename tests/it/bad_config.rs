@@ -123,7 +123,7 @@ fn missing_config_says_how_to_make_one() {
 #[test]
 fn the_example_config_loads() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pgrepl.toml");
-    let cfg = pgrepl::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = pgrepl::load_config(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.nodes.len(), 3);
     assert_eq!(cfg.bootstrap_primary().name, "pg-1");
     assert!(cfg.nodes.iter().all(|n| n.port < 32768));
@@ -135,7 +135,7 @@ fn init_writes_a_config_that_loads_and_refuses_to_overwrite() {
     let dir = c.path("fresh");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl")).arg("init").arg(&dir).output().unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let cfg = pgrepl::config::load(&dir.join("pgrepl.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = pgrepl::load_config(&dir.join("pgrepl.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.nodes.len(), 3);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.join("secrets/replicator.password")).unwrap().permissions().mode();

@@ -260,7 +260,7 @@ fn diverged_former_primary_is_rewound_by_rejoin() {
     c.sql("pg-2", "INSERT INTO facts VALUES (2)").unwrap();
 
     // The old primary, out of the supervisor's control, takes writes of its own.
-    let bin = pgrepl::pg::bin::find(None).unwrap();
+    let bin = pgrepl::find_postgres(None).unwrap();
     let mut cmd = Command::new(bin.program("postgres"));
     cmd.arg("-D").arg(c.data_dir("pg-1")).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     if crate::harness::is_root() {

@@ -69,7 +69,7 @@ fn haproxy_sends_writes_to_the_primary_and_reads_to_a_replica() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("haproxy (scripts/install-deps.sh installs it)");
-    let psql = pgrepl::pg::bin::find(None).unwrap().program("psql");
+    let psql = pgrepl::find_postgres(None).unwrap().program("psql");
     let in_recovery = |port: u16| {
         let o = Command::new(&psql)
             .args(["-X", "-tAc", "SELECT pg_is_in_recovery()"])

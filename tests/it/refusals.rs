@@ -27,8 +27,8 @@ fn replica_dir_of_another_cluster_is_refused_untouched_then_recloned_aside() {
     let before = snapshot(&pg2);
     let (code, err) = fails(&c, &["up", "--detach"]);
     assert_eq!(code, 5, "{err}");
-    let theirs = pgrepl::pg::datadir::system_id(&pg2).unwrap();
-    let ours = pgrepl::pg::datadir::system_id(&c.data_dir("pg-1")).unwrap();
+    let theirs = pgrepl::system_id(&pg2).unwrap();
+    let ours = pgrepl::system_id(&c.data_dir("pg-1")).unwrap();
     assert!(err.contains(&format!("its system identifier is {theirs}, the primary's (pg-1) is {ours}")), "{err}");
     assert!(err.contains("pgrepl up --reclone pg-2"), "{err}");
     assert_eq!(snapshot(&pg2), before, "the refused dir changed");
@@ -167,7 +167,7 @@ fn replica_dir_of_another_cluster_on_a_fresh_cluster_is_exit_5_untouched() {
     let other = Cluster::new(0);
     other.up();
     other.ok(&["down"]);
-    let theirs = pgrepl::pg::datadir::system_id(&other.data_dir("pg-1")).unwrap();
+    let theirs = pgrepl::system_id(&other.data_dir("pg-1")).unwrap();
     let c = Cluster::new(1);
     let body = std::fs::read_to_string(c.config()).unwrap();
     let dir = other.data_dir("pg-1");

@@ -24,7 +24,7 @@ use crate::store::dcs::{Clock, Dcs};
 /// What one node knows this cycle: itself, and the replicas that could
 /// take over (itself included when it is one), as published by each.
 #[derive(Debug, Clone)]
-pub struct MemberFacts {
+pub(crate) struct MemberFacts {
     pub mode: FailoverMode,
     /// Its postgres answers and takes writes.
     pub writable: bool,
@@ -37,7 +37,7 @@ pub struct MemberFacts {
 
 /// What the node does about itself this cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// It holds the lease: keep taking writes.
     Lead,
     /// It takes writes without the lease: stop now (fast shutdown, then
@@ -52,7 +52,7 @@ pub enum Step {
 }
 
 /// The loop's memory of one node.
-pub struct Member {
+pub(crate) struct Member {
     name: String,
     ttl: Duration,
     clock: Arc<dyn Clock>,
@@ -62,7 +62,7 @@ pub struct Member {
 }
 
 impl Member {
-    pub fn new(name: &str, ttl: Duration, clock: Arc<dyn Clock>) -> Member {
+    pub(crate) fn new(name: &str, ttl: Duration, clock: Arc<dyn Clock>) -> Member {
         Member { name: name.to_string(), ttl, clock, renewed_at: None }
     }
 
@@ -74,7 +74,7 @@ impl Member {
     }
 
     /// One cycle: the step and the sentence saying why.
-    pub async fn cycle(&mut self, store: &dyn Dcs, f: &MemberFacts) -> (Step, String) {
+    pub(crate) async fn cycle(&mut self, store: &dyn Dcs, f: &MemberFacts) -> (Step, String) {
         let me = self.name.clone();
         if f.writable {
             return self.lead(store).await;

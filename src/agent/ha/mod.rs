@@ -4,18 +4,21 @@
 //! monitor's snapshot and the leader lease ([`crate::store::dcs`]), logs the
 //! sentence when it changes, shows it in `status`, and carries the action out.
 
-pub mod member;
-pub mod pause;
-pub mod task;
+// The per-node loop is built and tested here; the multi-host agent (the
+// etcd issue) is what runs it, so nothing in the binary calls it yet.
+#[allow(dead_code)]
+pub(crate) mod member;
+pub(crate) mod pause;
+pub(crate) mod task;
 
 use std::time::Duration;
 
 use crate::domain::election::{choose, Candidate};
-pub use crate::domain::modes::FailoverMode as Mode;
+pub(crate) use crate::domain::modes::FailoverMode as Mode;
 
 /// Everything the decision looks at.
 #[derive(Debug, Clone)]
-pub struct Facts {
+pub(crate) struct Facts {
     pub mode: Mode,
     /// The node that is primary by runtime state.
     pub primary: String,
@@ -66,11 +69,11 @@ pub struct Facts {
 /// A standby whose slot is lost again this soon after an automatic re-clone
 /// is not re-cloned again: it cannot keep up within max_slot_wal_keep_size,
 /// and another copy would only repeat the churn.
-pub const RECLONE_QUIET: Duration = Duration::from_secs(600);
+pub(crate) const RECLONE_QUIET: Duration = Duration::from_secs(600);
 
 /// What to do this cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Nothing,
     /// The primary is down but its lease is live: the supervisor is
     /// restarting it in place (crash recovery).
@@ -121,7 +124,7 @@ fn secs(d: Option<Duration>) -> String {
 }
 
 /// Decide. The second value is the sentence logged and shown in `status`.
-pub fn decide(f: &Facts) -> (Action, String) {
+pub(crate) fn decide(f: &Facts) -> (Action, String) {
     if f.move_in_progress {
         return (Action::Nothing, "a move command is running; automatic failover waits for it".into());
     }

@@ -13,7 +13,7 @@ use crate::store::state::State;
 
 /// Turn automatic actions off. Waits for an automatic action already under
 /// way (it holds the move lock), so none starts after this returns.
-pub async fn pause(ctx: &Ctx, reason: Option<&str>, out: &crate::output::Output) -> Result<()> {
+pub(crate) async fn pause(ctx: &Ctx, reason: Option<&str>, out: &crate::output::Output) -> Result<()> {
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
     let since = crate::domain::time::rfc3339(crate::domain::time::now_unix());
     let text = match reason {
@@ -34,7 +34,7 @@ pub async fn pause(ctx: &Ctx, reason: Option<&str>, out: &crate::output::Output)
 }
 
 /// Turn automatic actions back on.
-pub async fn resume(ctx: &Ctx, out: &crate::output::Output) -> Result<()> {
+pub(crate) async fn resume(ctx: &Ctx, out: &crate::output::Output) -> Result<()> {
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
     match State::update(&ctx.layout.state_file(), |s| s.paused.take())? {
         Some(was) => {

@@ -68,7 +68,14 @@ struct Env {
 
 /// The HA task, until a stop is requested: an action under way completes
 /// first (a stop is only seen between cycles).
-pub async fn run(ctx: Arc<Ctx>, sup: Supervisor, mut latest: Latest, dcs: Arc<dyn Dcs>, out: Output, mut stop: Stop) {
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    sup: Supervisor,
+    mut latest: Latest,
+    dcs: Arc<dyn Dcs>,
+    out: Output,
+    mut stop: Stop,
+) {
     let env = Env { ctx: ctx.clone(), sup: sup.clone(), dcs: dcs.clone(), out: out.clone() };
     let mut mem = Memory {
         // Empty: the first cycle sets it to the recorded primary.

@@ -16,21 +16,21 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::Node;
-pub use crate::output::Output;
+pub(crate) use crate::output::Output;
 use crate::pg::datadir;
 use crate::pg::process::{self, StopMode};
 use crate::store::ctx::Ctx;
 
 /// What the orchestrator wants a node to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Desired {
+pub(crate) enum Desired {
     Running,
     Stopped(StopMode),
 }
 
 /// What a node is, as the supervisor sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeState {
+pub(crate) enum NodeState {
     Stopped,
     /// A postmaster process exists (not necessarily ready yet).
     Running {
@@ -53,14 +53,14 @@ struct Slot {
 
 /// Handle to the running supervisor.
 #[derive(Clone)]
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     slots: Arc<HashMap<String, Slot>>,
     pub out: Output,
 }
 
 impl Supervisor {
     /// Spawn one (idle) task per node.
-    pub fn new(ctx: Arc<Ctx>, nodes: &[Node], out: Output) -> Self {
+    pub(crate) fn new(ctx: Arc<Ctx>, nodes: &[Node], out: Output) -> Self {
         let mut slots = HashMap::new();
         for node in nodes {
             let (dtx, drx) = watch::channel(Desired::Stopped(StopMode::Fast));
@@ -83,21 +83,21 @@ impl Supervisor {
     }
 
     /// Ask for `node` to run. Returns at once.
-    pub fn start(&self, node: &str) {
+    pub(crate) fn start(&self, node: &str) {
         if let Some(s) = self.slots.get(node) {
             s.desired.send_replace(Desired::Running);
         }
     }
 
     /// Ask for `node` to stop with `mode`. Returns at once.
-    pub fn request_stop(&self, node: &str, mode: StopMode) {
+    pub(crate) fn request_stop(&self, node: &str, mode: StopMode) {
         if let Some(s) = self.slots.get(node) {
             s.desired.send_replace(Desired::Stopped(mode));
         }
     }
 
     /// Wait until `node` has stopped.
-    pub async fn wait_stopped(&self, node: &str) {
+    pub(crate) async fn wait_stopped(&self, node: &str) {
         if let Some(s) = self.slots.get(node) {
             let mut rx = s.state.clone();
             let _ = rx.wait_for(|st| *st == NodeState::Stopped).await;
@@ -105,13 +105,13 @@ impl Supervisor {
     }
 
     /// Ask for `node` to stop with `mode`, and wait until it has.
-    pub async fn stop(&self, node: &str, mode: StopMode) {
+    pub(crate) async fn stop(&self, node: &str, mode: StopMode) {
         self.request_stop(node, mode);
         self.wait_stopped(node).await;
     }
 
     /// Restarts after unexpected exits, per node, sorted by name.
-    pub fn restarts(&self) -> Vec<(String, u32)> {
+    pub(crate) fn restarts(&self) -> Vec<(String, u32)> {
         let mut v: Vec<(String, u32)> =
             self.slots.iter().map(|(n, s)| (n.clone(), s.restarts.load(Ordering::Relaxed))).collect();
         v.sort();
@@ -119,22 +119,22 @@ impl Supervisor {
     }
 
     /// The node's last FATAL or PANIC log line since pgrepl last started it.
-    pub fn trouble(&self, node: &str) -> Option<String> {
+    pub(crate) fn trouble(&self, node: &str) -> Option<String> {
         self.slots.get(node).and_then(|s| s.trouble.lock().ok()?.clone())
     }
 
     /// Names of the supervised nodes.
-    pub fn nodes(&self) -> Vec<String> {
+    pub(crate) fn nodes(&self) -> Vec<String> {
         self.slots.keys().cloned().collect()
     }
 
     /// The node's current state.
-    pub fn state(&self, node: &str) -> NodeState {
+    pub(crate) fn state(&self, node: &str) -> NodeState {
         self.slots.get(node).map_or(NodeState::Stopped, |s| s.state.borrow().clone())
     }
 
     /// The pid of the node's postmaster, waiting until one exists.
-    pub async fn wait_pid(&self, node: &str, timeout: Duration) -> Option<i32> {
+    pub(crate) async fn wait_pid(&self, node: &str, timeout: Duration) -> Option<i32> {
         let mut rx = self.slots.get(node)?.state.clone();
         let st =
             tokio::time::timeout(timeout, rx.wait_for(|s| matches!(s, NodeState::Running { .. }))).await.ok()?.ok()?;
@@ -145,13 +145,13 @@ impl Supervisor {
     }
 
     /// Whether the node is wanted running.
-    pub fn wanted(&self, node: &str) -> bool {
+    pub(crate) fn wanted(&self, node: &str) -> bool {
         self.slots.get(node).is_some_and(|s| *s.desired.borrow() == Desired::Running)
     }
 
     /// Stop every node: all replicas at once, then the primary, so the
     /// replicas do not spin reconnecting to a primary that is going away.
-    pub async fn shutdown(&self, primary: &str, mode: StopMode) {
+    pub(crate) async fn shutdown(&self, primary: &str, mode: StopMode) {
         let others: Vec<_> = self.slots.keys().filter(|n| *n != primary).cloned().collect();
         for n in &others {
             self.request_stop(n, mode);

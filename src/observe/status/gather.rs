@@ -17,7 +17,7 @@ use crate::pg::datadir;
 use crate::store::ctx::Ctx;
 
 /// Takes snapshots, reusing connections.
-pub struct Gatherer {
+pub(crate) struct Gatherer {
     ctx: Arc<Ctx>,
     conns: Vec<Arc<Mutex<Option<Conn>>>>,
     /// Per node: it runs on this host.
@@ -30,7 +30,7 @@ pub struct Gatherer {
 /// A kept connection and the statements prepared on it: each tick runs the
 /// same few queries, so the server parses and plans them once per
 /// connection, not once per second (the monitor's idle cost, issue #17).
-pub struct Conn {
+pub(crate) struct Conn {
     client: Client,
     prepared: std::collections::HashMap<&'static str, tokio_postgres::Statement>,
     /// Queries asked on this connection: every [`SLOW_EVERY`]th (the first
@@ -123,7 +123,7 @@ SELECT pg_is_in_recovery(),
                                                 WHERE slot_type = 'physical' AND NOT active ORDER BY 1) END";
 
 /// How many ticks apart the slow-changing figures are asked for.
-pub const SLOW_EVERY: u64 = 10;
+pub(crate) const SLOW_EVERY: u64 = 10;
 
 const REPLICATION_SQL: &str = "
 SELECT application_name, state, sync_state, sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text,
@@ -283,7 +283,7 @@ fn upstream_of(cfg: &crate::config::Config, conninfo: &str) -> Option<String> {
 /// node that does not answer in time is `unresponsive`; the others' answers
 /// are not held up, so a frozen node never stalls the snapshot, the health
 /// API, `status`, `check` or the HA loop.
-pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Ask one node within [`PROBE_TIMEOUT`].
 async fn one(
@@ -400,7 +400,7 @@ async fn probe(
 
 impl Gatherer {
     /// A gatherer for every configured node (no connections yet).
-    pub fn new(ctx: Arc<Ctx>) -> Self {
+    pub(crate) fn new(ctx: Arc<Ctx>) -> Self {
         let conns = ctx.cfg.nodes.iter().map(|_| Arc::new(Mutex::new(None))).collect();
         let addrs = crate::store::local::local_addresses();
         let root = ctx.layout.root.exists();
@@ -410,13 +410,13 @@ impl Gatherer {
 
     /// A gatherer for `status`, `check` and `monitor`: as [`Gatherer::new`],
     /// logging in as `[monitor] role` when the config sets one.
-    pub fn observer(ctx: Arc<Ctx>) -> Self {
+    pub(crate) fn observer(ctx: Arc<Ctx>) -> Self {
         let observer = ctx.cfg.monitor.role.is_some();
         Gatherer { observer, ..Gatherer::new(ctx) }
     }
 
     /// One snapshot of every node, asked in parallel.
-    pub async fn gather(&self) -> Result<ClusterStatus> {
+    pub(crate) async fn gather(&self) -> Result<ClusterStatus> {
         let timestamp = rfc3339(now_unix());
         let mut set = tokio::task::JoinSet::new();
         for (i, n) in self.ctx.cfg.nodes.iter().enumerate() {
@@ -516,6 +516,6 @@ fn replication(current: Option<Lsn>, row: &Row) -> Replication {
 }
 
 /// One snapshot with fresh connections (for one-shot commands).
-pub async fn gather_once(ctx: &Arc<Ctx>) -> Result<ClusterStatus> {
+pub(crate) async fn gather_once(ctx: &Arc<Ctx>) -> Result<ClusterStatus> {
     Gatherer::new(ctx.clone()).gather().await
 }

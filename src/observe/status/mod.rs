@@ -8,8 +8,8 @@
 //! except that a replica 0 bytes behind has 0 s of lag (the view shows stale
 //! values, then NULL, once WAL stops). An unknown value is `null`, never 0.
 
-pub mod gather;
-pub mod table;
+pub(crate) mod gather;
+pub(crate) mod table;
 
 use serde::Serialize;
 
@@ -18,7 +18,7 @@ use crate::domain::lsn::Lsn;
 
 /// The whole cluster at one moment.
 #[derive(Debug, Clone, Serialize)]
-pub struct ClusterStatus {
+pub(crate) struct ClusterStatus {
     pub cluster: String,
     /// When the snapshot was taken (RFC 3339, UTC).
     pub timestamp: String,
@@ -50,7 +50,7 @@ pub struct ClusterStatus {
 
 /// The WAL archive: the primary's `pg_stat_archiver` and the directory's size.
 #[derive(Debug, Clone, Serialize, Default)]
-pub struct ArchiveStatus {
+pub(crate) struct ArchiveStatus {
     pub dir: String,
     pub size_bytes: u64,
     pub archived_count: Option<i64>,
@@ -65,7 +65,7 @@ pub struct ArchiveStatus {
 
 /// One node.
 #[derive(Debug, Clone, Serialize)]
-pub struct NodeStatus {
+pub(crate) struct NodeStatus {
     pub name: String,
     pub host: String,
     pub port: u16,
@@ -104,7 +104,7 @@ pub struct NodeStatus {
 
 /// Recovery conflicts by kind.
 #[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
-pub struct Conflicts {
+pub(crate) struct Conflicts {
     pub tablespace: i64,
     pub lock: i64,
     pub snapshot: i64,
@@ -116,7 +116,7 @@ pub struct Conflicts {
 /// A node's process as observed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum NodeState {
+pub(crate) enum NodeState {
     /// It answered SQL.
     Running,
     /// Local, with no postmaster or no data dir.
@@ -140,7 +140,7 @@ impl std::fmt::Display for NodeState {
 
 /// One `pg_stat_replication` row, with lag computed.
 #[derive(Debug, Clone, Serialize)]
-pub struct Replication {
+pub(crate) struct Replication {
     pub state: Option<String>,
     pub sync_state: Option<String>,
     pub sent_lsn: Option<Lsn>,
@@ -157,7 +157,7 @@ pub struct Replication {
 
 /// Lag of each kind; `None` is unknown.
 #[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
-pub struct Lag<T> {
+pub(crate) struct Lag<T> {
     pub write: Option<T>,
     pub flush: Option<T>,
     pub replay: Option<T>,
@@ -165,7 +165,7 @@ pub struct Lag<T> {
 
 /// One physical replication slot on the primary.
 #[derive(Debug, Clone, Serialize)]
-pub struct SlotStatus {
+pub(crate) struct SlotStatus {
     pub slot: String,
     pub active: bool,
     /// `reserved`, `extended`, `unreserved` or `lost` (PostgreSQL 13+).
@@ -178,13 +178,13 @@ pub struct SlotStatus {
 
 impl NodeStatus {
     /// True when this node is a running, writable primary.
-    pub fn is_writable_primary(&self) -> bool {
+    pub(crate) fn is_writable_primary(&self) -> bool {
         self.state == crate::observe::status::NodeState::Running && self.role == Some(crate::config::Role::Primary)
     }
 
     /// True when the node is a replica that streams: by the primary's view,
     /// or (primary unreachable) by its own WAL receiver.
-    pub fn is_streaming_replica(&self) -> bool {
+    pub(crate) fn is_streaming_replica(&self) -> bool {
         self.state == crate::observe::status::NodeState::Running
             && self.role == Some(crate::config::Role::Replica)
             && match &self.replication {
@@ -196,7 +196,7 @@ impl NodeStatus {
 
 /// Lag of one kind: bytes from the primary's position; seconds from the
 /// view, but 0 when the replica is fully caught up.
-pub fn lag(current: Option<Lsn>, at: Option<Lsn>, view_secs: Option<f64>) -> (Option<u64>, Option<f64>) {
+pub(crate) fn lag(current: Option<Lsn>, at: Option<Lsn>, view_secs: Option<f64>) -> (Option<u64>, Option<f64>) {
     let bytes = match (current, at) {
         (Some(c), Some(a)) => Some(c.bytes_since(a).unwrap_or(0)),
         _ => None,

@@ -9,7 +9,7 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 }
 
 /// Left-aligned columns, two spaces apart; the first row is the header.
-pub fn table(rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(rows: Vec<Vec<String>>) -> String {
     let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for r in &rows {
@@ -30,7 +30,7 @@ fn lag(r: &super::Replication) -> String {
 
 /// Render the table: the default fits 100 columns; `wide` adds the pid,
 /// port and every LSN.
-pub fn render(s: &ClusterStatus, h: &Report, wide: bool) -> String {
+pub(crate) fn render(s: &ClusterStatus, h: &Report, wide: bool) -> String {
     let head: &[&str] = if wide {
         &[
             "NODE",

@@ -24,7 +24,7 @@ use crate::store::ctx::Ctx;
 
 impl Candidate {
     /// From a status row: running replicas only.
-    pub fn from_status(cfg: &crate::config::Config, n: &NodeStatus) -> Option<Candidate> {
+    pub(crate) fn from_status(cfg: &crate::config::Config, n: &NodeStatus) -> Option<Candidate> {
         (n.state == crate::observe::status::NodeState::Running && n.role == Some(crate::config::Role::Replica)).then(
             || Candidate {
                 name: n.name.clone(),
@@ -40,7 +40,11 @@ impl Candidate {
 /// Run a failover.
 /// In the sync modes, only a standby that was synchronous may be promoted
 /// (it holds every acknowledged commit), unless `allow_async`.
-pub fn sync_filter(ctx: &Ctx, cands: Vec<Candidate>, allow_async: bool) -> std::result::Result<Vec<Candidate>, String> {
+pub(crate) fn sync_filter(
+    ctx: &Ctx,
+    cands: Vec<Candidate>,
+    allow_async: bool,
+) -> std::result::Result<Vec<Candidate>, String> {
     if allow_async || ctx.cfg.replication.durability == crate::domain::modes::Durability::Async {
         return Ok(cands);
     }
@@ -56,14 +60,14 @@ pub fn sync_filter(ctx: &Ctx, cands: Vec<Candidate>, allow_async: bool) -> std::
 }
 
 /// Run a failover as `pgrepl failover` asks.
-pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
+pub(crate) async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
     run_with(ctx, control, o.to.as_deref(), o.stop_primary.then_some(StopMode::Fast), o.allow_data_loss, None, out)
         .await
 }
 
 /// Options of `pgrepl failover`.
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     pub to: Option<String>,
     /// Stop a primary that still runs (fencing).
     pub stop_primary: bool,
@@ -77,7 +81,7 @@ pub struct Options {
 /// loop's), whose replica positions cannot have moved since; without one,
 /// every node is asked (which waits out the probe deadline of a node that
 /// does not answer).
-pub async fn run_with(
+pub(crate) async fn run_with(
     ctx: &Arc<Ctx>,
     control: &Control,
     to: Option<&str>,

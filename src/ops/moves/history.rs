@@ -11,7 +11,7 @@ use crate::store::state::{MoveKind, MoveRecord, State};
 
 /// A timeline history file's lines, `<parent tli>\t<switch lsn>\t<reason>`:
 /// each ancestor timeline and the LSN where it ended.
-pub fn parse_history(history_file: &str) -> Vec<(u32, Lsn)> {
+pub(crate) fn parse_history(history_file: &str) -> Vec<(u32, Lsn)> {
     history_file
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
@@ -27,7 +27,7 @@ pub fn parse_history(history_file: &str) -> Vec<(u32, Lsn)> {
 /// rewind — pg_rewind's own test: its timeline is an ancestor of the
 /// primary's (or the same) and its WAL ends before the point where the
 /// primary's history left that timeline. Ok says why; Err why not.
-pub fn no_divergence(
+pub(crate) fn no_divergence(
     tli: u32,
     last: Lsn,
     primary_tli: u32,
@@ -48,7 +48,7 @@ pub fn no_divergence(
 }
 
 /// The primary's timeline and its history (ancestors and where they ended).
-pub async fn history_of(ctx: &Ctx, node: &Node) -> Result<(i32, Vec<(u32, Lsn)>)> {
+pub(crate) async fn history_of(ctx: &Ctx, node: &Node) -> Result<(i32, Vec<(u32, Lsn)>)> {
     let c = ctx.connect(node).await?;
     let err = |e| Error::sql(format!("reading {}'s timeline", node.name), e);
     let row = c
@@ -63,14 +63,14 @@ pub async fn history_of(ctx: &Ctx, node: &Node) -> Result<(i32, Vec<(u32, Lsn)>)
 }
 
 /// The primary's timeline and where it branched off its parent.
-pub async fn timeline_of(ctx: &Ctx, node: &Node) -> Result<(i32, Option<Lsn>)> {
+pub(crate) async fn timeline_of(ctx: &Ctx, node: &Node) -> Result<(i32, Option<Lsn>)> {
     let (tli, h) = history_of(ctx, node).await?;
     Ok((tli, h.last().map(|(_, l)| *l)))
 }
 
 /// Append a move to the history (best effort for the timeline: the move
 /// itself already happened and is recorded either way).
-pub async fn record(ctx: &Ctx, kind: MoveKind, from: &Node, to: &Node) -> Result<()> {
+pub(crate) async fn record(ctx: &Ctx, kind: MoveKind, from: &Node, to: &Node) -> Result<()> {
     let (timeline, switch_lsn) = match timeline_of(ctx, to).await {
         Ok((t, l)) => (Some(t), l.map(|l| l.to_string())),
         Err(_) => (None, None),
@@ -87,7 +87,7 @@ pub async fn record(ctx: &Ctx, kind: MoveKind, from: &Node, to: &Node) -> Result
 }
 
 /// `pgrepl history [--json]`.
-pub fn show(ctx: &Ctx, json: bool) -> Result<()> {
+pub(crate) fn show(ctx: &Ctx, json: bool) -> Result<()> {
     let st = State::load(&ctx.layout.state_file())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&st.history).map_err(|e| Error::Other(e.to_string()))?);
@@ -105,7 +105,7 @@ pub fn show(ctx: &Ctx, json: bool) -> Result<()> {
 }
 
 /// The table `pgrepl history` prints.
-pub fn render(h: &[MoveRecord]) -> String {
+pub(crate) fn render(h: &[MoveRecord]) -> String {
     let mut rows = vec![["TL", "SWITCH LSN", "AT", "MOVE", "FROM", "TO"].map(String::from).to_vec()];
     for m in h {
         rows.push(vec![

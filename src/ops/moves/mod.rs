@@ -3,10 +3,10 @@
 //! happens and has a bounded timeout. Which node is primary now is runtime
 //! state (`state.primary`), written atomically right after a promotion.
 
-pub mod failover;
-pub mod history;
-pub mod rejoin;
-pub mod switchover;
+pub(crate) mod failover;
+pub(crate) mod history;
+pub(crate) mod rejoin;
+pub(crate) mod switchover;
 
 use std::time::Duration;
 
@@ -21,26 +21,26 @@ use crate::store::ctx::Ctx;
 use crate::store::state::State;
 
 /// Numbered progress lines.
-pub struct Steps<'a> {
+pub(crate) struct Steps<'a> {
     out: &'a Output,
     n: u32,
 }
 
 impl<'a> Steps<'a> {
-    pub fn new(out: &'a Output) -> Self {
+    pub(crate) fn new(out: &'a Output) -> Self {
         Steps { out, n: 0 }
     }
-    pub fn step(&mut self, msg: impl AsRef<str>) {
+    pub(crate) fn step(&mut self, msg: impl AsRef<str>) {
         self.n += 1;
         self.out.info(format!("step {}: {}", self.n, msg.as_ref()));
     }
-    pub fn say(&self, msg: impl AsRef<str>) {
+    pub(crate) fn say(&self, msg: impl AsRef<str>) {
         self.out.info(msg);
     }
 }
 
 /// Poll `f` every 50 ms until it yields `Some`, or fail with `what` at the deadline.
-pub async fn until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
+pub(crate) async fn until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -58,12 +58,12 @@ async fn ask_lsn(ctx: &Ctx, node: &Node, q: &str) -> Option<Lsn> {
 }
 
 /// Wait until `node` has replayed past `lsn`.
-pub async fn wait_replayed_past(ctx: &Ctx, node: &Node, lsn: Lsn, timeout: Duration) -> Result<Lsn> {
+pub(crate) async fn wait_replayed_past(ctx: &Ctx, node: &Node, lsn: Lsn, timeout: Duration) -> Result<Lsn> {
     wait_replayed_to(ctx, node, Lsn(lsn.0 + 1), timeout).await
 }
 
 /// Wait until `node` has replayed up to `lsn` (or beyond).
-pub async fn wait_replayed_to(ctx: &Ctx, node: &Node, lsn: Lsn, timeout: Duration) -> Result<Lsn> {
+pub(crate) async fn wait_replayed_to(ctx: &Ctx, node: &Node, lsn: Lsn, timeout: Duration) -> Result<Lsn> {
     until(timeout, &format!("{} replaying up to {lsn}", node.name), || async {
         ask_lsn(ctx, node, "SELECT pg_last_wal_replay_lsn()::text").await.filter(|r| *r >= lsn)
     })
@@ -71,7 +71,7 @@ pub async fn wait_replayed_to(ctx: &Ctx, node: &Node, lsn: Lsn, timeout: Duratio
 }
 
 /// Promote `node` and wait until it accepts writes.
-pub async fn promote(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
+pub(crate) async fn promote(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
     let c = ctx.connect(node).await?;
     if ctx.bin()?.major >= 12 {
         let secs = i32::try_from(timeout.as_secs()).unwrap_or(60);
@@ -104,7 +104,7 @@ pub async fn promote(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
 /// promotion does not wait for its checkpoint, and until one runs the
 /// source's control file still names the old timeline, so pg_rewind would
 /// wrongly see "the same timeline, no rewind required".
-pub async fn checkpoint(ctx: &Ctx, node: &Node) -> Result<()> {
+pub(crate) async fn checkpoint(ctx: &Ctx, node: &Node) -> Result<()> {
     let c = ctx.connect(node).await?;
     c.batch_execute("CHECKPOINT").await.map_err(|e| Error::sql(format!("checkpoint on {}", node.name), e))
 }
@@ -112,10 +112,10 @@ pub async fn checkpoint(ctx: &Ctx, node: &Node) -> Result<()> {
 /// How long after a move or restart pgrepl made `check` reports the
 /// replicas it disturbed as settling (a WARNING) rather than CRITICAL: a
 /// standby takes a moment to reconnect and show up in pg_stat_replication.
-pub const SETTLE: Duration = Duration::from_secs(15);
+pub(crate) const SETTLE: Duration = Duration::from_secs(15);
 
 /// Note that `why` (say "restart of pg-2") just happened, for `check`.
-pub fn settling(ctx: &Ctx, why: &str) {
+pub(crate) fn settling(ctx: &Ctx, why: &str) {
     let until = crate::domain::time::now_unix() + SETTLE.as_secs_f64();
     let text = format!("{until}\n{why}");
     // Only a softer verdict for a few seconds rides on this; a failure to
@@ -125,7 +125,7 @@ pub fn settling(ctx: &Ctx, why: &str) {
 }
 
 /// Record `node` as the primary, with the reason, atomically.
-pub fn record_primary(ctx: &Ctx, node: &Node, why: &str) -> Result<()> {
+pub(crate) fn record_primary(ctx: &Ctx, node: &Node, why: &str) -> Result<()> {
     State::update(&ctx.layout.state_file(), |st| {
         st.primary = Some(node.name.clone());
         st.last_move = Some(why.to_string());
@@ -135,12 +135,12 @@ pub fn record_primary(ctx: &Ctx, node: &Node, why: &str) -> Result<()> {
 }
 
 /// Mark or clear a node as fenced (a former primary waiting to rejoin).
-pub fn set_fenced(ctx: &Ctx, node: &Node, on: bool) -> Result<()> {
+pub(crate) fn set_fenced(ctx: &Ctx, node: &Node, on: bool) -> Result<()> {
     update_list(ctx, node, on, |st| &mut st.fenced)
 }
 
 /// Mark or clear a node's `needs-reclone` state.
-pub fn set_needs_reclone(ctx: &Ctx, node: &Node, on: bool) -> Result<()> {
+pub(crate) fn set_needs_reclone(ctx: &Ctx, node: &Node, on: bool) -> Result<()> {
     update_list(ctx, node, on, |st| &mut st.needs_reclone)
 }
 
@@ -156,7 +156,12 @@ fn update_list(ctx: &Ctx, node: &Node, on: bool, list: impl Fn(&mut State) -> &m
 }
 
 /// pg_rewind `node` from `primary` through the primary's socket, as the OS user.
-pub async fn rewind_from(ctx: &Ctx, node: &Node, primary: &Node, dry_run: bool) -> Result<crate::pg::rewind::Rewound> {
+pub(crate) async fn rewind_from(
+    ctx: &Ctx,
+    node: &Node,
+    primary: &Node,
+    dry_run: bool,
+) -> Result<crate::pg::rewind::Rewound> {
     crate::pg::rewind::rewind(
         ctx.bin()?,
         &ctx.runas,
@@ -170,7 +175,7 @@ pub async fn rewind_from(ctx: &Ctx, node: &Node, primary: &Node, dry_run: bool) 
 }
 
 /// Slots on `primary` for every other node, before they need them.
-pub async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
+pub(crate) async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
     let c = ctx.connect(primary).await?;
     if ctx.bin()?.major >= 13 {
         // A lost slot can never stream again; a fresh one replaces it.
@@ -218,7 +223,7 @@ pub async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
 
 /// Drop inactive slots on a node that is now a standby (left from when it
 /// was primary): only pgrepl's own (named after a configured node).
-pub async fn drop_stale_slots(ctx: &Ctx, node: &Node) -> Result<()> {
+pub(crate) async fn drop_stale_slots(ctx: &Ctx, node: &Node) -> Result<()> {
     let c = ctx.connect(node).await?;
     let ours: Vec<String> = ctx.cfg.nodes.iter().map(|n| crate::config::slot_name(&n.name)).collect();
     c.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active AND slot_type = 'physical' AND slot_name = ANY($1)", &[&ours])
@@ -229,7 +234,7 @@ pub async fn drop_stale_slots(ctx: &Ctx, node: &Node) -> Result<()> {
 
 /// Point a running replica at `primary`: rewrite its standby settings, then
 /// reload (PostgreSQL 13+ applies `primary_conninfo` on reload) or restart.
-pub async fn repoint(ctx: &Ctx, control: &Control, node: &Node, primary: &Node) -> Result<()> {
+pub(crate) async fn repoint(ctx: &Ctx, control: &Control, node: &Node, primary: &Node) -> Result<()> {
     write_node_files(ctx, node, &node.data_dir, Role::Replica, primary)?;
     if ctx.bin()?.major >= 13 {
         let c = ctx.connect(node).await?;

@@ -31,7 +31,7 @@ fn not_primary<'a>(ctx: &'a Ctx, name: &str, what: &str) -> Result<(&'a Node, No
 }
 
 /// Run `rejoin`.
-pub async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output) -> Result<()> {
+pub(crate) async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &Output) -> Result<()> {
     let (node, primary) = not_primary(ctx, name, "rejoin")?;
     // Without pg_rewind of the server's major, only a node that has not
     // diverged can rejoin (as it is); that is judged once it is stopped.
@@ -174,7 +174,7 @@ async fn start_following(
 }
 
 /// Run `reclone`; with `start`, the node is started and followed after the clone.
-pub async fn reclone(
+pub(crate) async fn reclone(
     ctx: &Arc<Ctx>,
     control: &Control,
     name: &str,

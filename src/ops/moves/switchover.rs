@@ -26,14 +26,14 @@ use crate::store::ctx::Ctx;
 
 /// Options of `pgrepl switchover`.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     pub to: Option<String>,
     pub max_lag: ByteSize,
     pub timeout: Duration,
 }
 
 /// Pick and check the target from a snapshot. Pure, so the refusals are unit-tested.
-pub fn choose_target<'a>(
+pub(crate) fn choose_target<'a>(
     s: &'a ClusterStatus,
     old: &str,
     to: Option<&str>,
@@ -80,7 +80,7 @@ pub fn choose_target<'a>(
 }
 
 /// Run a switchover.
-pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
+pub(crate) async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
     let old = crate::store::view::ClusterView::read(ctx)?.primary;
     // A standby that has only just connected has not reported its replay
     // position yet: give it a few seconds before calling its lag unknown.
@@ -200,7 +200,13 @@ pub async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -
 /// the server's major, by a dry run; without, by comparing its last
 /// checkpoint with where the new timeline branched off (the same test
 /// pg_rewind makes for a cleanly stopped target).
-pub async fn follow(ctx: &Ctx, control: &Control, node: &Node, primary: &Node, steps: &mut Steps<'_>) -> Result<()> {
+pub(crate) async fn follow(
+    ctx: &Ctx,
+    control: &Control,
+    node: &Node,
+    primary: &Node,
+    steps: &mut Steps<'_>,
+) -> Result<()> {
     super::checkpoint(ctx, primary).await?;
     if ctx.bin()?.require_matched(&["pg_rewind"], "pg_rewind").is_ok() {
         match super::rewind_from(ctx, node, primary, true).await? {

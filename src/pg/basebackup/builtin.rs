@@ -24,7 +24,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The BASE_BACKUP command for a server major. PostgreSQL 15 replaced the
 /// keyword options with a parenthesised list and changed the reply format.
-pub fn base_backup_command(major: u32, label: &str) -> String {
+pub(super) fn base_backup_command(major: u32, label: &str) -> String {
     let label = quote_literal(label);
     if major >= 15 {
         format!("BASE_BACKUP (LABEL {label}, PROGRESS, CHECKPOINT 'fast', WAL, WAIT false, MANIFEST 'no')")
@@ -34,7 +34,7 @@ pub fn base_backup_command(major: u32, label: &str) -> String {
 }
 
 /// The command for a temporary slot that holds WAL for this connection.
-pub fn temp_slot_command(major: u32, name: &str) -> String {
+pub(super) fn temp_slot_command(major: u32, name: &str) -> String {
     let name = quote_ident(name);
     if major >= 15 {
         format!("CREATE_REPLICATION_SLOT {name} TEMPORARY PHYSICAL (RESERVE_WAL)")
@@ -45,7 +45,7 @@ pub fn temp_slot_command(major: u32, name: &str) -> String {
 
 /// One message inside PostgreSQL 15+'s single COPY stream.
 #[derive(Debug, PartialEq, Eq)]
-pub enum StreamMsg<'a> {
+pub(super) enum StreamMsg<'a> {
     NewArchive { name: String, tablespace: String },
     Data(&'a [u8]),
     Progress(u64),
@@ -53,7 +53,7 @@ pub enum StreamMsg<'a> {
 }
 
 /// Decode a CopyData payload of a PostgreSQL 15+ base backup.
-pub fn decode_stream_msg(d: &[u8]) -> Result<StreamMsg<'_>, String> {
+pub(super) fn decode_stream_msg(d: &[u8]) -> Result<StreamMsg<'_>, String> {
     let (&tag, rest) = d.split_first().ok_or("empty COPY message")?;
     match tag {
         b'n' => {
@@ -73,7 +73,7 @@ pub fn decode_stream_msg(d: &[u8]) -> Result<StreamMsg<'_>, String> {
 }
 
 /// Run one base backup into `target` (existing and empty). Blocking.
-pub fn clone(
+pub(super) fn clone(
     src: &Target,
     slot: Option<&str>,
     target: &Path,

@@ -13,14 +13,14 @@ use crate::pg::os_user::RunAs;
 use crate::pg::process::command;
 
 /// Parse one `pg_basebackup -P` progress line: `  1234/22966 kB (5%), 0/1 tablespace`.
-pub fn parse_progress(line: &str) -> Option<Progress> {
+pub(super) fn parse_progress(line: &str) -> Option<Progress> {
     let (nums, _) = line.trim().split_once(" kB")?;
     let (done, total) = nums.trim().split_once('/')?;
     Some(Progress { done_kb: done.trim().parse().ok()?, total_kb: total.trim().parse().ok()? })
 }
 
 /// Sort pg_basebackup's stderr into a [`CloneFailure`].
-pub fn classify(stderr: &str, status: &str) -> CloneFailure {
+pub(super) fn classify(stderr: &str, status: &str) -> CloneFailure {
     let s = stderr.to_lowercase();
     if s.contains("password authentication failed")
         || s.contains("no pg_hba.conf entry")
@@ -48,7 +48,7 @@ pub fn classify(stderr: &str, status: &str) -> CloneFailure {
 }
 
 /// Run one clone attempt into `target` (which must be empty or missing).
-pub async fn run(
+pub(super) async fn run(
     bin: &PgBin,
     runas: &RunAs,
     src: &CloneSource<'_>,

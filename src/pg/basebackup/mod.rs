@@ -10,14 +10,14 @@ mod external;
 
 use std::path::Path;
 
-pub use crate::domain::modes::CloneMethod as Method;
+pub(crate) use crate::domain::modes::CloneMethod as Method;
 use crate::error::Error;
 use crate::pg::bin::PgBin;
 use crate::pg::os_user::RunAs;
 
 /// Where to clone from. The built-in client uses the target's password
 /// and never writes it anywhere; pg_basebackup reads it from `passfile`.
-pub struct CloneSource<'a> {
+pub(crate) struct CloneSource<'a> {
     pub target: crate::pg::wire::Target,
     pub passfile: &'a Path,
     pub slot: Option<&'a str>,
@@ -27,14 +27,14 @@ pub struct CloneSource<'a> {
 
 /// One progress report: kB done, kB total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub done_kb: u64,
     pub total_kb: u64,
 }
 
 /// How a failed clone should be handled.
 #[derive(Debug)]
-pub enum CloneFailure {
+pub(crate) enum CloneFailure {
     /// The primary is not reachable (yet): retry with backoff.
     Unreachable(String),
     /// Wrong password or no pg_hba entry: retrying cannot help.
@@ -45,7 +45,7 @@ pub enum CloneFailure {
 
 /// Run one clone attempt into `target` (existing and empty) with a method
 /// already resolved by [`Method::resolve`].
-pub async fn clone(
+pub(crate) async fn clone(
     method: Method,
     bin: &PgBin,
     runas: &RunAs,
