@@ -140,10 +140,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
         };
         // Failover trusts this record: a failure to write it is said
         // every cycle until it succeeds, never dropped.
-        let path = ctx.layout.state_file();
-        let recorded = match crate::store::state::State::load(&path) {
+        let recorded = match ctx.store().load() {
             Ok(st) if st.sync_set == set => Ok(()),
-            Ok(_) => crate::store::state::State::update(&path, |st| st.sync_set = set),
+            Ok(_) => ctx.store().update(|st| st.sync_set = set),
             Err(e) => Err(e),
         };
         if let Err(e) = recorded {

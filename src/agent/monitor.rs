@@ -28,8 +28,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, sup: Supervisor, tx: watch::Sender<Option
         let taken_unix = now_unix();
         let Ok(status) = gatherer.gather().await else { continue };
         let health = health::evaluate(&status, &thresholds);
-        let moves =
-            crate::store::state::State::load(&ctx.layout.state_file()).map(|st| count_moves(&st)).unwrap_or_default();
+        let moves = ctx.store().load().map(|st| count_moves(&st)).unwrap_or_default();
         let snap = Snapshot { status, health, taken_unix, restarts: sup.restarts(), moves };
         if tx.send(Some(Arc::new(snap))).is_err() {
             return;

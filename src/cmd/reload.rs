@@ -13,7 +13,6 @@ use crate::output::Output;
 use crate::pg::datadir;
 use crate::pg::process::StopMode;
 use crate::store::ctx::Ctx;
-use crate::store::state::State;
 
 /// The local nodes with a running postmaster, primary first.
 fn running_nodes(ctx: &Ctx) -> Vec<Node> {
@@ -110,7 +109,7 @@ pub(crate) async fn reload(ctx: &Ctx, dry_run: bool, out: &Output) -> Result<()>
     }
     // A move rewrites the same files; never interleave with one.
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
-    let state = State::load(&ctx.layout.state_file())?;
+    let state = ctx.store().load()?;
     let primary = crate::store::view::ClusterView::read(ctx)?.primary;
     // A [[role]] naming a role that does not exist is refused before any file changes.
     if nodes.iter().any(|n| n.name == primary.name) {

@@ -222,7 +222,7 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
     // The other seed copies, made while the primary starts.
     let mut seeding = None;
     let mut synced = false;
-    let mut state = State::load(&ctx.layout.state_file())?;
+    let mut state = ctx.store().load()?;
     if let Some(p) = &primary_plan {
         if p.action == Action::Init {
             sup.out.info(format!(
@@ -238,7 +238,8 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
                 primary: Some(p.node.name.clone()),
                 ..State::default()
             };
-            state.save(&ctx.layout.state_file())?;
+            let new = state.clone();
+            ctx.store().update(|s| *s = new)?;
             lap("initdb", &mut timings);
             // A new cluster's replicas start from copies of the fresh initdb.
             let fresh: Vec<Node> = plans
@@ -437,7 +438,7 @@ fn reconcile(ctx: &Ctx, sup: &Supervisor) {
 
 /// Why the record keeps a node stopped, if it does ([`crate::ops::configure::held_back`]).
 fn held_back(ctx: &Ctx, name: &str) -> Option<String> {
-    crate::ops::configure::held_back(&State::load(&ctx.layout.state_file()).ok()?, name)
+    crate::ops::configure::held_back(&ctx.store().load().ok()?, name)
 }
 
 /// A supervisor already runs this data root: ask it to start the selected

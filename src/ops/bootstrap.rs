@@ -60,13 +60,13 @@ pub(crate) async fn run(ctx: &Ctx, primary: &Node, state: &mut State, out: &Outp
             out.info(format!("{}: applied {} to {}", primary.name, f.display(), db.name));
             let key = schema_key(&db.name, f);
             state.schemas_applied.push(key.clone());
-            State::update(&ctx.layout.state_file(), |st| st.schemas_applied.push(key))?;
+            ctx.store().update(|st| st.schemas_applied.push(key))?;
         }
     }
     crate::ops::moves::ensure_slots(ctx, primary).await?;
     if !state.bootstrapped {
         state.bootstrapped = true;
-        State::update(&ctx.layout.state_file(), |st| st.bootstrapped = true)?;
+        ctx.store().update(|st| st.bootstrapped = true)?;
     }
     Ok(())
 }
@@ -156,7 +156,7 @@ async fn apply_roles(ctx: &Ctx, client: &tokio_postgres::Client, out: &Output, n
     let names: Vec<String> = ctx.cfg.roles.iter().map(|r| r.name.clone()).collect();
     // A role that left the config stays on the list (and is warned about)
     // until someone drops it.
-    let gone = State::update(&ctx.layout.state_file(), |st| {
+    let gone = ctx.store().update(|st| {
         let gone: Vec<String> =
             st.roles_managed.iter().filter(|r| !names.contains(r) && exists.contains(r)).cloned().collect();
         st.roles_managed = names.iter().chain(&gone).cloned().collect();

@@ -158,8 +158,7 @@ pub(crate) fn held_back(st: &crate::store::state::State, name: &str) -> Option<S
 /// last applied), falling back on the supervisor's own copy if the file no
 /// longer loads, so a crash restart never undoes a reload.
 pub(crate) fn prepare_start(ctx: &Ctx, node: &Node) -> Result<Role> {
-    let st = crate::store::state::State::load(&ctx.layout.state_file())
-        .map_err(|e| Error::Refused(format!("{}: not starting it: {e}", node.name)))?;
+    let st = ctx.store().load().map_err(|e| Error::Refused(format!("{}: not starting it: {e}", node.name)))?;
     if let Some(why) = held_back(&st, &node.name) {
         return Err(Error::Refused(format!("{}: {why}", node.name)));
     }
@@ -200,16 +199,16 @@ pub(crate) fn prepare_start(ctx: &Ctx, node: &Node) -> Result<Role> {
 fn wal_senders(ctx: &Ctx) -> u32 {
     let cfg = &ctx.cfg;
     let wanted = cfg.replication.max_wal_senders.unwrap_or_else(|| conf::default_wal_senders(cfg.nodes.len()));
-    let floor = crate::store::state::State::load(&ctx.layout.state_file()).map(|s| s.max_wal_senders_used).unwrap_or(0);
+    let floor = ctx.store().load().map(|s| s.max_wal_senders_used).unwrap_or(0);
     wanted.max(floor)
 }
 
 /// Keep the highest `max_wal_senders` written in the state.
 fn record_wal_senders(ctx: &Ctx, used: u32) -> Result<()> {
-    let path = ctx.layout.state_file();
-    let floor = crate::store::state::State::load(&path).map(|s| s.max_wal_senders_used).unwrap_or(0);
-    if used > floor && path.parent().is_some_and(|p| p.exists()) {
-        crate::store::state::State::update(&path, |s| s.max_wal_senders_used = used)?;
+    let floor = ctx.store().load().map(|s| s.max_wal_senders_used).unwrap_or(0);
+    // Rendering for a data root not made yet (validate, a dry run) records nothing.
+    if used > floor && ctx.layout.root.exists() {
+        ctx.store().update(|s| s.max_wal_senders_used = used)?;
     }
     Ok(())
 }

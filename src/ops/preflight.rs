@@ -36,7 +36,7 @@ pub(crate) async fn plan(ctx: &Ctx, selected: &[Node], reclone: &[String]) -> Re
     ctx.bin()?;
     ctx.runas.check_reachable(&ctx.cfg.data_root)?;
     check_socket_path(ctx)?;
-    let state = State::load(&ctx.layout.state_file())?;
+    let state = ctx.store().load()?;
     let primary = crate::store::view::ClusterView::of(&ctx.cfg, &state)?.primary;
     for name in reclone {
         let n = ctx.cfg.node(name)?;
@@ -80,7 +80,7 @@ pub(crate) async fn problems(ctx: &Ctx) -> Vec<String> {
     global(ctx.bin().map(|_| ()));
     global(ctx.runas.check_reachable(&ctx.cfg.data_root));
     global(check_socket_path(ctx));
-    let state = match State::load(&ctx.layout.state_file()) {
+    let state = match ctx.store().load() {
         Ok(s) => s,
         Err(e) => {
             out.push(format!("{file}: {e}"));

@@ -142,7 +142,7 @@ async fn primary_objects(ctx: &Ctx, c: &tokio_postgres::Client, primary: &Node, 
     let roles = q("SELECT rolname::text FROM pg_roles").await?;
     let dbs = q("SELECT datname::text FROM pg_database").await?;
     let slots = q("SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical'").await?;
-    let state = crate::store::state::State::load(&ctx.layout.state_file())?;
+    let state = ctx.store().load()?;
     let mut any = false;
     let mut say = |s: String| {
         any = true;

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::pg::bin::{self, PgBin};
 use crate::pg::os_user::RunAs;
 use crate::pg::sql;
+use crate::store::record::{ClusterStore, FileStore};
 
 /// The most a connection may take, socket connect and startup together.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -25,6 +26,8 @@ pub(crate) struct Ctx {
     bin: OnceLock<PgBin>,
     pub runas: RunAs,
     pub layout: Layout,
+    /// The cluster's record: read and changed only through here.
+    store: Box<dyn ClusterStore>,
 }
 
 impl Ctx {
@@ -32,7 +35,8 @@ impl Ctx {
     pub(crate) fn new(cfg: Config) -> Result<Arc<Ctx>> {
         let runas = RunAs::resolve(&cfg.os_user)?;
         let layout = Layout::new(&cfg.data_root);
-        Ok(Arc::new(Ctx { cfg, bin: OnceLock::new(), runas, layout }))
+        let store = Box::new(FileStore { path: layout.state_file() });
+        Ok(Arc::new(Ctx { cfg, bin: OnceLock::new(), runas, layout, store }))
     }
 
     /// The same host and installation with another (newer) config.
@@ -42,6 +46,11 @@ impl Ctx {
             let _ = ctx.bin.set(b.clone());
         }
         Ok(ctx)
+    }
+
+    /// Where the cluster's record is kept.
+    pub(crate) fn store(&self) -> &dyn ClusterStore {
+        self.store.as_ref()
     }
 
     /// The PostgreSQL installation, found on first use.

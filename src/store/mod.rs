@@ -6,5 +6,6 @@ pub(crate) mod ctx;
 pub(crate) mod dcs;
 pub(crate) mod local;
 pub(crate) mod lock;
+pub(crate) mod record;
 pub(crate) mod state;
 pub(crate) mod view;

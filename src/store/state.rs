@@ -57,7 +57,7 @@ pub(crate) struct State {
 
 impl State {
     /// Load, or an empty state when the file does not exist.
-    pub(crate) fn load(path: &Path) -> Result<State> {
+    pub(super) fn load(path: &Path) -> Result<State> {
         match std::fs::read_to_string(path) {
             Ok(t) => serde_json::from_str(&t).map_err(|e| {
                 Error::Other(format!("{} is corrupt ({e}); it records which cluster this data root holds, so pgrepl will not guess. Restore it or move the data root aside", path.display()))
@@ -69,7 +69,7 @@ impl State {
 
     /// Read, change and save under an exclusive lock, so two writers (a
     /// move command, the supervisor's tasks) never undo each other's change.
-    pub(crate) fn update<T>(path: &Path, f: impl FnOnce(&mut State) -> T) -> Result<T> {
+    pub(super) fn update<T>(path: &Path, f: impl FnOnce(&mut State) -> T) -> Result<T> {
         let lock_path = path.with_extension("lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -86,7 +86,7 @@ impl State {
     }
 
     /// Save atomically.
-    pub(crate) fn save(&self, path: &Path) -> Result<()> {
+    fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
         crate::pg::fsutil::write_atomic(path, text.as_bytes(), 0o644)
     }

@@ -22,7 +22,7 @@ impl ClusterView {
     /// The record as it is: an unreadable one, or one naming a primary the
     /// config no longer has, is an error.
     pub(crate) fn read(ctx: &Ctx) -> Result<ClusterView> {
-        ClusterView::of(&ctx.cfg, &State::load(&ctx.layout.state_file())?)
+        ClusterView::of(&ctx.cfg, &ctx.store().load()?)
     }
 
     /// The view of a state already read.

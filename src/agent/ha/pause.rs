@@ -9,7 +9,6 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::ops::control::wait_move_lock;
 use crate::store::ctx::Ctx;
-use crate::store::state::State;
 
 /// Turn automatic actions off. Waits for an automatic action already under
 /// way (it holds the move lock), so none starts after this returns.
@@ -20,7 +19,7 @@ pub(crate) async fn pause(ctx: &Ctx, reason: Option<&str>, out: &crate::output::
         Some(r) => format!("since {since}: {r}"),
         None => format!("since {since}"),
     };
-    let before = State::update(&ctx.layout.state_file(), |s| s.paused.replace(text.clone()))?;
+    let before = ctx.store().update(|s| s.paused.replace(text.clone()))?;
     match before {
         Some(old) => println!("automatic failover was already paused ({old}); `pgrepl resume` turns it back on"),
         None => {
@@ -36,7 +35,7 @@ pub(crate) async fn pause(ctx: &Ctx, reason: Option<&str>, out: &crate::output::
 /// Turn automatic actions back on.
 pub(crate) async fn resume(ctx: &Ctx, out: &crate::output::Output) -> Result<()> {
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
-    match State::update(&ctx.layout.state_file(), |s| s.paused.take())? {
+    match ctx.store().update(|s| s.paused.take())? {
         Some(was) => {
             println!("automatic failover resumed (it was paused {was})");
             crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Resume, "-", &format!("was paused {was}"), out)

@@ -93,7 +93,7 @@ pub(crate) async fn run(
             continue;
         }
         let lock = move_lock(&ctx);
-        let (action, reason) = match State::load(&ctx.layout.state_file()) {
+        let (action, reason) = match ctx.store().load() {
             Ok(state) => {
                 let facts = facts(&env, &snap, &state, &mut mem, lock.is_err()).await;
                 decide(&facts)

@@ -442,7 +442,7 @@ impl Gatherer {
             .collect();
         // A monitoring user may not read the data root: then the record is
         // unknown to it (not broken), and the primary is the one observed.
-        let (state, mut state_error, readable) = match crate::store::state::State::load(&self.ctx.layout.state_file()) {
+        let (state, mut state_error, readable) = match self.ctx.store().load() {
             Ok(s) => (s, None, true),
             Err(crate::error::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 (crate::store::state::State::default(), None, false)

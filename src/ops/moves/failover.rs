@@ -48,7 +48,7 @@ pub(crate) fn sync_filter(
     if allow_async || ctx.cfg.replication.durability == crate::domain::modes::Durability::Async {
         return Ok(cands);
     }
-    let set = crate::store::state::State::load(&ctx.layout.state_file()).map_err(|e| e.to_string())?.sync_set;
+    let set = ctx.store().load().map_err(|e| e.to_string())?.sync_set;
     let sync: Vec<Candidate> = cands.into_iter().filter(|c| set.contains(&c.name)).collect();
     if sync.is_empty() {
         return Err(format!(

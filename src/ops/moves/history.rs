@@ -7,7 +7,7 @@ use crate::config::Node;
 use crate::domain::lsn::Lsn;
 use crate::error::{Error, Result};
 use crate::store::ctx::Ctx;
-use crate::store::state::{MoveKind, MoveRecord, State};
+use crate::store::state::{MoveKind, MoveRecord};
 
 /// A timeline history file's lines, `<parent tli>\t<switch lsn>\t<reason>`:
 /// each ancestor timeline and the LSN where it ended.
@@ -83,12 +83,12 @@ pub(crate) async fn record(ctx: &Ctx, kind: MoveKind, from: &Node, to: &Node) ->
         timeline,
         switch_lsn,
     };
-    State::update(&ctx.layout.state_file(), |st| st.history.push(rec))
+    ctx.store().update(|st| st.history.push(rec))
 }
 
 /// `pgrepl history [--json]`.
 pub(crate) fn show(ctx: &Ctx, json: bool) -> Result<()> {
-    let st = State::load(&ctx.layout.state_file())?;
+    let st = ctx.store().load()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&st.history).map_err(|e| Error::Other(e.to_string()))?);
         return Ok(());

@@ -126,7 +126,7 @@ pub(crate) fn settling(ctx: &Ctx, why: &str) {
 
 /// Record `node` as the primary, with the reason, atomically.
 pub(crate) fn record_primary(ctx: &Ctx, node: &Node, why: &str) -> Result<()> {
-    State::update(&ctx.layout.state_file(), |st| {
+    ctx.store().update(|st| {
         st.primary = Some(node.name.clone());
         st.last_move = Some(why.to_string());
         st.needs_reclone.retain(|n| *n != node.name);
@@ -146,7 +146,7 @@ pub(crate) fn set_needs_reclone(ctx: &Ctx, node: &Node, on: bool) -> Result<()> 
 
 /// Add `node` to (or remove it from) one of the state's node lists.
 fn update_list(ctx: &Ctx, node: &Node, on: bool, list: impl Fn(&mut State) -> &mut Vec<String>) -> Result<()> {
-    State::update(&ctx.layout.state_file(), |st| {
+    ctx.store().update(|st| {
         let l = list(st);
         l.retain(|n| *n != node.name);
         if on {
@@ -192,7 +192,7 @@ pub(crate) async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
     // (only ours, never a slot someone else created).
     let wanted: Vec<String> =
         ctx.cfg.nodes.iter().filter(|n| n.name != primary.name).filter_map(|n| slot_name_for(&ctx.cfg, n)).collect();
-    let ours = State::update(&ctx.layout.state_file(), |st| {
+    let ours = ctx.store().update(|st| {
         for w in &wanted {
             if !st.slots_created.contains(w) {
                 st.slots_created.push(w.clone());
@@ -206,7 +206,7 @@ pub(crate) async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
             .await
             .map_err(|e| Error::sql(format!("dropping slot {gone} of a removed standby"), e))?;
         if n > 0 {
-            State::update(&ctx.layout.state_file(), |st| st.slots_created.retain(|s| s != gone))?;
+            ctx.store().update(|st| st.slots_created.retain(|s| s != gone))?;
         }
     }
     // Its own slot, from when it was a replica of someone else, must go.

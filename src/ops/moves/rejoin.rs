@@ -19,7 +19,6 @@ use crate::pg::datadir::{self, DirState};
 use crate::pg::process::StopMode;
 use crate::pg::{controldata, rewind};
 use crate::store::ctx::Ctx;
-use crate::store::state::State;
 
 fn not_primary<'a>(ctx: &'a Ctx, name: &str, what: &str) -> Result<(&'a Node, Node)> {
     let node = ctx.cfg.node(name)?;
@@ -37,7 +36,7 @@ pub(crate) async fn rejoin(ctx: &Arc<Ctx>, control: &Control, name: &str, out: &
     // diverged can rejoin (as it is); that is judged once it is stopped.
     let tools = ctx.bin()?.require_matched(&["pg_controldata", "pg_rewind"], "rejoin");
     let mut steps = Steps::new(out);
-    let state = State::load(&ctx.layout.state_file())?;
+    let state = ctx.store().load()?;
     let reclone = format!("`pgrepl reclone {name}`");
     // A healthy standby of the primary has nothing to rejoin: say so and
     // leave it running (a rejoin would stop and restart it for nothing).
