@@ -21,28 +21,17 @@ use crate::store::ctx::Ctx;
 
 /// Held while a move runs, so two moves (a command and automatic failover)
 /// never interleave.
-pub(crate) struct MoveLock {
-    _lock: nix::fcntl::Flock<std::fs::File>,
-}
+pub(crate) type MoveLock = crate::store::lock::FileLock;
 
 /// Take the move lock, or say that another move is running.
 pub(crate) fn move_lock(ctx: &Ctx) -> Result<MoveLock> {
     crate::pg::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
-    let path = ctx.layout.move_lock();
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map(|l| MoveLock { _lock: l }).map_err(
-        |_| {
-            Error::Refused(
-                "another move (switchover, failover, rejoin or reclone) is in progress; try again when it has finished"
-                    .into(),
-            )
-        },
-    )
+    crate::store::lock::exclusive(&ctx.layout.move_lock(), false)?.ok_or_else(|| {
+        Error::Refused(
+            "another move (switchover, failover, rejoin or reclone) is in progress; try again when it has finished"
+                .into(),
+        )
+    })
 }
 
 /// Take the move lock, waiting up to `timeout` for the one who holds it

@@ -1,45 +1,59 @@
-//! The supervisor lock: one supervisor per data root. The running
-//! supervisor holds an exclusive flock on `pgrepl.pid` (which also holds its
-//! pid), so a crashed supervisor never leaves a stale lock behind.
+//! File locks, one mechanism for the three pgrepl takes: the supervisor
+//! lock (one supervisor per data root; `pgrepl.pid` also holds its pid),
+//! the move lock (one move at a time) and the record's lock (one writer at
+//! a time). Each is an exclusive flock, which the kernel drops with the
+//! process, so a crash never leaves a stale lock behind.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::layout::Layout;
 use crate::error::{Error, Result};
 
-/// Held for as long as the supervisor runs.
-pub(crate) struct SupervisorLock {
-    _lock: Flock<std::fs::File>,
-}
+/// An exclusive lock on a file, held until dropped.
+pub(crate) struct FileLock(Flock<std::fs::File>);
 
-/// Take the lock and write our pid, or say who holds it.
-pub(crate) fn acquire(layout: &Layout) -> Result<SupervisorLock> {
-    let path = layout.lock_file();
+/// Lock `path` (created 0644 if missing). With `wait`, block until it is
+/// free; without, `None` when another process holds it.
+pub(crate) fn exclusive(path: &Path, wait: bool) -> Result<Option<FileLock>> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o644)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(mut lock) => {
-            lock.set_len(0).map_err(|e| Error::io(&path, e))?;
-            lock.rewind().map_err(|e| Error::io(&path, e))?;
-            write!(lock, "{}", std::process::id()).map_err(|e| Error::io(&path, e))?;
-            lock.sync_all().map_err(|e| Error::io(&path, e))?;
-            Ok(SupervisorLock { _lock: lock })
-        }
-        Err((_, _)) => Err(Error::Usage(format!(
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let how = if wait { FlockArg::LockExclusive } else { FlockArg::LockExclusiveNonblock };
+    match Flock::lock(file, how) {
+        Ok(l) => Ok(Some(FileLock(l))),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) if !wait => Ok(None),
+        Err((_, e)) => Err(Error::Other(format!("locking {}: {e}", path.display()))),
+    }
+}
+
+/// Held for as long as the supervisor runs.
+pub(crate) type SupervisorLock = FileLock;
+
+/// Take the supervisor lock and write our pid, or say who holds it.
+pub(crate) fn acquire(layout: &Layout) -> Result<SupervisorLock> {
+    let path = layout.lock_file();
+    let Some(mut lock) = exclusive(&path, false)? else {
+        return Err(Error::Usage(format!(
             "another pgrepl supervisor (pid {}) already runs this data root; use `pgrepl status`, or `pgrepl down` to stop it",
             holder(layout).map_or("?".to_string(), |p| p.to_string())
-        ))),
-    }
+        )));
+    };
+    let f = &mut *lock.0;
+    f.set_len(0).map_err(|e| Error::io(&path, e))?;
+    f.rewind().map_err(|e| Error::io(&path, e))?;
+    write!(f, "{}", std::process::id()).map_err(|e| Error::io(&path, e))?;
+    f.sync_all().map_err(|e| Error::io(&path, e))?;
+    Ok(lock)
 }
 
 /// The pid of the running supervisor, if one holds the lock. A supervisor

@@ -70,15 +70,7 @@ impl State {
     /// Read, change and save under an exclusive lock, so two writers (a
     /// move command, the supervisor's tasks) never undo each other's change.
     pub(super) fn update<T>(path: &Path, f: impl FnOnce(&mut State) -> T) -> Result<T> {
-        let lock_path = path.with_extension("lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
-        let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::Other(format!("locking {}: {e}", lock_path.display())))?;
+        let _lock = crate::store::lock::exclusive(&path.with_extension("lock"), true)?;
         let mut st = State::load(path)?;
         let out = f(&mut st);
         st.save(path)?;
