@@ -200,93 +200,62 @@ fn prepare_root(ctx: &Ctx) -> Result<()> {
 }
 
 /// Seconds spent in each phase of `up`, printed for operators and the benchmark.
-type Timings = Vec<(&'static str, f64)>;
+struct Timings {
+    phases: Vec<(&'static str, f64)>,
+    since: tokio::time::Instant,
+}
+
+impl Timings {
+    fn new() -> Timings {
+        Timings { phases: Vec::new(), since: tokio::time::Instant::now() }
+    }
+
+    /// The phase `name` ends now; the next one starts.
+    fn lap(&mut self, name: &'static str) {
+        self.phases.push((name, self.since.elapsed().as_secs_f64()));
+        self.since = tokio::time::Instant::now();
+    }
+}
+
+/// The seed copies being made while the primary starts, and for whom.
+type Seeding = (tokio::task::JoinHandle<Result<()>>, Vec<Node>);
 
 /// Bring the selected nodes up: the primary first (an error there is the
 /// whole `up`'s), then the replicas in parallel, whose failures are
 /// returned beside the timings so the rest of the cluster keeps running.
-async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Result<(Timings, Vec<Error>)> {
+async fn bring_up(
+    ctx: &Arc<Ctx>,
+    sup: &Supervisor,
+    plans: &[NodePlan],
+) -> Result<(Vec<(&'static str, f64)>, Vec<Error>)> {
     let primary = crate::store::view::ClusterView::read(ctx)?.primary;
     let mut plans = plans.to_vec();
     let total = plans.len();
     let mut timings = Timings::new();
-    let mut phase = tokio::time::Instant::now();
-    let mut lap = |name: &'static str, t: &mut Timings| {
-        t.push((name, phase.elapsed().as_secs_f64()));
-        phase = tokio::time::Instant::now();
-    };
     for p in &plans {
         let _ = std::fs::remove_file(ctx.layout.stop_marker(&p.node.name));
     }
     let primary_plan = plans.iter().find(|p| p.role == Role::Primary).cloned();
-    // The other seed copies, made while the primary starts.
     let mut seeding = None;
-    let mut synced = false;
-    let mut state = ctx.store().load()?;
     if let Some(p) = &primary_plan {
         if p.action == Action::Init {
-            sup.out.info(format!(
-                "{}: initdb in {} (PostgreSQL {})",
-                p.node.name,
-                p.node.data_dir.display(),
-                ctx.bin()?.version
-            ));
-            initdb::initdb(ctx.bin()?, &ctx.runas, &p.node.data_dir).await?;
-            state = State {
-                cluster: ctx.cfg.cluster_name.clone(),
-                system_id: Some(datadir::system_id(&p.node.data_dir)?),
-                primary: Some(p.node.name.clone()),
-                ..State::default()
-            };
-            let new = state.clone();
-            ctx.store().update(|s| *s = new)?;
-            lap("initdb", &mut timings);
-            // A new cluster's replicas start from copies of the fresh initdb.
-            let fresh: Vec<Node> = plans
-                .iter()
-                .filter(|r| r.role == Role::Replica && r.action == (Action::Clone { move_aside: false }))
-                .map(|r| r.node.clone())
-                .collect();
-            if !fresh.is_empty() {
-                // A standby refuses to start below the max_connections & co
-                // its base's pg_control records: if the configured values
-                // are lower than initdb's, one start and clean stop records them.
-                write_node_files(ctx, &p.node, &p.node.data_dir, Role::Primary, &primary)?;
-                if !seed_base_fits(ctx, &p.node).await {
-                    initdb::sync(&p.node.data_dir)?;
-                    start_and_wait(ctx, sup, &p.node).await?;
-                    sup.stop(&p.node.name, StopMode::Fast).await;
-                }
-                let snapshot = crate::ops::seed::snapshot(ctx, &p.node, &fresh).await?;
-                for r in plans.iter_mut().filter(|r| fresh.iter().any(|f| f.name == r.node.name)) {
-                    r.action = Action::Start;
-                }
-                // initdb's files and the snapshot are made durable now,
-                // before the other copies start: a sync forces a journal
-                // commit, which would stall their file creation.
-                initdb::sync(&p.node.data_dir)?;
-                synced = true;
-                lap("seed_snapshot", &mut timings);
-                let (c, n, o, f) = (ctx.clone(), p.node.clone(), sup.out.clone(), fresh.clone());
-                let task = tokio::spawn(async move { crate::ops::seed::place(&c, &snapshot, &n, &f, &o).await });
-                seeding = Some((task, fresh));
-            }
+            seeding = init_and_seed(ctx, sup, p, &mut plans, &primary, &mut timings).await?;
         }
         write_node_files(ctx, &p.node, &p.node.data_dir, Role::Primary, &primary)?;
-        if p.action == Action::Init && !synced {
+        if p.action == Action::Init && seeding.is_none() {
             // initdb's files are durable before the primary writes its
-            // first WAL on top of them.
+            // first WAL on top of them (seeding synced them already).
             initdb::sync(&p.node.data_dir)?;
         }
         start_and_wait(ctx, sup, &p.node).await?;
         // What a replica needs to stream, before any starts: the role and the slots.
         crate::ops::bootstrap::replication(ctx, &p.node).await?;
-        lap("primary_start", &mut timings);
+        timings.lap("primary_start");
     }
     let mut failed = Vec::new();
     if let Some((s, seeded)) = seeding {
         s.await.map_err(|e| Error::Other(format!("seeding task failed: {e}")))??;
-        lap("seed_copies", &mut timings);
+        timings.lap("seed_copies");
         if let (Some(p), Some(first)) = (&primary_plan, seeded.first()) {
             if let Err(e) = crate::ops::seed::check_login(ctx, &p.node, first).await {
                 // The seeded dirs are ours, made moments ago: like a failed
@@ -322,8 +291,9 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
         });
     }
     if let Some(p) = &primary_plan {
+        let mut state = ctx.store().load()?;
         bootstrap::run(ctx, &p.node, &mut state, &sup.out).await?;
-        lap("bootstrap", &mut timings);
+        timings.lap("bootstrap");
         sup.out.info(format!("{}: primary ready on {}:{}", p.node.name, p.node.host, p.node.port));
     }
     let mut clone_max: Option<f64> = None;
@@ -339,14 +309,72 @@ async fn bring_up(ctx: &Arc<Ctx>, sup: &Supervisor, plans: &[NodePlan]) -> Resul
         }
     }
     if let Some(c) = clone_max {
-        timings.push(("slowest_clone", c));
+        timings.phases.push(("slowest_clone", c));
     }
-    lap("replicas", &mut timings);
+    timings.lap("replicas");
     // Nothing ran if no node came up: that is a plain failure.
     if !failed.is_empty() && failed.len() >= total {
         return Err(failed.remove(0));
     }
-    Ok((timings, failed))
+    Ok((timings.phases, failed))
+}
+
+/// A new cluster: initdb the primary and record it; when there are new
+/// replicas, copy the fresh data dir for them (one copy before the primary
+/// starts, the others while it starts: returned as the seeding task).
+async fn init_and_seed(
+    ctx: &Arc<Ctx>,
+    sup: &Supervisor,
+    p: &NodePlan,
+    plans: &mut [NodePlan],
+    primary: &Node,
+    timings: &mut Timings,
+) -> Result<Option<Seeding>> {
+    sup.out.info(format!(
+        "{}: initdb in {} (PostgreSQL {})",
+        p.node.name,
+        p.node.data_dir.display(),
+        ctx.bin()?.version
+    ));
+    initdb::initdb(ctx.bin()?, &ctx.runas, &p.node.data_dir).await?;
+    let state = State {
+        cluster: ctx.cfg.cluster_name.clone(),
+        system_id: Some(datadir::system_id(&p.node.data_dir)?),
+        primary: Some(p.node.name.clone()),
+        ..State::default()
+    };
+    ctx.store().update(|s| *s = state)?;
+    timings.lap("initdb");
+    // A new cluster's replicas start from copies of the fresh initdb.
+    let fresh: Vec<Node> = plans
+        .iter()
+        .filter(|r| r.role == Role::Replica && r.action == (Action::Clone { move_aside: false }))
+        .map(|r| r.node.clone())
+        .collect();
+    if !fresh.is_empty() {
+        // A standby refuses to start below the max_connections & co
+        // its base's pg_control records: if the configured values
+        // are lower than initdb's, one start and clean stop records them.
+        write_node_files(ctx, &p.node, &p.node.data_dir, Role::Primary, primary)?;
+        if !seed_base_fits(ctx, &p.node).await {
+            initdb::sync(&p.node.data_dir)?;
+            start_and_wait(ctx, sup, &p.node).await?;
+            sup.stop(&p.node.name, StopMode::Fast).await;
+        }
+        let snapshot = crate::ops::seed::snapshot(ctx, &p.node, &fresh).await?;
+        for r in plans.iter_mut().filter(|r| fresh.iter().any(|f| f.name == r.node.name)) {
+            r.action = Action::Start;
+        }
+        // initdb's files and the snapshot are made durable now,
+        // before the other copies start: a sync forces a journal
+        // commit, which would stall their file creation.
+        initdb::sync(&p.node.data_dir)?;
+        timings.lap("seed_snapshot");
+        let (c, n, o, f) = (ctx.clone(), p.node.clone(), sup.out.clone(), fresh.clone());
+        let task = tokio::spawn(async move { crate::ops::seed::place(&c, &snapshot, &n, &f, &o).await });
+        return Ok(Some((task, fresh)));
+    }
+    Ok(None)
 }
 
 /// Whether replicas seeded from the fresh initdb can start with the

@@ -4,6 +4,7 @@
 //! any point leaves only the staging dir, which the next `up` removes and
 //! redoes; postgres is never started on a half-copied dir.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -26,6 +27,30 @@ pub(crate) async fn clone(
     out: &Output,
     bar: Option<ProgressBar>,
 ) -> Result<()> {
+    let staging = prepare_staging(ctx, node, move_aside, out).await?;
+    let passfile = ctx.layout.passfile();
+    let root_cert = ctx.layout.root_cert();
+    let slot = slot_name_for(&ctx.cfg, node);
+    let src = CloneSource {
+        target: replication_target(ctx, primary, &format!("pgrepl_clone_{}", node.name)),
+        passfile: &passfile,
+        slot: slot.as_deref(),
+        root_cert: &root_cert,
+    };
+    copy(ctx, node, primary, &src, &staging, out, &bar).await?;
+    if let Some(b) = &bar {
+        b.finish_with_message("cloned");
+    }
+    write_node_files(ctx, node, &staging, Role::Replica, primary)?;
+    std::fs::rename(&staging, &node.data_dir).map_err(|e| Error::io(&node.data_dir, e))?;
+    out.info(format!("{}: clone complete", node.name));
+    Ok(())
+}
+
+/// The empty staging dir a clone is made in, beside the data dir: an
+/// interrupted clone's is removed (it was ours), and with `move_aside` the
+/// old data dir is renamed out of the way, never deleted.
+async fn prepare_staging(ctx: &Ctx, node: &Node, move_aside: bool, out: &Output) -> Result<PathBuf> {
     let dir = &node.data_dir;
     let staging = staging_path(dir, "clone");
     if staging.exists() {
@@ -46,15 +71,21 @@ pub(crate) async fn clone(
     }
     crate::pg::fsutil::create_dir(&staging, 0o700)?;
     ctx.runas.chown(&staging)?;
-    let passfile = ctx.layout.passfile();
-    let root_cert = ctx.layout.root_cert();
-    let slot = slot_name_for(&ctx.cfg, node);
-    let src = CloneSource {
-        target: replication_target(ctx, primary, &format!("pgrepl_clone_{}", node.name)),
-        passfile: &passfile,
-        slot: slot.as_deref(),
-        root_cert: &root_cert,
-    };
+    Ok(staging)
+}
+
+/// The base backup into `staging`, with the configured method, retried
+/// with backoff while the primary is unreachable (it may still be
+/// starting) until `clone_timeout`; a refused login is final.
+async fn copy(
+    ctx: &Ctx,
+    node: &Node,
+    primary: &Node,
+    src: &CloneSource<'_>,
+    staging: &Path,
+    out: &Output,
+    bar: &Option<ProgressBar>,
+) -> Result<()> {
     let bin = ctx.bin()?;
     let method = ctx
         .cfg
@@ -76,7 +107,7 @@ pub(crate) async fn clone(
     loop {
         let progress = |p: basebackup::Progress| {
             let pct = (p.done_kb * 100).checked_div(p.total_kb).unwrap_or(0);
-            match &bar {
+            match bar {
                 Some(b) => {
                     b.set_length(p.total_kb);
                     b.set_position(p.done_kb);
@@ -88,8 +119,8 @@ pub(crate) async fn clone(
                 None => {}
             }
         };
-        match basebackup::clone(method, bin, &ctx.runas, &src, &staging, progress).await {
-            Ok(()) => break,
+        match basebackup::clone(method, bin, &ctx.runas, src, staging, progress).await {
+            Ok(()) => return Ok(()),
             Err(CloneFailure::Unreachable(why)) => {
                 if tokio::time::Instant::now() + backoff > deadline {
                     return Err(Error::PrimaryUnreachable(format!(
@@ -112,12 +143,12 @@ pub(crate) async fn clone(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 // pg_basebackup may have written into the dir before failing.
-                std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-                crate::pg::fsutil::create_dir(&staging, 0o700)?;
-                ctx.runas.chown(&staging)?;
+                std::fs::remove_dir_all(staging).map_err(|e| Error::io(staging, e))?;
+                crate::pg::fsutil::create_dir(staging, 0o700)?;
+                ctx.runas.chown(staging)?;
             }
             Err(CloneFailure::Auth(why)) => {
-                let _ = std::fs::remove_dir_all(&staging);
+                let _ = std::fs::remove_dir_all(staging);
                 return Err(Error::Authentication(format!(
                     "node {}: the primary {} rejected the replication login as `{}`: {}. Check that [replication] password_file holds the password the cluster was bootstrapped with (pgrepl sets it on the primary at every `up`)",
                     node.name,
@@ -129,13 +160,6 @@ pub(crate) async fn clone(
             Err(CloneFailure::Other(e)) => return Err(e),
         }
     }
-    if let Some(b) = &bar {
-        b.finish_with_message("cloned");
-    }
-    write_node_files(ctx, node, &staging, Role::Replica, primary)?;
-    std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
-    out.info(format!("{}: clone complete", node.name));
-    Ok(())
 }
 
 /// Kill what is left of a clone into `staging`: pg_basebackup's WAL-stream
