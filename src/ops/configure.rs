@@ -195,20 +195,20 @@ pub(crate) fn prepare_start(ctx: &Ctx, node: &Node) -> Result<Role> {
 /// `max_wal_senders` never goes down: a standby refuses to start ("recovery
 /// aborted because of insufficient parameter settings") when its value is
 /// below the one its primary's WAL recorded, so removing a node from the
-/// config must not lower it. The highest value used is kept in the state.
+/// config must not lower it. The highest value used is kept in the host's bookkeeping.
 fn wal_senders(ctx: &Ctx) -> u32 {
     let cfg = &ctx.cfg;
     let wanted = cfg.replication.max_wal_senders.unwrap_or_else(|| conf::default_wal_senders(cfg.nodes.len()));
-    let floor = ctx.store().load().map(|s| s.max_wal_senders_used).unwrap_or(0);
+    let floor = ctx.bookkeeping().map(|b| b.max_wal_senders_used).unwrap_or(0);
     wanted.max(floor)
 }
 
-/// Keep the highest `max_wal_senders` written in the state.
+/// Keep the highest `max_wal_senders` written, in the host's bookkeeping.
 fn record_wal_senders(ctx: &Ctx, used: u32) -> Result<()> {
-    let floor = ctx.store().load().map(|s| s.max_wal_senders_used).unwrap_or(0);
+    let floor = ctx.bookkeeping().map(|b| b.max_wal_senders_used).unwrap_or(0);
     // Rendering for a data root not made yet (validate, a dry run) records nothing.
     if used > floor && ctx.layout.root.exists() {
-        ctx.store().update(|s| s.max_wal_senders_used = used)?;
+        ctx.update_bookkeeping(|b| b.max_wal_senders_used = used)?;
     }
     Ok(())
 }

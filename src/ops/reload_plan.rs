@@ -166,7 +166,7 @@ async fn primary_objects(ctx: &Ctx, c: &tokio_postgres::Client, primary: &Node, 
             say(format!("would create replication slot {slot} for {}", n.name));
         }
     }
-    for s in state.slots_created.iter().filter(|s| slots.contains(s)) {
+    for s in ctx.bookkeeping()?.slots_created.iter().filter(|s| slots.contains(s)) {
         let wanted =
             ctx.cfg.nodes.iter().any(|n| n.name != primary.name && slot_name_for(&ctx.cfg, n).as_ref() == Some(s));
         if !wanted {

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::pg::bin::{self, PgBin};
 use crate::pg::os_user::RunAs;
 use crate::pg::sql;
+use crate::store::bookkeeping::Bookkeeping;
 use crate::store::record::{ClusterStore, FileStore};
 
 /// The most a connection may take, socket connect and startup together.
@@ -51,6 +52,16 @@ impl Ctx {
     /// Where the cluster's record is kept.
     pub(crate) fn store(&self) -> &dyn ClusterStore {
         self.store.as_ref()
+    }
+
+    /// This host's bookkeeping (slots made, the max_wal_senders floor).
+    pub(crate) fn bookkeeping(&self) -> Result<Bookkeeping> {
+        Bookkeeping::load(&self.layout.state_file())
+    }
+
+    /// Change this host's bookkeeping.
+    pub(crate) fn update_bookkeeping<T>(&self, f: impl FnOnce(&mut Bookkeeping) -> T) -> Result<T> {
+        Bookkeeping::update(&self.layout.state_file(), f)
     }
 
     /// The PostgreSQL installation, found on first use.

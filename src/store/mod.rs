@@ -2,6 +2,7 @@
 //! (primary, fenced nodes, history), the leader-lease store, which nodes
 //! are local, and the per-command context that reads them.
 
+pub(crate) mod bookkeeping;
 pub(crate) mod ctx;
 pub(crate) mod dcs;
 pub(crate) mod local;

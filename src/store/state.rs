@@ -31,12 +31,6 @@ pub(crate) struct State {
     /// safe failover targets in the sync modes.
     #[serde(default)]
     pub sync_set: Vec<String>,
-    /// The highest `max_wal_senders` ever rendered; it is never lowered.
-    #[serde(default)]
-    pub max_wal_senders_used: u32,
-    /// Replication slots pgrepl created (only these are ever dropped by it).
-    #[serde(default)]
-    pub slots_created: Vec<String>,
     /// `[[role]]`s pgrepl created or manages (never dropped: a role that
     /// leaves the config gets a warning).
     #[serde(default)]
@@ -71,6 +65,8 @@ impl State {
     /// move command, the supervisor's tasks) never undo each other's change.
     pub(super) fn update<T>(path: &Path, f: impl FnOnce(&mut State) -> T) -> Result<T> {
         let _lock = crate::store::lock::exclusive(&path.with_extension("lock"), true)?;
+        // This write drops what an older record kept for the host: keep it.
+        crate::store::bookkeeping::Bookkeeping::migrate(path)?;
         let mut st = State::load(path)?;
         let out = f(&mut st);
         st.save(path)?;

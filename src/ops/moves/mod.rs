@@ -192,13 +192,13 @@ pub(crate) async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
     // (only ours, never a slot someone else created).
     let wanted: Vec<String> =
         ctx.cfg.nodes.iter().filter(|n| n.name != primary.name).filter_map(|n| slot_name_for(&ctx.cfg, n)).collect();
-    let ours = ctx.store().update(|st| {
+    let ours = ctx.update_bookkeeping(|b| {
         for w in &wanted {
-            if !st.slots_created.contains(w) {
-                st.slots_created.push(w.clone());
+            if !b.slots_created.contains(w) {
+                b.slots_created.push(w.clone());
             }
         }
-        st.slots_created.clone()
+        b.slots_created.clone()
     })?;
     for gone in ours.iter().filter(|s| !wanted.contains(s) && slot_name_for(&ctx.cfg, primary).as_ref() != Some(*s)) {
         let n = c
@@ -206,7 +206,7 @@ pub(crate) async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
             .await
             .map_err(|e| Error::sql(format!("dropping slot {gone} of a removed standby"), e))?;
         if n > 0 {
-            ctx.store().update(|st| st.slots_created.retain(|s| s != gone))?;
+            ctx.update_bookkeeping(|b| b.slots_created.retain(|s| s != gone))?;
         }
     }
     // Its own slot, from when it was a replica of someone else, must go.
