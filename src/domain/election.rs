@@ -71,18 +71,26 @@ pub(crate) fn choose(cands: &[Candidate], to: Option<&str>) -> std::result::Resu
     Ok((best, missing))
 }
 
+/// A replica on timeline 1 that received and replayed up to `lsn`, for tests.
+#[cfg(test)]
+impl Candidate {
+    pub(crate) fn at(name: &str, lsn: &str) -> Candidate {
+        Candidate {
+            name: name.into(),
+            timeline: Some(1),
+            received: lsn.parse().ok(),
+            replayed: lsn.parse().ok(),
+            priority: 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn c(name: &str, tl: i32, lsn: &str) -> Candidate {
-        Candidate {
-            name: name.into(),
-            timeline: Some(tl),
-            received: lsn.parse().ok(),
-            replayed: lsn.parse().ok(),
-            priority: 1,
-        }
+        Candidate { timeline: Some(tl), ..Candidate::at(name, lsn) }
     }
 
     #[test]

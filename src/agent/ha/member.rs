@@ -192,13 +192,7 @@ mod tests {
     }
 
     fn cand(name: &str, lsn: &str) -> Candidate {
-        Candidate {
-            name: name.into(),
-            timeline: Some(1),
-            received: lsn.parse().ok(),
-            replayed: lsn.parse().ok(),
-            priority: 1,
-        }
+        Candidate::at(name, lsn)
     }
 
     fn primary() -> MemberFacts {
