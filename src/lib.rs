@@ -30,3 +30,5 @@ pub use observe::status::gather::probe_queries;
 pub use pg::bin::{find as find_postgres, PgBin};
 pub use pg::datadir::system_id;
 pub use pg::os_user::RunAs;
+pub use store::dcs::{BoxFut, Dcs};
+pub use store::etcd::EtcdDcs;

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::error::Result;
 
 /// A boxed future, so the trait stays object-safe.
-pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The time source: real, or fake in tests so lease expiry takes no time.
 pub(crate) trait Clock: Send + Sync {
@@ -45,7 +45,7 @@ impl Clock for SystemClock {
 }
 
 /// The leader store.
-pub(crate) trait Dcs: Send + Sync {
+pub trait Dcs: Send + Sync {
     fn acquire<'a>(&'a self, me: &'a str, ttl: Duration) -> BoxFut<'a, Result<bool>>;
     // Part of the contract every store keeps (and its test checks); the
     // loops renew through `acquire`, which renews for the holder.

@@ -5,6 +5,7 @@
 pub(crate) mod bookkeeping;
 pub(crate) mod ctx;
 pub(crate) mod dcs;
+pub(crate) mod etcd;
 pub(crate) mod local;
 pub(crate) mod lock;
 pub(crate) mod record;

@@ -6,6 +6,7 @@ mod archive;
 mod bad_config;
 mod clone;
 mod durability;
+mod etcd;
 mod faults;
 mod habits;
 mod layering;
