@@ -20,7 +20,7 @@ use crate::store::lock;
 /// `pgrepl up` adopts the running postmasters.
 pub(crate) async fn leave_running(ctx: &Ctx) -> Result<()> {
     let out = Output::new(0);
-    let Some(pid) = lock::holder(&ctx.layout) else {
+    let Some(lock::Holder { pid, .. }) = lock::holder(&ctx.layout) else {
         return Err(Error::Refused("no pgrepl supervisor is running for this data root; nothing to stop".into()));
     };
     crate::pg::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
@@ -63,7 +63,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
         names.iter().map(|n| ctx.cfg.node(n).cloned()).collect::<Result<_>>()?
     };
     let timeout = ctx.cfg.supervisor.stop_timeout + Duration::from_secs(15);
-    if let Some(pid) = lock::holder(&ctx.layout) {
+    if let Some(lock::Holder { pid, .. }) = lock::holder(&ctx.layout) {
         if names.is_empty() {
             out.info(format!("stopping the supervisor (pid {pid}) and its nodes"));
             // A marker left by an interrupted `down --leave-running` must not

@@ -93,9 +93,7 @@ pub(crate) async fn reload(ctx: &Ctx, dry_run: bool, out: &Output) -> Result<()>
             "no node of this host is running; `pgrepl up` writes the config files when it starts them".into(),
         ));
     }
-    let supervised: Option<Vec<String>> = crate::store::lock::holder(&ctx.layout).map(|_| {
-        std::fs::read_to_string(ctx.layout.supervised_file()).unwrap_or_default().lines().map(str::to_string).collect()
-    });
+    let supervised: Option<Vec<String>> = crate::store::lock::holder(&ctx.layout).map(|h| h.nodes);
     let changes = shape_changes(ctx, supervised.as_deref());
     if !changes.is_empty() {
         return Err(Error::Refused(format!(

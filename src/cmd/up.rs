@@ -48,8 +48,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
         out.info(format!("warning: {w}"));
     }
     let selected = select_nodes(&ctx, &opts.nodes, &out)?;
-    if let Some(pid) = lock::holder(&ctx.layout) {
-        return attach(&ctx, pid, &selected, &out).await;
+    if let Some(holder) = lock::holder(&ctx.layout) {
+        return attach(&ctx, holder, &selected, &out).await;
     }
     // Checked here too when detaching, so a refusal reaches the user's stderr
     // with its exit code before any background process exists.
@@ -58,7 +58,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
         // A supervisor that started while this one was checking (a racing
         // `up`) explains a port in use or a dir that changed: join it.
         Err(e) => match lock::holder(&ctx.layout) {
-            Some(pid) => return attach(&ctx, pid, &selected, &out).await,
+            Some(holder) => return attach(&ctx, holder, &selected, &out).await,
             None => return Err(e),
         },
     };
@@ -80,14 +80,13 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     // with a clear message instead of tripping over files being written.
     crate::pg::fsutil::create_dir(&ctx.layout.root, 0o700)?;
     ctx.runas.chown(&ctx.layout.root)?;
-    let _lock = lock::acquire(&ctx.layout)?;
+    let names: Vec<&str> = selected.iter().map(|n| n.name.as_str()).collect();
+    let _lock = lock::acquire(&ctx.layout, &names)?;
     let _ = std::fs::remove_file(ctx.layout.leave_running_marker());
     prepare_root(&ctx)?;
     if opts.quiet_postgres {
         crate::pg::fsutil::create_dir(&ctx.layout.root.join("log"), 0o700)?;
     }
-    let names: Vec<&str> = selected.iter().map(|n| n.name.as_str()).collect();
-    crate::pg::fsutil::write_atomic(&ctx.layout.supervised_file(), names.join("\n").as_bytes(), 0o644)?;
     // What pgrepl's own settings were when this supervisor started.
     if let Ok(text) = std::fs::read(&ctx.cfg.path) {
         crate::pg::fsutil::write_atomic(&ctx.layout.supervisor_config(), &text, 0o600)?;
@@ -471,10 +470,10 @@ fn held_back(ctx: &Ctx, name: &str) -> Option<String> {
 
 /// A supervisor already runs this data root: ask it to start the selected
 /// nodes, and wait for them like a fresh `up` would.
-async fn attach(ctx: &Ctx, pid: i32, selected: &[Node], out: &Output) -> Result<()> {
-    let managed = std::fs::read_to_string(ctx.layout.supervised_file()).unwrap_or_default();
-    let managed: Vec<&str> = managed.lines().collect();
-    let missing: Vec<&str> = selected.iter().map(|n| n.name.as_str()).filter(|n| !managed.contains(n)).collect();
+async fn attach(ctx: &Ctx, holder: lock::Holder, selected: &[Node], out: &Output) -> Result<()> {
+    let (pid, managed) = (holder.pid, holder.nodes);
+    let missing: Vec<&str> =
+        selected.iter().map(|n| n.name.as_str()).filter(|n| !managed.iter().any(|m| m == n)).collect();
     if !missing.is_empty() {
         return Err(Error::Usage(format!(
             "a supervisor (pid {pid}) already runs this data root but manages only {}; it cannot take on {} while running. Run `pgrepl down`, then `pgrepl up` with every node this host should run",

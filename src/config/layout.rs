@@ -54,10 +54,6 @@ impl Layout {
     pub(crate) fn ready_file(&self) -> PathBuf {
         self.run_dir().join("ready")
     }
-    /// Names of the nodes the running supervisor manages, one per line.
-    pub(crate) fn supervised_file(&self) -> PathBuf {
-        self.run_dir().join("supervised")
-    }
     /// The config text the running supervisor started with (mode 0600: it
     /// may hold a literal password), to tell which of pgrepl's own settings
     /// a later `reload` cannot apply.

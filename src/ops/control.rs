@@ -115,7 +115,7 @@ impl Control {
 
     /// The running supervisor of this data root, or an error saying how to start one.
     pub(crate) fn find(ctx: &Ctx) -> Result<Control> {
-        crate::store::lock::holder(&ctx.layout).map(|pid| Control::new(Arc::new(Signals(pid)))).ok_or_else(|| {
+        crate::store::lock::holder(&ctx.layout).map(|h| Control::new(Arc::new(Signals(h.pid)))).ok_or_else(|| {
             Error::Refused(format!(
                 "no pgrepl supervisor is running for {}; start the cluster with `pgrepl up` first",
                 ctx.layout.root.display()
