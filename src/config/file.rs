@@ -52,6 +52,21 @@ pub(super) struct File {
     /// `[log]`: how pgrepl writes its own lines.
     #[serde(default)]
     pub log: Log,
+    /// `[etcd]`: run across hosts, coordinated through etcd. Absent: one
+    /// machine, the in-process store.
+    pub etcd: Option<Spanned<Etcd>>,
+}
+
+/// `[etcd]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Etcd {
+    /// Client URLs of the etcd members, `http://HOST:PORT`.
+    pub endpoints: Spanned<Vec<Spanned<String>>>,
+    /// Keys live under `<prefix>/<cluster name>/`. Default `/pgrepl`.
+    pub prefix: Option<Spanned<String>>,
+    /// The leader lease's time to live. Default `3s`.
+    pub ttl: Option<Spanned<String>>,
 }
 
 /// `[log]`.

@@ -143,6 +143,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// `[log] format = "json"`: one JSON object per line.
     pub log_json: bool,
+    /// `[etcd]`; None: one machine, the in-process store.
+    pub etcd: Option<Etcd>,
 }
 
 /// `[replication]`, resolved.
@@ -252,6 +254,17 @@ pub struct Failover {
     pub primary_start_timeout: Duration,
     pub auto_rejoin: bool,
     pub rejoin_interval: Duration,
+}
+
+/// `[etcd]`: the store that coordinates agents on several hosts.
+#[derive(Debug, Clone)]
+pub struct Etcd {
+    /// Client URLs, `http://HOST:PORT`, tried in order.
+    pub endpoints: Vec<String>,
+    /// Keys live under `<prefix>/<cluster name>/`.
+    pub prefix: String,
+    /// The leader lease's time to live.
+    pub ttl: Duration,
 }
 
 /// `[api]`: where the per-node HTTP listeners bind.

@@ -208,8 +208,42 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
                 false
             }
         },
+        etcd: raw.etcd.as_ref().map(|e| etcd(e.get_ref(), p)),
         warnings: std::mem::take(&mut p.warnings),
     }
+}
+
+fn etcd(e: &file::Etcd, p: &mut Problems) -> super::Etcd {
+    if e.endpoints.get_ref().is_empty() {
+        p.push(&e.endpoints, "[etcd] endpoints is empty; list every etcd member's client URL");
+    }
+    for url in e.endpoints.get_ref() {
+        let u = url.get_ref();
+        if u.starts_with("https://") {
+            p.push(url, format!("etcd endpoint `{u}`: TLS to etcd is not supported yet; use an http:// endpoint on a trusted network"));
+        } else if !u.strip_prefix("http://").is_some_and(|hp| {
+            hp.trim_end_matches('/')
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok())
+        }) {
+            p.push(url, format!("etcd endpoint `{u}` is not a URL; write it as http://HOST:PORT"));
+        }
+    }
+    let ttl = duration(&e.ttl, "3s", p);
+    if let Some(t) = e.ttl.as_ref().filter(|_| ttl < Duration::from_secs(2) && ttl > Duration::ZERO) {
+        p.push(
+            t,
+            format!(
+                "[etcd] ttl {} is too short: a leader must renew several times per TTL; use at least 2s (default 3s)",
+                t.get_ref()
+            ),
+        );
+    }
+    let prefix = e.prefix.as_ref().map_or("/pgrepl", |s| s.get_ref()).trim_end_matches('/').to_string();
+    if let Some(s) = e.prefix.as_ref().filter(|s| !s.get_ref().starts_with('/')) {
+        p.push(s, format!("[etcd] prefix `{}` must start with `/`, e.g. \"/pgrepl\"", s.get_ref()));
+    }
+    super::Etcd { endpoints: e.endpoints.get_ref().iter().map(|u| u.get_ref().clone()).collect(), prefix, ttl }
 }
 
 fn is_simple_name(s: &str) -> bool {
@@ -454,7 +488,9 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
     let mut addrs: HashMap<(String, i64), String> = HashMap::new();
     let mut dirs: HashMap<PathBuf, String> = HashMap::new();
     let mut primaries = Vec::new();
-    let mut api_ports: Vec<(u16, String, Range<usize>, bool)> = Vec::new();
+    // Per host: nodes on different hosts may share ports (Patroni users run
+    // 5432 and 8008 everywhere); `[api] listen` binds on each node's host.
+    let mut api_ports: Vec<(u16, String, Range<usize>, bool, String)> = Vec::new();
     for n in &raw.node {
         let name = n.name.get_ref().clone();
         let line = p.loc.line_col(n.name.span().start).0;
@@ -523,6 +559,7 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
                 name.clone(),
                 n.api_port.as_ref().map_or_else(|| n.name.span(), |a| a.span()),
                 n.api_port.is_some(),
+                host.clone(),
             ));
         }
         let role = match &n.role {
@@ -563,12 +600,20 @@ fn nodes(raw: &file::File, base: &Path, data_root: &Path, p: &mut Problems) -> V
             role,
         ));
     }
-    let node_ports: Vec<(i64, &String)> = raw.node.iter().map(|n| (*n.port.get_ref(), n.name.get_ref())).collect();
-    for (i, (port, name, span, explicit)) in api_ports.iter().enumerate() {
+    let node_ports: Vec<(i64, &String, &str)> = raw
+        .node
+        .iter()
+        .zip(&out)
+        .map(|(n, (node, _))| (*n.port.get_ref(), n.name.get_ref(), node.host.as_str()))
+        .collect();
+    for (i, (port, name, span, explicit, host)) in api_ports.iter().enumerate() {
         // Two default api ports clash only when the node ports do, which is reported already.
-        let earlier = api_ports[..i].iter().filter(|a| *explicit || a.3).map(|(p, n, _, _)| (*p as i64, n));
-        let clash = earlier.chain(node_ports.iter().map(|(p, n)| (*p, *n))).find(|(p, _)| *p == *port as i64);
-        if let Some((_, other)) = clash {
+        let earlier =
+            api_ports[..i].iter().filter(|a| *explicit || a.3).map(|(p, n, _, _, h)| (*p as i64, n, h.as_str()));
+        let clash = earlier
+            .chain(node_ports.iter().map(|(p, n, h)| (*p, *n, *h)))
+            .find(|(p, _, h)| *p == *port as i64 && h == host);
+        if let Some((_, other, _)) = clash {
             p.list.push(format!(
                 "{}: node `{name}`'s api_port {port} is already used by node `{other}`; set api_port to a free port",
                 p.loc.at(span.clone())

@@ -180,3 +180,51 @@ fn sync_count_above_the_standbys_that_could_confirm_is_refused() {
         "pgrepl: error: invalid configuration:\npgrepl.toml:7:14: sync_count = 5 but the cluster has only 1 standby(s) that could confirm a commit; lower sync_count to at most 1 or add [[node]]s\n"
     );
 }
+
+#[test]
+fn etcd_problems_name_the_key_and_the_fix() {
+    let c = Cluster::empty();
+    let body = format!(
+        "{HEAD}\n[[node]]\nname = \"a\"\nport = 15432\n\n[etcd]\nendpoints = [\"10.0.0.1:2379\", \"https://10.0.0.2:2379\"]\nttl = \"1s\"\nprefix = \"pgrepl\"\n"
+    );
+    let (code, err) = run(&c, "pgrepl.toml", &body);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "pgrepl: error: invalid configuration:
+pgrepl.toml:12:14: etcd endpoint `10.0.0.1:2379` is not a URL; write it as http://HOST:PORT
+pgrepl.toml:12:31: etcd endpoint `https://10.0.0.2:2379`: TLS to etcd is not supported yet; use an http:// endpoint on a trusted network
+pgrepl.toml:13:7: [etcd] ttl 1s is too short: a leader must renew several times per TTL; use at least 2s (default 3s)
+pgrepl.toml:14:10: [etcd] prefix `pgrepl` must start with `/`, e.g. \"/pgrepl\"
+"
+    );
+    let (code, err) =
+        run(&c, "pgrepl.toml", &format!("{HEAD}\n[[node]]\nname = \"a\"\nport = 15432\n\n[etcd]\nendpoints = []\n"));
+    assert_eq!(code, 2);
+    assert!(err.contains("pgrepl.toml:12:13: [etcd] endpoints is empty; list every etcd member's client URL"), "{err}");
+}
+
+/// Patroni users run every node on 5432 and its API on 8008: nodes on
+/// different hosts may share ports; on one host they still may not.
+#[test]
+fn nodes_on_different_hosts_may_share_port_and_api_port() {
+    let c = Cluster::empty();
+    let node = |name: &str, host: &str| {
+        format!("\n[[node]]\nname = \"{name}\"\nhost = \"{host}\"\nport = 5432\napi_port = 8008\n")
+    };
+    let body = format!(
+        "{HEAD}{}{}\n[etcd]\nendpoints = [\"http://10.0.0.11:2379\"]\n",
+        node("a", "10.0.0.1"),
+        node("b", "10.0.0.2")
+    );
+    c.write("pgrepl.toml", &body);
+    let cfg = pgrepl::load_config(&c.path("pgrepl.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.nodes.iter().map(|n| (n.port, n.api_port)).collect::<Vec<_>>(), vec![(5432, 8008), (5432, 8008)]);
+    let etcd = cfg.etcd.as_ref().expect("[etcd] read");
+    assert_eq!(etcd.endpoints, vec!["http://10.0.0.11:2379".to_string()]);
+    assert_eq!((etcd.prefix.as_str(), etcd.ttl), ("/pgrepl", std::time::Duration::from_secs(3)));
+    let (code, err) = run(&c, "pgrepl.toml", &body.replace("10.0.0.2", "10.0.0.1"));
+    assert_eq!(code, 2);
+    assert!(err.contains("node `b` uses 10.0.0.1:5432, which node `a` already uses"), "{err}");
+    assert!(err.contains("node `b`'s api_port 8008 is already used by node `a`"), "{err}");
+}
