@@ -93,6 +93,10 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
         let Some(snap) = latest.borrow_and_update().clone() else { continue };
         // No record, no change: the HA task reports an unreadable one.
         let Ok(primary) = crate::store::view::ClusterView::read(&ctx).map(|v| v.primary) else { continue };
+        // Across hosts, the agent that runs the primary keeps its settings.
+        if ctx.cfg.etcd.is_some() && !ctx.is_here(&primary) {
+            continue;
+        }
         if !snap.status.nodes.iter().any(|n| n.name == primary.name && n.is_writable_primary()) {
             continue;
         }
@@ -142,7 +146,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
         // every cycle until it succeeds, never dropped.
         let recorded = match ctx.store().load() {
             Ok(st) if st.sync_set == set => Ok(()),
-            Ok(_) => ctx.store().update(|st| st.sync_set = set),
+            Ok(_) => ctx.store().update(|st| st.sync_set = set.clone()),
             Err(e) => Err(e),
         };
         if let Err(e) = recorded {

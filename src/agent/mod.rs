@@ -8,6 +8,7 @@ pub(crate) mod api;
 pub(crate) mod durability;
 pub(crate) mod ha;
 pub(crate) mod monitor;
+pub(crate) mod publish;
 pub(crate) mod supervise;
 
 use std::sync::Arc;
@@ -53,13 +54,29 @@ pub(crate) struct Agent {
     out: Output,
     tasks: JoinSet<()>,
     stop: watch::Sender<bool>,
+    /// The monitor's snapshots: sent once [`Agent::watch`] starts it.
+    snapshots: watch::Sender<Option<Arc<crate::observe::snapshot::Snapshot>>>,
 }
 
 impl Agent {
-    /// A supervisor for `nodes` (nothing starts yet).
+    /// A supervisor for `nodes` (nothing starts yet). Across hosts the HA
+    /// loop starts here, before any node: a primary starts only under the
+    /// leader lease, which that loop takes and keeps.
     pub(crate) fn new(ctx: Arc<Ctx>, nodes: &[Node], out: Output) -> Agent {
         let sup = Supervisor::new(ctx.clone(), nodes, out.clone());
-        Agent { ctx, sup, out, tasks: JoinSet::new(), stop: watch::channel(false).0 }
+        let mut agent = Agent {
+            ctx: ctx.clone(),
+            sup,
+            out,
+            tasks: JoinSet::new(),
+            stop: watch::channel(false).0,
+            snapshots: watch::channel(None).0,
+        };
+        if ctx.cfg.etcd.is_some() {
+            let (sup, out, latest) = (agent.sup.clone(), agent.out.clone(), agent.snapshots.subscribe());
+            agent.tasks.spawn(ha::hosted::run(ctx, sup, latest, out, agent.stop_signal()));
+        }
+        agent
     }
 
     pub(crate) fn supervisor(&self) -> &Supervisor {
@@ -71,23 +88,29 @@ impl Agent {
     }
 
     /// Start watching `nodes` once they are up: the monitor and the health
-    /// API always; the HA task when this agent runs every node of the
-    /// cluster (one decider that sees them all; multi-host HA needs etcd);
-    /// the durability task when it runs the primary.
+    /// API always; on one machine, the HA task when this agent runs every
+    /// node of the cluster (one decider that sees them all); the
+    /// durability task when it runs the primary (across hosts, always: the
+    /// primary may move here).
     pub(crate) async fn watch(&mut self, nodes: &[Node]) {
         let ctx = self.ctx.clone();
-        let (tx, latest) = watch::channel(None);
+        let (tx, latest) = (self.snapshots.clone(), self.snapshots.subscribe());
         self.tasks.spawn(monitor::run(ctx.clone(), self.sup.clone(), tx, self.stop_signal()));
         let stale = api::stale_after(ctx.cfg.monitor.interval);
         for (listener, name) in api::bind(&ctx, nodes, &self.out).await {
             self.tasks.spawn(api::accept(listener, name, latest.clone(), stale, self.stop_signal()));
         }
-        if nodes.len() == ctx.cfg.nodes.len() && ctx.cfg.nodes.len() > 1 {
+        let across_hosts = ctx.cfg.etcd.is_some();
+        if !across_hosts && nodes.len() == ctx.cfg.nodes.len() && ctx.cfg.nodes.len() > 1 {
             let dcs = Arc::new(InProcess::new(Arc::new(SystemClock::default())));
             let (sup, out) = (self.sup.clone(), self.out.clone());
             self.tasks.spawn(ha::task::run(ctx.clone(), sup, latest.clone(), dcs, out, self.stop_signal()));
         }
-        if nodes.iter().any(|n| n.name == ClusterView::read_for_display(&ctx).primary.name) {
+        if across_hosts {
+            let names = nodes.iter().map(|n| n.name.clone()).collect();
+            self.tasks.spawn(publish::run(ctx.clone(), names, latest.clone(), self.out.clone(), self.stop_signal()));
+        }
+        if across_hosts || nodes.iter().any(|n| n.name == ClusterView::read_for_display(&ctx).primary.name) {
             self.tasks.spawn(durability::run(ctx.clone(), latest, self.out.clone(), self.stop_signal()));
         }
     }

@@ -23,6 +23,14 @@ pub(crate) async fn leave_running(ctx: &Ctx) -> Result<()> {
     let Some(lock::Holder { pid, .. }) = lock::holder(&ctx.layout) else {
         return Err(Error::Refused("no pgrepl supervisor is running for this data root; nothing to stop".into()));
     };
+    // Across hosts only the agent renews the leader lease: a primary left
+    // running without it would lose the lease to a replica and keep taking
+    // writes. Paused, no replica takes the lease.
+    if ctx.cfg.etcd.is_some() && ctx.store().load().map(|s| s.paused.is_none()).unwrap_or(true) {
+        return Err(Error::Refused(
+            "down --leave-running refused: across hosts the agent renews the leader lease, and without it a replica would take over while this primary still runs. Run `pgrepl pause` first".into(),
+        ));
+    }
     crate::pg::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
     crate::pg::fsutil::write_atomic(&ctx.layout.leave_running_marker(), b"", 0o644)?;
     stop_supervisor(ctx, pid).await?;

@@ -342,7 +342,21 @@ async fn init_and_seed(
         primary: Some(p.node.name.clone()),
         ..State::default()
     };
-    ctx.store().update(|s| *s = state)?;
+    // Across hosts the record is shared: a cluster already recorded there
+    // (by another host, or an earlier run with this name) is never replaced.
+    let ours = ctx.store().update(|s| {
+        if s.system_id.is_some_and(|id| Some(id) != state.system_id) {
+            return false;
+        }
+        *s = state.clone();
+        true
+    })?;
+    if !ours {
+        return Err(Error::Refused(format!(
+            "{}: the cluster's record already holds another cluster named {}; the new data dir was not recorded. Use another [cluster] name (or [etcd] prefix) for a new cluster",
+            p.node.name, ctx.cfg.cluster_name
+        )));
+    }
     timings.lap("initdb");
     // A new cluster's replicas start from copies of the fresh initdb.
     let fresh: Vec<Node> = plans

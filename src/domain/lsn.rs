@@ -38,6 +38,13 @@ impl serde::Serialize for Lsn {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Lsn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +53,8 @@ mod tests {
     fn round_trips_postgres_form() {
         for s in ["0/0", "0/3000148", "16/B374D848", "FFFFFFFF/FFFFFFFF"] {
             assert_eq!(s.parse::<Lsn>().unwrap().to_string(), s);
+            let json = serde_json::to_string(&s.parse::<Lsn>().unwrap()).unwrap();
+            assert_eq!(serde_json::from_str::<Lsn>(&json).unwrap().to_string(), s);
         }
     }
 

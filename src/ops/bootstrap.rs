@@ -60,7 +60,7 @@ pub(crate) async fn run(ctx: &Ctx, primary: &Node, state: &mut State, out: &Outp
             out.info(format!("{}: applied {} to {}", primary.name, f.display(), db.name));
             let key = schema_key(&db.name, f);
             state.schemas_applied.push(key.clone());
-            ctx.store().update(|st| st.schemas_applied.push(key))?;
+            ctx.store().update(|st| st.schemas_applied.push(key.clone()))?;
         }
     }
     crate::ops::moves::ensure_slots(ctx, primary).await?;

@@ -182,6 +182,27 @@ pub(crate) fn prepare_start(ctx: &Ctx, node: &Node) -> Result<Role> {
         None => ctx.cfg.bootstrap_primary(),
     };
     let role = if primary.name == node.name { Role::Primary } else { Role::Replica };
+    // Across hosts the record alone is not enough: a primary whose lease
+    // passed to another node while it was down must not come back
+    // writable before the new leader has recorded itself. Its agent takes
+    // the lease before it starts; without the lease, no start.
+    if role == Role::Primary && ctx.cfg.etcd.is_some() {
+        let holder = ctx.lease_holder().map_err(|e| {
+            Error::Refused(format!(
+                "{}: not starting it as the primary: the leader lease cannot be read: {e}",
+                node.name
+            ))
+        })?;
+        if holder.as_deref() != Some(node.name.as_str()) {
+            return Err(Error::Refused(format!(
+                "{}: not starting it as the primary: {}",
+                node.name,
+                holder.map_or("its agent has not taken the leader lease yet".to_string(), |h| format!(
+                    "{h} holds the leader lease"
+                ))
+            )));
+        }
+    }
     let fresh = crate::config::load(&ctx.cfg.path)
         .ok()
         .filter(|c| c.cluster_name == ctx.cfg.cluster_name && c.node(&node.name).is_ok())

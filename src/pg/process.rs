@@ -98,6 +98,27 @@ pub(crate) fn kill_tree(pid: i32) {
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
+/// Freeze a postmaster and every child it has (SIGSTOP): PostgreSQL puts
+/// each child in a process group of its own, so signalling the
+/// postmaster's group would leave every open session taking writes. The
+/// postmaster is stopped first, so it forks nothing new while its children
+/// are listed.
+pub(crate) fn freeze_tree(pid: i32) -> Result<()> {
+    kill(Pid::from_raw(pid), Signal::SIGSTOP).map_err(|e| Error::Other(format!("SIGSTOP {pid}: {e}")))?;
+    for child in children(pid) {
+        let _ = kill(Pid::from_raw(child), Signal::SIGSTOP);
+    }
+    Ok(())
+}
+
+/// Undo [`freeze_tree`]: the children first, then the postmaster.
+pub(crate) fn thaw_tree(pid: i32) {
+    for child in children(pid) {
+        let _ = kill(Pid::from_raw(child), Signal::SIGCONT);
+    }
+    let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+}
+
 /// Pids whose parent is `pid`, from /proc.
 fn children(pid: i32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };

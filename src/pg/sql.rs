@@ -117,15 +117,22 @@ pub(crate) async fn ensure_database(client: &Client, name: &str, owner: &str) ->
 /// Create a physical replication slot unless it exists. The slot reserves
 /// WAL from the moment it is made, so a standby that is still being cloned
 /// (or has not yet followed a new primary) finds everything it needs.
+///
+/// Two callers may race (a bootstrap and the HA loop's leader, say): the
+/// NOT EXISTS check and the creation are not one step, so "already exists"
+/// from the loser means what it asked for is there.
 pub(crate) async fn ensure_slot(client: &Client, slot: &str) -> Result<()> {
-    client
+    let r = client
         .execute(
             "SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
             &[&slot],
         )
-        .await
-        .map_err(|e| Error::sql(format!("creating replication slot {slot}"), e))?;
-    Ok(())
+        .await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => Ok(()),
+        Err(e) => Err(Error::sql(format!("creating replication slot {slot}"), e)),
+    }
 }
 
 /// Apply one schema file as `owner`, in one implicit transaction (the simple

@@ -13,6 +13,7 @@ use crate::pg::bin::{self, PgBin};
 use crate::pg::os_user::RunAs;
 use crate::pg::sql;
 use crate::store::bookkeeping::Bookkeeping;
+use crate::store::etcd::{EtcdRecord, Gateway};
 use crate::store::record::{ClusterStore, FileStore};
 
 /// The most a connection may take, socket connect and startup together.
@@ -29,6 +30,10 @@ pub(crate) struct Ctx {
     pub layout: Layout,
     /// The cluster's record: read and changed only through here.
     store: Box<dyn ClusterStore>,
+    /// With `[etcd]`: the members every store call goes to.
+    etcd: Option<Arc<Gateway>>,
+    /// This machine's addresses, read once.
+    here: OnceLock<std::collections::HashSet<std::net::IpAddr>>,
 }
 
 impl Ctx {
@@ -36,8 +41,16 @@ impl Ctx {
     pub(crate) fn new(cfg: Config) -> Result<Arc<Ctx>> {
         let runas = RunAs::resolve(&cfg.os_user)?;
         let layout = Layout::new(&cfg.data_root);
-        let store = Box::new(FileStore { path: layout.state_file() });
-        Ok(Arc::new(Ctx { cfg, bin: OnceLock::new(), runas, layout, store }))
+        // One machine keeps the record in a file; across hosts it lives in
+        // etcd, where every agent and command sees the same one.
+        let (store, etcd): (Box<dyn ClusterStore>, _) = match &cfg.etcd {
+            None => (Box::new(FileStore { path: layout.state_file() }), None),
+            Some(e) => {
+                let gw = Gateway::new(&e.endpoints)?;
+                (Box::new(EtcdRecord::new(gw.clone(), &e.prefix, &cfg.cluster_name)), Some(gw))
+            }
+        };
+        Ok(Arc::new(Ctx { cfg, bin: OnceLock::new(), runas, layout, store, etcd, here: OnceLock::new() }))
     }
 
     /// The same host and installation with another (newer) config.
@@ -47,6 +60,33 @@ impl Ctx {
             let _ = ctx.bin.set(b.clone());
         }
         Ok(ctx)
+    }
+
+    /// Whether `node` runs on this machine (its host is one of our addresses).
+    pub(crate) fn is_here(&self, node: &Node) -> bool {
+        crate::store::local::is_local(&node.host, self.here.get_or_init(crate::store::local::local_addresses))
+    }
+
+    /// Across hosts, the node holding the leader lease (`Ok(None)` on one
+    /// machine, where the supervisor's own lease decides).
+    pub(crate) fn lease_holder(&self) -> Result<Option<String>> {
+        match (&self.etcd, &self.cfg.etcd) {
+            (Some(gw), Some(e)) => crate::store::etcd::leader_blocking(gw, &e.prefix, &self.cfg.cluster_name),
+            _ => Ok(None),
+        }
+    }
+
+    /// Across hosts, every member key agents published: `(node, JSON)`.
+    pub(crate) fn members(&self) -> Result<Vec<(String, String)>> {
+        match (&self.etcd, &self.cfg.etcd) {
+            (Some(gw), Some(e)) => crate::store::etcd::read_members(gw, &e.prefix, &self.cfg.cluster_name),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// The etcd members, when the cluster runs across hosts (`[etcd]`).
+    pub(crate) fn etcd(&self) -> Option<&Arc<Gateway>> {
+        self.etcd.as_ref()
     }
 
     /// Where the cluster's record is kept.

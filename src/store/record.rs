@@ -2,7 +2,7 @@
 //! read and change of the record ([`State`]) goes through a
 //! [`ClusterStore`]: today the state file under the data root, changed
 //! under a file lock ([`FileStore`]); with `[etcd]`, a key changed by
-//! compare-and-set. Callers never name the file.
+//! compare-and-set ([`crate::store::etcd::EtcdRecord`]). Callers never name the file.
 
 use std::path::PathBuf;
 
@@ -19,14 +19,11 @@ pub(crate) trait ClusterStore: Send + Sync + std::fmt::Debug {
 }
 
 impl dyn ClusterStore + '_ {
-    /// [`ClusterStore::change`], returning what `f` returns.
-    pub(crate) fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T> {
-        let (mut f, mut out) = (Some(f), None);
-        self.change(&mut |st| {
-            if let Some(f) = f.take() {
-                out = Some(f(st));
-            }
-        })?;
+    /// [`ClusterStore::change`], returning what `f` returns. `f` may run
+    /// more than once: a store that lost a race reads again and reapplies it.
+    pub(crate) fn update<T>(&self, mut f: impl FnMut(&mut State) -> T) -> Result<T> {
+        let mut out = None;
+        self.change(&mut |st| out = Some(f(st)))?;
         out.ok_or_else(|| Error::Other("the cluster's record was not changed".into()))
     }
 }

@@ -27,38 +27,42 @@ fn cluster(replicas: usize, extra: &str) -> Cluster {
 /// not count as writable in that sample).
 pub struct Watcher {
     stop: Arc<AtomicBool>,
-    /// Per sample: the ports that answered "writable primary".
-    samples: Arc<Mutex<Vec<Vec<u16>>>>,
+    /// Per sample: the nodes (by index) that answered "writable primary".
+    samples: Arc<Mutex<Vec<Vec<usize>>>>,
     started: Instant,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watcher {
     pub fn start(c: &Cluster) -> Watcher {
-        let ports = c.ports.clone();
+        Watcher::start_at(c.ports.iter().map(|p| ("127.0.0.1".to_string(), *p)).collect())
+    }
+
+    /// Watch the nodes at these `(host, port)`s.
+    pub fn start_at(nodes: Vec<(String, u16)>) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let (s, out) = (stop.clone(), samples.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
-                let mut clients: Vec<Option<tokio_postgres::Client>> = ports.iter().map(|_| None).collect();
+                let mut clients: Vec<Option<tokio_postgres::Client>> = nodes.iter().map(|_| None).collect();
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while !s.load(Ordering::SeqCst) {
                     tick.tick().await;
                     // Every node at once, so one slow node does not slow the pace.
                     let mut set = tokio::task::JoinSet::new();
-                    for (i, port) in ports.iter().enumerate() {
-                        let (port, client) = (*port, clients[i].take());
-                        set.spawn(async move { (i, sample(port, client).await) });
+                    for (i, (host, port)) in nodes.iter().enumerate() {
+                        let (host, port, client) = (host.clone(), *port, clients[i].take());
+                        set.spawn(async move { (i, sample(&host, port, client).await) });
                     }
                     let mut writable = Vec::new();
                     while let Some(r) = set.join_next().await {
                         let (i, (client, w)) = r.unwrap();
                         clients[i] = client;
                         if w {
-                            writable.push(ports[i]);
+                            writable.push(i);
                         }
                     }
                     out.lock().unwrap().push(writable);
@@ -88,11 +92,15 @@ impl Watcher {
 
 /// One node's answer: is it a writable primary? A node that does not answer
 /// within 80 ms is not (and its connection is dropped).
-async fn sample(port: u16, client: Option<tokio_postgres::Client>) -> (Option<tokio_postgres::Client>, bool) {
+async fn sample(
+    host: &str,
+    port: u16,
+    client: Option<tokio_postgres::Client>,
+) -> (Option<tokio_postgres::Client>, bool) {
     let client = match client.filter(|c| !c.is_closed()) {
         Some(c) => c,
         None => {
-            let conn = format!("host=127.0.0.1 port={port} user=app password=app-secret dbname=app connect_timeout=1");
+            let conn = format!("host={host} port={port} user=app password=app-secret dbname=app connect_timeout=1");
             match tokio::time::timeout(Duration::from_millis(80), tokio_postgres::connect(&conn, tokio_postgres::NoTls))
                 .await
             {

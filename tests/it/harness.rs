@@ -16,6 +16,13 @@ static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 /// A free TCP port on 127.0.0.1 whose health-API port (port + 10000, the
 /// default) is free too; both stay below Linux's ephemeral range.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `n` consecutive free ports (each with its port + 10000
+/// free), taken from the counter at once: no other test of this run is
+/// handed one of them (a test that used `free_port() + 1` once collided).
+pub fn free_ports(n: u16) -> u16 {
     let _ = NEXT_PORT.compare_exchange(
         0,
         12000 + ((std::process::id() * 37) % 1000) as u16 * 10,
@@ -23,9 +30,11 @@ pub fn free_port() -> u16 {
         Ordering::SeqCst,
     );
     loop {
-        let p = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        let p = if p >= 22700 { 12000 + p % 1000 } else { p };
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+        let p = NEXT_PORT.fetch_add(n, Ordering::SeqCst);
+        let p = if p >= 22700 - n { 12000 + p % 1000 } else { p };
+        let free =
+            |q: u16| TcpListener::bind(("127.0.0.1", q)).is_ok() && TcpListener::bind(("127.0.0.1", q + 10000)).is_ok();
+        if (p..p + n).all(free) {
             return p;
         }
     }
@@ -33,8 +42,13 @@ pub fn free_port() -> u16 {
 
 /// `GET path` on 127.0.0.1:port: (status code, body), or None if nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_at("127.0.0.1", port, path)
+}
+
+/// [`http_get`] on another address.
+pub fn http_get_at(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut s = std::net::TcpStream::connect((host, port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
     let mut text = String::new();

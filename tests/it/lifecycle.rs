@@ -348,14 +348,8 @@ fn reload_refuses_a_change_of_the_clusters_shape_and_changes_nothing() {
 #[test]
 fn init_then_up_prints_a_connection_uri_that_works_as_printed() {
     let c = Cluster::empty();
-    let port = loop {
-        let p = crate::harness::free_port();
-        if std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p + 10001)).is_ok()
-        {
-            break p;
-        }
-    };
+    // `init --port P` uses P and P + 1 (and their api ports).
+    let port = crate::harness::free_ports(2);
     let dir = c.path("fresh");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_pgrepl"))
         .args(["init", "--nodes", "2", "--port", &port.to_string()])

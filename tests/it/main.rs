@@ -9,6 +9,7 @@ mod durability;
 mod etcd;
 mod faults;
 mod habits;
+mod hosts;
 mod layering;
 mod lifecycle;
 mod majors;

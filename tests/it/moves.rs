@@ -25,16 +25,28 @@ fn cluster(replicas: usize) -> Cluster {
 pub struct Writer {
     stop: Arc<AtomicBool>,
     pub acked: Arc<Mutex<Vec<i64>>>,
-    /// When each acknowledgement arrived, for the longest write gap.
-    acked_at: Arc<Mutex<Vec<std::time::Instant>>>,
+    /// When each acknowledgement arrived (for the longest write gap), and
+    /// which server (`address:port`) gave it.
+    acked_at: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
     pub fn start(c: &Cluster) -> Writer {
-        let hosts = vec!["127.0.0.1"; c.ports.len()].join(",");
-        let ports: Vec<String> = c.ports.iter().map(|p| p.to_string()).collect();
-        let conn = format!("host={hosts} port={} user=app password=app-secret dbname=app target_session_attrs=read-write connect_timeout=2", ports.join(","));
+        let nodes: Vec<(String, u16)> = c.ports.iter().map(|p| ("127.0.0.1".to_string(), *p)).collect();
+        Writer::start_at(&nodes, None)
+    }
+
+    /// Through the nodes at these `(host, port)`s. With `timeout`, a write
+    /// not answered within it is given up (and the connection dropped), as
+    /// an application with a client-side timeout does: a frozen server
+    /// never answers nor closes. It is the connect timeout too.
+    pub fn start_at(nodes: &[(String, u16)], timeout: Option<Duration>) -> Writer {
+        let hosts: Vec<&str> = nodes.iter().map(|(h, _)| h.as_str()).collect();
+        let hosts = hosts.join(",");
+        let ports: Vec<String> = nodes.iter().map(|(_, p)| p.to_string()).collect();
+        let connect_timeout = timeout.map_or(2, |t| t.as_secs().max(1));
+        let conn = format!("host={hosts} port={} user=app password=app-secret dbname=app target_session_attrs=read-write connect_timeout={connect_timeout}", ports.join(","));
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let acked_at = Arc::new(Mutex::new(Vec::new()));
@@ -60,15 +72,21 @@ impl Writer {
                         continue;
                     }
                     id += 1;
-                    let r = client
-                        .as_ref()
-                        .unwrap()
-                        .execute("INSERT INTO w (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&id])
-                        .await;
+                    let this = id;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&this];
+                    let insert = client.as_ref().unwrap().query_opt(
+                        "INSERT INTO w (id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING coalesce(host(inet_server_addr()), 'socket') || ':' || coalesce(inet_server_port(), 0)",
+                        &params,
+                    );
+                    let r: Result<Option<tokio_postgres::Row>, ()> = match timeout {
+                        Some(t) => tokio::time::timeout(t, insert).await.map_err(|_| ()).and_then(|r| r.map_err(|_| ())),
+                        None => insert.await.map_err(|_| ()),
+                    };
                     match r {
-                        Ok(_) => {
+                        Ok(row) => {
+                            let server = row.map_or_else(String::new, |r| r.get(0));
                             a.lock().unwrap().push(id);
-                            at.lock().unwrap().push(std::time::Instant::now());
+                            at.lock().unwrap().push((std::time::Instant::now(), server));
                         }
                         Err(_) => client = None,
                     }
@@ -84,7 +102,15 @@ impl Writer {
     /// unavailability a client saw.
     pub fn longest_gap(&self) -> Duration {
         let at = self.acked_at.lock().unwrap();
-        at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
+        at.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or_default()
+    }
+
+    /// The first write acknowledged after `t` by a server other than the
+    /// one that acknowledged the last write before `t`: when, and by which.
+    pub fn first_ack_elsewhere_after(&self, t: std::time::Instant) -> Option<(std::time::Instant, String)> {
+        let at = self.acked_at.lock().unwrap();
+        let before = at.iter().rev().find(|(a, _)| *a <= t).map(|(_, s)| s.clone());
+        at.iter().find(|(a, s)| *a > t && Some(s) != before.as_ref()).cloned()
     }
 
     pub fn count(&self) -> usize {

@@ -1,8 +1,10 @@
 //! One node's HA loop: a node decides only for itself, against the leader
 //! lease in the store (Patroni's model). Every cycle:
-//! - a writable primary renews its lease. If another node holds it, or the
-//!   store has not confirmed it for most of a TTL, it demotes itself: it
-//!   never keeps taking writes that a new primary's history would discard;
+//! - a writable primary renews its lease. If another node holds it, it
+//!   demotes itself. If the store has not confirmed the lease by its
+//!   deadline (see [`Member::deadline`]) it is frozen, and thawed only by a
+//!   renewal that succeeds: it never keeps taking writes that a new
+//!   primary's history would discard;
 //! - a replica follows the lease holder;
 //! - a replica that finds no live lease takes it only if it is the best
 //!   candidate it can see (the shared rule in `domain::election`), then
@@ -26,13 +28,27 @@ use crate::store::dcs::{Clock, Dcs};
 #[derive(Debug, Clone)]
 pub(crate) struct MemberFacts {
     pub mode: FailoverMode,
-    /// Its postgres answers and takes writes.
+    /// Its postgres runs here as a primary: the postmaster is up and its
+    /// files say primary (no standby.signal), whether or not it answers
+    /// yet. A leader renews while this holds, so a slow start or a busy
+    /// probe never lets the lease lapse under a primary that runs.
     pub writable: bool,
-    /// Its postgres answers at all (as a primary or a standby).
+    /// Its postmaster is up (as a primary or a standby).
     pub running: bool,
+    /// The cluster's record names it as the primary (before the first
+    /// bootstrap: the config's bootstrap primary).
+    pub recorded_primary: bool,
+    /// How long a recorded primary that is down may hold the lease while
+    /// it starts again in place (`[failover] primary_start_timeout`).
+    pub start_window: Duration,
     pub candidates: Vec<Candidate>,
     /// `pgrepl pause`: no lease is taken while set (a held one is renewed).
     pub paused: bool,
+    /// Other nodes that answer as writable primaries: while one does, no
+    /// replica promotes (the backstop against a lease that ended early).
+    pub others_writable: Vec<String>,
+    /// Its postgres was frozen at the lease deadline and is still frozen.
+    pub frozen: bool,
 }
 
 /// What the node does about itself this cycle.
@@ -40,9 +56,14 @@ pub(crate) struct MemberFacts {
 pub(crate) enum Step {
     /// It holds the lease: keep taking writes.
     Lead,
-    /// It takes writes without the lease: stop now (fast shutdown, then
-    /// rejoin as a standby of whoever leads).
+    /// It takes writes without the lease: stop now (kill, then rejoin as a
+    /// standby of whoever leads).
     Demote,
+    /// Its lease was not confirmed by the deadline: freeze its postgres
+    /// (SIGSTOP) until a renewal succeeds or the lease is known lost.
+    Freeze,
+    /// Frozen, and the lease is ours again: let it run.
+    Thaw,
     /// Stream from this leader.
     Follow(String),
     /// It holds the lease and is a standby: promote.
@@ -59,25 +80,62 @@ pub(crate) struct Member {
     /// When the last renewal that succeeded was *sent*: the store's lease
     /// runs at least `ttl` from then, whatever the reply's delay.
     renewed_at: Option<Duration>,
+    /// When this loop started, and whether it has seen any leader since: a
+    /// replica that never saw one gives the primary's agent two TTLs to
+    /// take the lease first (a whole cluster starting at once).
+    started: Duration,
+    seen_leader: bool,
+    /// Since when its recorded primary has been down here.
+    down_since: Option<Duration>,
 }
 
 impl Member {
     pub(crate) fn new(name: &str, ttl: Duration, clock: Arc<dyn Clock>) -> Member {
-        Member { name: name.to_string(), ttl, clock, renewed_at: None }
+        let started = clock.now();
+        Member { name: name.to_string(), ttl, clock, renewed_at: None, started, seen_leader: false, down_since: None }
     }
 
-    /// How long a leader that cannot reach the store keeps writing: three
-    /// quarters of the TTL, so its demotion finishes before the lease can
-    /// expire and another node take it.
-    fn self_fence_after(&self) -> Duration {
-        self.ttl * 3 / 4
+    /// The safety margin m between a leader's deadline and the earliest
+    /// moment its lease can expire: 1 s, or a third of a short TTL.
+    fn margin(&self) -> Duration {
+        Duration::from_secs(1).min(self.ttl / 3)
+    }
+
+    /// How long after a renewal was *sent* a leader may keep writing:
+    /// d = s + L - m.
+    ///
+    /// Why that is safe: etcd starts the lease's TTL when it processes the
+    /// keepalive, which is after we sent it (time s on our monotonic clock),
+    /// so the lease ends no earlier than s + L on etcd's clock; an etcd
+    /// leader change only extends leases. Clocks run at slightly different
+    /// rates (NTP bounds the error to 500 ppm: 1.5 ms over a 3 s TTL), so the
+    /// margin m is almost entirely for scheduling: this process must freeze
+    /// its postgres by d, and m = 1 s leaves that much room. No other node
+    /// can hold the lease before s + L, so no two writable primaries overlap.
+    pub(crate) fn deadline(&self) -> Option<Duration> {
+        self.renewed_at.map(|s| s + self.ttl - self.margin())
     }
 
     /// One cycle: the step and the sentence saying why.
     pub(crate) async fn cycle(&mut self, store: &dyn Dcs, f: &MemberFacts) -> (Step, String) {
         let me = self.name.clone();
+        if f.frozen {
+            return self.while_frozen(store).await;
+        }
         if f.writable {
+            self.down_since = None;
             return self.lead(store).await;
+        }
+        let now = self.clock.now();
+        if f.recorded_primary && !f.running {
+            // Down, or not started yet: it keeps (or takes) the lease while
+            // it starts in place, for at most the start window.
+            let since = *self.down_since.get_or_insert(now);
+            if now.saturating_sub(since) < f.start_window && f.others_writable.is_empty() {
+                return self.hold_for_start(store).await;
+            }
+        } else {
+            self.down_since = None;
         }
         let leader = match store.leader().await {
             Ok(l) => l,
@@ -85,16 +143,33 @@ impl Member {
                 return (Step::Wait, format!("{me}: cannot read the leader lease ({e}); no promotion without it"))
             }
         };
+        self.seen_leader |= leader.is_some();
         match leader {
             Some(l) if l == me && f.running => {
                 (Step::Promote, format!("{me} holds the leader lease but runs as a standby: promoting it"))
             }
             Some(l) if l == me => (
                 Step::Wait,
-                format!("{me} holds the leader lease and is not running: restarting in place until the lease expires"),
+                format!("{me} holds the leader lease and has not started within the start window: its lease lapses"),
             ),
             Some(l) => (Step::Follow(l.clone()), format!("{me} follows the leader {l}")),
             None => self.elect(store, f).await,
+        }
+    }
+
+    /// The recorded primary is not running here yet: hold the lease so it
+    /// may start as the primary (the start gate asks for it).
+    async fn hold_for_start(&mut self, store: &dyn Dcs) -> (Step, String) {
+        let me = self.name.clone();
+        let sent = self.clock.now();
+        match store.acquire(&me, self.ttl).await {
+            Ok(true) => {
+                self.renewed_at = Some(sent);
+                self.seen_leader = true;
+                (Step::Wait, format!("{me} holds the leader lease while its postgres starts as the primary"))
+            }
+            Ok(false) => (Step::Wait, format!("{me} is the recorded primary, but another node holds the leader lease")),
+            Err(e) => (Step::Wait, format!("{me}: cannot take the leader lease to start as the primary ({e})")),
         }
     }
 
@@ -114,28 +189,46 @@ impl Member {
                 (Step::Demote, format!("{me} takes writes but {holder} holds the leader lease: demoting {me}"))
             }
             Err(e) => {
-                let fence = self.self_fence_after();
-                match self.renewed_at.map(|t| self.clock.now().saturating_sub(t)) {
-                    Some(age) if age < fence => (
+                let now = self.clock.now();
+                match (self.renewed_at, self.deadline()) {
+                    (Some(s), Some(d)) if now < d => (
                         Step::Lead,
                         format!(
-                            "{me} cannot reach the store ({e}); its lease, renewed {:.1}s ago, still holds: it demotes itself at {:.1}s",
-                            age.as_secs_f64(),
-                            fence.as_secs_f64()
+                            "{me} cannot reach the store ({e}); its lease, renewed {:.1}s ago, still holds: it is frozen at {:.1}s",
+                            now.saturating_sub(s).as_secs_f64(),
+                            d.saturating_sub(s).as_secs_f64()
                         ),
                     ),
-                    _ => {
-                        self.renewed_at = None;
-                        (
-                            Step::Demote,
-                            format!(
-                                "{me} could not renew its leader lease for {:.1}s ({e}): demoting {me} before the lease can pass to another node",
-                                fence.as_secs_f64()
-                            ),
-                        )
-                    }
+                    _ => (
+                        Step::Freeze,
+                        format!(
+                            "{me} could not renew its leader lease by its deadline ({e}): freezing {me} before the lease can pass to another node"
+                        ),
+                    ),
                 }
             }
+        }
+    }
+
+    /// The deadline passed and its postgres is frozen: thaw it only once
+    /// the lease is ours again (renewed, or taken afresh because nobody
+    /// took it); stop it for good once another node holds the lease. While
+    /// the store stays silent it stays frozen: if etcd lost its quorum, no
+    /// one else can lead either, and this primary resumes as it was.
+    async fn while_frozen(&mut self, store: &dyn Dcs) -> (Step, String) {
+        let me = self.name.clone();
+        let sent = self.clock.now();
+        match store.acquire(&me, self.ttl).await {
+            Ok(true) => {
+                self.renewed_at = Some(sent);
+                (Step::Thaw, format!("{me} holds its leader lease again: thawing {me}"))
+            }
+            Ok(false) => {
+                self.renewed_at = None;
+                let holder = store.leader().await.ok().flatten().unwrap_or_else(|| "another node".into());
+                (Step::Demote, format!("{me} was frozen and {holder} now holds the leader lease: stopping {me}"))
+            }
+            Err(e) => (Step::Wait, format!("{me} stays frozen: the store does not answer ({e})")),
         }
     }
 
@@ -153,6 +246,19 @@ impl Member {
         }
         if !f.running {
             return (Step::Wait, format!("{me}: no leader, and its own postgres is not running"));
+        }
+        if let Some(w) = f.others_writable.first() {
+            return (Step::Wait, format!("{me}: no leader, but {w} still answers as a writable primary: no promotion"));
+        }
+        let waited = self.clock.now().saturating_sub(self.started);
+        if !self.seen_leader && waited < self.ttl * 2 {
+            return (
+                Step::Wait,
+                format!(
+                    "{me}: no leader yet; giving the primary's agent {:.0}s to take the lease before an election",
+                    (self.ttl * 2).as_secs_f64()
+                ),
+            );
         }
         let best = match choose(&f.candidates, None) {
             Ok((best, _)) => best,
@@ -196,7 +302,17 @@ mod tests {
     }
 
     fn primary() -> MemberFacts {
-        MemberFacts { mode: FailoverMode::Automatic, writable: true, running: true, candidates: vec![], paused: false }
+        MemberFacts {
+            mode: FailoverMode::Automatic,
+            writable: true,
+            running: true,
+            candidates: vec![],
+            paused: false,
+            others_writable: vec![],
+            frozen: false,
+            recorded_primary: false,
+            start_window: Duration::from_secs(10),
+        }
     }
 
     /// A replica that sees pg-2 ahead of pg-3.
@@ -277,24 +393,100 @@ mod tests {
     }
 
     #[test]
-    fn a_leader_cut_off_from_the_store_demotes_itself_before_its_lease_can_expire() {
+    fn a_leader_cut_off_from_the_store_freezes_before_its_lease_can_expire() {
         let clock = Arc::new(FakeClock::default());
         let store = InProcess::new(clock.clone());
         let mut p1 = Member::new("pg-1", TTL, clock.clone());
         block(async {
+            assert_eq!(p1.deadline(), None, "no lease, no deadline");
             assert_eq!(p1.cycle(&store, &primary()).await.0, Step::Lead);
+            assert_eq!(p1.deadline(), Some(Duration::from_secs(2)), "d = s + L - m = 0 + 3s - 1s");
             clock.advance(Duration::from_secs(1));
             let (step, why) = p1.cycle(&Unreachable, &primary()).await;
             assert_eq!(step, Step::Lead, "{why}");
-            assert!(why.contains("renewed 1.0s ago, still holds: it demotes itself at 2.2s"), "{why}");
-            clock.advance(Duration::from_millis(1300));
+            assert!(why.contains("renewed 1.0s ago, still holds: it is frozen at 2.0s"), "{why}");
+            clock.advance(Duration::from_millis(1000));
             let (step, why) = p1.cycle(&Unreachable, &primary()).await;
-            assert_eq!(step, Step::Demote, "{why}");
+            assert_eq!(step, Step::Freeze, "{why}");
             // Before the lease it renewed could pass to anyone.
             assert_eq!(store.leader().await.unwrap().as_deref(), Some("pg-1"));
+            let frozen = MemberFacts { frozen: true, writable: false, ..primary() };
+            // Still silent, within two TTLs of the last renewal: stay frozen.
+            assert_eq!(p1.cycle(&Unreachable, &frozen).await.0, Step::Wait);
+            // The store answers again and the lease is still ours: thaw.
+            assert_eq!(p1.cycle(&store, &frozen).await.0, Step::Thaw);
+            assert_eq!(p1.deadline(), Some(Duration::from_secs(4)), "a fresh deadline from the renewal");
             // A replica cut off from the store never promotes.
             let mut p2 = Member::new("pg-2", TTL, clock.clone());
             assert_eq!(p2.cycle(&Unreachable, &replica()).await.0, Step::Wait);
+        });
+    }
+
+    #[test]
+    fn a_frozen_leader_whose_lease_passed_to_another_is_stopped_and_one_cut_off_stays_frozen() {
+        let clock = Arc::new(FakeClock::default());
+        let store = InProcess::new(clock.clone());
+        let (mut p1, mut p2) = (Member::new("pg-1", TTL, clock.clone()), Member::new("pg-2", TTL, clock.clone()));
+        let frozen = MemberFacts { frozen: true, writable: false, ..primary() };
+        block(async {
+            assert_eq!(p1.cycle(&store, &primary()).await.0, Step::Lead);
+            assert_eq!(p2.cycle(&store, &replica()).await.0, Step::Follow("pg-1".into()));
+            clock.advance(Duration::from_millis(3100));
+            assert_eq!(p2.cycle(&store, &replica()).await.0, Step::Promote);
+            assert_eq!(
+                p1.cycle(&store, &frozen).await,
+                (Step::Demote, "pg-1 was frozen and pg-2 now holds the leader lease: stopping pg-1".into())
+            );
+            let mut p3 = Member::new("pg-3", TTL, clock.clone());
+            clock.advance(Duration::from_secs(10));
+            assert_eq!(p3.cycle(&store, &MemberFacts { writable: true, ..primary() }).await.0, Step::Lead);
+            clock.advance(Duration::from_secs(60));
+            let (step, why) = p3.cycle(&Unreachable, &frozen).await;
+            assert_eq!(step, Step::Wait, "{why}");
+            assert!(why.contains("pg-3 stays frozen: the store does not answer"), "{why}");
+        });
+    }
+
+    #[test]
+    fn a_recorded_primary_holds_the_lease_while_it_starts_and_lets_it_lapse_after_the_start_window() {
+        let clock = Arc::new(FakeClock::default());
+        let store = InProcess::new(clock.clone());
+        let mut p1 = Member::new("pg-1", TTL, clock.clone());
+        let down = MemberFacts { writable: false, running: false, recorded_primary: true, ..primary() };
+        block(async {
+            assert_eq!(
+                p1.cycle(&store, &down).await,
+                (Step::Wait, "pg-1 holds the leader lease while its postgres starts as the primary".into())
+            );
+            assert_eq!(store.leader().await.unwrap().as_deref(), Some("pg-1"));
+            // It starts: a primary that renews.
+            clock.advance(Duration::from_secs(1));
+            assert_eq!(p1.cycle(&store, &primary()).await.0, Step::Lead);
+            // It crashes and does not come back within the window.
+            for _ in 0..10 {
+                clock.advance(Duration::from_secs(1));
+                assert_eq!(p1.cycle(&store, &down).await.0, Step::Wait);
+            }
+            clock.advance(Duration::from_secs(1));
+            let (step, why) = p1.cycle(&store, &down).await;
+            assert_eq!(step, Step::Wait);
+            assert!(why.contains("has not started within the start window: its lease lapses"), "{why}");
+            clock.advance(TTL);
+            assert_eq!(store.leader().await.unwrap(), None, "the lease lapsed: a replica may take over");
+        });
+    }
+
+    #[test]
+    fn no_replica_promotes_while_another_node_answers_as_a_writable_primary() {
+        let clock = Arc::new(FakeClock::default());
+        let store = InProcess::new(clock.clone());
+        let mut p2 = Member::new("pg-2", TTL, clock.clone());
+        block(async {
+            let f = MemberFacts { others_writable: vec!["pg-1".into()], ..replica() };
+            let (step, why) = p2.cycle(&store, &f).await;
+            assert_eq!(step, Step::Wait);
+            assert_eq!(why, "pg-2: no leader, but pg-1 still answers as a writable primary: no promotion");
+            assert_eq!(store.leader().await.unwrap(), None);
         });
     }
 
@@ -312,6 +504,11 @@ mod tests {
             ..replica()
         };
         block(async {
+            // Neither saw a leader: they give the primary's agent two TTLs.
+            let (step, why) = p2.cycle(&store, &sees("pg-2")).await;
+            assert_eq!(step, Step::Wait);
+            assert_eq!(why, "pg-2: no leader yet; giving the primary's agent 6s to take the lease before an election");
+            clock.advance(TTL * 2);
             assert_eq!(p2.cycle(&store, &sees("pg-2")).await.0, Step::Promote);
             assert_eq!(
                 p3.cycle(&store, &sees("pg-3")).await,

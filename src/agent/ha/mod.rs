@@ -1,12 +1,11 @@
-//! High availability on one machine: the decision, and the task that acts
-//! on it. The decision is a pure function from [`Facts`] to an [`Action`]
-//! plus the sentence saying why; the task gathers the facts from the
+//! High availability. On one machine: the decision, and the task that acts
+//! on it ([`task`]); across hosts, one loop per node against etcd
+//! ([`hosted`]). The decision is a pure function from [`Facts`] to an
+//! [`Action`] plus the sentence saying why; the task gathers the facts from the
 //! monitor's snapshot and the leader lease ([`crate::store::dcs`]), logs the
 //! sentence when it changes, shows it in `status`, and carries the action out.
 
-// The per-node loop is built and tested here; the multi-host agent (the
-// etcd issue) is what runs it, so nothing in the binary calls it yet.
-#[allow(dead_code)]
+pub(crate) mod hosted;
 pub(crate) mod member;
 pub(crate) mod pause;
 pub(crate) mod task;

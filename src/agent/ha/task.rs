@@ -24,12 +24,12 @@ use crate::store::dcs::Dcs;
 use crate::store::state::State;
 
 /// The wait after `failures` failed rejoins in a row.
-fn rejoin_backoff(interval: Duration, failures: u32) -> Duration {
+pub(super) fn rejoin_backoff(interval: Duration, failures: u32) -> Duration {
     (interval * 2u32.saturating_pow(failures.min(16))).min(Duration::from_secs(300))
 }
 
 /// A sentence without its numbers: what the log compares.
-fn gist(s: &str) -> String {
+pub(super) fn gist(s: &str) -> String {
     s.chars().filter(|c| !c.is_ascii_digit()).collect()
 }
 

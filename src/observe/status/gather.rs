@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
+use super::published::{overlay, Published};
 use super::{lag, ArchiveStatus, ClusterStatus, Conflicts, Lag, NodeStatus, Replication, SlotStatus};
 use crate::config::{Node, Role};
 use crate::domain::lsn::Lsn;
@@ -471,7 +472,7 @@ impl Gatherer {
             size_bytes: crate::pg::fsutil::dir_size(dir),
             ..primary_raw.and_then(|p| p.archiver.clone()).unwrap_or_default()
         });
-        Ok(ClusterStatus {
+        let mut st = ClusterStatus {
             cluster: self.ctx.cfg.cluster_name.clone(),
             timestamp,
             primary,
@@ -485,7 +486,19 @@ impl Gatherer {
             archive,
             nodes,
             slots: primary_raw.map(|p| p.slots.clone()).unwrap_or_default(),
-        })
+        };
+        // Across hosts, what only a node's own host can read comes from
+        // its member key. Unreachable etcd leaves the direct probes (and
+        // the record's error says why).
+        if self.ctx.cfg.etcd.is_some() {
+            let ctx = self.ctx.clone();
+            if let Ok(Ok(members)) = tokio::task::spawn_blocking(move || ctx.members()).await {
+                let published: Vec<Published> =
+                    members.iter().filter_map(|(_, json)| serde_json::from_str(json).ok()).collect();
+                overlay(&mut st, &self.here, &published);
+            }
+        }
+        Ok(st)
     }
 }
 

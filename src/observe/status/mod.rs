@@ -9,6 +9,7 @@
 //! values, then NULL, once WAL stops). An unknown value is `null`, never 0.
 
 pub(crate) mod gather;
+pub(crate) mod published;
 pub(crate) mod table;
 
 use serde::Serialize;
@@ -64,7 +65,7 @@ pub(crate) struct ArchiveStatus {
 }
 
 /// One node.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub(crate) struct NodeStatus {
     pub name: String,
     pub host: String,
@@ -103,7 +104,7 @@ pub(crate) struct NodeStatus {
 }
 
 /// Recovery conflicts by kind.
-#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, Default, PartialEq, Eq)]
 pub(crate) struct Conflicts {
     pub tablespace: i64,
     pub lock: i64,
@@ -114,7 +115,7 @@ pub(crate) struct Conflicts {
 }
 
 /// A node's process as observed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum NodeState {
     /// It answered SQL.
@@ -139,7 +140,7 @@ impl std::fmt::Display for NodeState {
 }
 
 /// One `pg_stat_replication` row, with lag computed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub(crate) struct Replication {
     pub state: Option<String>,
     pub sync_state: Option<String>,
@@ -156,7 +157,7 @@ pub(crate) struct Replication {
 }
 
 /// Lag of each kind; `None` is unknown.
-#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, Default, PartialEq)]
 pub(crate) struct Lag<T> {
     pub write: Option<T>,
     pub flush: Option<T>,
@@ -164,7 +165,7 @@ pub(crate) struct Lag<T> {
 }
 
 /// One physical replication slot on the primary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub(crate) struct SlotStatus {
     pub slot: String,
     pub active: bool,

@@ -49,7 +49,7 @@ pub(crate) fn sync_filter(
         return Ok(cands);
     }
     let set = ctx.store().load().map_err(|e| e.to_string())?.sync_set;
-    let sync: Vec<Candidate> = cands.into_iter().filter(|c| set.contains(&c.name)).collect();
+    let sync = only_sync(ctx.cfg.replication.durability, &set, cands);
     if sync.is_empty() {
         return Err(format!(
             "no running standby was synchronous (last synchronous set: {}); promoting an asynchronous one may lose acknowledged commits. `--allow-data-loss` promotes one anyway",
@@ -57,6 +57,19 @@ pub(crate) fn sync_filter(
         ));
     }
     Ok(sync)
+}
+
+/// The candidates that may be promoted without losing an acknowledged
+/// commit: all in async mode, else those in the recorded synchronous set.
+pub(crate) fn only_sync(
+    durability: crate::domain::modes::Durability,
+    set: &[String],
+    cands: Vec<Candidate>,
+) -> Vec<Candidate> {
+    if durability == crate::domain::modes::Durability::Async {
+        return cands;
+    }
+    cands.into_iter().filter(|c| set.contains(&c.name)).collect()
 }
 
 /// Run a failover as `pgrepl failover` asks.

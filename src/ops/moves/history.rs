@@ -83,7 +83,7 @@ pub(crate) async fn record(ctx: &Ctx, kind: MoveKind, from: &Node, to: &Node) ->
         timeline,
         switch_lsn,
     };
-    ctx.store().update(|st| st.history.push(rec))
+    ctx.store().update(|st| st.history.push(rec.clone()))
 }
 
 /// `pgrepl history [--json]`.

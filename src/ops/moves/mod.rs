@@ -175,7 +175,14 @@ pub(crate) async fn rewind_from(
 }
 
 /// Slots on `primary` for every other node, before they need them.
+///
+/// Across hosts, only the primary's own agent reaches it as the superuser
+/// (through its socket): it makes the slots when it becomes the leader, and
+/// a call from another host leaves them to it.
 pub(crate) async fn ensure_slots(ctx: &Ctx, primary: &Node) -> Result<()> {
+    if ctx.cfg.etcd.is_some() && !ctx.is_here(primary) {
+        return Ok(());
+    }
     let c = ctx.connect(primary).await?;
     if ctx.bin()?.major >= 13 {
         // A lost slot can never stream again; a fresh one replaces it.

@@ -1,0 +1,411 @@
+//! The HA loop of an agent across hosts (`[etcd]`): one [`Member`] per node
+//! this host runs, each deciding only for its own node against the leader
+//! key in etcd, and acting only on it, through its local socket (Patroni's
+//! model). The one-machine supervisor runs [`super::task`] instead.
+//!
+//! The loop ticks every sixth of the TTL (0.5 s for 3 s) and on every
+//! monitor snapshot. A leader's cycle is cut off at its deadline (see
+//! [`Member::deadline`]): whatever etcd is doing, its postgres is frozen by
+//! then, and thawed only once the lease is confirmed again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::member::{Member, MemberFacts, Step};
+use crate::agent::supervise::{NodeState, Supervisor};
+use crate::agent::Stop;
+use crate::config::{Node, Role};
+use crate::domain::election::Candidate;
+use crate::observe::snapshot::{Latest, Snapshot};
+use crate::observe::status::NodeStatus;
+use crate::ops::control::Control;
+use crate::output::Output;
+use crate::pg::process::StopMode;
+use crate::store::ctx::Ctx;
+use crate::store::dcs::{Clock, Dcs, SystemClock};
+use crate::store::etcd::EtcdDcs;
+use crate::store::state::{MoveKind, State};
+
+/// What the loop keeps per node.
+struct Local {
+    member: Member,
+    last_reason: String,
+    /// The postmaster's pid while we hold it (and its processes) frozen.
+    frozen: Option<i32>,
+    /// It was a leader that lost its lease: it must be rewound (or
+    /// re-cloned) before it follows anyone, even if the record says nothing.
+    fenced: bool,
+    /// Slots were made for the others since it became the leader.
+    slots_made: bool,
+    next_rejoin: Instant,
+    rejoin_failures: u32,
+    /// When it last repointed its standby: a snapshot older than that
+    /// still shows the old upstream.
+    repointed_at: f64,
+}
+
+/// Run one loop per node of this host until a stop is requested. Each
+/// node has its own loop (a re-clone of one never delays another's lease
+/// renewal) and its own lease handle.
+pub(crate) async fn run(ctx: Arc<Ctx>, sup: Supervisor, latest: Latest, out: Output, stop: Stop) {
+    let (Some(gw), Some(e)) = (ctx.etcd(), &ctx.cfg.etcd) else { return };
+    let mut loops = tokio::task::JoinSet::new();
+    for name in sup.nodes() {
+        let dcs: Arc<dyn Dcs> = Arc::new(EtcdDcs::on(gw.clone(), &e.prefix, &ctx.cfg.cluster_name));
+        let (ctx, sup, latest, out, stop) = (ctx.clone(), sup.clone(), latest.clone(), out.clone(), stop.clone());
+        loops.spawn(node_loop(ctx, sup, latest, dcs, out, stop, name));
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+async fn node_loop(
+    ctx: Arc<Ctx>,
+    sup: Supervisor,
+    mut latest: Latest,
+    dcs: Arc<dyn Dcs>,
+    out: Output,
+    mut stop: Stop,
+    name: String,
+) {
+    let ttl = ctx.cfg.etcd.as_ref().map_or(Duration::from_secs(3), |e| e.ttl);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let Ok(node) = ctx.cfg.node(&name).cloned() else { return };
+    let mut local = Local {
+        member: Member::new(&name, ttl, clock.clone()),
+        last_reason: String::new(),
+        frozen: None,
+        fenced: false,
+        slots_made: false,
+        next_rejoin: Instant::now(),
+        rejoin_failures: 0,
+        repointed_at: 0.0,
+    };
+    let tick = ttl / 6;
+    loop {
+        // Wake at the next tick, a new snapshot, or the deadline.
+        let now = clock.now();
+        let wake = match local.member.deadline() {
+            Some(d) if local.frozen.is_none() && d > now => (d - now).min(tick),
+            _ => tick,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wake) => {}
+            r = latest.changed() => if r.is_err() { break },
+            _ = stop.requested() => break,
+        }
+        let snap = latest.borrow_and_update().clone();
+        // A running leader's cycle must end by its deadline, however slow
+        // etcd is (a deadline already past freezes it at once).
+        let leading = matches!(sup.state(&name), NodeState::Running { .. })
+            && !node.data_dir.join("standby.signal").exists()
+            && local.frozen.is_none();
+        let bound = match local.member.deadline() {
+            Some(d) if leading => d.saturating_sub(clock.now()),
+            _ => ttl,
+        };
+        let started = tokio::time::Instant::now();
+        let decided = tokio::time::timeout(bound, async {
+            let record = read_record(&ctx, bound).await;
+            let mut facts = facts(&ctx, &sup, snap.as_deref(), &node, &local, record.as_ref());
+            if !facts.others_writable.is_empty() && matches!(dcs.leader().await, Ok(None)) {
+                facts.others_writable = still_writable(&ctx, &facts.others_writable).await;
+            }
+            let remaining = bound.saturating_sub(started.elapsed());
+            let (step, why) =
+                tokio::time::timeout(remaining, local.member.cycle(dcs.as_ref(), &facts)).await.map_err(|_| ())?;
+            Ok::<_, ()>((step, why, record))
+        })
+        .await;
+        let (step, why, record) = match decided {
+            Ok(Ok(d)) => d,
+            _ => (
+                Step::Freeze,
+                format!("{name}: etcd did not confirm its leader lease by its deadline: freezing {name} before the lease can pass to another node"),
+                None,
+            ),
+        };
+        say(&ctx, &mut local, &why, &out);
+        act(&ctx, &sup, &node, &mut local, step, snap.as_deref(), record.as_ref(), &out).await;
+    }
+    // A frozen primary has no confirmed lease: it is never thawed behind
+    // our back, and a frozen process would not heed a shutdown. Kill it.
+    if local.frozen.take().is_some() {
+        out.info(format!(
+            "ha: {name}: killing its frozen postgres as the agent stops (its lease was never confirmed again)"
+        ));
+        sup.stop(&name, StopMode::Kill).await;
+    }
+}
+
+/// The cluster's record, or None when etcd does not answer within `bound`
+/// (the read blocks a thread, so it runs off the runtime's).
+async fn read_record(ctx: &Arc<Ctx>, bound: Duration) -> Option<State> {
+    let c = ctx.clone();
+    let read = tokio::task::spawn_blocking(move || c.store().load());
+    tokio::time::timeout(bound, read).await.ok()?.ok()?.ok()
+}
+
+/// How long a peer has to say it is a writable primary when no one holds
+/// the lease: one that does not answer that fast is frozen or gone.
+const PEER_PROBE: Duration = Duration::from_millis(300);
+
+/// Of `names` (writable in the last snapshot), those that answer now, over
+/// TCP, as writable primaries. The snapshot can be a probe timeout old, and
+/// a frozen former primary must not hold up the election that long; one
+/// that answers must (the backstop against a lease that ended early).
+async fn still_writable(ctx: &Ctx, names: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in names {
+        let Ok(node) = ctx.cfg.node(n) else { continue };
+        let probe = async {
+            let c = ctx.connect_remote(node).await.ok()?;
+            c.query_one("SELECT pg_is_in_recovery()", &[]).await.ok().map(|r| !r.get::<_, bool>(0))
+        };
+        if tokio::time::timeout(PEER_PROBE, probe).await.ok().flatten() == Some(true) {
+            out.push(n.clone());
+        }
+    }
+    out
+}
+
+/// Log a sentence when its gist changes; `status` reads the latest.
+fn say(ctx: &Ctx, local: &mut Local, reason: &str, out: &Output) {
+    if reason == local.last_reason {
+        return;
+    }
+    if super::task::gist(reason) != super::task::gist(&local.last_reason) {
+        out.info(format!("ha: {reason}"));
+    }
+    let _ = crate::pg::fsutil::write_atomic(&ctx.layout.ha_file(), reason.as_bytes(), 0o644);
+    local.last_reason = reason.to_string();
+}
+
+/// This node's facts: its own state from the supervisor and the snapshot,
+/// its peers' from the snapshot (each host's monitor probes every node).
+fn facts(
+    ctx: &Ctx,
+    sup: &Supervisor,
+    snap: Option<&Snapshot>,
+    node: &Node,
+    local: &Local,
+    state: Option<&State>,
+) -> MemberFacts {
+    let running = matches!(sup.state(&node.name), NodeState::Running { .. });
+    let nodes = snap.map(|s| s.status.nodes.as_slice()).unwrap_or_default();
+    let recorded = state.map(|s| s.primary.clone().unwrap_or_else(|| ctx.cfg.bootstrap_primary().name.clone()));
+    let candidates: Vec<Candidate> = nodes
+        .iter()
+        .filter(|n| n.role == Some(Role::Replica) && n.state == crate::observe::status::NodeState::Running)
+        .filter(|n| !state.is_some_and(|s| s.fenced.contains(&n.name) || s.needs_reclone.contains(&n.name)))
+        .filter_map(|n| Candidate::from_status(&ctx.cfg, n))
+        .collect();
+    MemberFacts {
+        mode: ctx.cfg.failover.mode,
+        writable: running && !node.data_dir.join("standby.signal").exists(),
+        running,
+        recorded_primary: recorded.as_deref() == Some(node.name.as_str()),
+        start_window: ctx.cfg.failover.primary_start_timeout,
+        candidates: state
+            .map(|s| crate::ops::moves::failover::only_sync(ctx.cfg.replication.durability, &s.sync_set, candidates))
+            .unwrap_or_default(),
+        // An unreadable record pauses automatic promotion: it cannot be
+        // told whether the user paused it.
+        paused: state.is_none_or(|s| s.paused.is_some()),
+        others_writable: nodes
+            .iter()
+            .filter(|n| n.name != node.name && n.is_writable_primary())
+            .map(|n| n.name.clone())
+            .collect(),
+        frozen: local.frozen.is_some(),
+    }
+}
+
+/// Carry out one step for one node; failures are logged, and the next
+/// cycle decides again.
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    ctx: &Arc<Ctx>,
+    sup: &Supervisor,
+    node: &Node,
+    local: &mut Local,
+    step: Step,
+    snap: Option<&Snapshot>,
+    record: Option<&State>,
+    out: &Output,
+) {
+    let name = node.name.as_str();
+    let control = Control::new(Arc::new(sup.clone()));
+    match step {
+        Step::Wait => {}
+        Step::Lead => lead(ctx, node, local, record, out).await,
+        Step::Freeze => {
+            local.slots_made = false;
+            let NodeState::Running { pid } = sup.state(name) else { return };
+            // The postmaster and every backend stop mid-statement: no
+            // commit is acknowledged until it is thawed.
+            match crate::pg::process::freeze_tree(pid) {
+                Ok(()) => {
+                    local.frozen = Some(pid);
+                    out.info(format!(
+                        "ha: {name}: froze postgres (postmaster {pid} and its processes) at its lease deadline"
+                    ));
+                }
+                Err(e) => {
+                    out.info(format!("ha: {name}: cannot freeze postgres ({e}): killing it"));
+                    local.fenced = true;
+                    sup.stop(name, StopMode::Kill).await;
+                }
+            }
+        }
+        Step::Thaw => {
+            if let Some(pid) = local.frozen.take() {
+                crate::pg::process::thaw_tree(pid);
+                out.info(format!("ha: {name}: thawed postgres: its lease is confirmed again"));
+            }
+        }
+        Step::Demote => {
+            local.fenced = true;
+            local.slots_made = false;
+            // The record first, so nothing starts it as a primary again.
+            if let Err(e) = crate::ops::moves::set_fenced(ctx, node, true) {
+                out.info(format!("ha: {name}: cannot mark it fenced in the record ({e}); stopping it anyway"));
+            }
+            // The supervisor will not restart a node it was told to stop.
+            let _ = crate::pg::fsutil::create_dir(&ctx.layout.run_dir(), 0o755);
+            let _ =
+                crate::pg::fsutil::write_atomic(&ctx.layout.stop_marker(name), crate::ops::control::MOVE_MARKER, 0o644);
+            // A kill takes the whole tree, frozen or not.
+            sup.stop(name, StopMode::Kill).await;
+            local.frozen = None;
+            out.info(format!("ha: {name}: stopped; it rejoins as a standby of the new leader"));
+        }
+        Step::Promote => promote(ctx, node, out).await,
+        Step::Follow(leader) => {
+            // A snapshot from before its last repoint still shows the old upstream.
+            let seen = snap
+                .filter(|s| s.taken_unix > local.repointed_at)
+                .and_then(|s| s.status.nodes.iter().find(|n| n.name == name));
+            follow(ctx, &control, node, local, &leader, seen, out).await
+        }
+    }
+}
+
+/// The leader: the record names it, and its standbys have their slots.
+/// (`record`: None when etcd did not answer; the HA sentence says so.)
+async fn lead(ctx: &Ctx, node: &Node, local: &mut Local, record: Option<&State>, out: &Output) {
+    let name = node.name.as_str();
+    local.fenced = false;
+    let named = |st: &State| st.primary.as_deref() == Some(name) && !st.fenced.iter().any(|f| f == name);
+    if record.is_some_and(|st| !named(st)) {
+        if let Err(e) = crate::ops::moves::record_primary(ctx, node, &format!("{name} holds the leader lease")) {
+            out.info(format!("ha: {name}: cannot record it as the primary: {e}"));
+        }
+    }
+    if !local.slots_made {
+        match crate::ops::moves::ensure_slots(ctx, node).await {
+            Ok(()) => local.slots_made = true,
+            Err(e) => out.info(format!("ha: {name}: making the standbys' slots failed: {e}")),
+        }
+    }
+}
+
+/// It took the lease: record it as the primary (so a former primary that
+/// restarts now starts as a standby), then promote it.
+async fn promote(ctx: &Arc<Ctx>, node: &Node, out: &Output) {
+    let name = node.name.as_str();
+    // The snapshot may predate a promotion that already happened.
+    if let Ok(c) = ctx.connect(node).await {
+        if c.query_one("SELECT pg_is_in_recovery()", &[]).await.is_ok_and(|r| !r.get::<_, bool>(0)) {
+            return;
+        }
+    }
+    let old = match ctx.store().load() {
+        Ok(st) => st.primary.filter(|p| p != name),
+        Err(e) => return out.info(format!("ha: {name}: not promoting, the record cannot be read: {e}")),
+    };
+    let why = format!("failover: {name} took the leader lease");
+    let recorded = ctx.store().update(|st| {
+        st.primary = Some(name.to_string());
+        st.last_move = Some(why.clone());
+        st.fenced.retain(|n| n != name);
+        if let Some(o) = &old {
+            if !st.fenced.contains(o) {
+                st.fenced.push(o.clone());
+            }
+        }
+    });
+    if let Err(e) = recorded {
+        return out.info(format!("ha: {name}: not promoting, the record cannot be written: {e}"));
+    }
+    if let Err(e) = crate::ops::moves::promote(ctx, node, ctx.cfg.supervisor.start_timeout).await {
+        return out.info(format!("ha: promoting {name} failed: {e}"));
+    }
+    out.info(format!("ha: {name} promoted"));
+    if let Some(from) = old.as_deref().and_then(|o| ctx.cfg.node(o).ok()) {
+        if let Err(e) = crate::ops::moves::history::record(ctx, MoveKind::Failover, from, node).await {
+            out.info(format!("ha: recording the failover failed: {e}"));
+        }
+    }
+    let done =
+        format!("{name} promoted: it took the leader lease{}", old.map_or(String::new(), |o| format!(" from {o}")));
+    crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Failover, name, &done, out).await;
+}
+
+/// A standby (or a former leader) follows the lease holder.
+async fn follow(
+    ctx: &Arc<Ctx>,
+    control: &Control,
+    node: &Node,
+    local: &mut Local,
+    leader: &str,
+    seen: Option<&NodeStatus>,
+    out: &Output,
+) {
+    let name = node.name.as_str();
+    let Ok(st) = ctx.store().load() else { return };
+    // The new leader records itself first; until it has, wait.
+    if st.primary.as_deref() != Some(leader) {
+        return;
+    }
+    let Ok(primary) = ctx.cfg.node(leader).cloned() else { return };
+    if local.fenced || st.fenced.iter().any(|f| f == name) {
+        if !ctx.cfg.failover.auto_rejoin || Instant::now() < local.next_rejoin {
+            return;
+        }
+        // pg_rewind reaches its source through the source's socket, so
+        // it works when the leader runs here; from another host the old
+        // primary is copied afresh (its dir is moved aside, not deleted).
+        let r = if ctx.is_here(&primary) {
+            crate::ops::moves::rejoin::rejoin(ctx, control, name, out).await
+        } else {
+            crate::ops::moves::rejoin::reclone(ctx, control, name, false, true, out).await
+        };
+        match r {
+            Ok(()) => {
+                local.fenced = false;
+                local.rejoin_failures = 0;
+            }
+            Err(e) => {
+                let wait = super::task::rejoin_backoff(ctx.cfg.failover.rejoin_interval, local.rejoin_failures);
+                local.rejoin_failures += 1;
+                local.next_rejoin = Instant::now() + wait;
+                out.info(format!("ha: rejoining {name} failed, retrying in {}s: {e}", wait.as_secs()));
+            }
+        }
+        return;
+    }
+    // A running standby that streams (or tries to) from another node is
+    // pointed at the leader.
+    let misfollows = seen.is_some_and(|n| {
+        n.state == crate::observe::status::NodeState::Running
+            && n.role == Some(Role::Replica)
+            && n.upstream.as_deref().is_some_and(|u| u != leader)
+    });
+    if misfollows {
+        local.repointed_at = crate::domain::time::now_unix();
+        match crate::ops::moves::repoint(ctx, control, node, &primary).await {
+            Ok(()) => out.info(format!("ha: {name} now follows {leader}")),
+            Err(e) => out.info(format!("ha: repointing {name} at {leader} failed: {e}")),
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Multi-host HA on etcd, with hosts as network namespaces: three hosts on
+//! a bridge, each running its own agent (`ip netns exec … pgrepl up`) with
+//! its own data root, and an etcd member on the bridge's own address, so a
+//! host's link to etcd can be cut apart from its links to the other hosts.
+//! Faults are real: SIGKILL of every process of a host, a blackhole route.
+//!
+//! Every scenario runs a writer through the libpq multi-host URL and a
+//! watcher sampling `pg_is_in_recovery()` on every node every 100 ms, and
+//! asserts that no sample shows two writable primaries and that the
+//! cluster converges (the old primary streams again) by itself.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::etcd::Etcd;
+use crate::faults::Watcher;
+use crate::harness::{is_root, text, wait_until_explained, Cluster};
+use crate::moves::{Writer, APP_DB};
+
+const T: Duration = Duration::from_secs(90);
+
+/// Every host's nodes listen on the same port, as Patroni users run them.
+const PORT: u16 = 5432;
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let o = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), text(&o.stderr)))
+    }
+}
+
+/// A bridge in this namespace (with the etcd address) and `n` hosts on it.
+struct Lan {
+    bridge: String,
+    /// `10.232.<net>.1`: this namespace's address on the bridge.
+    gateway: String,
+    hosts: Vec<Host>,
+}
+
+struct Host {
+    ns: String,
+    veth: String,
+    addr: String,
+}
+
+impl Lan {
+    fn new(n: u32) -> Result<Lan, String> {
+        // Unique per test within this run (tests run in parallel threads).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n_th = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tag = (std::process::id() % 1000) * 10 + n_th % 10;
+        let net = 10 + (std::process::id() * 7 + n_th) % 240;
+        let bridge = format!("pgrb{tag}");
+        let gateway = format!("10.232.{net}.1");
+        let mut lan = Lan { bridge: bridge.clone(), gateway: gateway.clone(), hosts: Vec::new() };
+        ip(&["link", "add", &bridge, "type", "bridge"])?;
+        ip(&["addr", "add", &format!("{gateway}/24"), "dev", &bridge])?;
+        ip(&["link", "set", &bridge, "up"])?;
+        for i in 1..=n {
+            let (ns, veth, addr) =
+                (format!("pgrepl-h{tag}-{i}"), format!("pgr{tag}h{i}"), format!("10.232.{net}.{}", 10 + i));
+            ip(&["netns", "add", &ns])?;
+            lan.hosts.push(Host { ns: ns.clone(), veth: veth.clone(), addr: addr.clone() });
+            ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+            ip(&["link", "set", &veth, "master", &bridge])?;
+            ip(&["link", "set", &veth, "up"])?;
+            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(lan)
+    }
+
+    /// SIGKILL every process of host `i` (1-based): its agent, its fence
+    /// and its PostgreSQL, all at once, as when the machine dies.
+    fn kill_host(&self, i: usize) {
+        for pid in self.pids(i) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    fn pids(&self, i: usize) -> Vec<i32> {
+        let o = Command::new("ip").args(["netns", "pids", &self.hosts[i - 1].ns]).output().expect("ip netns pids");
+        text(&o.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
+
+    /// Cut (or heal) host `i`'s route to etcd; its links to the other hosts stay.
+    fn cut_from_etcd(&self, i: usize, cut: bool) {
+        let what = if cut { "add" } else { "del" };
+        ip(&["-n", &self.hosts[i - 1].ns, "route", what, "blackhole", &format!("{}/32", self.gateway)]).unwrap();
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for i in 1..=self.hosts.len() {
+            self.kill_host(i);
+        }
+        for h in &self.hosts {
+            let _ = ip(&["link", "del", &h.veth]);
+            let _ = ip(&["netns", "del", &h.ns]);
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+/// Three hosts, one node each, and the config every host shares (each with
+/// its own data root: the hosts share this machine's filesystem).
+struct Site {
+    c: Cluster,
+    lan: Lan,
+    _etcd: Etcd,
+}
+
+impl Site {
+    fn new(extra: &str) -> Option<Site> {
+        if !is_root() {
+            eprintln!("skipped: network namespaces need root");
+            return None;
+        }
+        let lan = Lan::new(3).unwrap_or_else(|e| panic!("could not build the hosts (is iproute2 installed?): {e}"));
+        let etcd = Etcd::start_on(&lan.gateway);
+        let c = Cluster::empty();
+        let mut body = "[cluster]\nname = \"hosts\"\ndata_root = \"DATA\"\n\n[replication]\npassword_file = \"secrets/replicator.password\"\nclone_timeout = \"30s\"\n".to_string();
+        for (i, h) in lan.hosts.iter().enumerate() {
+            body.push_str(&format!(
+                "\n[[node]]\nname = \"pg-{}\"\nhost = \"{}\"\nport = {PORT}\napi_port = 8008\n",
+                i + 1,
+                h.addr
+            ));
+        }
+        body.push_str(&format!(
+            "\n[postgresql]\nshared_buffers = \"16MB\"\nmax_connections = 30\n{APP_DB}\n[monitor]\ninterval = \"200ms\"\n\n[etcd]\nendpoints = [\"{}\"]\nttl = \"3s\"\n{extra}",
+            etcd.url
+        ));
+        // The application (the test's writer and watcher) connects from the
+        // bridge's address, outside the cluster's hosts.
+        body.push_str(&format!(
+            "\n[[hba]]\ntype = \"host\"\ndatabase = \"app\"\nuser = \"app\"\naddress = \"{}/32\"\nmethod = \"scram-sha-256\"\n",
+            lan.gateway
+        ));
+        c.write("secrets/app.password", "app-secret\n");
+        for f in ["secrets/app.password", "secrets/replicator.password"] {
+            std::fs::set_permissions(c.path(f), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        }
+        for i in 1..=3 {
+            c.write(&format!("host{i}.toml"), &body.replace("DATA", &format!("h{i}")));
+        }
+        Some(Site { c, lan, _etcd: etcd })
+    }
+
+    /// `pgrepl ARGS` on host `i`, in its namespace, with its config.
+    fn on(&self, i: usize, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.lan.hosts[i - 1].ns, env!("CARGO_BIN_EXE_pgrepl"), "-c"])
+            .arg(self.c.path(&format!("host{i}.toml")))
+            .args(args)
+            .current_dir(self.c.dir.path())
+            .output()
+            .expect("ip netns exec pgrepl")
+    }
+
+    fn ok_on(&self, i: usize, args: &[&str]) -> String {
+        let o = self.on(i, args);
+        assert!(o.status.success(), "host {i}: pgrepl {args:?}:\n{}\n{}", text(&o.stdout), text(&o.stderr));
+        text(&o.stdout)
+    }
+
+    /// `status --json` as host `i` sees it.
+    fn status(&self, i: usize) -> serde_json::Value {
+        serde_json::from_str(&self.ok_on(i, &["status", "--json"])).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn node<'a>(st: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+        st["nodes"].as_array()?.iter().find(|n| n["name"] == name)
+    }
+
+    /// Host `i` sees `name` streaming from `upstream`.
+    fn streams_from(&self, i: usize, name: &str, upstream: &str) -> bool {
+        let st = self.status(i);
+        Site::node(&st, name).is_some_and(|n| {
+            n["role"] == "replica" && n["upstream"] == upstream && n["replication"]["state"] == "streaming"
+        })
+    }
+
+    fn logs(&self) -> String {
+        let status = (1..=3).map(|i| format!("status seen by host {i}:\n{}", text(&self.on(i, &["status"]).stdout)));
+        let status: Vec<String> = status.collect();
+        status.join("\n")
+            + &(1..=3)
+                .map(|i| {
+                    let log = std::fs::read_to_string(self.c.path(&format!("h{i}/pgrepl.log"))).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+                    format!("--- host {i} ---\n{}", tail.join("\n"))
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+    }
+
+    fn wait(&self, what: &str, f: impl FnMut() -> bool) {
+        wait_until_explained(what, T, f, || self.logs());
+    }
+
+    /// Bring the cluster up host by host, and wait until both replicas stream.
+    fn up(&self) {
+        let out = self.ok_on(1, &["up", "--detach"]);
+        assert!(out.contains("leaving pg-2"), "{out}");
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| self.on(2, &["up", "--detach"]));
+            let b = s.spawn(|| self.on(3, &["up", "--detach"]));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        for (i, o) in [(2, a), (3, b)] {
+            assert!(o.status.success(), "host {i}: up:\n{}\n{}", text(&o.stdout), text(&o.stderr));
+        }
+        self.wait("pg-2 and pg-3 stream from pg-1", || {
+            self.streams_from(1, "pg-2", "pg-1") && self.streams_from(1, "pg-3", "pg-1")
+        });
+        self.sql(1, "CREATE TABLE IF NOT EXISTS w (id bigint PRIMARY KEY)");
+        self.sql(1, "GRANT ALL ON w TO app");
+    }
+
+    /// SQL in the `app` database of host `i`'s node, as the superuser.
+    fn sql(&self, i: usize, sql: &str) -> String {
+        let node = format!("pg-{i}");
+        self.ok_on(i, &["psql", &node, "--", "-X", "-d", "app", "-v", "ON_ERROR_STOP=1", "-tAc", sql])
+            .trim()
+            .to_string()
+    }
+
+    fn addrs(&self) -> Vec<(String, u16)> {
+        self.lan.hosts.iter().map(|h| (h.addr.clone(), PORT)).collect()
+    }
+
+    /// The node that host `i` sees as a writable primary, if exactly one.
+    fn primary_seen_by(&self, i: usize) -> Option<String> {
+        let st = self.status(i);
+        let w: Vec<String> = st["nodes"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["state"] == "running" && n["role"] == "primary")
+            .filter_map(|n| n["name"].as_str().map(str::to_string))
+            .collect();
+        (w.len() == 1).then(|| w[0].clone())
+    }
+}
+
+/// Writer and watcher around one fault; the invariants at its end.
+struct Watched {
+    writer: Writer,
+    watcher: Watcher,
+    fault_at: Option<Instant>,
+}
+
+impl Watched {
+    fn start(site: &Site) -> Watched {
+        let writer = Writer::start_at(&site.addrs(), Some(Duration::from_secs(1)));
+        writer.wait_more(20);
+        Watched { writer, watcher: Watcher::start_at(site.addrs()), fault_at: None }
+    }
+
+    fn fault(&mut self) {
+        self.fault_at = Some(Instant::now());
+    }
+
+    /// Stop both and check: no sample with two writable primaries. Prints
+    /// the figures (the time to the first write acknowledged after the
+    /// fault, the longest write gap) for the closing note.
+    fn finish(self, name: &str) {
+        let gap = self.writer.longest_gap();
+        let first_after = self.fault_at.and_then(|f| self.writer.first_ack_elsewhere_after(f).map(|(t, s)| (t - f, s)));
+        let acked = self.writer.finish();
+        let (samples, dual) = self.watcher.finish();
+        eprintln!(
+            "hosts scenario `{name}`: first write acknowledged by another server after the fault {}, longest write gap {:.2}s, acknowledged writes {}, samples {samples}, dual-primary samples {dual}",
+            first_after.map_or("-".into(), |(d, s)| format!("{:.2}s ({s})", d.as_secs_f64())),
+            gap.as_secs_f64(),
+            acked.len()
+        );
+        assert_eq!(dual, 0, "{name}: {dual} samples showed two writable primaries");
+    }
+}
+
+#[test]
+fn the_primary_host_dies_a_replica_on_another_host_takes_over_and_the_old_one_rejoins() {
+    let Some(site) = Site::new("") else { return };
+    site.up();
+    assert_eq!(site.primary_seen_by(2).as_deref(), Some("pg-1"));
+    let mut w = Watched::start(&site);
+
+    w.fault();
+    site.lan.kill_host(1);
+    let mut new = None;
+    site.wait("a replica on another host becomes the primary", || {
+        new = site.primary_seen_by(2).filter(|p| p != "pg-1");
+        new.is_some()
+    });
+    let new = new.unwrap();
+    let other = if new == "pg-2" { "pg-3" } else { "pg-2" };
+    let i = if new == "pg-2" { 2 } else { 3 };
+    site.wait("the other replica follows the new primary", || site.streams_from(i, other, &new));
+    let history = site.ok_on(i, &["history"]);
+    let row = history.lines().find(|l| l.contains("failover")).unwrap_or_default().to_string();
+    assert!(row.split_whitespace().rev().take(2).eq([new.as_str(), "pg-1"]), "{history}");
+
+    // The host comes back: its agent finds pg-1 fenced (the new leader
+    // recorded it) and brings it back as a standby of the new primary.
+    let back = site.ok_on(1, &["up", "--detach"]);
+    assert!(!back.contains("pg-1: primary"), "{back}");
+    site.wait("pg-1 streams from the new primary", || site.streams_from(i, "pg-1", &new));
+    w.finish("kill the primary's host");
+}
+
+#[test]
+fn a_primary_cut_off_from_etcd_is_frozen_a_replica_takes_over_and_it_rejoins_after_the_heal() {
+    let Some(site) = Site::new("") else { return };
+    site.up();
+    let mut w = Watched::start(&site);
+
+    w.fault();
+    site.lan.cut_from_etcd(1, true);
+    let mut new = None;
+    site.wait("a replica becomes the primary", || {
+        new = site.primary_seen_by(2).filter(|p| p != "pg-1");
+        new.is_some()
+    });
+    let new = new.unwrap();
+    let i = if new == "pg-2" { 2 } else { 3 };
+    let log = std::fs::read_to_string(site.c.path("h1/pgrepl.log")).unwrap_or_default();
+    assert!(log.contains("pg-1: froze postgres"), "the old primary was frozen at its deadline:\n{log}");
+
+    if std::env::var_os("PGREPL_TEST_LOGS").is_some() {
+        eprintln!("{}", site.logs());
+    }
+    site.lan.cut_from_etcd(1, false);
+    site.wait("pg-1 streams from the new primary after the heal", || site.streams_from(i, "pg-1", &new));
+    w.finish("cut the primary from etcd");
+}
