@@ -289,6 +289,15 @@ pub fn run(cli: Cli) -> Result<()> {
     for name in named_nodes(&cli.command) {
         ctx.cfg.node(name)?;
     }
+    // Across hosts, the agent's fence is forked while this process has one
+    // thread: an `up` that runs the agent (in the foreground, or as the
+    // detached child) gets one; an `up` that only attaches lets it go.
+    let fence = match (&cli.command, &ctx.cfg.etcd) {
+        (Command::Up { detach, supervise_child, .. }, Some(_)) if !*detach || *supervise_child => {
+            Some(std::sync::Arc::new(crate::agent::fence::Fence::spawn()?))
+        }
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -299,7 +308,15 @@ pub fn run(cli: Cli) -> Result<()> {
         match cli.command {
             Command::Init { .. } => Ok(()),
             Command::Up { nodes, detach, reclone, supervise_child, quiet_postgres } => {
-                let o = crate::cmd::up::UpOptions { nodes, detach, reclone, supervise_child, quiet_postgres, log_format };
+                let o = crate::cmd::up::UpOptions {
+                    nodes,
+                    detach,
+                    reclone,
+                    supervise_child,
+                    quiet_postgres,
+                    log_format,
+                    fence,
+                };
                 crate::cmd::up::run(ctx, o).await
             }
             Command::Down { nodes, leave_running: false } => crate::cmd::down::run(&ctx, &nodes).await,

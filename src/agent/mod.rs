@@ -6,6 +6,7 @@
 
 pub(crate) mod api;
 pub(crate) mod durability;
+pub(crate) mod fence;
 pub(crate) mod ha;
 pub(crate) mod monitor;
 pub(crate) mod publish;
@@ -62,7 +63,7 @@ impl Agent {
     /// A supervisor for `nodes` (nothing starts yet). Across hosts the HA
     /// loop starts here, before any node: a primary starts only under the
     /// leader lease, which that loop takes and keeps.
-    pub(crate) fn new(ctx: Arc<Ctx>, nodes: &[Node], out: Output) -> Agent {
+    pub(crate) fn new(ctx: Arc<Ctx>, nodes: &[Node], out: Output, fence: Option<Arc<fence::Fence>>) -> Agent {
         let sup = Supervisor::new(ctx.clone(), nodes, out.clone());
         let mut agent = Agent {
             ctx: ctx.clone(),
@@ -74,7 +75,7 @@ impl Agent {
         };
         if ctx.cfg.etcd.is_some() {
             let (sup, out, latest) = (agent.sup.clone(), agent.out.clone(), agent.snapshots.subscribe());
-            agent.tasks.spawn(ha::hosted::run(ctx, sup, latest, out, agent.stop_signal()));
+            agent.tasks.spawn(ha::hosted::run(ctx, sup, latest, out, fence, agent.stop_signal()));
         }
         agent
     }

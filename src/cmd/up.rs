@@ -38,6 +38,8 @@ pub(crate) struct UpOptions {
     pub quiet_postgres: bool,
     /// `--log-format`, passed on to a detached supervisor.
     pub log_format: Option<String>,
+    /// Across hosts: the fence process, forked before the runtime started.
+    pub fence: Option<std::sync::Arc<crate::agent::fence::Fence>>,
 }
 
 /// Entry point of `pgrepl up`.
@@ -91,7 +93,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     if let Ok(text) = std::fs::read(&ctx.cfg.path) {
         crate::pg::fsutil::write_atomic(&ctx.layout.supervisor_config(), &text, 0o600)?;
     }
-    let mut agent = Agent::new(ctx.clone(), &selected, out.clone());
+    let mut agent = Agent::new(ctx.clone(), &selected, out.clone(), opts.fence.clone());
     let sup = agent.supervisor().clone();
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Other(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Other(e.to_string()))?;

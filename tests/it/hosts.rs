@@ -338,3 +338,45 @@ fn a_primary_cut_off_from_etcd_is_frozen_a_replica_takes_over_and_it_rejoins_aft
     site.wait("pg-1 streams from the new primary after the heal", || site.streams_from(i, "pg-1", &new));
     w.finish("cut the primary from etcd");
 }
+
+/// The agent's pid on host `i`: the first line of its lock file.
+fn agent_pid(site: &Site, i: usize) -> i32 {
+    let text = std::fs::read_to_string(site.c.path(&format!("h{i}/pgrepl.pid"))).expect("lock file");
+    text.lines().next().and_then(|l| l.trim().parse().ok()).expect("pid")
+}
+
+/// The timestamp of the first line of host `i`'s log containing `what`.
+fn logged_at(site: &Site, i: usize, what: &str) -> Option<String> {
+    let log = std::fs::read_to_string(site.c.path(&format!("h{i}/pgrepl.log"))).ok()?;
+    let line = log.lines().find(|l| l.contains(what))?;
+    line.split_whitespace().nth(1).map(str::to_string)
+}
+
+#[test]
+fn a_frozen_agent_cannot_keep_its_primary_writable_its_fence_freezes_it_before_a_replica_promotes() {
+    let Some(site) = Site::new("") else { return };
+    site.up();
+    let mut w = Watched::start(&site);
+    let agent = nix::unistd::Pid::from_raw(agent_pid(&site, 1));
+
+    w.fault();
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut new = None;
+    site.wait("a replica becomes the primary while pg-1's agent is frozen", || {
+        new = site.primary_seen_by(2).filter(|p| p != "pg-1");
+        new.is_some()
+    });
+    let new = new.unwrap();
+    let i = if new == "pg-2" { 2 } else { 3 };
+    let froze = logged_at(&site, 1, "fence: pg-1: froze postgres").expect("the fence froze pg-1");
+    site.wait("the new primary's promotion is logged", || {
+        logged_at(&site, i, &format!("ha: {new} promoted")).is_some()
+    });
+    let promoted = logged_at(&site, i, &format!("ha: {new} promoted")).unwrap();
+    assert!(froze < promoted, "the fence froze pg-1 at {froze}, after {new} was promoted at {promoted}");
+
+    // The agent wakes: it finds another leader, stops pg-1 and brings it back as a standby.
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGCONT).unwrap();
+    site.wait("pg-1 streams from the new primary", || site.streams_from(i, "pg-1", &new));
+    w.finish("freeze the primary's agent");
+}

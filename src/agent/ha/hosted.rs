@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::member::{Member, MemberFacts, Step};
+use crate::agent::fence::Fence;
 use crate::agent::supervise::{NodeState, Supervisor};
 use crate::agent::Stop;
 use crate::config::{Node, Role};
@@ -42,31 +43,63 @@ struct Local {
     /// When it last repointed its standby: a snapshot older than that
     /// still shows the old upstream.
     repointed_at: f64,
+    /// The postmaster the fence watches for this node.
+    held: Option<i32>,
 }
 
 /// Run one loop per node of this host until a stop is requested. Each
 /// node has its own loop (a re-clone of one never delays another's lease
 /// renewal) and its own lease handle.
-pub(crate) async fn run(ctx: Arc<Ctx>, sup: Supervisor, latest: Latest, out: Output, stop: Stop) {
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    sup: Supervisor,
+    latest: Latest,
+    out: Output,
+    fence: Option<Arc<Fence>>,
+    stop: Stop,
+) {
     let (Some(gw), Some(e)) = (ctx.etcd(), &ctx.cfg.etcd) else { return };
     let mut loops = tokio::task::JoinSet::new();
     for name in sup.nodes() {
         let dcs: Arc<dyn Dcs> = Arc::new(EtcdDcs::on(gw.clone(), &e.prefix, &ctx.cfg.cluster_name));
-        let (ctx, sup, latest, out, stop) = (ctx.clone(), sup.clone(), latest.clone(), out.clone(), stop.clone());
-        loops.spawn(node_loop(ctx, sup, latest, dcs, out, stop, name));
+        let env = Env { ctx: ctx.clone(), sup: sup.clone(), dcs, out: out.clone(), fence: fence.clone() };
+        loops.spawn(node_loop(env, latest.clone(), stop.clone(), name));
     }
     while loops.join_next().await.is_some() {}
 }
 
-async fn node_loop(
+/// What one node's loop works with.
+struct Env {
     ctx: Arc<Ctx>,
     sup: Supervisor,
-    mut latest: Latest,
     dcs: Arc<dyn Dcs>,
     out: Output,
-    mut stop: Stop,
-    name: String,
-) {
+    /// The host's fence: told each leader deadline, so it freezes the
+    /// leader even if this process cannot.
+    fence: Option<Arc<Fence>>,
+}
+
+impl Env {
+    /// Tell the fence the leader `pid` may run for `left`, releasing the
+    /// pid it watched before if postgres restarted meanwhile.
+    fn hold(&self, local: &mut Local, name: &str, pid: i32, left: Duration) {
+        let Some(f) = &self.fence else { return };
+        if let Some(old) = local.held.filter(|p| *p != pid) {
+            f.release(old);
+        }
+        f.hold(name, pid, left);
+        local.held = Some(pid);
+    }
+
+    fn release(&self, local: &mut Local) {
+        if let (Some(f), Some(pid)) = (&self.fence, local.held.take()) {
+            f.release(pid);
+        }
+    }
+}
+
+async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
+    let (ctx, sup, dcs, out) = (&env.ctx, &env.sup, &env.dcs, &env.out);
     let ttl = ctx.cfg.etcd.as_ref().map_or(Duration::from_secs(3), |e| e.ttl);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let Ok(node) = ctx.cfg.node(&name).cloned() else { return };
@@ -79,6 +112,7 @@ async fn node_loop(
         next_rejoin: Instant::now(),
         rejoin_failures: 0,
         repointed_at: 0.0,
+        held: None,
     };
     let tick = ttl / 6;
     loop {
@@ -105,10 +139,10 @@ async fn node_loop(
         };
         let started = tokio::time::Instant::now();
         let decided = tokio::time::timeout(bound, async {
-            let record = read_record(&ctx, bound).await;
-            let mut facts = facts(&ctx, &sup, snap.as_deref(), &node, &local, record.as_ref());
+            let record = read_record(ctx, bound).await;
+            let mut facts = facts(ctx, sup, snap.as_deref(), &node, &local, record.as_ref());
             if !facts.others_writable.is_empty() && matches!(dcs.leader().await, Ok(None)) {
-                facts.others_writable = still_writable(&ctx, &facts.others_writable).await;
+                facts.others_writable = still_writable(ctx, &facts.others_writable).await;
             }
             let remaining = bound.saturating_sub(started.elapsed());
             let (step, why) =
@@ -124,8 +158,16 @@ async fn node_loop(
                 None,
             ),
         };
-        say(&ctx, &mut local, &why, &out);
-        act(&ctx, &sup, &node, &mut local, step, snap.as_deref(), record.as_ref(), &out).await;
+        say(ctx, &mut local, &why, out);
+        let (renewed, demoted) = (matches!(step, Step::Lead | Step::Thaw), step == Step::Demote);
+        act(ctx, sup, &node, &mut local, step, snap.as_deref(), record.as_ref(), out).await;
+        match (sup.state(&name), local.member.deadline()) {
+            (NodeState::Running { pid }, Some(d)) if renewed => {
+                env.hold(&mut local, &name, pid, d.saturating_sub(clock.now()))
+            }
+            _ if demoted => env.release(&mut local),
+            _ => {}
+        }
     }
     // A frozen primary has no confirmed lease: it is never thawed behind
     // our back, and a frozen process would not heed a shutdown. Kill it.
@@ -135,6 +177,9 @@ async fn node_loop(
         ));
         sup.stop(&name, StopMode::Kill).await;
     }
+    // A clean stop: the supervisor stops the nodes next, and a fence that
+    // froze one mid-shutdown would leave it hanging.
+    env.release(&mut local);
 }
 
 /// The cluster's record, or None when etcd does not answer within `bound`
