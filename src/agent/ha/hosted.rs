@@ -59,6 +59,12 @@ pub(crate) async fn run(
     stop: Stop,
 ) {
     let (Some(gw), Some(e)) = (ctx.etcd(), &ctx.cfg.etcd) else { return };
+    let g = gw.clone();
+    if let Ok(Ok(v)) = tokio::task::spawn_blocking(move || g.version_blocking()).await {
+        if let Some(caveat) = crate::store::etcd::version_caveat(&v) {
+            out.info(format!("warning: {caveat}"));
+        }
+    }
     let mut loops = tokio::task::JoinSet::new();
     for name in sup.nodes() {
         let dcs: Arc<dyn Dcs> = Arc::new(EtcdDcs::on(gw.clone(), &e.prefix, &ctx.cfg.cluster_name));

@@ -52,12 +52,22 @@ impl Gateway {
 
     /// POST `body` to `path` on the first member that answers.
     pub(crate) fn call_blocking(&self, path: &str, body: &Value) -> Result<Value> {
+        self.request("POST", path, Some(body))
+    }
+
+    /// The version of the first member that answers (`GET /version`).
+    pub(crate) fn version_blocking(&self) -> Result<String> {
+        let v = self.request("GET", "/version", None)?;
+        v["etcdserver"].as_str().map(str::to_string).ok_or_else(|| Error::Other(format!("etcd /version: {v}")))
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         let n = self.endpoints.len();
         let first = self.preferred.load(Ordering::Relaxed) % n;
         let mut errors = Vec::new();
         for i in 0..n {
             let at = (first + i) % n;
-            match exchange(&self.endpoints[at], path, body) {
+            match exchange(&self.endpoints[at], method, path, body) {
                 Ok(v) => {
                     self.preferred.store(at, Ordering::Relaxed);
                     return Ok(v);
@@ -88,16 +98,16 @@ enum Failure {
 }
 use Failure::{Answered, Unreachable};
 
-fn exchange(endpoint: &str, path: &str, body: &Value) -> std::result::Result<Value, Failure> {
+fn exchange(endpoint: &str, method: &str, path: &str, body: Option<&Value>) -> std::result::Result<Value, Failure> {
     let fail = |e: String| Unreachable(format!("{endpoint}: {e}"));
     let addr =
         endpoint.to_socket_addrs().map_err(|e| fail(e.to_string()))?.next().ok_or_else(|| fail("no address".into()))?;
     let mut s = TcpStream::connect_timeout(&addr, CALL_TIMEOUT).map_err(|e| fail(e.to_string()))?;
     s.set_read_timeout(Some(CALL_TIMEOUT)).map_err(|e| fail(e.to_string()))?;
     s.set_write_timeout(Some(CALL_TIMEOUT)).map_err(|e| fail(e.to_string()))?;
-    let body = body.to_string();
+    let body = body.map(Value::to_string).unwrap_or_default();
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).map_err(|e| fail(e.to_string()))?;
@@ -118,6 +128,25 @@ fn exchange(endpoint: &str, path: &str, body: &Value) -> std::result::Result<Val
         return Err(Answered(Error::Other(format!("etcd at {endpoint}: {path}: HTTP {status}: {msg}"))));
     }
     Ok(v)
+}
+
+/// Why a version of etcd needs care, if it does: before 3.4.31 and 3.5.13,
+/// a lease could be revoked early after an etcd leader change (etcd issue
+/// 15247), so a lease alone could let two nodes lead for a moment.
+pub(crate) fn version_caveat(version: &str) -> Option<String> {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor, patch) = (parts.next()?, parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    let fixed = match (major, minor) {
+        (3, 4) => patch >= 31,
+        (3, 5) => patch >= 13,
+        (3, m) => m >= 6,
+        (m, _) => m > 3,
+    };
+    (!fixed).then(|| {
+        format!(
+            "etcd {version} may revoke a lease early after an etcd leader change (fixed in 3.4.31 and 3.5.13); pgrepl's direct probe of the old primary before a promotion is the backstop. Upgrade etcd when you can"
+        )
+    })
 }
 
 pub(crate) fn b64(s: &str) -> String {
@@ -161,6 +190,11 @@ mod tests {
         assert_eq!(dechunk("5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n"), "{\"a\":1}");
         assert!(Gateway::new(&["https://x:2379".into()]).is_err());
         assert_eq!(Gateway::new(&["http://10.0.0.1:2379/".into()]).unwrap().endpoints, vec!["10.0.0.1:2379"]);
+        assert!(version_caveat("3.4.23").is_some_and(|w| w.contains("3.4.31")));
+        assert_eq!(version_caveat("3.4.31"), None);
+        assert!(version_caveat("3.5.12").is_some());
+        assert_eq!(version_caveat("3.5.13"), None);
+        assert_eq!(version_caveat("3.6.0"), None);
     }
 
     #[test]

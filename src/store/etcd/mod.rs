@@ -7,7 +7,7 @@ mod lease;
 mod members;
 mod record;
 
-pub(crate) use gateway::Gateway;
+pub(crate) use gateway::{version_caveat, Gateway};
 pub(crate) use lease::leader_blocking;
 pub use lease::EtcdDcs;
 pub(crate) use members::{read_members, Members};
