@@ -7,46 +7,36 @@ use std::time::Duration;
 
 use pgrepl::{Dcs, EtcdDcs};
 
-use crate::harness::{free_port, http_get_at, wait_until};
+use crate::harness::{free_port, http_get, wait_until};
 
-/// One etcd member in a temp dir, stopped on drop.
-pub struct Etcd {
+/// One etcd member on loopback, in a temp dir, stopped on drop.
+struct Etcd {
     child: Child,
-    pub url: String,
+    url: String,
     _dir: tempfile::TempDir,
 }
 
 impl Etcd {
     fn start() -> Etcd {
-        Etcd::start_on("127.0.0.1")
-    }
-
-    /// A member listening on `ip` (an address of this namespace), with
-    /// the timing the README recommends on a LAN.
-    pub fn start_on(ip: &str) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
-        let (curl, purl) = (format!("http://{ip}:{client}"), format!("http://{ip}:{peer}"));
+        let (curl, purl) = (format!("http://127.0.0.1:{client}"), format!("http://127.0.0.1:{peer}"));
         let child = Command::new("etcd")
             .args(["--name", "t", "--data-dir"])
             .arg(dir.path().join("etcd"))
             .args(["--listen-client-urls", &curl, "--advertise-client-urls", &curl])
             .args(["--listen-peer-urls", &purl, "--initial-advertise-peer-urls", &purl])
             .args(["--initial-cluster", &format!("t={purl}")])
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd (Debian's etcd-server; bash scripts/install-deps.sh --test installs it)");
         let e = Etcd { child, url: curl, _dir: dir };
-        wait_until("etcd answers /health", Duration::from_secs(30), || health(ip, client));
+        wait_until("etcd answers /health", Duration::from_secs(30), || {
+            http_get(client, "/health").is_some_and(|(code, body)| code == 200 && body.contains("true"))
+        });
         e
     }
-}
-
-/// etcd's `/health` on `ip:port` says true.
-fn health(ip: &str, port: u16) -> bool {
-    http_get_at(ip, port, "/health").is_some_and(|(code, body)| code == 200 && body.contains("true"))
 }
 
 impl Drop for Etcd {

@@ -9,120 +9,37 @@
 //! asserts that no sample shows two writable primaries and that the
 //! cluster converges (the old primary streams again) by itself.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::etcd::Etcd;
 use crate::faults::Watcher;
 use crate::harness::{is_root, text, wait_until_explained, Cluster};
 use crate::moves::{Writer, APP_DB};
+use crate::netns::Lan;
 
 const T: Duration = Duration::from_secs(90);
 
 /// Every host's nodes listen on the same port, as Patroni users run them.
 const PORT: u16 = 5432;
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let o = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), text(&o.stderr)))
-    }
-}
-
-/// A bridge in this namespace (with the etcd address) and `n` hosts on it.
-struct Lan {
-    bridge: String,
-    /// `10.232.<net>.1`: this namespace's address on the bridge.
-    gateway: String,
-    hosts: Vec<Host>,
-}
-
-struct Host {
-    ns: String,
-    veth: String,
-    addr: String,
-}
-
-impl Lan {
-    fn new(n: u32) -> Result<Lan, String> {
-        // Unique per test within this run (tests run in parallel threads).
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n_th = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let tag = (std::process::id() % 1000) * 10 + n_th % 10;
-        let net = 10 + (std::process::id() * 7 + n_th) % 240;
-        let bridge = format!("pgrb{tag}");
-        let gateway = format!("10.232.{net}.1");
-        let mut lan = Lan { bridge: bridge.clone(), gateway: gateway.clone(), hosts: Vec::new() };
-        ip(&["link", "add", &bridge, "type", "bridge"])?;
-        ip(&["addr", "add", &format!("{gateway}/24"), "dev", &bridge])?;
-        ip(&["link", "set", &bridge, "up"])?;
-        for i in 1..=n {
-            let (ns, veth, addr) =
-                (format!("pgrepl-h{tag}-{i}"), format!("pgr{tag}h{i}"), format!("10.232.{net}.{}", 10 + i));
-            ip(&["netns", "add", &ns])?;
-            lan.hosts.push(Host { ns: ns.clone(), veth: veth.clone(), addr: addr.clone() });
-            ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-            ip(&["link", "set", &veth, "master", &bridge])?;
-            ip(&["link", "set", &veth, "up"])?;
-            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        }
-        Ok(lan)
-    }
-
-    /// SIGKILL every process of host `i` (1-based): its agent, its fence
-    /// and its PostgreSQL, all at once, as when the machine dies.
-    fn kill_host(&self, i: usize) {
-        for pid in self.pids(i) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-
-    fn pids(&self, i: usize) -> Vec<i32> {
-        let o = Command::new("ip").args(["netns", "pids", &self.hosts[i - 1].ns]).output().expect("ip netns pids");
-        text(&o.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
-    }
-
-    /// Cut (or heal) host `i`'s route to etcd; its links to the other hosts stay.
-    fn cut_from_etcd(&self, i: usize, cut: bool) {
-        let what = if cut { "add" } else { "del" };
-        ip(&["-n", &self.hosts[i - 1].ns, "route", what, "blackhole", &format!("{}/32", self.gateway)]).unwrap();
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        for i in 1..=self.hosts.len() {
-            self.kill_host(i);
-        }
-        for h in &self.hosts {
-            let _ = ip(&["link", "del", &h.veth]);
-            let _ = ip(&["netns", "del", &h.ns]);
-        }
-        let _ = ip(&["link", "del", &self.bridge]);
-    }
-}
-
 /// Three hosts, one node each, and the config every host shares (each with
 /// its own data root: the hosts share this machine's filesystem).
 struct Site {
-    c: Cluster,
     lan: Lan,
-    _etcd: Etcd,
+    c: Cluster,
 }
 
 impl Site {
-    fn new(extra: &str) -> Option<Site> {
+    /// Three hosts and an etcd of `members` members.
+    fn new(members: u32, extra: &str) -> Option<Site> {
         if !is_root() {
             eprintln!("skipped: network namespaces need root");
             return None;
         }
-        let lan = Lan::new(3).unwrap_or_else(|e| panic!("could not build the hosts (is iproute2 installed?): {e}"));
-        let etcd = Etcd::start_on(&lan.gateway);
         let c = Cluster::empty();
+        let mut lan = Lan::new(3, c.dir.path())
+            .unwrap_or_else(|e| panic!("could not build the hosts (is iproute2 installed?): {e}"));
+        let etcd = lan.start_etcd(members);
         let mut body = "[cluster]\nname = \"hosts\"\ndata_root = \"DATA\"\n\n[replication]\npassword_file = \"secrets/replicator.password\"\nclone_timeout = \"30s\"\n".to_string();
         for (i, h) in lan.hosts.iter().enumerate() {
             body.push_str(&format!(
@@ -132,8 +49,8 @@ impl Site {
             ));
         }
         body.push_str(&format!(
-            "\n[postgresql]\nshared_buffers = \"16MB\"\nmax_connections = 30\n{APP_DB}\n[monitor]\ninterval = \"200ms\"\n\n[etcd]\nendpoints = [\"{}\"]\nttl = \"3s\"\n{extra}",
-            etcd.url
+            "\n[postgresql]\nshared_buffers = \"16MB\"\nmax_connections = 30\n{APP_DB}\n[monitor]\ninterval = \"200ms\"\n\n[etcd]\nendpoints = [{}]\nttl = \"3s\"\n{extra}",
+            etcd.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ")
         ));
         // The application (the test's writer and watcher) connects from the
         // bridge's address, outside the cluster's hosts.
@@ -148,13 +65,14 @@ impl Site {
         for i in 1..=3 {
             c.write(&format!("host{i}.toml"), &body.replace("DATA", &format!("h{i}")));
         }
-        Some(Site { c, lan, _etcd: etcd })
+        Some(Site { lan, c })
     }
 
     /// `pgrepl ARGS` on host `i`, in its namespace, with its config.
     fn on(&self, i: usize, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.lan.hosts[i - 1].ns, env!("CARGO_BIN_EXE_pgrepl"), "-c"])
+        self.lan
+            .exec(i, env!("CARGO_BIN_EXE_pgrepl"))
+            .arg("-c")
             .arg(self.c.path(&format!("host{i}.toml")))
             .args(args)
             .current_dir(self.c.dir.path())
@@ -230,6 +148,12 @@ impl Site {
             .to_string()
     }
 
+    /// `node` has a member key in etcd: its agent published it within the
+    /// key's lease.
+    fn member_published(&self, node: &str) -> bool {
+        self.lan.etcd_key_exists(&format!("/pgrepl/hosts/members/{node}")) == Some(true)
+    }
+
     fn addrs(&self) -> Vec<(String, u16)> {
         self.lan.hosts.iter().map(|h| (h.addr.clone(), PORT)).collect()
     }
@@ -249,7 +173,7 @@ impl Site {
 
 /// Writer and watcher around one fault; the invariants at its end.
 struct Watched {
-    writer: Writer,
+    pub writer: Writer,
     watcher: Watcher,
     fault_at: Option<Instant>,
 }
@@ -285,7 +209,7 @@ impl Watched {
 
 #[test]
 fn the_primary_host_dies_a_replica_on_another_host_takes_over_and_the_old_one_rejoins() {
-    let Some(site) = Site::new("") else { return };
+    let Some(site) = Site::new(1, "") else { return };
     site.up();
     assert_eq!(site.primary_seen_by(2).as_deref(), Some("pg-1"));
     let mut w = Watched::start(&site);
@@ -315,7 +239,7 @@ fn the_primary_host_dies_a_replica_on_another_host_takes_over_and_the_old_one_re
 
 #[test]
 fn a_primary_cut_off_from_etcd_is_frozen_a_replica_takes_over_and_it_rejoins_after_the_heal() {
-    let Some(site) = Site::new("") else { return };
+    let Some(site) = Site::new(1, "") else { return };
     site.up();
     let mut w = Watched::start(&site);
 
@@ -354,7 +278,7 @@ fn logged_at(site: &Site, i: usize, what: &str) -> Option<String> {
 
 #[test]
 fn a_frozen_agent_cannot_keep_its_primary_writable_its_fence_freezes_it_before_a_replica_promotes() {
-    let Some(site) = Site::new("") else { return };
+    let Some(site) = Site::new(1, "") else { return };
     site.up();
     let mut w = Watched::start(&site);
     let agent = nix::unistd::Pid::from_raw(agent_pid(&site, 1));
@@ -379,4 +303,91 @@ fn a_frozen_agent_cannot_keep_its_primary_writable_its_fence_freezes_it_before_a
     nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGCONT).unwrap();
     site.wait("pg-1 streams from the new primary", || site.streams_from(i, "pg-1", &new));
     w.finish("freeze the primary's agent");
+}
+
+impl Site {
+    /// The moves recorded in the cluster's history, as host `i` reads it.
+    fn moves(&self, i: usize) -> usize {
+        let h: serde_json::Value = serde_json::from_str(&self.ok_on(i, &["history", "--json"])).unwrap_or_default();
+        h.as_array().map_or(0, Vec::len)
+    }
+
+    /// pg-1 is still the primary, on its first timeline, with no move recorded.
+    fn same_primary(&self) {
+        assert_eq!(self.primary_seen_by(2).as_deref(), Some("pg-1"), "{}", self.logs());
+        let tl = self.sql(1, "SELECT timeline_id FROM pg_control_checkpoint()");
+        assert_eq!(tl, "1", "pg-1 changed timeline");
+        assert_eq!(self.moves(2), 0, "a move was recorded:\n{}", self.ok_on(2, &["history"]));
+    }
+}
+
+#[test]
+fn a_host_frozen_for_a_moment_keeps_its_primary() {
+    let Some(site) = Site::new(1, "") else { return };
+    site.up();
+    let mut w = Watched::start(&site);
+    w.fault();
+    site.lan.freeze_host(1, true);
+    // The fault is a 1.5 s pause of the whole host (a VM stall), shorter
+    // than the lease's margin: the agent renews in time when it wakes.
+    std::thread::sleep(Duration::from_millis(1500));
+    site.lan.freeze_host(1, false);
+    w.writer.wait_more(50);
+    site.same_primary();
+    w.finish("freeze the primary's host for 1.5 s");
+}
+
+#[test]
+fn a_standby_whose_agent_is_frozen_causes_no_failover_and_its_member_key_expires() {
+    let Some(site) = Site::new(1, "") else { return };
+    site.up();
+    let mut w = Watched::start(&site);
+    let agent = nix::unistd::Pid::from_raw(agent_pid(&site, 2));
+    w.fault();
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    site.wait("pg-2's member key expires", || !site.member_published("pg-2"));
+    // Its postgres still streams; nothing moved.
+    w.writer.wait_more(50);
+    site.same_primary();
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGCONT).unwrap();
+    site.wait("pg-2 publishes again", || site.member_published("pg-2"));
+    w.finish("freeze a standby's agent");
+}
+
+#[test]
+fn killing_the_etcd_leader_moves_nothing() {
+    let Some(mut site) = Site::new(3, "") else { return };
+    site.up();
+    let mut w = Watched::start(&site);
+    let mut leader = None;
+    site.wait("etcd has a leader", || {
+        leader = site.lan.etcd_leader();
+        leader.is_some()
+    });
+    let leader = leader.unwrap();
+    w.fault();
+    site.lan.kill_etcd(leader);
+    site.wait("another etcd member leads", || site.lan.etcd_leader().is_some_and(|l| l != leader));
+    w.writer.wait_more(50);
+    site.same_primary();
+    w.finish("kill -9 the etcd leader");
+}
+
+#[test]
+fn losing_etcd_quorum_freezes_the_primary_and_it_resumes_unchanged_when_quorum_returns() {
+    let Some(mut site) = Site::new(3, "") else { return };
+    site.up();
+    let mut w = Watched::start(&site);
+    w.fault();
+    site.lan.kill_etcd(2);
+    site.lan.kill_etcd(3);
+    site.wait("pg-1 is frozen at its deadline", || logged_at(&site, 1, "froze postgres").is_some());
+    let frozen_at = std::time::Instant::now();
+    site.lan.restart_etcd(2);
+    site.lan.restart_etcd(3);
+    site.wait("pg-1 is thawed once etcd answers again", || logged_at(&site, 1, "thawed postgres").is_some());
+    w.writer.wait_more(50);
+    assert!(w.writer.first_ack_elsewhere_after(frozen_at).is_none(), "another node took writes");
+    site.same_primary();
+    w.finish("kill 2 of 3 etcd members");
 }

@@ -1,6 +1,10 @@
 //! pgrepl's integration tests: one binary, real PostgreSQL, real clusters.
 
 mod harness;
+#[path = "../common/netns.rs"]
+mod netns;
+#[path = "../common/writer.rs"]
+mod writer;
 
 mod archive;
 mod bad_config;

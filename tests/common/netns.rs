@@ -1,0 +1,276 @@
+//! Hosts as network namespaces, shared by the multi-host tests and the HA
+//! benchmark: a bridge in this namespace (whose address, the "gateway", is
+//! where the test's clients connect from), hosts h1..hN at .11, .12, ...
+//! and etcd members e1..eM in namespaces of their own at .21, .22, ..., so
+//! a host's link to etcd can be cut apart from its links to other hosts.
+//! Needs root and iproute2. Dropping the `Lan` kills everything in it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let o = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr)))
+    }
+}
+
+/// One namespace on the bridge.
+pub struct Ns {
+    pub name: String,
+    veth: String,
+    pub addr: String,
+}
+
+/// One etcd member, in its own namespace, on its standard ports.
+struct Member {
+    ns: usize,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+pub struct Lan {
+    bridge: String,
+    /// This namespace's address on the bridge.
+    pub gateway: String,
+    pub hosts: Vec<Ns>,
+    etcd_ns: Vec<Ns>,
+    members: Vec<Member>,
+    dir: std::path::PathBuf,
+}
+
+impl Lan {
+    /// A bridge and `hosts` host namespaces. `dir` holds etcd's data.
+    pub fn new(hosts: u32, dir: &std::path::Path) -> Result<Lan, String> {
+        // Unique per Lan within this process (tests run in parallel threads).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n_th = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tag = (std::process::id() % 1000) * 10 + n_th % 10;
+        let net = 10 + (std::process::id() * 7 + n_th) % 240;
+        let bridge = format!("pgrb{tag}");
+        let gateway = format!("10.232.{net}.1");
+        let mut lan = Lan {
+            bridge: bridge.clone(),
+            gateway: gateway.clone(),
+            hosts: Vec::new(),
+            etcd_ns: Vec::new(),
+            members: Vec::new(),
+            dir: dir.to_path_buf(),
+        };
+        ip(&["link", "add", &bridge, "type", "bridge"])?;
+        ip(&["addr", "add", &format!("{gateway}/24"), "dev", &bridge])?;
+        ip(&["link", "set", &bridge, "up"])?;
+        for i in 1..=hosts {
+            let ns = lan.namespace(
+                &format!("pgrepl-h{tag}-{i}"),
+                &format!("pgr{tag}h{i}"),
+                &format!("10.232.{net}.{}", 10 + i),
+            )?;
+            lan.hosts.push(ns);
+        }
+        Ok(lan)
+    }
+
+    fn namespace(&self, name: &str, veth: &str, addr: &str) -> Result<Ns, String> {
+        ip(&["netns", "add", name])?;
+        let ns = Ns { name: name.to_string(), veth: veth.to_string(), addr: addr.to_string() };
+        ip(&["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name])?;
+        ip(&["link", "set", veth, "master", &self.bridge])?;
+        ip(&["link", "set", veth, "up"])?;
+        ip(&["-n", name, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+        ip(&["-n", name, "link", "set", "eth0", "up"])?;
+        ip(&["-n", name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Start an etcd cluster of `n` members (Debian's etcd-server), with the
+    /// timing the README recommends on a LAN; returns the client URLs once
+    /// every member says it is healthy.
+    pub fn start_etcd(&mut self, n: u32) -> Vec<String> {
+        let net = self.gateway.rsplit_once('.').map(|(a, _)| a.to_string()).unwrap_or_default();
+        let tag = self.bridge.trim_start_matches("pgrb").to_string();
+        let addrs: Vec<String> = (1..=n).map(|j| format!("{net}.{}", 20 + j)).collect();
+        let cluster: Vec<String> =
+            addrs.iter().enumerate().map(|(j, a)| format!("e{}=http://{a}:2380", j + 1)).collect();
+        for (j, a) in addrs.iter().enumerate() {
+            let ns = self
+                .namespace(&format!("pgrepl-e{tag}-{}", j + 1), &format!("pgr{tag}e{}", j + 1), a)
+                .expect("etcd namespace");
+            let args: Vec<String> = [
+                "--name",
+                &format!("e{}", j + 1),
+                "--data-dir",
+                &self.dir.join(format!("etcd{}", j + 1)).display().to_string(),
+                "--listen-client-urls",
+                &format!("http://{a}:2379"),
+                "--advertise-client-urls",
+                &format!("http://{a}:2379"),
+                "--listen-peer-urls",
+                &format!("http://{a}:2380"),
+                "--initial-advertise-peer-urls",
+                &format!("http://{a}:2380"),
+                "--initial-cluster",
+                &cluster.join(","),
+                "--heartbeat-interval",
+                "50",
+                "--election-timeout",
+                "500",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            self.etcd_ns.push(ns);
+            let mut m = Member { ns: self.etcd_ns.len() - 1, child: None, args };
+            m.child = Some(self.spawn_member(&m));
+            self.members.push(m);
+        }
+        let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}:2379")).collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !addrs.iter().all(|a| healthy(a)) {
+            assert!(Instant::now() < deadline, "etcd did not become healthy (is etcd-server installed?)");
+            // The poll interval of a condition wait.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        urls
+    }
+
+    fn spawn_member(&self, m: &Member) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.etcd_ns[m.ns].name, "etcd"])
+            .args(&m.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd (Debian's etcd-server; bash scripts/install-deps.sh --test installs it)")
+    }
+
+    /// SIGKILL etcd member `j` (1-based).
+    pub fn kill_etcd(&mut self, j: usize) {
+        kill_all(&pids(&self.etcd_ns[j - 1].name), nix::sys::signal::Signal::SIGKILL);
+        if let Some(mut c) = self.members[j - 1].child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// Start etcd member `j` again on its data dir.
+    pub fn restart_etcd(&mut self, j: usize) {
+        let child = self.spawn_member(&self.members[j - 1]);
+        self.members[j - 1].child = Some(child);
+    }
+
+    /// The member (1-based) that is etcd's leader now, if one says so.
+    pub fn etcd_leader(&self) -> Option<usize> {
+        (1..=self.etcd_ns.len()).find(|j| {
+            status(&self.etcd_ns[j - 1].addr).is_some_and(|s| {
+                let id = |k: &str| {
+                    s.split(&format!("\"{k}\":\"")).nth(1).and_then(|r| r.split('"').next()).map(str::to_string)
+                };
+                id("leader").is_some() && id("leader") == id("member_id")
+            })
+        })
+    }
+
+    /// Whether `key` exists in etcd, asked of the first member that answers.
+    pub fn etcd_key_exists(&self, key: &str) -> Option<bool> {
+        let body = format!("{{\"key\":\"{}\"}}", openssl::base64::encode_block(key.as_bytes()));
+        self.etcd_ns.iter().find_map(|e| post(&e.addr, "/v3/kv/range", &body)).map(|t| t.contains("\"kvs\""))
+    }
+
+    /// Pids in host `i`'s namespace (1-based).
+    pub fn pids(&self, i: usize) -> Vec<i32> {
+        pids(&self.hosts[i - 1].name)
+    }
+
+    /// SIGKILL every process of host `i`: its agent, its fence and its
+    /// PostgreSQL at once, as when the machine dies.
+    pub fn kill_host(&self, i: usize) {
+        kill_all(&self.pids(i), nix::sys::signal::Signal::SIGKILL);
+    }
+
+    /// Freeze (SIGSTOP) or thaw (SIGCONT) every process of host `i`, as a
+    /// paused VM (the cgroup freezer would need each host in a cgroup).
+    pub fn freeze_host(&self, i: usize, freeze: bool) {
+        let sig = if freeze { nix::sys::signal::Signal::SIGSTOP } else { nix::sys::signal::Signal::SIGCONT };
+        kill_all(&self.pids(i), sig);
+    }
+
+    /// Cut (or heal) host `i`'s routes to every etcd member (and to a
+    /// member on the gateway); its links to the other hosts stay.
+    pub fn cut_from_etcd(&self, i: usize, cut: bool) {
+        let what = if cut { "add" } else { "del" };
+        let ns = &self.hosts[i - 1].name;
+        for e in &self.etcd_ns {
+            ip(&["-n", ns, "route", what, "blackhole", &format!("{}/32", e.addr)]).unwrap();
+        }
+    }
+
+    /// A command run in host `i`'s namespace.
+    pub fn exec(&self, i: usize, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.hosts[i - 1].name, program]);
+        c
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for ns in self.hosts.iter().chain(&self.etcd_ns) {
+            kill_all(&pids(&ns.name), nix::sys::signal::Signal::SIGKILL);
+        }
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.wait();
+            }
+        }
+        for ns in self.hosts.iter().chain(&self.etcd_ns) {
+            let _ = ip(&["link", "del", &ns.veth]);
+            let _ = ip(&["netns", "del", &ns.name]);
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+fn pids(ns: &str) -> Vec<i32> {
+    let o = Command::new("ip").args(["netns", "pids", ns]).output().expect("ip netns pids");
+    String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+fn kill_all(pids: &[i32], sig: nix::sys::signal::Signal) {
+    for pid in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig);
+    }
+}
+
+fn get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let sa: std::net::SocketAddr = format!("{addr}:2379").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sa, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_whitespace().nth(1).is_some_and(|code| code == "200").then_some(text)
+}
+
+fn healthy(addr: &str) -> bool {
+    get(addr, "/health").is_some_and(|t| t.contains("\"health\":\"true\""))
+}
+
+/// `/v3/maintenance/status` of one member.
+fn status(addr: &str) -> Option<String> {
+    post(addr, "/v3/maintenance/status", "{}")
+}
+
+/// POST `body` to one member's gateway: the answer, if it is a 200.
+fn post(addr: &str, path: &str, body: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let sa: std::net::SocketAddr = format!("{addr}:2379").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sa, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_whitespace().nth(1).is_some_and(|code| code == "200").then_some(text)
+}
