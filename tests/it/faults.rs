@@ -321,7 +321,15 @@ fn a_frozen_primary_is_fenced_and_replaced_and_never_writable_again() {
         || c.supervisor_log(),
     );
     let new = c.status()["primary"].as_str().unwrap().to_string();
-    sc.writer.wait_more(20);
+    // Failed once under full-suite load (not alone): say what the
+    // supervisor and the standbys were doing.
+    let target = sc.writer.count() + 20;
+    wait_until_explained(
+        "20 more acknowledged writes on the new primary",
+        T,
+        || sc.writer.count() >= target,
+        || format!("{}\n{}", c.ok(&["status"]), c.supervisor_log()),
+    );
     // The old primary's processes were killed: waking them finds nothing.
     thaw(&frozen);
     wait_until_explained(
