@@ -5,8 +5,14 @@
 //! a host's link to etcd can be cut apart from its links to other hosts.
 //! Needs root and iproute2. Dropping the `Lan` kills everything in it.
 
+// Shared by test binaries and benchmarks; each uses a part.
+#![allow(dead_code)]
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Every host's nodes listen on the same port, as Patroni users run them.
+pub const PORT: u16 = 5432;
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let o = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
@@ -203,6 +209,39 @@ impl Lan {
         let ns = &self.hosts[i - 1].name;
         for e in &self.etcd_ns {
             ip(&["-n", ns, "route", what, "blackhole", &format!("{}/32", e.addr)]).unwrap();
+        }
+    }
+
+    /// Write `host<i>.toml` (and the password files) in `dir` for a pgrepl
+    /// cluster "hosts" with node pg-<i> on host i, on `etcd`: the same
+    /// config everywhere but for each host's own data root `h<i>`. The
+    /// application (a writer, a watcher) logs in as `app` from the gateway.
+    pub fn write_pgrepl_configs(&self, dir: &std::path::Path, etcd: &[String], extra: &str) {
+        let mut body = "[cluster]\nname = \"hosts\"\ndata_root = \"DATA\"\n\n[replication]\npassword_file = \"secrets/replicator.password\"\nclone_timeout = \"30s\"\n".to_string();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let n = i + 1;
+            body.push_str(&format!(
+                "\n[[node]]\nname = \"pg-{n}\"\nhost = \"{}\"\nport = {PORT}\napi_port = 8008\n",
+                h.addr
+            ));
+        }
+        let urls: Vec<String> = etcd.iter().map(|u| format!("\"{u}\"")).collect();
+        body.push_str(&format!(
+            "\n[postgresql]\nshared_buffers = \"16MB\"\nmax_connections = 30\n\n[[database]]\nname = \"app\"\nowner = \"app\"\nowner_password_file = \"secrets/app.password\"\n\n[[hba]]\ntype = \"host\"\ndatabase = \"app\"\nuser = \"app\"\naddress = \"{}/32\"\nmethod = \"scram-sha-256\"\n\n[monitor]\ninterval = \"200ms\"\n\n[etcd]\nendpoints = [{}]\nttl = \"3s\"\n{extra}",
+            self.gateway,
+            urls.join(", ")
+        ));
+        let secrets = dir.join("secrets");
+        std::fs::create_dir_all(&secrets).expect("secrets dir");
+        for (f, text) in [("app.password", "app-secret\n"), ("replicator.password", "Rep1-secret-for-tests-7Hq2\n")] {
+            let path = secrets.join(f);
+            if !path.exists() {
+                std::fs::write(&path, text).expect("password file");
+            }
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+        }
+        for i in 1..=self.hosts.len() {
+            std::fs::write(dir.join(format!("host{i}.toml")), body.replace("DATA", &format!("h{i}"))).expect("config");
         }
     }
 

@@ -3,6 +3,9 @@
 //! server gave it), so a test can tell what was lost and how long writes
 //! stopped.
 
+// Shared by test binaries and benchmarks; each uses a part.
+#![allow(dead_code)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,11 +27,20 @@ impl Writer {
     /// an application with a client-side timeout does: a frozen server
     /// never answers nor closes. It is the connect timeout too.
     pub fn start_at(nodes: &[(String, u16)], timeout: Option<Duration>) -> Writer {
+        Writer::start_as(nodes, "user=app password=app-secret dbname=app", timeout)
+    }
+
+    /// [`Writer::start_at`] with other credentials (`login`: libpq
+    /// `user=… password=… dbname=…`), into a table `w (id bigint primary key)`.
+    pub fn start_as(nodes: &[(String, u16)], login: &str, timeout: Option<Duration>) -> Writer {
         let hosts: Vec<&str> = nodes.iter().map(|(h, _)| h.as_str()).collect();
         let hosts = hosts.join(",");
         let ports: Vec<String> = nodes.iter().map(|(_, p)| p.to_string()).collect();
         let connect_timeout = timeout.map_or(2, |t| t.as_secs().max(1));
-        let conn = format!("host={hosts} port={} user=app password=app-secret dbname=app target_session_attrs=read-write connect_timeout={connect_timeout}", ports.join(","));
+        let conn = format!(
+            "host={hosts} port={} {login} target_session_attrs=read-write connect_timeout={connect_timeout}",
+            ports.join(",")
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let acked_at = Arc::new(Mutex::new(Vec::new()));

@@ -14,13 +14,12 @@ use std::time::{Duration, Instant};
 
 use crate::faults::Watcher;
 use crate::harness::{is_root, text, wait_until_explained, Cluster};
-use crate::moves::{Writer, APP_DB};
+use crate::moves::Writer;
 use crate::netns::Lan;
 
 const T: Duration = Duration::from_secs(90);
 
-/// Every host's nodes listen on the same port, as Patroni users run them.
-const PORT: u16 = 5432;
+use crate::netns::PORT;
 
 /// Three hosts, one node each, and the config every host shares (each with
 /// its own data root: the hosts share this machine's filesystem).
@@ -40,31 +39,7 @@ impl Site {
         let mut lan = Lan::new(3, c.dir.path())
             .unwrap_or_else(|e| panic!("could not build the hosts (is iproute2 installed?): {e}"));
         let etcd = lan.start_etcd(members);
-        let mut body = "[cluster]\nname = \"hosts\"\ndata_root = \"DATA\"\n\n[replication]\npassword_file = \"secrets/replicator.password\"\nclone_timeout = \"30s\"\n".to_string();
-        for (i, h) in lan.hosts.iter().enumerate() {
-            body.push_str(&format!(
-                "\n[[node]]\nname = \"pg-{}\"\nhost = \"{}\"\nport = {PORT}\napi_port = 8008\n",
-                i + 1,
-                h.addr
-            ));
-        }
-        body.push_str(&format!(
-            "\n[postgresql]\nshared_buffers = \"16MB\"\nmax_connections = 30\n{APP_DB}\n[monitor]\ninterval = \"200ms\"\n\n[etcd]\nendpoints = [{}]\nttl = \"3s\"\n{extra}",
-            etcd.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ")
-        ));
-        // The application (the test's writer and watcher) connects from the
-        // bridge's address, outside the cluster's hosts.
-        body.push_str(&format!(
-            "\n[[hba]]\ntype = \"host\"\ndatabase = \"app\"\nuser = \"app\"\naddress = \"{}/32\"\nmethod = \"scram-sha-256\"\n",
-            lan.gateway
-        ));
-        c.write("secrets/app.password", "app-secret\n");
-        for f in ["secrets/app.password", "secrets/replicator.password"] {
-            std::fs::set_permissions(c.path(f), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        }
-        for i in 1..=3 {
-            c.write(&format!("host{i}.toml"), &body.replace("DATA", &format!("h{i}")));
-        }
+        lan.write_pgrepl_configs(c.dir.path(), &etcd, extra);
         Some(Site { lan, c })
     }
 
