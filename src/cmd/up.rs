@@ -50,6 +50,14 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
         out.info(format!("warning: {w}"));
     }
     let selected = select_nodes(&ctx, &opts.nodes, &out)?;
+    // Across hosts, every agent must run the same cluster: the first one
+    // records the cluster-wide settings, the others compare.
+    if let (Some(gw), Some(e)) = (ctx.etcd(), &ctx.cfg.etcd) {
+        let (gw, prefix, c) = (gw.clone(), e.prefix.clone(), ctx.clone());
+        tokio::task::spawn_blocking(move || crate::store::etcd::settings::check(&gw, &prefix, &c.cfg))
+            .await
+            .map_err(|e| Error::Other(e.to_string()))??;
+    }
     if let Some(holder) = lock::holder(&ctx.layout) {
         return attach(&ctx, holder, &selected, &out).await;
     }

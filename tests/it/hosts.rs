@@ -366,3 +366,17 @@ fn losing_etcd_quorum_freezes_the_primary_and_it_resumes_unchanged_when_quorum_r
     site.same_primary();
     w.finish("kill 2 of 3 etcd members");
 }
+
+#[test]
+fn a_host_whose_cluster_wide_settings_differ_refuses_to_start_and_names_the_difference() {
+    let Some(site) = Site::new(1, "") else { return };
+    assert!(site.ok_on(1, &["up", "--detach"]).contains("leaving pg-2"));
+    let path = site.c.path("host2.toml");
+    let body = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, body.replace("ttl = \"3s\"", "ttl = \"5s\"")).unwrap();
+    let o = site.on(2, &["up", "--detach"]);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("etcd.ttl: recorded \"3s\", this host's config \"5s\""), "{err}");
+    assert!(!site.c.path("h2/pg-2").exists(), "nothing was started on host 2");
+}

@@ -6,6 +6,7 @@ mod gateway;
 mod lease;
 mod members;
 mod record;
+pub(crate) mod settings;
 
 pub(crate) use gateway::{version_caveat, Gateway};
 pub(crate) use lease::leader_blocking;
