@@ -22,7 +22,24 @@ pub(crate) async fn replication(ctx: &Ctx, primary: &Node) -> Result<()> {
         Some(&ctx.cfg.replication.password),
     )
     .await?;
+    rewind_role(ctx, &client).await?;
     crate::ops::moves::ensure_slots(ctx, primary).await
+}
+
+/// Across hosts, a former primary is rewound over TCP: a login role that
+/// may call only what pg_rewind calls (no superuser, no replication), with
+/// the replication secret, which every host already has in its passfile.
+async fn rewind_role(ctx: &Ctx, client: &tokio_postgres::Client) -> Result<()> {
+    if ctx.cfg.etcd.is_none() || ctx.bin()?.major < 11 {
+        return Ok(());
+    }
+    let role = crate::pg::rewind::ROLE;
+    let attrs = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION";
+    sql::ensure_role(client, role, attrs, Some(&ctx.cfg.replication.password)).await?;
+    client
+        .batch_execute(crate::pg::rewind::GRANTS)
+        .await
+        .map_err(|e| crate::error::Error::sql(format!("granting {role} what pg_rewind needs"), e))
 }
 
 /// Bootstrap `primary`. `state` is updated and saved as steps complete.

@@ -243,7 +243,11 @@ pub(crate) fn write_client_files(ctx: &Ctx) -> Result<()> {
     }
     let r = &ctx.cfg.replication;
     let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
-    let text = format!("*:*:*:{}:{}\n", esc(&r.user), esc(r.password.expose()));
+    let mut text = format!("*:*:*:{}:{}\n", esc(&r.user), esc(r.password.expose()));
+    if ctx.cfg.etcd.is_some() {
+        // The rewind role shares the replication secret (see bootstrap).
+        text.push_str(&format!("*:*:*:{}:{}\n", crate::pg::rewind::ROLE, esc(r.password.expose())));
+    }
     let path = ctx.layout.passfile();
     write_atomic(&path, text.as_bytes(), 0o600)?;
     ctx.runas.chown(&path)?;

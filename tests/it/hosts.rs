@@ -209,6 +209,10 @@ fn the_primary_host_dies_a_replica_on_another_host_takes_over_and_the_old_one_re
     let back = site.ok_on(1, &["up", "--detach"]);
     assert!(!back.contains("pg-1: primary"), "{back}");
     site.wait("pg-1 streams from the new primary", || site.streams_from(i, "pg-1", &new));
+    // Rewound over TCP from the other host, not copied afresh.
+    let log = std::fs::read_to_string(site.c.path("h1/pgrepl.log")).unwrap_or_default();
+    assert!(log.contains(&format!("pg_rewind pg-1 from {new}")), "{log}");
+    assert!(!log.contains("cloning pg-1"), "{log}");
     w.finish("kill the primary's host");
 }
 

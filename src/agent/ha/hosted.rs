@@ -353,9 +353,11 @@ async fn lead(ctx: &Ctx, node: &Node, local: &mut Local, record: Option<&State>,
         }
     }
     if !local.slots_made {
-        match crate::ops::moves::ensure_slots(ctx, node).await {
+        // The roles (replication, rewind) and the standbys' slots, once per
+        // leadership: a cluster bootstrapped by an older pgrepl gets them too.
+        match crate::ops::bootstrap::replication(ctx, node).await {
             Ok(()) => local.slots_made = true,
-            Err(e) => out.info(format!("ha: {name}: making the standbys' slots failed: {e}")),
+            Err(e) => out.info(format!("ha: {name}: making the roles and the standbys' slots failed: {e}")),
         }
     }
 }
@@ -392,6 +394,11 @@ async fn promote(ctx: &Arc<Ctx>, node: &Node, out: &Output) {
         return out.info(format!("ha: promoting {name} failed: {e}"));
     }
     out.info(format!("ha: {name} promoted"));
+    // A checkpoint puts the new timeline in pg_control, where pg_rewind of
+    // the old primary reads it.
+    if let Err(e) = crate::ops::moves::checkpoint(ctx, node).await {
+        out.info(format!("ha: checkpoint on {name} after its promotion failed: {e}"));
+    }
     if let Some(from) = old.as_deref().and_then(|o| ctx.cfg.node(o).ok()) {
         if let Err(e) = crate::ops::moves::history::record(ctx, MoveKind::Failover, from, node).await {
             out.info(format!("ha: recording the failover failed: {e}"));
@@ -423,14 +430,9 @@ async fn follow(
         if !ctx.cfg.failover.auto_rejoin || Instant::now() < local.next_rejoin {
             return;
         }
-        // pg_rewind reaches its source through the source's socket, so
-        // it works when the leader runs here; from another host the old
-        // primary is copied afresh (its dir is moved aside, not deleted).
-        let r = if ctx.is_here(&primary) {
-            crate::ops::moves::rejoin::rejoin(ctx, control, name, out).await
-        } else {
-            crate::ops::moves::rejoin::reclone(ctx, control, name, false, true, out).await
-        };
+        // pg_rewind, from the leader's socket or over TCP as the rewind
+        // role; a node it cannot resync is marked needs-reclone.
+        let r = crate::ops::moves::rejoin::rejoin(ctx, control, name, out).await;
         match r {
             Ok(()) => {
                 local.fenced = false;

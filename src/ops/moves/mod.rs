@@ -104,7 +104,14 @@ pub(crate) async fn promote(ctx: &Ctx, node: &Node, timeout: Duration) -> Result
 /// promotion does not wait for its checkpoint, and until one runs the
 /// source's control file still names the old timeline, so pg_rewind would
 /// wrongly see "the same timeline, no rewind required".
+///
+/// Across hosts only the node's own agent reaches it as the superuser: a
+/// new leader checkpoints right after its promotion, and a call from
+/// another host leaves it to that.
 pub(crate) async fn checkpoint(ctx: &Ctx, node: &Node) -> Result<()> {
+    if ctx.cfg.etcd.is_some() && !ctx.is_here(node) {
+        return Ok(());
+    }
     let c = ctx.connect(node).await?;
     c.batch_execute("CHECKPOINT").await.map_err(|e| Error::sql(format!("checkpoint on {}", node.name), e))
 }
@@ -155,23 +162,25 @@ fn update_list(ctx: &Ctx, node: &Node, on: bool, list: impl Fn(&mut State) -> &m
     })
 }
 
-/// pg_rewind `node` from `primary` through the primary's socket, as the OS user.
+/// pg_rewind `node` from `primary`, as the OS user: through the primary's
+/// socket when it runs here, else over TCP as the rewind role.
 pub(crate) async fn rewind_from(
     ctx: &Ctx,
     node: &Node,
     primary: &Node,
     dry_run: bool,
 ) -> Result<crate::pg::rewind::Rewound> {
-    crate::pg::rewind::rewind(
-        ctx.bin()?,
-        &ctx.runas,
-        &node.data_dir,
-        &ctx.layout.socket_dir(),
-        primary.port,
-        &ctx.runas.name,
-        dry_run,
-    )
-    .await
+    use crate::pg::rewind::Source;
+    let source = if ctx.cfg.etcd.is_some() && !ctx.is_here(primary) {
+        let mut extra = vec![("passfile", ctx.layout.passfile().to_string_lossy().into_owned())];
+        if let Some(t) = &ctx.cfg.tls {
+            extra.extend(crate::pg::tls::libpq_params(t, &ctx.layout.root_cert()));
+        }
+        Source::tcp(&primary.host, primary.port, &extra)
+    } else {
+        Source::socket(&ctx.layout.socket_dir(), primary.port, &ctx.runas.name)
+    };
+    crate::pg::rewind::rewind(ctx.bin()?, &ctx.runas, &node.data_dir, &source, dry_run).await
 }
 
 /// Slots on `primary` for every other node, before they need them.
