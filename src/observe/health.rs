@@ -184,6 +184,12 @@ pub(crate) fn evaluate(s: &ClusterStatus, t: &Thresholds) -> Report {
             let recv = n.wal_receiver.as_deref().unwrap_or("none");
             reasons.push((Level::Critical, format!("running but not streaming (WAL receiver: {recv})")));
         }
+        if s.silent_agents.contains(&n.name) {
+            reasons.push((
+                Level::Warning,
+                "its agent publishes nothing to etcd (stopped, frozen or cut off from etcd): nothing restarts it or fails it over".into(),
+            ));
+        }
         // Right after a move or restart pgrepl made, a standby that has not
         // reconnected yet is expected: a warning that says so, not a page.
         if let Some(why) = &s.settling {
@@ -327,6 +333,7 @@ mod tests {
             archive: None,
             nodes,
             slots: vec![],
+            silent_agents: Vec::new(),
         }
     }
 

@@ -130,6 +130,7 @@ pub(crate) fn example() -> Snapshot {
                 safe_wal_size: Some(1 << 30),
             },
         ],
+        silent_agents: Vec::new(),
     };
     let t = Thresholds {
         warn_lag: std::time::Duration::from_secs(60),

@@ -325,6 +325,11 @@ fn a_standby_whose_agent_is_frozen_causes_no_failover_and_its_member_key_expires
     w.fault();
     nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
     site.wait("pg-2's member key expires", || !site.member_published("pg-2"));
+    site.wait("status on another host names pg-2's silent agent", || {
+        site.status(1)["silent_agents"].as_array().is_some_and(|a| a.iter().any(|n| n == "pg-2"))
+    });
+    let text_status = text(&site.on(1, &["status"]).stdout);
+    assert!(text_status.contains("pg-2: its agent publishes nothing to etcd"), "{text_status}");
     // Its postgres still streams; nothing moved.
     w.writer.wait_more(50);
     site.same_primary();

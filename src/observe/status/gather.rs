@@ -486,6 +486,7 @@ impl Gatherer {
             archive,
             nodes,
             slots: primary_raw.map(|p| p.slots.clone()).unwrap_or_default(),
+            silent_agents: Vec::new(),
         };
         // Across hosts, what only a node's own host can read comes from
         // its member key. Unreachable etcd leaves the direct probes (and

@@ -47,6 +47,10 @@ pub(crate) struct ClusterStatus {
     pub nodes: Vec<NodeStatus>,
     /// Physical slots on the observed primary.
     pub slots: Vec<SlotStatus>,
+    /// Across hosts: nodes whose agent publishes nothing to etcd (stopped,
+    /// frozen or cut off from etcd): nothing restarts or fails them over.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub silent_agents: Vec<String>,
 }
 
 /// The WAL archive: the primary's `pg_stat_archiver` and the directory's size.

@@ -45,6 +45,12 @@ impl Published {
 /// Fill in `st` (gathered here) from what the other hosts published;
 /// `here[i]`: node i runs on this host, and what was read of it is kept.
 pub(crate) fn overlay(st: &mut super::ClusterStatus, here: &[bool], published: &[Published]) {
+    st.silent_agents = st
+        .nodes
+        .iter()
+        .filter(|n| !published.iter().any(|p| p.status.name == n.name))
+        .map(|n| n.name.clone())
+        .collect();
     for (i, node) in st.nodes.iter_mut().enumerate() {
         if here.get(i).copied().unwrap_or(false) {
             continue;
@@ -139,6 +145,7 @@ mod tests {
         assert_eq!((pg2.upstream.as_deref(), pg2.wal_receiver.as_deref()), (Some("pg-1"), Some("streaming")));
         assert_eq!(pg2.replication.as_ref().map(|r| r.state.clone()), Some(lag.state.clone()));
         assert_eq!(st.nodes[2].state, NodeState::Unreachable, "the direct probe's verdict wins");
+        assert!(st.silent_agents.is_empty(), "every node's agent published");
         assert_eq!(st.ha.as_deref(), Some("pg-1 is the leader and renewed its lease"));
         // A node that runs here keeps what was read of it here.
         let mut local = crate::observe::snapshot::example().status;
@@ -146,5 +153,10 @@ mod tests {
             vec![node("pg-1", Role::Primary, NodeState::Running), node("pg-2", Role::Replica, NodeState::Running)];
         overlay(&mut local, &[false, true], &published);
         assert_eq!(local.nodes[1].upstream, None);
+        // pg-3's agent published nothing: status names it.
+        let mut three = crate::observe::snapshot::example().status;
+        assert_eq!(three.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["pg-1", "pg-2", "pg-3"]);
+        overlay(&mut three, &[false, false, false], &published);
+        assert_eq!(three.silent_agents, vec!["pg-3".to_string()]);
     }
 }
