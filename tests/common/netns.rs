@@ -184,6 +184,36 @@ impl Lan {
         self.etcd_ns.iter().find_map(|e| post(&e.addr, "/v3/kv/range", &body)).map(|t| t.contains("\"kvs\""))
     }
 
+    /// Every key and value under `prefix`, decoded, as one text.
+    pub fn etcd_dump(&self, prefix: &str) -> Option<String> {
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let b64 = |b: &[u8]| openssl::base64::encode_block(b);
+        let body = format!("{{\"key\":\"{}\",\"range_end\":\"{}\"}}", b64(prefix.as_bytes()), b64(&end));
+        let text = self.etcd_ns.iter().find_map(|e| post(&e.addr, "/v3/kv/range", &body))?;
+        let json = text.split_once("\r\n\r\n")?.1;
+        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        let decode = |s: &serde_json::Value| {
+            s.as_str()
+                .and_then(|s| openssl::base64::decode_block(s).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        let kvs = v["kvs"].as_array()?;
+        Some(
+            kvs.iter()
+                .map(|kv| {
+                    format!(
+                        "{} = {}\n",
+                        decode(&kv["key"]).unwrap_or_default(),
+                        decode(&kv["value"]).unwrap_or_default()
+                    )
+                })
+                .collect(),
+        )
+    }
+
     /// Pids in host `i`'s namespace (1-based).
     pub fn pids(&self, i: usize) -> Vec<i32> {
         pids(&self.hosts[i - 1].name)

@@ -209,6 +209,14 @@ fn the_primary_host_dies_a_replica_on_another_host_takes_over_and_the_old_one_re
     let back = site.ok_on(1, &["up", "--detach"]);
     assert!(!back.contains("pg-1: primary"), "{back}");
     site.wait("pg-1 streams from the new primary", || site.streams_from(i, "pg-1", &new));
+    // No secret in etcd: every key the agents wrote, read back.
+    let dump = site.lan.etcd_dump("/pgrepl/").expect("etcd answers");
+    for key in ["/pgrepl/hosts/leader", "/pgrepl/hosts/state", "/pgrepl/hosts/config", "/pgrepl/hosts/members/pg-2"] {
+        assert!(dump.contains(&format!("{key} = ")), "{key} missing from:\n{dump}");
+    }
+    for secret in [crate::harness::PASSWORD, "app-secret"] {
+        assert!(!dump.contains(secret), "a password is in etcd:\n{dump}");
+    }
     // Rewound over TCP from the other host, not copied afresh.
     let log = std::fs::read_to_string(site.c.path("h1/pgrepl.log")).unwrap_or_default();
     assert!(log.contains(&format!("pg_rewind pg-1 from {new}")), "{log}");
