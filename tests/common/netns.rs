@@ -275,6 +275,17 @@ impl Lan {
         }
     }
 
+    /// Cut (or heal) host `i` from the other hosts, both ways; etcd stays
+    /// reachable.
+    pub fn cut_from_hosts(&self, i: usize, cut: bool) {
+        let what = if cut { "add" } else { "del" };
+        let me = &self.hosts[i - 1];
+        for h in self.hosts.iter().filter(|h| h.name != me.name) {
+            ip(&["-n", &me.name, "route", what, "blackhole", &format!("{}/32", h.addr)]).unwrap();
+            ip(&["-n", &h.name, "route", what, "blackhole", &format!("{}/32", me.addr)]).unwrap();
+        }
+    }
+
     /// A command run in host `i`'s namespace.
     pub fn exec(&self, i: usize, program: &str) -> Command {
         let mut c = Command::new("ip");

@@ -397,3 +397,28 @@ fn a_host_whose_cluster_wide_settings_differ_refuses_to_start_and_names_the_diff
     assert!(err.contains("etcd.ttl: recorded \"3s\", this host's config \"5s\""), "{err}");
     assert!(!site.c.path("h2/pg-2").exists(), "nothing was started on host 2");
 }
+
+#[test]
+fn a_primary_cut_from_its_standbys_but_not_from_etcd_keeps_its_lease_and_they_stream_again_after_the_heal() {
+    let Some(site) = Site::new(1, "") else { return };
+    site.up();
+    let mut w = Watched::start(&site);
+    w.fault();
+    let cut = std::time::Instant::now();
+    site.lan.cut_from_hosts(1, true);
+    site.wait("pg-2 notices it lost its primary", || {
+        let st = site.status(2);
+        Site::node(&st, "pg-2").is_some_and(|n| n["wal_receiver"] != "streaming")
+    });
+    // A failover would have happened within one lease and one election
+    // tick; give it three leases. The leader still renews, so none may.
+    site.wait("three leases since the cut", || cut.elapsed() >= Duration::from_secs(9));
+    assert_eq!(site.moves(2), 0, "a move was recorded:\n{}", site.ok_on(2, &["history"]));
+    site.lan.cut_from_hosts(1, false);
+    site.wait("pg-2 and pg-3 stream from pg-1 again", || {
+        site.streams_from(1, "pg-2", "pg-1") && site.streams_from(1, "pg-3", "pg-1")
+    });
+    w.writer.wait_more(50);
+    site.same_primary();
+    w.finish("cut the primary from its standbys only");
+}
