@@ -129,6 +129,18 @@ impl Site {
         self.lan.etcd_key_exists(&format!("/pgrepl/hosts/members/{node}")) == Some(true)
     }
 
+    /// Wait until host 2 sees a primary other than pg-1: its name and host.
+    fn new_primary(&self, what: &str) -> (String, usize) {
+        let mut new = None;
+        self.wait(what, || {
+            new = self.primary_seen_by(2).filter(|p| p != "pg-1");
+            new.is_some()
+        });
+        let new = new.unwrap_or_default();
+        let i = if new == "pg-2" { 2 } else { 3 };
+        (new, i)
+    }
+
     fn addrs(&self) -> Vec<(String, u16)> {
         self.lan.hosts.iter().map(|h| (h.addr.clone(), PORT)).collect()
     }
@@ -191,14 +203,8 @@ fn the_primary_host_dies_a_replica_on_another_host_takes_over_and_the_old_one_re
 
     w.fault();
     site.lan.kill_host(1);
-    let mut new = None;
-    site.wait("a replica on another host becomes the primary", || {
-        new = site.primary_seen_by(2).filter(|p| p != "pg-1");
-        new.is_some()
-    });
-    let new = new.unwrap();
+    let (new, i) = site.new_primary("a replica on another host becomes the primary");
     let other = if new == "pg-2" { "pg-3" } else { "pg-2" };
-    let i = if new == "pg-2" { 2 } else { 3 };
     site.wait("the other replica follows the new primary", || site.streams_from(i, other, &new));
     let history = site.ok_on(i, &["history"]);
     let row = history.lines().find(|l| l.contains("failover")).unwrap_or_default().to_string();
@@ -232,13 +238,7 @@ fn a_primary_cut_off_from_etcd_is_frozen_a_replica_takes_over_and_it_rejoins_aft
 
     w.fault();
     site.lan.cut_from_etcd(1, true);
-    let mut new = None;
-    site.wait("a replica becomes the primary", || {
-        new = site.primary_seen_by(2).filter(|p| p != "pg-1");
-        new.is_some()
-    });
-    let new = new.unwrap();
-    let i = if new == "pg-2" { 2 } else { 3 };
+    let (new, i) = site.new_primary("a replica becomes the primary");
     let log = std::fs::read_to_string(site.c.path("h1/pgrepl.log")).unwrap_or_default();
     assert!(log.contains("pg-1: froze postgres"), "the old primary was frozen at its deadline:\n{log}");
 
@@ -272,13 +272,7 @@ fn a_frozen_agent_cannot_keep_its_primary_writable_its_fence_freezes_it_before_a
 
     w.fault();
     nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let mut new = None;
-    site.wait("a replica becomes the primary while pg-1's agent is frozen", || {
-        new = site.primary_seen_by(2).filter(|p| p != "pg-1");
-        new.is_some()
-    });
-    let new = new.unwrap();
-    let i = if new == "pg-2" { 2 } else { 3 };
+    let (new, i) = site.new_primary("a replica becomes the primary while pg-1's agent is frozen");
     let froze = logged_at(&site, 1, "fence: pg-1: froze postgres").expect("the fence froze pg-1");
     site.wait("the new primary's promotion is logged", || {
         logged_at(&site, i, &format!("ha: {new} promoted")).is_some()
