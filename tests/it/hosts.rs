@@ -416,3 +416,33 @@ fn a_primary_cut_from_its_standbys_but_not_from_etcd_keeps_its_lease_and_they_st
     site.same_primary();
     w.finish("cut the primary from its standbys only");
 }
+
+#[test]
+fn a_flapping_link_between_the_primary_and_etcd_never_opens_two_primaries_and_settles() {
+    let Some(site) = Site::new(1, "") else { return };
+    site.up();
+    let mut w = Watched::start(&site);
+    w.fault();
+    // The fault is the schedule itself: 2.5 s cut, 2.5 s healed, for 60 s.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        site.lan.cut_from_etcd(1, true);
+        std::thread::sleep(Duration::from_millis(2500));
+        site.lan.cut_from_etcd(1, false);
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+    let healed = std::time::Instant::now();
+    site.wait("one primary and two streaming standbys", || {
+        site.primary_seen_by(2).is_some_and(|p| {
+            let i: usize = p.trim_start_matches("pg-").parse().unwrap_or(1);
+            ["pg-1", "pg-2", "pg-3"].iter().filter(|n| **n != p).all(|n| site.streams_from(i, n, &p))
+        })
+    });
+    let settled = healed.elapsed();
+    let moves = site.moves(2);
+    let needs: Vec<serde_json::Value> = site.status(2)["needs_reclone"].as_array().cloned().unwrap_or_default();
+    eprintln!("flapping: {moves} failovers, settled {:.1}s after the last heal", settled.as_secs_f64());
+    assert!(moves <= 2, "{moves} failovers:\n{}", site.ok_on(2, &["history"]));
+    assert!(needs.is_empty(), "needs-reclone after flapping: {needs:?}");
+    w.finish("flap the primary's link to etcd");
+}
