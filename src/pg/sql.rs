@@ -90,12 +90,23 @@ pub(crate) async fn ensure_role(client: &Client, name: &str, attrs: &str, passwo
         .await
         .map_err(|e| Error::sql(format!("looking up role {name}"), e))?
         .is_some();
+    let statement = |verb: &str| {
+        let mut sql = format!("{verb} ROLE {} WITH {attrs}", ident(name));
+        if let Some(pw) = password {
+            sql.push_str(&format!(" PASSWORD {}", literal(&scram_verifier(pw))));
+        }
+        sql
+    };
     let verb = if exists { "ALTER" } else { "CREATE" };
-    let mut sql = format!("{verb} ROLE {} WITH {attrs}", ident(name));
-    if let Some(pw) = password {
-        sql.push_str(&format!(" PASSWORD {}", literal(&scram_verifier(pw))));
+    match client.batch_execute(&statement(verb)).await {
+        Ok(()) => Ok(()),
+        // Another session (a bootstrap and the HA loop's leader, say)
+        // created it between the look-up and the CREATE: set it as asked.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) && !exists => {
+            client.batch_execute(&statement("ALTER")).await.map_err(|e| Error::sql(format!("alter role {name}"), e))
+        }
+        Err(e) => Err(Error::sql(format!("{} role {name}", verb.to_lowercase()), e)),
     }
-    client.batch_execute(&sql).await.map_err(|e| Error::sql(format!("{} role {name}", verb.to_lowercase()), e))
 }
 
 /// Create a database owned by `owner` unless it exists.

@@ -288,7 +288,9 @@ async fn act(
     let control = Control::new(Arc::new(sup.clone()));
     match step {
         Step::Wait => {}
-        Step::Lead => lead(ctx, node, local, record, out).await,
+        // Before the first snapshot, `up` is still bootstrapping this node
+        // (roles, slots): the leader's own upkeep waits for it.
+        Step::Lead => lead(ctx, node, local, record, snap.is_some(), out).await,
         Step::Freeze => {
             local.slots_made = false;
             let NodeState::Running { pid } = sup.state(name) else { return };
@@ -343,7 +345,7 @@ async fn act(
 
 /// The leader: the record names it, and its standbys have their slots.
 /// (`record`: None when etcd did not answer; the HA sentence says so.)
-async fn lead(ctx: &Ctx, node: &Node, local: &mut Local, record: Option<&State>, out: &Output) {
+async fn lead(ctx: &Ctx, node: &Node, local: &mut Local, record: Option<&State>, up: bool, out: &Output) {
     let name = node.name.as_str();
     local.fenced = false;
     let named = |st: &State| st.primary.as_deref() == Some(name) && !st.fenced.iter().any(|f| f == name);
@@ -352,7 +354,7 @@ async fn lead(ctx: &Ctx, node: &Node, local: &mut Local, record: Option<&State>,
             out.info(format!("ha: {name}: cannot record it as the primary: {e}"));
         }
     }
-    if !local.slots_made {
+    if !local.slots_made && up {
         // The roles (replication, rewind) and the standbys' slots, once per
         // leadership: a cluster bootstrapped by an older pgrepl gets them too.
         match crate::ops::bootstrap::replication(ctx, node).await {
