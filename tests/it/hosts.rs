@@ -446,3 +446,21 @@ fn a_flapping_link_between_the_primary_and_etcd_never_opens_two_primaries_and_se
     assert!(needs.is_empty(), "needs-reclone after flapping: {needs:?}");
     w.finish("flap the primary's link to etcd");
 }
+
+#[test]
+fn pause_from_any_host_stops_every_automatic_failover_until_resume() {
+    let Some(site) = Site::new(1, "") else { return };
+    site.up();
+    site.ok_on(2, &["pause", "--reason", "maintenance"]);
+    let killed = std::time::Instant::now();
+    site.lan.kill_host(1);
+    // Without the pause a replica would lead within one lease and a tick;
+    // give it three leases.
+    site.wait("three leases since the kill", || killed.elapsed() >= Duration::from_secs(9));
+    assert_eq!(site.moves(2), 0, "a failover while paused:\n{}", site.ok_on(2, &["history"]));
+    let ha = site.status(2)["ha"].as_str().unwrap_or_default().to_string();
+    assert!(ha.contains("paused"), "{ha}");
+    site.ok_on(3, &["resume"]);
+    let (new, _) = site.new_primary("a replica takes over once resumed");
+    assert_ne!(new, "pg-1");
+}
