@@ -116,6 +116,18 @@ impl Member {
         self.renewed_at.map(|s| s + self.ttl - self.margin())
     }
 
+    /// Take the lease, or renew it if we hold it (`acquire` does both).
+    /// A success is recorded as of when the call was *sent*: the store's
+    /// lease runs at least `ttl` from then, whatever the reply's delay.
+    async fn hold(&mut self, store: &dyn Dcs) -> crate::error::Result<bool> {
+        let sent = self.clock.now();
+        let took = store.acquire(&self.name, self.ttl).await;
+        if matches!(took, Ok(true)) {
+            self.renewed_at = Some(sent);
+        }
+        took
+    }
+
     /// One cycle: the step and the sentence saying why.
     pub(crate) async fn cycle(&mut self, store: &dyn Dcs, f: &MemberFacts) -> (Step, String) {
         let me = self.name.clone();
@@ -161,10 +173,8 @@ impl Member {
     /// may start as the primary (the start gate asks for it).
     async fn hold_for_start(&mut self, store: &dyn Dcs) -> (Step, String) {
         let me = self.name.clone();
-        let sent = self.clock.now();
-        match store.acquire(&me, self.ttl).await {
+        match self.hold(store).await {
             Ok(true) => {
-                self.renewed_at = Some(sent);
                 self.seen_leader = true;
                 (Step::Wait, format!("{me} holds the leader lease while its postgres starts as the primary"))
             }
@@ -176,13 +186,8 @@ impl Member {
     /// A writable node: renew, or demote itself.
     async fn lead(&mut self, store: &dyn Dcs) -> (Step, String) {
         let me = self.name.clone();
-        let sent = self.clock.now();
-        // acquire renews for the holder and takes a lease nobody holds.
-        match store.acquire(&me, self.ttl).await {
-            Ok(true) => {
-                self.renewed_at = Some(sent);
-                (Step::Lead, format!("{me} is the leader and renewed its lease"))
-            }
+        match self.hold(store).await {
+            Ok(true) => (Step::Lead, format!("{me} is the leader and renewed its lease")),
             Ok(false) => {
                 let holder = store.leader().await.ok().flatten().unwrap_or_else(|| "another node".into());
                 self.renewed_at = None;
@@ -217,12 +222,8 @@ impl Member {
     /// one else can lead either, and this primary resumes as it was.
     async fn while_frozen(&mut self, store: &dyn Dcs) -> (Step, String) {
         let me = self.name.clone();
-        let sent = self.clock.now();
-        match store.acquire(&me, self.ttl).await {
-            Ok(true) => {
-                self.renewed_at = Some(sent);
-                (Step::Thaw, format!("{me} holds its leader lease again: thawing {me}"))
-            }
+        match self.hold(store).await {
+            Ok(true) => (Step::Thaw, format!("{me} holds its leader lease again: thawing {me}")),
             Ok(false) => {
                 self.renewed_at = None;
                 let holder = store.leader().await.ok().flatten().unwrap_or_else(|| "another node".into());
@@ -270,15 +271,11 @@ impl Member {
                 format!("{me}: no leader; {} is the most advanced replica and should take over", best.name),
             );
         }
-        let sent = self.clock.now();
-        match store.acquire(&me, self.ttl).await {
-            Ok(true) => {
-                self.renewed_at = Some(sent);
-                (
-                    Step::Promote,
-                    format!("no leader: {me} is the most advanced replica and took the lease: promoting {me}"),
-                )
-            }
+        match self.hold(store).await {
+            Ok(true) => (
+                Step::Promote,
+                format!("no leader: {me} is the most advanced replica and took the lease: promoting {me}"),
+            ),
             Ok(false) => (Step::Wait, format!("{me}: no leader was seen, but another node took the lease first")),
             Err(e) => (Step::Wait, format!("{me}: cannot take the leader lease ({e})")),
         }
