@@ -121,7 +121,7 @@ fn pgrepl_round() -> Round {
     let dir = tempdir();
     let mut lan = Lan::new(3, dir.path()).expect("hosts");
     let etcd = lan.start_etcd(3);
-    lan.write_pgrepl_configs(dir.path(), &etcd, "");
+    lan.write_pgrepl_configs(dir.path(), &etcd, "async", "");
     let pgrepl = |i: usize, args: &[&str]| {
         let o = lan
             .exec(i, env!("CARGO_BIN_EXE_pgrepl"))

@@ -84,6 +84,14 @@ pub(crate) fn plan(mode: Mode, sync_count: usize, configured: &[String], streami
     }
 }
 
+/// Say that the synchronous set could not be recorded (every cycle until it is).
+fn unrecorded(out: &Output, e: &crate::error::Error, last: &mut String) {
+    out.info(format!(
+        "durability: cannot record which standbys are synchronous ({e}); failover in the sync modes cannot tell which standby holds every commit until it is"
+    ));
+    last.clear();
+}
+
 /// The task that keeps `synchronous_standby_names` in line, until a stop
 /// is requested.
 pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop: Stop) {
@@ -130,31 +138,50 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
                 continue;
             }
         };
-        if current != p.names {
-            let sql = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(&p.names));
-            if c.batch_execute(&sql).await.is_ok() && c.batch_execute("SELECT pg_reload_conf()").await.is_ok() {
-                out.info(format!("durability: synchronous_standby_names = '{}' on {}", p.names, primary.name));
-            }
-        }
-        // Record who may be promoted without losing acknowledged commits.
+        // Who may be promoted without losing acknowledged commits.
         let set: Vec<String> = match (p.mode, p.state) {
             (Mode::Sync, PlanState::Ok) => streaming.clone(),
             (Mode::SyncStrict, _) => configured.clone(),
             _ => Vec::new(),
         };
+        let mut recorded = match ctx.store().load() {
+            Ok(st) => st.sync_set,
+            Err(e) => {
+                unrecorded(&out, &e, &mut last);
+                continue;
+            }
+        };
+        if current != p.names {
+            // Across hosts, only a leader whose lease is known to hold (a
+            // fresh deadline) changes what protects commits.
+            if ctx.cfg.etcd.is_some() && !ctx.holds_lease(&primary.name) {
+                continue;
+            }
+            // Loosening (a standby leaves the set, or `sync` degrades) is
+            // recorded first, where failover reads it: a primary that
+            // cannot reach the store then cannot loosen either, and its
+            // commits wait instead of being acknowledged without a
+            // standby that a failover would then promote.
+            let loosens = !recorded.iter().all(|n| set.contains(n));
+            if loosens && recorded != set {
+                if let Err(e) = ctx.store().update(|st| st.sync_set = set.clone()) {
+                    unrecorded(&out, &e, &mut last);
+                    continue;
+                }
+                recorded = set.clone();
+            }
+            let sql = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(&p.names));
+            if c.batch_execute(&sql).await.is_ok() && c.batch_execute("SELECT pg_reload_conf()").await.is_ok() {
+                out.info(format!("durability: synchronous_standby_names = '{}' on {}", p.names, primary.name));
+            }
+        }
         // Failover trusts this record: a failure to write it is said
         // every cycle until it succeeds, never dropped.
-        let recorded = match ctx.store().load() {
-            Ok(st) if st.sync_set == set => Ok(()),
-            Ok(_) => ctx.store().update(|st| st.sync_set = set.clone()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = recorded {
-            out.info(format!(
-                "durability: cannot record which standbys are synchronous ({e}); failover in the sync modes cannot tell which standby holds every commit until it is"
-            ));
-            last.clear();
-            continue;
+        if recorded != set {
+            if let Err(e) = ctx.store().update(|st| st.sync_set = set.clone()) {
+                unrecorded(&out, &e, &mut last);
+                continue;
+            }
         }
         if p.message != last {
             out.info(format!("durability: {}", p.message));

@@ -34,6 +34,10 @@ pub(crate) struct Ctx {
     etcd: Option<Arc<Gateway>>,
     /// This machine's addresses, read once.
     here: OnceLock<std::collections::HashSet<std::net::IpAddr>>,
+    /// Across hosts: until when each local leader's lease is known to hold
+    /// (its HA loop's deadline d, set at each renewal, cleared when it
+    /// freezes or steps down). Other tasks read it before acting as the leader.
+    leases: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Ctx {
@@ -50,7 +54,16 @@ impl Ctx {
                 (Box::new(EtcdRecord::new(gw.clone(), &e.prefix, &cfg.cluster_name)), Some(gw))
             }
         };
-        Ok(Arc::new(Ctx { cfg, bin: OnceLock::new(), runas, layout, store, etcd, here: OnceLock::new() }))
+        Ok(Arc::new(Ctx {
+            cfg,
+            bin: OnceLock::new(),
+            runas,
+            layout,
+            store,
+            etcd,
+            here: OnceLock::new(),
+            leases: Default::default(),
+        }))
     }
 
     /// The same host and installation with another (newer) config.
@@ -74,6 +87,23 @@ impl Ctx {
             (Some(gw), Some(e)) => crate::store::etcd::leader_blocking(gw, &e.prefix, &self.cfg.cluster_name),
             _ => Ok(None),
         }
+    }
+
+    /// Record (or, with None, forget) the deadline of `node`'s lease.
+    pub(crate) fn lease_until(&self, node: &str, until: Option<std::time::Instant>) {
+        let mut l = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        match until {
+            Some(t) => l.insert(node.to_string(), t),
+            None => l.remove(node),
+        };
+    }
+
+    /// Whether `node`'s HA loop here holds its lease, with its deadline
+    /// still ahead: the "fresh d" a leader needs before loosening what
+    /// protects commits.
+    pub(crate) fn holds_lease(&self, node: &str) -> bool {
+        let l = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        l.get(node).is_some_and(|t| *t > std::time::Instant::now())
     }
 
     /// Across hosts, every member key agents published: `(node, JSON)`.

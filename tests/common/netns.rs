@@ -225,11 +225,36 @@ impl Lan {
         kill_all(&self.pids(i), nix::sys::signal::Signal::SIGKILL);
     }
 
-    /// Freeze (SIGSTOP) or thaw (SIGCONT) every process of host `i`, as a
-    /// paused VM (the cgroup freezer would need each host in a cgroup).
+    /// Freeze or thaw every process of host `i` at once, as a paused VM:
+    /// the cgroup v1 freezer, with the host's processes moved into a
+    /// cgroup of its own first; SIGSTOP/SIGCONT of each where there is no
+    /// freezer (then the processes stop one after another).
     pub fn freeze_host(&self, i: usize, freeze: bool) {
-        let sig = if freeze { nix::sys::signal::Signal::SIGSTOP } else { nix::sys::signal::Signal::SIGCONT };
-        kill_all(&self.pids(i), sig);
+        let cg = self.freezer(i);
+        if !std::path::Path::new(FREEZER).is_dir() {
+            let sig = if freeze { nix::sys::signal::Signal::SIGSTOP } else { nix::sys::signal::Signal::SIGCONT };
+            return kill_all(&self.pids(i), sig);
+        }
+        if !freeze {
+            return set_freezer(&cg, "THAWED");
+        }
+        std::fs::create_dir_all(&cg).expect("freezer cgroup");
+        // A process forked while the others move is caught by the next
+        // round; one moved into a frozen cgroup freezes with it.
+        for round in 0..3 {
+            for pid in self.pids(i) {
+                // A process that exited in between is no longer there to move.
+                let _ = std::fs::write(cg.join("cgroup.procs"), pid.to_string());
+            }
+            if round == 0 {
+                set_freezer(&cg, "FROZEN");
+            }
+        }
+    }
+
+    /// Host `i`'s freezer cgroup.
+    fn freezer(&self, i: usize) -> std::path::PathBuf {
+        std::path::Path::new(FREEZER).join(&self.hosts[i - 1].name)
     }
 
     /// Cut (or heal) host `i`'s routes to every etcd member (and to a
@@ -246,8 +271,9 @@ impl Lan {
     /// cluster "hosts" with node pg-<i> on host i, on `etcd`: the same
     /// config everywhere but for each host's own data root `h<i>`. The
     /// application (a writer, a watcher) logs in as `app` from the gateway.
-    pub fn write_pgrepl_configs(&self, dir: &std::path::Path, etcd: &[String], extra: &str) {
-        let mut body = "[cluster]\nname = \"hosts\"\ndata_root = \"DATA\"\n\n[replication]\npassword_file = \"secrets/replicator.password\"\nclone_timeout = \"30s\"\n".to_string();
+    /// `durability` is `[replication] durability`; `extra` goes at the end.
+    pub fn write_pgrepl_configs(&self, dir: &std::path::Path, etcd: &[String], durability: &str, extra: &str) {
+        let mut body = format!("[cluster]\nname = \"hosts\"\ndata_root = \"DATA\"\n\n[replication]\npassword_file = \"secrets/replicator.password\"\nclone_timeout = \"30s\"\ndurability = \"{durability}\"\n");
         for (i, h) in self.hosts.iter().enumerate() {
             let n = i + 1;
             body.push_str(&format!(
@@ -296,6 +322,12 @@ impl Lan {
 
 impl Drop for Lan {
     fn drop(&mut self) {
+        // A frozen process takes a SIGKILL only once thawed.
+        for i in 1..=self.hosts.len() {
+            if self.freezer(i).is_dir() {
+                set_freezer(&self.freezer(i), "THAWED");
+            }
+        }
         for ns in self.hosts.iter().chain(&self.etcd_ns) {
             kill_all(&pids(&ns.name), nix::sys::signal::Signal::SIGKILL);
         }
@@ -309,6 +341,30 @@ impl Drop for Lan {
             let _ = ip(&["netns", "del", &ns.name]);
         }
         let _ = ip(&["link", "del", &self.bridge]);
+        // Empty once its processes are gone (the kernel reaps them shortly
+        // after the SIGKILL; a leftover empty cgroup costs nothing).
+        for i in 1..=self.hosts.len() {
+            let cg = self.freezer(i);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while cg.is_dir() && std::fs::remove_dir(&cg).is_err() && Instant::now() < deadline {
+                // The poll interval of a condition wait.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Where the cgroup v1 freezer is mounted (Debian 12's hybrid layout).
+const FREEZER: &str = "/sys/fs/cgroup/freezer";
+
+/// Set a freezer cgroup's state and wait until the kernel reports it.
+fn set_freezer(cg: &std::path::Path, state: &str) {
+    std::fs::write(cg.join("freezer.state"), state).expect("freezer.state");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(cg.join("freezer.state")).unwrap_or_default().trim() != state {
+        assert!(Instant::now() < deadline, "the freezer did not reach {state}");
+        // The poll interval of a condition wait.
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

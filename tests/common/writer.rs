@@ -33,14 +33,21 @@ impl Writer {
     /// [`Writer::start_at`] with other credentials (`login`: libpq
     /// `user=… password=… dbname=…`), into a table `w (id bigint primary key)`.
     pub fn start_as(nodes: &[(String, u16)], login: &str, timeout: Option<Duration>) -> Writer {
-        let hosts: Vec<&str> = nodes.iter().map(|(h, _)| h.as_str()).collect();
-        let hosts = hosts.join(",");
-        let ports: Vec<String> = nodes.iter().map(|(_, p)| p.to_string()).collect();
-        let connect_timeout = timeout.map_or(2, |t| t.as_secs().max(1));
-        let conn = format!(
-            "host={hosts} port={} {login} target_session_attrs=read-write connect_timeout={connect_timeout}",
-            ports.join(",")
-        );
+        let connect_timeout = timeout.unwrap_or(Duration::from_secs(2));
+        // One string per host, tried in order, each within the timeout, as
+        // libpq does with a multi-host string: its connect_timeout covers
+        // the whole login at each host, while tokio-postgres's covers only
+        // the socket (a frozen server accepts the socket, then never
+        // answers the login).
+        let hosts: Vec<String> = nodes
+            .iter()
+            .map(|(h, p)| {
+                format!(
+                    "host={h} port={p} {login} target_session_attrs=read-write connect_timeout={}",
+                    connect_timeout.as_secs().max(1)
+                )
+            })
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let acked_at = Arc::new(Mutex::new(Vec::new()));
@@ -52,17 +59,11 @@ impl Writer {
                 let mut id = 0i64;
                 while !s.load(Ordering::SeqCst) {
                     if client.as_ref().is_none_or(|c| c.is_closed()) {
-                        client = match tokio_postgres::connect(&conn, tokio_postgres::NoTls).await {
-                            Ok((c, conn)) => {
-                                tokio::spawn(conn);
-                                Some(c)
-                            }
-                            Err(_) => {
-                                // Pace reconnect attempts; the loop re-checks for a primary.
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                                None
-                            }
-                        };
+                        client = connect_first(&hosts, connect_timeout).await;
+                        if client.is_none() {
+                            // Pace reconnect attempts; the loop re-checks for a primary.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
                         continue;
                     }
                     id += 1;
@@ -128,4 +129,17 @@ impl Writer {
         }
         self.acked.lock().unwrap().clone()
     }
+}
+
+/// The first of these hosts that takes a read-write login within `timeout`.
+async fn connect_first(hosts: &[String], timeout: Duration) -> Option<tokio_postgres::Client> {
+    for conn in hosts {
+        if let Ok(Ok((c, connection))) =
+            tokio::time::timeout(timeout, tokio_postgres::connect(conn, tokio_postgres::NoTls)).await
+        {
+            tokio::spawn(connection);
+            return Some(c);
+        }
+    }
+    None
 }

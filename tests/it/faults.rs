@@ -27,10 +27,25 @@ fn cluster(replicas: usize, extra: &str) -> Cluster {
 /// not count as writable in that sample).
 pub struct Watcher {
     stop: Arc<AtomicBool>,
-    /// Per sample: the nodes (by index) that answered "writable primary".
-    samples: Arc<Mutex<Vec<Vec<usize>>>>,
+    /// Per sample: when it ended, and the nodes (by index) that answered
+    /// "writable primary".
+    samples: Arc<Mutex<Vec<Sample>>>,
+    /// When the first sample ended: the watch counts from there.
     started: Instant,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// When a sample ended, and the nodes (by index) that answered "writable".
+type Sample = (Instant, Vec<usize>);
+
+/// What a watch saw.
+pub struct Watch {
+    pub samples: usize,
+    /// Samples in which more than one node answered "writable primary".
+    pub dual: usize,
+    /// The longest time between two samples.
+    pub longest_interval: Duration,
+    pub watched: Duration,
 }
 
 impl Watcher {
@@ -38,7 +53,10 @@ impl Watcher {
         Watcher::start_at(c.ports.iter().map(|p| ("127.0.0.1".to_string(), *p)).collect())
     }
 
-    /// Watch the nodes at these `(host, port)`s.
+    /// Watch the nodes at these `(host, port)`s. Returns once the first
+    /// sample is taken, so a fault injected next is watched from its start
+    /// (the first connections log in with SCRAM, which takes a while in an
+    /// unoptimised test build on a loaded machine).
     pub fn start_at(nodes: Vec<(String, u16)>) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
@@ -65,28 +83,36 @@ impl Watcher {
                             writable.push(i);
                         }
                     }
-                    out.lock().unwrap().push(writable);
+                    out.lock().unwrap().push((Instant::now(), writable));
                 }
             });
         });
-        Watcher { stop, samples, started: Instant::now(), thread: Some(thread) }
+        wait_until("the watcher's first sample", Duration::from_secs(30), || !samples.lock().unwrap().is_empty());
+        let first = samples.lock().unwrap()[0].0;
+        Watcher { stop, samples, started: first, thread: Some(thread) }
     }
 
-    /// Stop and return (samples taken, samples showing two writable primaries).
-    /// Fails if it did not keep its pace.
-    pub fn finish(mut self) -> (usize, usize) {
+    /// Stop and return what the watch saw. Fails if it did not keep its pace.
+    pub fn finish(mut self) -> Watch {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
         }
         let s = self.samples.lock().unwrap();
+        let watched = s.last().map_or(Duration::ZERO, |(at, _)| *at - self.started);
+        let longest_interval = s.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or_default();
         // It aims at one sample every 100 ms (a tick waits for every node's
         // answer, up to 80 ms to connect and 80 ms to answer); on a loaded
-        // 2-core machine, with nodes restarting, a tick can take longer. The
-        // achieved pace is printed with each scenario; a stalled watcher fails.
-        let due = (self.started.elapsed().as_millis() / 500) as usize;
-        assert!(s.len() >= due.max(1), "the watcher took {} samples in {:?}", s.len(), self.started.elapsed());
-        (s.len(), s.iter().filter(|w| w.len() > 1).count())
+        // 2-core machine, with nodes restarting and the watcher logging in
+        // again, a tick can take longer. The achieved pace is printed with
+        // each scenario; a stalled watcher fails.
+        let due = (watched.as_millis() / 500) as usize;
+        assert!(
+            s.len() >= due.max(1),
+            "the watcher took {} samples in {watched:?} (longest interval {longest_interval:?})",
+            s.len()
+        );
+        Watch { samples: s.len(), dual: s.iter().filter(|(_, w)| w.len() > 1).count(), longest_interval, watched }
     }
 }
 
@@ -142,8 +168,7 @@ impl Scenario {
     fn finish(self, c: &Cluster, strict: bool) {
         let longest_gap = self.writer.longest_gap();
         let acked = self.writer.finish();
-        let watched = self.watcher.started.elapsed();
-        let (samples, dual) = self.watcher.finish();
+        let Watch { samples, dual, longest_interval, watched } = self.watcher.finish();
         let primary = c.status()["primary"].as_str().unwrap().to_string();
         let have: std::collections::HashSet<i64> = c
             .sql_db(&primary, "app", "SELECT id FROM w")
@@ -154,11 +179,12 @@ impl Scenario {
         let lost = acked.iter().filter(|id| !have.contains(id)).count();
         // The figures the closing note and the README report, per scenario.
         eprintln!(
-            "fault scenario `{}`: longest write gap {:.2}s, acknowledged writes {}, lost {lost}, samples {samples} (one per {:.0} ms), dual-primary samples {dual}",
+            "fault scenario `{}`: longest write gap {:.2}s, acknowledged writes {}, lost {lost}, samples {samples} (one per {:.0} ms, longest interval {} ms), dual-primary samples {dual}",
             self.name,
             longest_gap.as_secs_f64(),
             acked.len(),
-            watched.as_secs_f64() * 1000.0 / samples.max(1) as f64
+            watched.as_secs_f64() * 1000.0 / samples.max(1) as f64,
+            longest_interval.as_millis()
         );
         assert_eq!(dual, 0, "{}: {dual} samples showed two writable primaries", self.name);
         // Fault testing found "not accepting writes for 0.0s" logged after a

@@ -3,6 +3,8 @@
 mod harness;
 #[path = "../common/netns.rs"]
 mod netns;
+#[path = "../common/probe.rs"]
+mod probe;
 #[path = "../common/writer.rs"]
 mod writer;
 

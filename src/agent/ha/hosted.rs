@@ -165,13 +165,20 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
             ),
         };
         say(ctx, &mut local, &why, out);
-        let (renewed, demoted) = (matches!(step, Step::Lead | Step::Thaw), step == Step::Demote);
+        let (renewed, demoted, froze) =
+            (matches!(step, Step::Lead | Step::Thaw), step == Step::Demote, step == Step::Freeze);
         act(ctx, sup, &node, &mut local, step, snap.as_deref(), record.as_ref(), out).await;
         match (sup.state(&name), local.member.deadline()) {
             (NodeState::Running { pid }, Some(d)) if renewed => {
-                env.hold(&mut local, &name, pid, d.saturating_sub(clock.now()))
+                let left = d.saturating_sub(clock.now());
+                ctx.lease_until(&name, Some(std::time::Instant::now() + left));
+                env.hold(&mut local, &name, pid, left)
             }
-            _ if demoted => env.release(&mut local),
+            _ if demoted => {
+                ctx.lease_until(&name, None);
+                env.release(&mut local)
+            }
+            _ if froze => ctx.lease_until(&name, None),
             _ => {}
         }
     }

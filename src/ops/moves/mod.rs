@@ -72,6 +72,13 @@ pub(crate) async fn wait_replayed_to(ctx: &Ctx, node: &Node, lsn: Lsn, timeout: 
 
 /// Promote `node` and wait until it accepts writes.
 pub(crate) async fn promote(ctx: &Ctx, node: &Node, timeout: Duration) -> Result<()> {
+    // The standbys' slots first, while it is still a standby (physical
+    // slots can be made there): a standby repointed to it then streams the
+    // moment it opens, instead of failing on a missing slot and retrying
+    // only after wal_retrieve_retry_interval (5 s), which in sync-strict
+    // holds every commit that long. A failure here does not stop the
+    // promotion: every caller makes the slots again after it, and says so.
+    let _ = ensure_slots(ctx, node).await;
     let c = ctx.connect(node).await?;
     if ctx.bin()?.major >= 12 {
         let secs = i32::try_from(timeout.as_secs()).unwrap_or(60);
