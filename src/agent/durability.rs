@@ -164,7 +164,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
             // standby that a failover would then promote.
             let loosens = !recorded.iter().all(|n| set.contains(n));
             if loosens && recorded != set {
-                if let Err(e) = ctx.store().update(|st| st.sync_set = set.clone()) {
+                if let Err(e) = ctx.store().update_as_leader(&primary.name, |st| st.sync_set = set.clone()) {
                     unrecorded(&out, &e, &mut last);
                     continue;
                 }
@@ -178,7 +178,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
         // Failover trusts this record: a failure to write it is said
         // every cycle until it succeeds, never dropped.
         if recorded != set {
-            if let Err(e) = ctx.store().update(|st| st.sync_set = set.clone()) {
+            if let Err(e) = ctx.store().update_as_leader(&primary.name, |st| st.sync_set = set.clone()) {
                 unrecorded(&out, &e, &mut last);
                 continue;
             }

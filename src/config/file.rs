@@ -67,6 +67,16 @@ pub(super) struct Etcd {
     pub prefix: Option<Spanned<String>>,
     /// The leader lease's time to live. Default `3s`.
     pub ttl: Option<Spanned<String>>,
+    /// With `https://` endpoints: the CA that signed etcd's certificates
+    /// (default: the system's trusted CAs).
+    pub ca_file: Option<Spanned<String>>,
+    /// A client certificate and its key, for etcd's `--client-cert-auth`.
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    /// etcd's own authentication (`etcdctl auth enable`): a user, and a
+    /// file whose first line is its password.
+    pub username: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
 }
 
 /// `[log]`.

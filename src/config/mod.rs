@@ -259,12 +259,19 @@ pub struct Failover {
 /// `[etcd]`: the store that coordinates agents on several hosts.
 #[derive(Debug, Clone)]
 pub struct Etcd {
-    /// Client URLs, `http://HOST:PORT`, tried in order.
+    /// Client URLs, `http://HOST:PORT` or `https://HOST:PORT` (all alike),
+    /// tried in order.
     pub endpoints: Vec<String>,
     /// Keys live under `<prefix>/<cluster name>/`.
     pub prefix: String,
     /// The leader lease's time to live.
     pub ttl: Duration,
+    /// With `https://` endpoints: the CA file (None: the system's), and a
+    /// client certificate and key, if etcd asks for one.
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// etcd's own authentication: a user and its password.
+    pub auth: Option<(String, Secret)>,
 }
 
 /// `[api]`: where the per-node HTTP listeners bind.

@@ -208,27 +208,76 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
                 false
             }
         },
-        etcd: raw.etcd.as_ref().map(|e| etcd(e.get_ref(), p)),
+        etcd: raw.etcd.as_ref().map(|e| etcd(e.get_ref(), base, p)),
         warnings: std::mem::take(&mut p.warnings),
     }
 }
 
-fn etcd(e: &file::Etcd, p: &mut Problems) -> super::Etcd {
+fn etcd(e: &file::Etcd, base: &Path, p: &mut Problems) -> super::Etcd {
     if e.endpoints.get_ref().is_empty() {
         p.push(&e.endpoints, "[etcd] endpoints is empty; list every etcd member's client URL");
     }
+    let mut schemes = std::collections::BTreeSet::new();
     for url in e.endpoints.get_ref() {
         let u = url.get_ref();
-        if u.starts_with("https://") {
-            p.push(url, format!("etcd endpoint `{u}`: TLS to etcd is not supported yet; use an http:// endpoint on a trusted network"));
-        } else if !u.strip_prefix("http://").is_some_and(|hp| {
+        let rest = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://"));
+        if let Some(scheme) = u.split_once("://").map(|(s, _)| s).filter(|_| rest.is_some()) {
+            schemes.insert(scheme);
+        }
+        if !rest.is_some_and(|hp| {
             hp.trim_end_matches('/')
                 .rsplit_once(':')
                 .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok())
         }) {
-            p.push(url, format!("etcd endpoint `{u}` is not a URL; write it as http://HOST:PORT"));
+            p.push(url, format!("etcd endpoint `{u}` is not a URL; write it as http://HOST:PORT or https://HOST:PORT"));
         }
     }
+    if schemes.len() > 1 {
+        p.push(&e.endpoints, "[etcd] endpoints mix http:// and https://; use one scheme for every member");
+    }
+    let tls = schemes.contains("https");
+    for f in [&e.ca_file, &e.cert_file, &e.key_file].into_iter().flatten().filter(|_| !tls) {
+        p.push(f, "[etcd] TLS files are set but the endpoints are http://; write them as https://HOST:PORT");
+    }
+    let file = |f: &Spanned<String>, what: &str, p: &mut Problems| {
+        let path = resolve(base, f.get_ref());
+        if !path.is_file() {
+            p.push(f, format!("[etcd] {what} {} does not exist; fix the path", path.display()));
+        }
+        path
+    };
+    let ca_file = e.ca_file.as_ref().map(|f| file(f, "ca_file", p));
+    let client_cert = match (&e.cert_file, &e.key_file) {
+        (Some(c), Some(k)) => {
+            let key = file(k, "key_file", p);
+            warn_if_readable(p, k, &key, "[etcd] key_file");
+            Some((file(c, "cert_file", p), key))
+        }
+        (Some(f), None) | (None, Some(f)) => {
+            p.push(
+                f,
+                "[etcd] cert_file and key_file go together; set both (a client certificate and its key) or neither",
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let auth = match (&e.username, &e.password_file) {
+        (Some(u), Some(f)) => {
+            if !tls {
+                p.warnings.push(format!(
+                    "{}: [etcd] username over http:// sends its password unencrypted; use https:// endpoints",
+                    p.loc.at(u.span())
+                ));
+            }
+            read_secret_file(base, f, "[etcd] password", p).map(|pw| (u.get_ref().clone(), pw))
+        }
+        (Some(f), None) | (None, Some(f)) => {
+            p.push(f, "[etcd] username and password_file go together; set both or neither");
+            None
+        }
+        (None, None) => None,
+    };
     let ttl = duration(&e.ttl, "3s", p);
     if let Some(t) = e.ttl.as_ref().filter(|_| ttl < Duration::from_secs(2) && ttl > Duration::ZERO) {
         p.push(
@@ -243,7 +292,14 @@ fn etcd(e: &file::Etcd, p: &mut Problems) -> super::Etcd {
     if let Some(s) = e.prefix.as_ref().filter(|s| !s.get_ref().starts_with('/')) {
         p.push(s, format!("[etcd] prefix `{}` must start with `/`, e.g. \"/pgrepl\"", s.get_ref()));
     }
-    super::Etcd { endpoints: e.endpoints.get_ref().iter().map(|u| u.get_ref().clone()).collect(), prefix, ttl }
+    super::Etcd {
+        endpoints: e.endpoints.get_ref().iter().map(|u| u.get_ref().clone()).collect(),
+        prefix,
+        ttl,
+        ca_file,
+        client_cert,
+        auth,
+    }
 }
 
 fn is_simple_name(s: &str) -> bool {

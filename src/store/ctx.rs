@@ -50,7 +50,7 @@ impl Ctx {
         let (store, etcd): (Box<dyn ClusterStore>, _) = match &cfg.etcd {
             None => (Box::new(FileStore { path: layout.state_file() }), None),
             Some(e) => {
-                let gw = Gateway::new(&e.endpoints)?;
+                let gw = Gateway::new(e)?;
                 (Box::new(EtcdRecord::new(gw.clone(), &e.prefix, &cfg.cluster_name)), Some(gw))
             }
         };

@@ -16,6 +16,15 @@ pub(crate) trait ClusterStore: Send + Sync + std::fmt::Debug {
     /// Read, change and write back the record as one step: two writers
     /// (a move command, the agent's tasks) never undo each other's change.
     fn change(&self, f: &mut dyn FnMut(&mut State)) -> Result<()>;
+    /// [`ClusterStore::change`], made only while `leader` holds the leader
+    /// lease. Across hosts the write is one transaction that also compares
+    /// the leader key, so a leader that lost its lease (and does not know
+    /// it yet) cannot write what only the leader may. On one machine the
+    /// supervisor is the only writer, and this is `change`.
+    fn change_as_leader(&self, leader: &str, f: &mut dyn FnMut(&mut State)) -> Result<()> {
+        let _ = leader;
+        self.change(f)
+    }
 }
 
 impl dyn ClusterStore + '_ {
@@ -24,6 +33,13 @@ impl dyn ClusterStore + '_ {
     pub(crate) fn update<T>(&self, mut f: impl FnMut(&mut State) -> T) -> Result<T> {
         let mut out = None;
         self.change(&mut |st| out = Some(f(st)))?;
+        out.ok_or_else(|| Error::Other("the cluster's record was not changed".into()))
+    }
+
+    /// [`ClusterStore::change_as_leader`], returning what `f` returns.
+    pub(crate) fn update_as_leader<T>(&self, leader: &str, mut f: impl FnMut(&mut State) -> T) -> Result<T> {
+        let mut out = None;
+        self.change_as_leader(leader, &mut |st| out = Some(f(st)))?;
         out.ok_or_else(|| Error::Other("the cluster's record was not changed".into()))
     }
 }

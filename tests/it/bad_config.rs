@@ -185,17 +185,19 @@ fn sync_count_above_the_standbys_that_could_confirm_is_refused() {
 fn etcd_problems_name_the_key_and_the_fix() {
     let c = Cluster::empty();
     let body = format!(
-        "{HEAD}\n[[node]]\nname = \"a\"\nport = 15432\n\n[etcd]\nendpoints = [\"10.0.0.1:2379\", \"https://10.0.0.2:2379\"]\nttl = \"1s\"\nprefix = \"pgrepl\"\n"
+        "{HEAD}\n[[node]]\nname = \"a\"\nport = 15432\n\n[etcd]\nendpoints = [\"10.0.0.1:2379\", \"https://10.0.0.2:2379\", \"http://10.0.0.3:2379\"]\nttl = \"1s\"\nprefix = \"pgrepl\"\ncert_file = \"c.pem\"\nusername = \"pgrepl\"\n"
     );
     let (code, err) = run(&c, "pgrepl.toml", &body);
     assert_eq!(code, 2);
     assert_eq!(
         err,
         "pgrepl: error: invalid configuration:
-pgrepl.toml:12:14: etcd endpoint `10.0.0.1:2379` is not a URL; write it as http://HOST:PORT
-pgrepl.toml:12:31: etcd endpoint `https://10.0.0.2:2379`: TLS to etcd is not supported yet; use an http:// endpoint on a trusted network
+pgrepl.toml:12:13: [etcd] endpoints mix http:// and https://; use one scheme for every member
+pgrepl.toml:12:14: etcd endpoint `10.0.0.1:2379` is not a URL; write it as http://HOST:PORT or https://HOST:PORT
 pgrepl.toml:13:7: [etcd] ttl 1s is too short: a leader must renew several times per TTL; use at least 2s (default 3s)
 pgrepl.toml:14:10: [etcd] prefix `pgrepl` must start with `/`, e.g. \"/pgrepl\"
+pgrepl.toml:15:13: [etcd] cert_file and key_file go together; set both (a client certificate and its key) or neither
+pgrepl.toml:16:12: [etcd] username and password_file go together; set both or neither
 "
     );
     let (code, err) =

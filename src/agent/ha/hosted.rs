@@ -386,7 +386,9 @@ async fn promote(ctx: &Arc<Ctx>, node: &Node, out: &Output) {
         Err(e) => return out.info(format!("ha: {name}: not promoting, the record cannot be read: {e}")),
     };
     let why = format!("failover: {name} took the leader lease");
-    let recorded = ctx.store().update(|st| {
+    // Guarded by the leader key: a lease lost since this cycle took it
+    // stops the promotion here.
+    let recorded = ctx.store().update_as_leader(name, |st| {
         st.primary = Some(name.to_string());
         st.last_move = Some(why.clone());
         st.fenced.retain(|n| n != name);

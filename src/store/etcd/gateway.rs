@@ -12,47 +12,94 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openssl::ssl::{HandshakeError, SslConnector, SslFiletype, SslMethod, SslVerifyMode};
 use serde_json::Value;
 
+use crate::config::{Etcd, Secret};
 use crate::error::{Error, Result};
 
 /// The most one exchange with one member may take (connect, then each read
 /// and write). A member that does not answer within it is skipped.
 const CALL_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// The etcd members of one cluster.
-#[derive(Debug)]
+/// The etcd members of one cluster, and how to reach them.
 pub(crate) struct Gateway {
-    /// `host:port` of each client URL.
-    endpoints: Vec<String>,
+    endpoints: Vec<Endpoint>,
     /// The member that answered last.
     preferred: AtomicUsize,
+    /// With `https://` endpoints: verifies etcd's certificate (and presents
+    /// ours, if configured).
+    tls: Option<SslConnector>,
+    /// etcd's authentication: the user and its password, and the token
+    /// etcd gave for them (asked for again when etcd says it expired).
+    auth: Option<(String, Secret)>,
+    token: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hosts: Vec<&str> = self.endpoints.iter().map(|e| e.addr.as_str()).collect();
+        write!(f, "Gateway({})", hosts.join(", "))
+    }
+}
+
+/// One member's client URL, split.
+#[derive(Debug, Clone, PartialEq)]
+struct Endpoint {
+    /// `host:port`, to connect to.
+    addr: String,
+    /// The host alone: the name its certificate must carry.
+    host: String,
 }
 
 impl Gateway {
-    /// From client URLs `http://host:port`.
-    pub(crate) fn new(urls: &[String]) -> Result<Arc<Gateway>> {
+    /// For the members of `[etcd]`, with its TLS and authentication.
+    pub(crate) fn new(e: &Etcd) -> Result<Arc<Gateway>> {
+        let https = e.endpoints.iter().all(|u| u.starts_with("https://"));
+        let tls = if https { Some(connector(e.ca_file.as_deref(), e.client_cert.as_ref())?) } else { None };
+        Gateway::with(&e.endpoints, tls, e.auth.clone())
+    }
+
+    /// Plain `http://` members, no authentication.
+    pub(crate) fn plain(urls: &[String]) -> Result<Arc<Gateway>> {
+        Gateway::with(urls, None, None)
+    }
+
+    fn with(urls: &[String], tls: Option<SslConnector>, auth: Option<(String, Secret)>) -> Result<Arc<Gateway>> {
+        let scheme = if tls.is_some() { "https://" } else { "http://" };
         let endpoints = urls
             .iter()
             .map(|u| {
-                u.strip_prefix("http://").map(|h| h.trim_end_matches('/').to_string()).ok_or_else(|| {
-                    Error::Usage(format!("etcd endpoint {u}: only http:// endpoints are supported so far"))
-                })
+                let addr = u.strip_prefix(scheme).map(|h| h.trim_end_matches('/').to_string()).ok_or_else(|| {
+                    Error::Usage(format!("etcd endpoint {u}: every endpoint must start with {scheme}"))
+                })?;
+                let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+                Ok(Endpoint { addr, host })
             })
             .collect::<Result<Vec<_>>>()?;
         if endpoints.is_empty() {
             return Err(Error::Usage("no etcd endpoint given".into()));
         }
-        Ok(Arc::new(Gateway { endpoints, preferred: AtomicUsize::new(0) }))
+        Ok(Arc::new(Gateway { endpoints, preferred: AtomicUsize::new(0), tls, auth, token: Mutex::new(None) }))
     }
 
     /// POST `body` to `path` on the first member that answers.
     pub(crate) fn call_blocking(&self, path: &str, body: &Value) -> Result<Value> {
         self.request("POST", path, Some(body))
+    }
+
+    /// [`Gateway::call_blocking`] off the async runtime's threads.
+    pub(crate) async fn call(self: &Arc<Self>, path: &'static str, body: Value) -> Result<Value> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.call_blocking(path, &body))
+            .await
+            .map_err(|e| Error::Other(format!("etcd call {path}: {e}")))?
     }
 
     /// The version of the first member that answers (`GET /version`).
@@ -67,7 +114,7 @@ impl Gateway {
         let mut errors = Vec::new();
         for i in 0..n {
             let at = (first + i) % n;
-            match exchange(&self.endpoints[at], method, path, body) {
+            match self.authorized(&self.endpoints[at], method, path, body) {
                 Ok(v) => {
                     self.preferred.store(at, Ordering::Relaxed);
                     return Ok(v);
@@ -80,12 +127,135 @@ impl Gateway {
         Err(Error::Other(format!("etcd unreachable: {}", errors.join("; "))))
     }
 
-    /// [`Gateway::call_blocking`] off the async runtime's threads.
-    pub(crate) async fn call(self: &Arc<Self>, path: &'static str, body: Value) -> Result<Value> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.call_blocking(path, &body))
-            .await
-            .map_err(|e| Error::Other(format!("etcd call {path}: {e}")))?
+    /// One call to one member, with a token when etcd wants one: asked for
+    /// on first use, and once more when etcd says it is no longer valid
+    /// (simple tokens expire after 5 minutes unused, and on restarts).
+    fn authorized(&self, ep: &Endpoint, method: &str, path: &str, body: Option<&Value>) -> Exchange {
+        let Some((user, password)) = &self.auth else { return self.exchange(ep, method, path, body, None) };
+        for retry in [false, true] {
+            let held = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let token = match held {
+                Some(t) => t,
+                None => {
+                    let login = serde_json::json!({ "name": user, "password": password.expose() });
+                    let v = self.exchange(ep, "POST", "/v3/auth/authenticate", Some(&login), None).map_err(
+                        |f| match f {
+                            Answered(e) => Answered(Error::Authentication(format!(
+                            "etcd refused user `{user}` ({e}); check [etcd] username and the password in password_file"
+                        ))),
+                            other => other,
+                        },
+                    )?;
+                    let t = v["token"].as_str().unwrap_or_default().to_string();
+                    *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
+                    t
+                }
+            };
+            match self.exchange(ep, method, path, body, Some(&token)) {
+                Err(Answered(e)) if !retry && e.to_string().contains("auth token") => {
+                    *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                r => return r,
+            }
+        }
+        unreachable!("the second try returns")
+    }
+
+    fn exchange(&self, ep: &Endpoint, method: &str, path: &str, body: Option<&Value>, token: Option<&str>) -> Exchange {
+        let fail = |e: String| Unreachable(format!("{}: {e}", ep.addr));
+        let addr = ep
+            .addr
+            .to_socket_addrs()
+            .map_err(|e| fail(e.to_string()))?
+            .next()
+            .ok_or_else(|| fail("no address".into()))?;
+        let s = TcpStream::connect_timeout(&addr, CALL_TIMEOUT).map_err(|e| fail(e.to_string()))?;
+        s.set_read_timeout(Some(CALL_TIMEOUT)).map_err(|e| fail(e.to_string()))?;
+        s.set_write_timeout(Some(CALL_TIMEOUT)).map_err(|e| fail(e.to_string()))?;
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let auth = token.map(|t| format!("Authorization: {t}\r\n")).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            ep.addr,
+            body.len()
+        );
+        let raw = match &self.tls {
+            None => roundtrip(s, &req),
+            Some(c) => {
+                let tls = c.connect(&ep.host, s).map_err(|e| {
+                    // A member that does not answer in time is skipped; a
+                    // certificate problem is the same on every member.
+                    let io = match &e {
+                        HandshakeError::Failure(m) => m.error().io_error().is_some(),
+                        HandshakeError::WouldBlock(_) => true,
+                        HandshakeError::SetupFailure(_) => false,
+                    };
+                    if io {
+                        return fail(format!("TLS: {e}"));
+                    }
+                    Answered(Error::Authentication(format!(
+                        "etcd at {}: TLS: {e}; check [etcd] ca_file (and cert_file/key_file if etcd asks for a client certificate)",
+                        ep.addr
+                    )))
+                })?;
+                roundtrip(tls, &req)
+            }
+        }
+        .map_err(|e| fail(e.to_string()))?;
+        answer(&ep.addr, path, &raw)
+    }
+}
+
+type Exchange = std::result::Result<Value, Failure>;
+
+/// An OpenSSL client for `https://` endpoints: verifies etcd's certificate
+/// against `ca` (or the system's CAs) and the host name, and presents a
+/// client certificate if given.
+fn connector(ca: Option<&std::path::Path>, client: Option<&(PathBuf, PathBuf)>) -> Result<SslConnector> {
+    let err = |what: &str, e: openssl::error::ErrorStack| Error::Other(format!("etcd TLS: {what}: {e}"));
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| err("setting up", e))?;
+    if let Some(ca) = ca {
+        b.set_ca_file(ca).map_err(|e| err(&format!("reading ca_file {}", ca.display()), e))?;
+    }
+    if let Some((cert, key)) = client {
+        b.set_certificate_chain_file(cert).map_err(|e| err(&format!("reading cert_file {}", cert.display()), e))?;
+        b.set_private_key_file(key, SslFiletype::PEM)
+            .map_err(|e| err(&format!("reading key_file {}", key.display()), e))?;
+        b.check_private_key().map_err(|e| err("key_file does not match cert_file", e))?;
+    }
+    b.set_verify(SslVerifyMode::PEER);
+    Ok(b.build())
+}
+
+/// Send `req` and read the whole answer (the server closes after it).
+/// A TLS peer that closes without a close_notify after a complete answer
+/// is not an error.
+fn roundtrip(mut s: impl Read + Write, req: &str) -> std::io::Result<Vec<u8>> {
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(raw),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) if complete(&raw) => return Ok(raw),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `raw` holds a whole HTTP answer (by Content-Length, or the last
+/// chunk).
+fn complete(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok()).flatten()
+    });
+    match length {
+        Some(n) => body.len() >= n,
+        None => body.ends_with("0\r\n\r\n"),
     }
 }
 
@@ -98,29 +268,27 @@ enum Failure {
 }
 use Failure::{Answered, Unreachable};
 
-fn exchange(endpoint: &str, method: &str, path: &str, body: Option<&Value>) -> std::result::Result<Value, Failure> {
+/// The JSON of an HTTP answer from `endpoint`, or why not.
+fn answer(endpoint: &str, path: &str, raw: &[u8]) -> Exchange {
     let fail = |e: String| Unreachable(format!("{endpoint}: {e}"));
-    let addr =
-        endpoint.to_socket_addrs().map_err(|e| fail(e.to_string()))?.next().ok_or_else(|| fail("no address".into()))?;
-    let mut s = TcpStream::connect_timeout(&addr, CALL_TIMEOUT).map_err(|e| fail(e.to_string()))?;
-    s.set_read_timeout(Some(CALL_TIMEOUT)).map_err(|e| fail(e.to_string()))?;
-    s.set_write_timeout(Some(CALL_TIMEOUT)).map_err(|e| fail(e.to_string()))?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| fail(e.to_string()))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| fail(e.to_string()))?;
-    let text = String::from_utf8_lossy(&raw);
+    let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| fail("a malformed HTTP answer".into()))?;
     let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
     let body = if chunked { dechunk(body) } else { body.to_string() };
     let status = head.split_whitespace().nth(1).unwrap_or("");
-    let v: Value = serde_json::from_str(body.trim()).map_err(|e| fail(format!("{e} in {body:?}")))?;
+    let v: Value = match serde_json::from_str(body.trim()) {
+        Ok(v) => v,
+        // etcd's own refusals of the gateway come as plain text.
+        Err(_) if status.starts_with('4') => Value::String(body.trim().to_string()),
+        Err(e) => return Err(fail(format!("{e} in {body:?}"))),
+    };
     if status != "200" {
-        let msg = v.get("error").or(v.get("message")).unwrap_or(&v).to_string();
+        let mut msg = v.get("error").or(v.get("message")).unwrap_or(&v).to_string();
+        if msg.contains("CommonName") {
+            msg.push_str(
+                "; etcd's JSON gateway refuses a client certificate that carries a CommonName: give [etcd] cert_file a certificate without one (subject O=..., say)",
+            );
+        }
         // A member cut off from its quorum answers, but cannot serve.
         if status.starts_with('5') {
             return Err(fail(format!("{path}: HTTP {status}: {msg}")));
@@ -188,13 +356,59 @@ mod tests {
         assert_eq!(int(&json!(3)), Some(3));
         assert_eq!(int(&Value::Null), None, "a field left out is zero: a lease gone");
         assert_eq!(dechunk("5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n"), "{\"a\":1}");
-        assert!(Gateway::new(&["https://x:2379".into()]).is_err());
-        assert_eq!(Gateway::new(&["http://10.0.0.1:2379/".into()]).unwrap().endpoints, vec!["10.0.0.1:2379"]);
+        assert!(Gateway::plain(&["https://x:2379".into()]).is_err());
+        let e = Endpoint { addr: "10.0.0.1:2379".into(), host: "10.0.0.1".into() };
+        assert_eq!(Gateway::plain(&["http://10.0.0.1:2379/".into()]).unwrap().endpoints, vec![e]);
+        assert!(complete(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
+        assert!(!complete(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}"));
+        assert!(complete(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"));
         assert!(version_caveat("3.4.23").is_some_and(|w| w.contains("3.4.31")));
         assert_eq!(version_caveat("3.4.31"), None);
         assert!(version_caveat("3.5.12").is_some());
         assert_eq!(version_caveat("3.5.13"), None);
         assert_eq!(version_caveat("3.6.0"), None);
+    }
+
+    #[test]
+    fn an_expired_token_is_asked_for_again_once_and_the_password_goes_only_to_authenticate() {
+        // A listener that answers like etcd with auth enabled, whose first
+        // token expires after one use; it records what each request carried.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for (i, s) in l.incoming().take(5).enumerate() {
+                let mut s = s.unwrap();
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let (code, body) = match i {
+                    0 => ("200 OK", r#"{"token":"t1"}"#),
+                    1 => ("200 OK", r#"{"kvs":[]}"#),
+                    2 => ("401 Unauthorized", r#"{"error":"etcdserver: invalid auth token","code":16}"#),
+                    3 => ("200 OK", r#"{"token":"t2"}"#),
+                    _ => ("200 OK", r#"{"count":"0"}"#),
+                };
+                let _ = write!(s, "HTTP/1.1 {code}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                seen.push(req);
+            }
+            seen
+        });
+        let g = Gateway::with(&[format!("http://{addr}")], None, Some(("pgrepl".into(), Secret::new("pw-9".into()))))
+            .unwrap();
+        assert_eq!(g.call_blocking("/v3/kv/range", &json!({})).unwrap(), json!({"kvs": []}));
+        assert_eq!(g.call_blocking("/v3/kv/range", &json!({})).unwrap(), json!({"count": "0"}));
+        let seen = seen.join().unwrap();
+        let path = |r: &String| r.split_whitespace().nth(1).unwrap_or_default().to_string();
+        let paths: Vec<String> = seen.iter().map(path).collect();
+        assert_eq!(
+            paths,
+            ["/v3/auth/authenticate", "/v3/kv/range", "/v3/kv/range", "/v3/auth/authenticate", "/v3/kv/range"]
+        );
+        assert!(seen[1].contains("Authorization: t1\r\n") && seen[4].contains("Authorization: t2\r\n"), "{seen:?}");
+        for (r, p) in seen.iter().zip(&paths) {
+            assert_eq!(r.contains("pw-9"), p == "/v3/auth/authenticate", "the password only logs in: {r}");
+        }
     }
 
     #[test]
@@ -212,7 +426,7 @@ mod tests {
                 let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
             }
         });
-        let g = Gateway::new(&[format!("http://{dead}"), format!("http://{live_addr}")]).unwrap();
+        let g = Gateway::plain(&[format!("http://{dead}"), format!("http://{live_addr}")]).unwrap();
         assert_eq!(g.call_blocking("/v3/kv/range", &json!({})).unwrap(), json!({"ok": true}));
         assert_eq!(g.preferred.load(Ordering::Relaxed), 1, "the member that answered is tried first next time");
         assert_eq!(g.call_blocking("/v3/kv/range", &json!({})).unwrap(), json!({"ok": true}));

@@ -26,7 +26,7 @@ pub struct EtcdDcs {
 impl EtcdDcs {
     /// `endpoint` is `http://host:port`; the key is `<prefix>/<cluster>/leader`.
     pub fn new(endpoint: &str, prefix: &str, cluster: &str) -> Result<EtcdDcs> {
-        Ok(EtcdDcs::on(Gateway::new(&[endpoint.to_string()])?, prefix, cluster))
+        Ok(EtcdDcs::on(Gateway::plain(&[endpoint.to_string()])?, prefix, cluster))
     }
 
     pub(crate) fn on(gw: Arc<Gateway>, prefix: &str, cluster: &str) -> EtcdDcs {
