@@ -331,15 +331,24 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Switchover { to, max_lag, timeout, yes } => {
                 let target = to.as_deref().map_or("a streaming replica".to_string(), str::to_string);
                 crate::cmd::confirm::ask(&format!("Switch the primary over to {target}?"), "switchover", yes)?;
+                let o = crate::ops::moves::switchover::Options { to, max_lag, timeout };
+                // Across hosts the agents carry it out; the request in etcd is the lock.
+                if ctx.cfg.etcd.is_some() {
+                    return crate::ops::moves::across::switchover(&ctx, &o, &crate::output::Output::new(0)).await;
+                }
                 let control = crate::ops::control::Control::find(&ctx)?;
                 let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
-                let o = crate::ops::moves::switchover::Options { to, max_lag, timeout };
                 crate::ops::moves::switchover::run(&ctx, &control, &o, &crate::output::Output::new(0)).await
             }
             Command::Failover { force: true, .. } => Err(Error::Usage(
                 "`failover --force` is gone, because it meant more than it said: `--stop-primary` stops a primary that still runs, `--yes` skips the confirmation (what patronictl's --force does)".into(),
             )),
             Command::Failover { to, stop_primary, allow_data_loss, yes, force: false } => {
+                if ctx.cfg.etcd.is_some() {
+                    return Err(Error::Refused(
+                        "failover refused, nothing changed: across hosts ([etcd]) failover is automatic: when the leader's lease lapses the best replica takes over. `pgrepl failover` still acts through this machine's sockets, so it is not available with [etcd] yet; for a planned move use `pgrepl switchover`".into(),
+                    ));
+                }
                 let stop = if stop_primary { ", stopping the primary if it runs" } else { "" };
                 crate::cmd::confirm::ask(&format!("Fail over{stop}?"), "failover", yes)?;
                 let control = crate::ops::control::Control::find(&ctx)?;
@@ -348,11 +357,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 crate::ops::moves::failover::run(&ctx, &control, &o, &crate::output::Output::new(0)).await
             }
             Command::Rejoin { node } => {
+                crate::ops::control::require_here(&ctx, std::slice::from_ref(&node), "rejoin")?;
                 let control = crate::ops::control::Control::find(&ctx)?;
                 let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 crate::ops::moves::rejoin::rejoin(&ctx, &control, &node, &crate::output::Output::new(0)).await
             }
             Command::Reclone { node, discard, yes } => {
+                crate::ops::control::require_here(&ctx, std::slice::from_ref(&node), "reclone")?;
                 if discard {
                     let q = format!("Delete {node}'s data dir for good and clone it again?");
                     crate::cmd::confirm::ask(&q, "reclone --discard", yes)?;
@@ -363,7 +374,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     .await
             }
             Command::Reload { dry_run } => crate::cmd::reload::reload(&ctx, dry_run, &crate::output::Output::new(0)).await,
-            Command::Restart { nodes } => crate::cmd::reload::restart(&ctx, &nodes, &crate::output::Output::new(0)).await,
+            Command::Restart { nodes } => {
+                crate::ops::control::require_here(&ctx, &nodes, "restart")?;
+                crate::cmd::reload::restart(&ctx, &nodes, &crate::output::Output::new(0)).await
+            }
             Command::Pause { reason } => {
                 crate::agent::ha::pause::pause(&ctx, reason.as_deref(), &crate::output::Output::new(0)).await
             }

@@ -106,6 +106,21 @@ impl Ctx {
         l.get(node).is_some_and(|t| *t > std::time::Instant::now())
     }
 
+    /// Across hosts, the commands' requests to the agents.
+    pub(crate) fn requests(&self) -> Option<crate::store::etcd::Requests> {
+        match (&self.etcd, &self.cfg.etcd) {
+            (Some(gw), Some(e)) => {
+                Some(crate::store::etcd::Requests::new(gw.clone(), &e.prefix, &self.cfg.cluster_name))
+            }
+            _ => None,
+        }
+    }
+
+    /// Across hosts, the leader key's name.
+    pub(crate) fn leader_key(&self) -> Option<String> {
+        self.cfg.etcd.as_ref().map(|e| crate::store::etcd::leader_key(&e.prefix, &self.cfg.cluster_name))
+    }
+
     /// Across hosts, every member key agents published: `(node, JSON)`.
     pub(crate) fn members(&self) -> Result<Vec<(String, String)>> {
         match (&self.etcd, &self.cfg.etcd) {

@@ -184,6 +184,27 @@ impl Lan {
         self.etcd_ns.iter().find_map(|e| post(&e.addr, "/v3/kv/range", &body)).map(|t| t.contains("\"kvs\""))
     }
 
+    /// Put `key` = `value` on a lease of `ttl` seconds (as a command on
+    /// another host would leave a request).
+    pub fn etcd_put_leased(&self, key: &str, value: &str, ttl: u64) -> bool {
+        let b64 = |s: &str| openssl::base64::encode_block(s.as_bytes());
+        self.etcd_ns.iter().any(|e| {
+            let Some(grant) = post(&e.addr, "/v3/lease/grant", &format!("{{\"TTL\":{ttl}}}")) else { return false };
+            let json = grant.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            let id =
+                serde_json::from_str::<serde_json::Value>(json).ok().and_then(|v| v["ID"].as_str().map(str::to_string));
+            let Some(id) = id else { return false };
+            let body = format!("{{\"key\":\"{}\",\"value\":\"{}\",\"lease\":\"{id}\"}}", b64(key), b64(value));
+            post(&e.addr, "/v3/kv/put", &body).is_some()
+        })
+    }
+
+    /// Delete `key`.
+    pub fn etcd_delete(&self, key: &str) -> bool {
+        let body = format!("{{\"key\":\"{}\"}}", openssl::base64::encode_block(key.as_bytes()));
+        self.etcd_ns.iter().any(|e| post(&e.addr, "/v3/kv/deleterange", &body).is_some())
+    }
+
     /// Every key and value under `prefix`, decoded, as one text.
     pub fn etcd_dump(&self, prefix: &str) -> Option<String> {
         let mut end = prefix.as_bytes().to_vec();

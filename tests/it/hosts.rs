@@ -204,10 +204,12 @@ impl Watched {
     /// Prints the figures (the time to the first write acknowledged after
     /// the fault, the longest write gap) for the closing note.
     fn finish(self, site: &Site, name: &str) {
-        self.finish_with(site, name, StaleAcks::Never)
+        self.finish_with(site, name, StaleAcks::Never, site.durability == "sync-strict")
     }
 
-    fn finish_with(self, site: &Site, name: &str, stale_acks: StaleAcks) {
+    /// With `lossless`, no acknowledged write may be missing on the final
+    /// primary (sync-strict, or a switchover in any mode).
+    fn finish_with(self, site: &Site, name: &str, stale_acks: StaleAcks, lossless: bool) {
         let gap = self.writer.longest_gap();
         let first_after = self.fault_at.and_then(|f| self.writer.first_ack_elsewhere_after(f).map(|(t, s)| (t - f, s)));
         let acked = self.writer.finish();
@@ -219,7 +221,7 @@ impl Watched {
         }
         let probed_after =
             self.fault_at.and_then(|f| probe::first_elsewhere_after(&probed, f).map(|a| (a.at - f, a.node)));
-        let lost = (site.durability == "sync-strict").then(|| site.lost(&acked, &probed));
+        let lost = lossless.then(|| site.lost(&acked, &probed));
         eprintln!(
             "hosts scenario `{name}` ({}): first write acknowledged by another server after the fault {} (probe: {}), longest write gap {:.2}s, acknowledged writes {} (+{} by the probe), lost {}, stale acknowledgements {}, samples {samples} (longest interval {} ms), dual-primary samples {dual}",
             site.durability,
@@ -228,7 +230,7 @@ impl Watched {
             gap.as_secs_f64(),
             acked.len(),
             probed.len(),
-            lost.map_or("not checked (async)".into(), |l| l.to_string()),
+            lost.map_or("not checked (async failover)".into(), |l| l.to_string()),
             stale.len(),
             longest_interval.as_millis()
         );
@@ -239,7 +241,7 @@ impl Watched {
                 "{name}: writes acknowledged on an older timeline after a newer one's: {stale:?}"
             );
         }
-        assert_eq!(lost.unwrap_or(0), 0, "{name}: acknowledged writes lost in sync-strict");
+        assert_eq!(lost.unwrap_or(0), 0, "{name}: acknowledged writes lost");
     }
 }
 
@@ -403,7 +405,8 @@ fn a_frozen_primary_host(durability: &'static str, stale_acks: StaleAcks) {
     // Its agent wakes past its deadline, finds another leader, stops pg-1
     // and brings it back as a standby.
     site.wait("pg-1 streams from the new primary after the thaw", || site.streams_from(i, "pg-1", &new));
-    w.finish_with(&site, &format!("freeze the primary's host for 10 s ({durability})"), stale_acks);
+    let lossless = durability == "sync-strict";
+    w.finish_with(&site, &format!("freeze the primary's host for 10 s ({durability})"), stale_acks, lossless);
 }
 
 #[test]
@@ -580,4 +583,58 @@ fn pause_from_any_host_stops_every_automatic_failover_until_resume() {
     site.ok_on(3, &["resume"]);
     let (new, _) = site.new_primary("a replica takes over once resumed");
     assert_ne!(new, "pg-1");
+}
+
+#[test]
+fn a_switchover_asked_on_a_replicas_host_moves_the_primary_there_and_back_without_losing_a_write() {
+    let Some(site) = Site::new(1, "") else { return };
+    site.up();
+    // A switchover under way (as another host's command would leave it;
+    // from pg-2, so no agent acts on it): a second one is refused, naming
+    // it, and changes nothing. The request key is the cluster-wide lock.
+    let key = "/pgrepl/hosts/requests/switchover";
+    let planted = r#"{"from":"pg-2","to":"pg-3","max_lag":0,"timeout_secs":30,"progress":"requested","steps":[],"lsn":null,"outcome":null}"#;
+    assert!(site.lan.etcd_put_leased(key, planted, 30), "etcd took the request");
+    let o = site.on(3, &["switchover", "--to", "pg-3", "--yes"]);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("a switchover from pg-2 to pg-3 is under way"), "{}", text(&o.stderr));
+    assert!(site.lan.etcd_delete(key));
+    assert_eq!(site.primary_seen_by(3).as_deref(), Some("pg-1"));
+
+    let mut w = Watched::start(&site);
+    w.fault();
+    // Asked on pg-2's own host: the agents on pg-1's and pg-2's hosts do it.
+    let out = site.ok_on(2, &["switchover", "--to", "pg-2", "--yes"]);
+    assert!(out.contains("switchover complete: pg-2 is the primary"), "{out}");
+    assert!(out.contains("hands the lead to pg-2"), "{out}");
+    site.wait("pg-1 and pg-3 stream from pg-2", || {
+        site.streams_from(2, "pg-1", "pg-2") && site.streams_from(2, "pg-3", "pg-2")
+    });
+    w.writer.wait_more(50);
+    // And back, asked on the third host.
+    let back = site.ok_on(3, &["switchover", "--to", "pg-1", "--yes"]);
+    assert!(back.contains("switchover complete: pg-1 is the primary"), "{back}");
+    site.wait("pg-2 and pg-3 stream from pg-1", || {
+        site.streams_from(1, "pg-2", "pg-1") && site.streams_from(1, "pg-3", "pg-1")
+    });
+    w.writer.wait_more(50);
+    let h: serde_json::Value = serde_json::from_str(&site.ok_on(1, &["history", "--json"])).unwrap_or_default();
+    let kinds: Vec<&str> = h.as_array().into_iter().flatten().filter_map(|m| m["kind"].as_str()).collect();
+    assert_eq!(kinds, ["switchover", "switchover"], "{h}");
+    // A target that is not a replica: refused before anything changes.
+    let o = site.on(2, &["switchover", "--to", "pg-1", "--yes"]);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("pg-1 is already the primary"), "{}", text(&o.stderr));
+    // What still acts through a host's own sockets says so, and changes nothing.
+    for (args, says) in [
+        (&["rejoin", "pg-1"][..], "pg-1 runs on"),
+        (&["restart", "pg-1"][..], "run it on that host"),
+        (&["failover", "--yes"][..], "failover is automatic"),
+    ] {
+        let o = site.on(2, args);
+        assert_eq!(o.status.code(), Some(11), "{args:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains(says), "{args:?}: {}", text(&o.stderr));
+    }
+    assert_eq!(site.primary_seen_by(3).as_deref(), Some("pg-1"));
+    w.finish_with(&site, "switchover there and back, asked on other hosts", StaleAcks::Never, true);
 }

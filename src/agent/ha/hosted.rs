@@ -24,7 +24,7 @@ use crate::output::Output;
 use crate::pg::process::StopMode;
 use crate::store::ctx::Ctx;
 use crate::store::dcs::{Clock, Dcs, SystemClock};
-use crate::store::etcd::EtcdDcs;
+use crate::store::etcd::{EtcdDcs, Progress, Switchover};
 use crate::store::state::{MoveKind, State};
 
 /// What the loop keeps per node.
@@ -45,6 +45,9 @@ struct Local {
     repointed_at: f64,
     /// The postmaster the fence watches for this node.
     held: Option<i32>,
+    /// While its postgres is stopped for a switchover it leads: until when
+    /// it waits for the target.
+    handing: Option<Instant>,
 }
 
 /// Run one loop per node of this host until a stop is requested. Each
@@ -119,6 +122,7 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
         rejoin_failures: 0,
         repointed_at: 0.0,
         held: None,
+        handing: None,
     };
     let tick = ttl / 6;
     loop {
@@ -146,27 +150,35 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
         let started = tokio::time::Instant::now();
         let decided = tokio::time::timeout(bound, async {
             let record = read_record(ctx, bound).await;
+            let request = read_request(ctx, bound).await;
             let mut facts = facts(ctx, sup, snap.as_deref(), &node, &local, record.as_ref());
+            facts.handover = request
+                .as_ref()
+                .and_then(|r| r.as_ref())
+                .filter(|r| r.progress == Progress::HandedOver)
+                .map(|r| (r.from.clone(), r.to.clone()));
             if !facts.others_writable.is_empty() && matches!(dcs.leader().await, Ok(None)) {
                 facts.others_writable = still_writable(ctx, &facts.others_writable).await;
             }
             let remaining = bound.saturating_sub(started.elapsed());
             let (step, why) =
                 tokio::time::timeout(remaining, local.member.cycle(dcs.as_ref(), &facts)).await.map_err(|_| ())?;
-            Ok::<_, ()>((step, why, record))
+            Ok::<_, ()>((step, why, record, request))
         })
         .await;
-        let (step, why, record) = match decided {
+        let (step, why, record, request) = match decided {
             Ok(Ok(d)) => d,
             _ => (
                 Step::Freeze,
                 format!("{name}: etcd did not confirm its leader lease by its deadline: freezing {name} before the lease can pass to another node"),
+                None,
                 None,
             ),
         };
         say(ctx, &mut local, &why, out);
         let (renewed, demoted, froze) =
             (matches!(step, Step::Lead | Step::Thaw), step == Step::Demote, step == Step::Freeze);
+        let leads = step == Step::Lead;
         act(ctx, sup, &node, &mut local, step, snap.as_deref(), record.as_ref(), out).await;
         match (sup.state(&name), local.member.deadline()) {
             (NodeState::Running { pid }, Some(d)) if renewed => {
@@ -181,6 +193,14 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
             _ if froze => ctx.lease_until(&name, None),
             _ => {}
         }
+        // A switchover this node leads (unreadable requests change nothing).
+        if let Some(request) = request {
+            switchover(ctx, sup, &node, &mut local, request.as_ref(), leads, snap.as_deref(), out).await;
+            // Stopped for it: the fence has no postmaster to watch.
+            if local.handing.is_some() {
+                env.release(&mut local);
+            }
+        }
     }
     // A frozen primary has no confirmed lease: it is never thawed behind
     // our back, and a frozen process would not heed a shutdown. Kill it.
@@ -193,6 +213,47 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
     // A clean stop: the supervisor stops the nodes next, and a fence that
     // froze one mid-shutdown would leave it hanging.
     env.release(&mut local);
+}
+
+/// The leader's part of a switchover request, if there is one for it.
+#[allow(clippy::too_many_arguments)]
+async fn switchover(
+    ctx: &Arc<Ctx>,
+    sup: &Supervisor,
+    node: &Node,
+    local: &mut Local,
+    request: Option<&Switchover>,
+    leads: bool,
+    snap: Option<&Snapshot>,
+    out: &Output,
+) {
+    let control = Control::new(Arc::new(sup.clone()));
+    match request.filter(|r| r.from == node.name) {
+        Some(r) if matches!(r.progress, Progress::HandedOver | Progress::Done) => local.handing = None,
+        Some(r) if r.progress == Progress::Stopped || (r.progress == Progress::Requested && leads) => {
+            super::handover::drive(ctx, &control, node, r, snap, &mut local.handing, out).await
+        }
+        _ if local.handing.is_some() => {
+            super::handover::abort(
+                ctx,
+                &control,
+                node,
+                &mut local.handing,
+                "the switchover failed or its command gave up",
+                out,
+            )
+            .await
+        }
+        _ => {}
+    }
+}
+
+/// The switchover request (`Ok(None)`: none), or Err when etcd does not
+/// answer within `bound`.
+async fn read_request(ctx: &Arc<Ctx>, bound: Duration) -> Option<Option<Switchover>> {
+    let requests = ctx.requests()?;
+    let read = tokio::task::spawn_blocking(move || requests.read());
+    Some(tokio::time::timeout(bound, read).await.ok()?.ok()?.ok()?.map(|(s, _)| s))
 }
 
 /// The cluster's record, or None when etcd does not answer within `bound`
@@ -275,6 +336,7 @@ fn facts(
             .map(|n| n.name.clone())
             .collect(),
         frozen: local.frozen.is_some(),
+        handover: None,
     }
 }
 
@@ -385,7 +447,16 @@ async fn promote(ctx: &Arc<Ctx>, node: &Node, out: &Output) {
         Ok(st) => st.primary.filter(|p| p != name),
         Err(e) => return out.info(format!("ha: {name}: not promoting, the record cannot be read: {e}")),
     };
-    let why = format!("failover: {name} took the leader lease");
+    // Handed the lead by a switchover, or taken after a failure.
+    let switchover = ctx
+        .requests()
+        .and_then(|r| r.read().ok().flatten())
+        .map(|(s, _)| s)
+        .filter(|s| s.progress == Progress::HandedOver && s.to == name);
+    let why = match &switchover {
+        Some(s) => format!("switchover: {} handed the lead to {name}", s.from),
+        None => format!("failover: {name} took the leader lease"),
+    };
     // Guarded by the leader key: a lease lost since this cycle took it
     // stops the promotion here.
     let recorded = ctx.store().update_as_leader(name, |st| {
@@ -410,14 +481,31 @@ async fn promote(ctx: &Arc<Ctx>, node: &Node, out: &Output) {
     if let Err(e) = crate::ops::moves::checkpoint(ctx, node).await {
         out.info(format!("ha: checkpoint on {name} after its promotion failed: {e}"));
     }
+    let (kind, event) = match &switchover {
+        Some(_) => (MoveKind::Switchover, crate::ops::hooks::Event::Switchover),
+        None => (MoveKind::Failover, crate::ops::hooks::Event::Failover),
+    };
     if let Some(from) = old.as_deref().and_then(|o| ctx.cfg.node(o).ok()) {
-        if let Err(e) = crate::ops::moves::history::record(ctx, MoveKind::Failover, from, node).await {
-            out.info(format!("ha: recording the failover failed: {e}"));
+        if let Err(e) = crate::ops::moves::history::record(ctx, kind, from, node).await {
+            out.info(format!("ha: recording the {} failed: {e}", event.as_str()));
         }
     }
-    let done =
-        format!("{name} promoted: it took the leader lease{}", old.map_or(String::new(), |o| format!(" from {o}")));
-    crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Failover, name, &done, out).await;
+    let done = match &switchover {
+        Some(s) => format!("switchover complete: {name} is the primary, {} follows it", s.from),
+        None => {
+            format!("{name} promoted: it took the leader lease{}", old.map_or(String::new(), |o| format!(" from {o}")))
+        }
+    };
+    if switchover.is_some() {
+        if let Some(r) = ctx.requests() {
+            let _ = r.update(|s| {
+                s.steps.push(format!("{name} promoted"));
+                s.progress = Progress::Done;
+                s.outcome = Some(done.clone());
+            });
+        }
+    }
+    crate::ops::hooks::fire(ctx, event, name, &done, out).await;
 }
 
 /// A standby (or a former leader) follows the lease holder.

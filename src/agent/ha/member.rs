@@ -49,6 +49,10 @@ pub(crate) struct MemberFacts {
     pub others_writable: Vec<String>,
     /// Its postgres was frozen at the lease deadline and is still frozen.
     pub frozen: bool,
+    /// A switchover in which the leader `.0` gave up its key for `.1`:
+    /// the target takes it, the others wait, and the old leader does not
+    /// take it back while it is stopped.
+    pub handover: Option<(String, String)>,
 }
 
 /// What the node does about itself this cycle.
@@ -139,7 +143,8 @@ impl Member {
             return self.lead(store).await;
         }
         let now = self.clock.now();
-        if f.recorded_primary && !f.running {
+        let handing_over = f.handover.as_ref().is_some_and(|(from, _)| *from == me);
+        if f.recorded_primary && !f.running && !handing_over {
             // Down, or not started yet: it keeps (or takes) the lease while
             // it starts in place, for at most the start window.
             let since = *self.down_since.get_or_insert(now);
@@ -165,7 +170,32 @@ impl Member {
                 format!("{me} holds the leader lease and has not started within the start window: its lease lapses"),
             ),
             Some(l) => (Step::Follow(l.clone()), format!("{me} follows the leader {l}")),
-            None => self.elect(store, f).await,
+            None => match &f.handover {
+                Some((from, to)) if *to == me => self.take_over(store, from, f).await,
+                Some((from, to)) if *from == me => {
+                    (Step::Wait, format!("{me} handed the lead to {to} (switchover): waiting for it to take over"))
+                }
+                Some((from, to)) => {
+                    (Step::Wait, format!("{me}: {from} is handing the lead to {to} (switchover): no election"))
+                }
+                None => self.elect(store, f).await,
+            },
+        }
+    }
+
+    /// A switchover's target, once the old leader gave up its key.
+    async fn take_over(&mut self, store: &dyn Dcs, from: &str, f: &MemberFacts) -> (Step, String) {
+        let me = self.name.clone();
+        if !f.running {
+            return (Step::Wait, format!("{me}: {from} handed it the lead, but its own postgres is not running"));
+        }
+        match self.hold(store).await {
+            Ok(true) => {
+                self.seen_leader = true;
+                (Step::Promote, format!("switchover: {from} handed the lead to {me}: promoting {me}"))
+            }
+            Ok(false) => (Step::Wait, format!("{me}: {from} handed it the lead, but another node took the lease")),
+            Err(e) => (Step::Wait, format!("{me}: cannot take the lead {from} handed it ({e})")),
         }
     }
 
@@ -309,6 +339,7 @@ mod tests {
             frozen: false,
             recorded_primary: false,
             start_window: Duration::from_secs(10),
+            handover: None,
         }
     }
 
@@ -368,6 +399,50 @@ mod tests {
             // The new leader renews; the old one, now a standby, follows it.
             assert_eq!(p2.cycle(&store, &primary()).await.0, Step::Lead);
             assert_eq!(p1.cycle(&store, &replica()).await.0, Step::Follow("pg-2".into()));
+        });
+    }
+
+    #[test]
+    fn a_handed_over_lead_goes_to_the_target_while_the_others_wait_and_the_old_leader_keeps_off() {
+        let clock = Arc::new(FakeClock::default());
+        let store = InProcess::new(clock.clone());
+        let [mut p1, mut p2, mut p3] = ["pg-1", "pg-2", "pg-3"].map(|n| Member::new(n, TTL, clock.clone()));
+        // pg-2 is the target, though pg-3 would win an election.
+        let handover = Some(("pg-1".to_string(), "pg-2".to_string()));
+        let target = MemberFacts {
+            candidates: vec![cand("pg-2", "0/5000000"), cand("pg-3", "0/5000100")],
+            handover: handover.clone(),
+            ..replica()
+        };
+        // The old leader, stopped, still the recorded primary.
+        let stopped = MemberFacts { writable: false, running: false, recorded_primary: true, ..target.clone() };
+        block(async {
+            assert_eq!(p1.cycle(&store, &primary()).await.0, Step::Lead);
+            // The handover deleted its key (the store's release does that here).
+            store.release("pg-1").await.unwrap();
+            assert_eq!(
+                p1.cycle(&store, &stopped).await,
+                (Step::Wait, "pg-1 handed the lead to pg-2 (switchover): waiting for it to take over".into())
+            );
+            assert_eq!(
+                p3.cycle(&store, &target).await,
+                (Step::Wait, "pg-3: pg-1 is handing the lead to pg-2 (switchover): no election".into())
+            );
+            assert_eq!(
+                p2.cycle(&store, &target).await,
+                (Step::Promote, "switchover: pg-1 handed the lead to pg-2: promoting pg-2".into())
+            );
+            assert_eq!(store.leader().await.unwrap().as_deref(), Some("pg-2"));
+            assert_eq!(p1.cycle(&store, &stopped).await.0, Step::Follow("pg-2".into()));
+        });
+        // Without the handover, the stopped recorded primary would take the lease back.
+        let clock = Arc::new(FakeClock::default());
+        let store = InProcess::new(clock.clone());
+        let mut p1 = Member::new("pg-1", TTL, clock.clone());
+        let alone = MemberFacts { handover: None, ..stopped };
+        block(async {
+            assert_eq!(p1.cycle(&store, &alone).await.0, Step::Wait);
+            assert_eq!(store.leader().await.unwrap().as_deref(), Some("pg-1"));
         });
     }
 

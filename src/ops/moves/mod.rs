@@ -3,6 +3,7 @@
 //! happens and has a bounded timeout. Which node is primary now is runtime
 //! state (`state.primary`), written atomically right after a promotion.
 
+pub(crate) mod across;
 pub(crate) mod failover;
 pub(crate) mod history;
 pub(crate) mod rejoin;
@@ -114,10 +115,20 @@ pub(crate) async fn promote(ctx: &Ctx, node: &Node, timeout: Duration) -> Result
 ///
 /// Across hosts only the node's own agent reaches it as the superuser: a
 /// new leader checkpoints right after its promotion, and a call from
-/// another host leaves it to that.
+/// another host waits, over TCP, until that checkpoint is in its control
+/// file (the checkpoint's timeline is the one it writes on). Without the
+/// wait, an old primary rejoining the moment the record names the new one
+/// was rewound from a server still promoting: pg_rewind read the old
+/// timeline and copied 100 MB where nothing had diverged.
 pub(crate) async fn checkpoint(ctx: &Ctx, node: &Node) -> Result<()> {
     if ctx.cfg.etcd.is_some() && !ctx.is_here(node) {
-        return Ok(());
+        let settled = "SELECT NOT pg_is_in_recovery() AND timeline_id::bigint = ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint FROM pg_control_checkpoint()";
+        let what = format!("{}'s checkpoint on its new timeline", node.name);
+        return until(Duration::from_secs(30), &what, || async {
+            let c = ctx.connect_remote(node).await.ok()?;
+            c.query_one(settled, &[]).await.ok()?.get::<_, Option<bool>>(0).filter(|ok| *ok).map(|_| ())
+        })
+        .await;
     }
     let c = ctx.connect(node).await?;
     c.batch_execute("CHECKPOINT").await.map_err(|e| Error::sql(format!("checkpoint on {}", node.name), e))

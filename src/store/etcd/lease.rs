@@ -69,7 +69,8 @@ impl EtcdDcs {
     }
 }
 
-fn leader_key(prefix: &str, cluster: &str) -> String {
+/// `<prefix>/<cluster>/leader`.
+pub(crate) fn leader_key(prefix: &str, cluster: &str) -> String {
     format!("{}/{cluster}/leader", prefix.trim_end_matches('/'))
 }
 

@@ -1,0 +1,145 @@
+//! Requests from a command to the agents, `<prefix>/<cluster>/requests/<kind>`.
+//!
+//! A command on any host creates the key only if it is absent, on a lease
+//! as long as the command waits: the key is also the cluster-wide lock for
+//! that kind of move, and a command that dies leaves nothing behind once
+//! the lease runs out. The agents carry the move out on their own nodes
+//! and write its progress (state and steps) back into the key; the command
+//! follows it there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::gateway::{b64, int, unb64, Gateway};
+use crate::error::{Error, Result};
+
+/// Where a switchover stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Progress {
+    /// Asked for; the leader's agent has not acted yet.
+    Requested,
+    /// The leader checkpointed and is stopping its postgres.
+    Stopping,
+    /// The leader's postgres is stopped at `lsn`; it waits for the target.
+    Stopped,
+    /// The target replayed past `lsn` and the leader gave up its key: the
+    /// target takes it and promotes.
+    HandedOver,
+    Done,
+    Failed,
+}
+
+/// A switchover request and its progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Switchover {
+    pub from: String,
+    pub to: String,
+    /// `--max-lag`, in bytes.
+    pub max_lag: u64,
+    /// How long the target may take to replay the old primary's last WAL.
+    pub timeout_secs: u64,
+    pub progress: Progress,
+    /// The steps so far, in order, as the command prints them.
+    pub steps: Vec<String>,
+    /// The old primary's shutdown checkpoint, once stopped.
+    pub lsn: Option<String>,
+    /// Why it failed, or the closing sentence when done.
+    pub outcome: Option<String>,
+}
+
+/// The requests of one cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct Requests {
+    gw: Arc<Gateway>,
+    base: String,
+}
+
+impl Requests {
+    pub(crate) fn new(gw: Arc<Gateway>, prefix: &str, cluster: &str) -> Requests {
+        Requests { gw, base: format!("{}/{cluster}", prefix.trim_end_matches('/')) }
+    }
+
+    fn key(&self) -> String {
+        format!("{}/requests/switchover", self.base)
+    }
+
+    /// Create the request if none is under way, on a lease of `ttl`.
+    /// `Ok(Some(other))`: another switchover is under way, unchanged.
+    pub(crate) fn create(&self, s: &Switchover, ttl: Duration) -> Result<Option<Switchover>> {
+        let v = self.gw.call_blocking("/v3/lease/grant", &json!({ "TTL": ttl.as_secs().max(1) }))?;
+        let id = int(&v["ID"]).ok_or_else(|| Error::Other(format!("etcd granted no lease: {v}")))?;
+        let text = serde_json::to_string(s).map_err(|e| Error::Other(e.to_string()))?;
+        let key = self.key();
+        let txn = json!({
+            "compare": [{ "key": b64(&key), "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
+            "success": [{ "request_put": { "key": b64(&key), "value": b64(&text), "lease": id.to_string() } }],
+            "failure": [{ "request_range": { "key": b64(&key) } }],
+        });
+        let v = self.gw.call_blocking("/v3/kv/txn", &txn)?;
+        if v["succeeded"].as_bool() == Some(true) {
+            return Ok(None);
+        }
+        let _ = self.gw.call_blocking("/v3/lease/revoke", &json!({ "ID": id.to_string() }));
+        let kv = &v["responses"][0]["response_range"]["kvs"][0];
+        Ok(Some(decode(kv).map(|(s, _)| s).unwrap_or_else(|| s.clone())))
+    }
+
+    /// The request under way, with its mod revision.
+    pub(crate) fn read(&self) -> Result<Option<(Switchover, i64)>> {
+        let v = self.gw.call_blocking("/v3/kv/range", &json!({ "key": b64(&self.key()) }))?;
+        Ok(v["kvs"].get(0).and_then(decode))
+    }
+
+    /// Change the request if it is still there (its lease kept); false if
+    /// it is gone (its command gave up).
+    pub(crate) fn update(&self, f: impl Fn(&mut Switchover)) -> Result<bool> {
+        for _ in 0..20 {
+            let Some((mut s, rev)) = self.read()? else { return Ok(false) };
+            f(&mut s);
+            if self.put_if(&s, rev, None)? {
+                return Ok(true);
+            }
+        }
+        Err(Error::Other("the switchover request changed under us 20 times in a row".into()))
+    }
+
+    /// The leader `from` gives up its key to the target, in one
+    /// transaction: only while the key still names it and the request is
+    /// as it read it. False if either changed.
+    pub(crate) fn hand_over(&self, leader_key: &str, from: &str, step: &str) -> Result<bool> {
+        let Some((mut s, rev)) = self.read()? else { return Ok(false) };
+        s.progress = Progress::HandedOver;
+        s.steps.push(step.to_string());
+        self.put_if(&s, rev, Some((leader_key, from)))
+    }
+
+    fn put_if(&self, s: &Switchover, rev: i64, leader: Option<(&str, &str)>) -> Result<bool> {
+        let text = serde_json::to_string(s).map_err(|e| Error::Other(e.to_string()))?;
+        let key = self.key();
+        let mut compare =
+            vec![json!({ "key": b64(&key), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string() })];
+        let mut success =
+            vec![json!({ "request_put": { "key": b64(&key), "value": b64(&text), "ignore_lease": true } })];
+        if let Some((leader_key, from)) = leader {
+            compare.push(json!({ "key": b64(leader_key), "target": "VALUE", "result": "EQUAL", "value": b64(from) }));
+            success.push(json!({ "request_delete_range": { "key": b64(leader_key) } }));
+        }
+        let v = self.gw.call_blocking("/v3/kv/txn", &json!({ "compare": compare, "success": success }))?;
+        Ok(v["succeeded"].as_bool() == Some(true))
+    }
+
+    /// Remove the request (the command that made it is done with it).
+    pub(crate) fn remove(&self) -> Result<()> {
+        self.gw.call_blocking("/v3/kv/deleterange", &json!({ "key": b64(&self.key()) }))?;
+        Ok(())
+    }
+}
+
+fn decode(kv: &serde_json::Value) -> Option<(Switchover, i64)> {
+    let text = kv["value"].as_str().and_then(unb64)?;
+    Some((serde_json::from_str(&text).ok()?, int(&kv["mod_revision"]).unwrap_or(0)))
+}
