@@ -6,11 +6,23 @@
 //!   fail (`primary_start_timeout = 2s`) to the first acknowledged write on
 //!   the new primary, median of 3;
 //! - rejoin with pg_rewind versus reclone on a pgbench database
-//!   (`PGREPL_BENCH_SCALE`, default 70 ≈ 1 GB).
+//!   (`PGREPL_BENCH_SCALE`, default 70 ≈ 1 GB);
+//! - as root, switchover across hosts on the namespace harness (three
+//!   hosts, a 3-member etcd): the write gap of `pgrepl switchover` run on
+//!   the target's host, median of 5 (alternating pg-2 and pg-1), and in the
+//!   same run Patroni 4.x's `POST /switchover` on its REST API, the same
+//!   way on its own etcd, with the ratio (`PGREPL_BENCH_RUNS` rounds;
+//!   `PGREPL_BENCH_ONLY_HOSTS` runs only this part).
 //!
 //! Prints figures; asserts nothing. Run: `cargo bench --bench moves`.
 
 mod common;
+#[path = "common/hosts.rs"]
+mod hosts;
+#[path = "../tests/common/netns.rs"]
+mod netns;
+#[path = "../tests/common/writer.rs"]
+mod writer;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -188,6 +200,9 @@ fn rejoin_vs_reclone(port: u16, scale: u32) {
 fn main() {
     let port = 14000 + (std::process::id() % 100) as u16 * 20;
     println!("pgrepl moves benchmark");
+    if std::env::var_os("PGREPL_BENCH_ONLY_HOSTS").is_some() {
+        return across_hosts();
+    }
     switchover(port);
     let mut f: Vec<f64> = (0..3).map(|i| failover(port + 4 + i * 4)).collect();
     println!(
@@ -197,4 +212,100 @@ fn main() {
     );
     let scale = std::env::var("PGREPL_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(70);
     rejoin_vs_reclone(port + 16, scale);
+    across_hosts();
+}
+
+/// One switchover across hosts: write gap and acknowledged writes lost.
+struct Moved {
+    gap: f64,
+}
+
+/// Switchover across hosts, pgrepl and then Patroni, the same way.
+fn across_hosts() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("switchover across hosts: skipped (network namespaces need root)");
+        return;
+    }
+    let runs: usize = std::env::var("PGREPL_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let site = hosts::PgreplSite::start();
+    let w = site.writer();
+    w.wait_more(100);
+    let mut primary = 1;
+    let ours: Vec<Moved> = (1..=runs)
+        .map(|r| {
+            let to = if primary == 1 { 2 } else { 1 };
+            let t0 = Instant::now();
+            site.pgrepl(to, &["switchover", "--to", &format!("pg-{to}"), "--yes"]);
+            let took = t0.elapsed().as_secs_f64();
+            moved(&w, t0, &site.lan.hosts[to - 1].addr);
+            site.wait_streaming(to);
+            let settled = t0.elapsed().as_secs_f64();
+            primary = to;
+            let m = Moved { gap: w.longest_gap_since(t0).as_secs_f64() };
+            println!(
+                "pgrepl switchover {r} (to pg-{to}): write gap {:.2}s, command {took:.2}s, both replicas streaming again after {settled:.2}s",
+                m.gap
+            );
+            m
+        })
+        .collect();
+    let acked = w.finish();
+    let missing = lost(&acked, &site.ids(&site.lan.hosts[primary - 1].addr));
+    let ours_gap = summary_hosts("pgrepl switchover across hosts", &ours, missing);
+    drop(site);
+
+    let Some(patroni) = hosts::patroni() else {
+        println!("Patroni: not measured (could not install it with pip into target/patroni-venv)");
+        return;
+    };
+    let site = hosts::PatroniSite::start(&patroni, 30, 10, 10);
+    let w = site.writer();
+    w.wait_more(100);
+    let mut leader = site.settled().expect("a leader");
+    let theirs: Vec<Moved> = (1..=runs)
+        .map(|r| {
+            let i = hosts::host_of(site.lan(), &leader);
+            let to = if i == 1 { 2 } else { 1 };
+            let to_addr = site.lan().hosts[to - 1].addr.clone();
+            let t0 = Instant::now();
+            let (code, body) = site.switchover(&leader, &format!("p{i}"), &format!("p{to}"));
+            assert_eq!(code, 200, "Patroni POST /switchover: {body}");
+            let took = t0.elapsed().as_secs_f64();
+            moved(&w, t0, &to_addr);
+            common::wait(Duration::from_secs(120), || site.settled().is_some_and(|l| l == to_addr));
+            leader = to_addr;
+            let m = Moved { gap: w.longest_gap_since(t0).as_secs_f64() };
+            println!("Patroni switchover {r} (to p{to}): write gap {:.2}s, request {took:.2}s", m.gap);
+            m
+        })
+        .collect();
+    let acked = w.finish();
+    let missing = lost(&acked, &site.ids(&leader));
+    let theirs_gap = summary_hosts("Patroni POST /switchover (ttl 30, loop_wait 10)", &theirs, missing);
+    println!("ratio pgrepl / Patroni: switchover write gap {:.2}", ours_gap / theirs_gap);
+}
+
+/// Wait until the server at `addr` acknowledged a write after `t0`, and a
+/// few more came in after it.
+fn moved(w: &writer::Writer, t0: Instant, addr: &str) {
+    common::wait(Duration::from_secs(120), || {
+        w.first_ack_elsewhere_after(t0).is_some_and(|(_, s)| s.starts_with(&format!("{addr}:")))
+    });
+    w.wait_more(20);
+}
+
+fn lost(acked: &[i64], have: &[i64]) -> usize {
+    let have: std::collections::HashSet<&i64> = have.iter().collect();
+    acked.iter().filter(|id| !have.contains(id)).count()
+}
+
+/// Print the median write gap of these switchovers; returns it.
+fn summary_hosts(what: &str, rounds: &[Moved], lost: usize) -> f64 {
+    let mut gaps: Vec<f64> = rounds.iter().map(|m| m.gap).collect();
+    let (min, max) = (gaps.iter().cloned().fold(f64::MAX, f64::min), gaps.iter().cloned().fold(0.0, f64::max));
+    let gap = median(&mut gaps);
+    println!(
+        "{what}: median write gap {gap:.2}s (min {min:.2}, max {max:.2}), acknowledged writes lost in all runs: {lost}"
+    );
+    gap
 }

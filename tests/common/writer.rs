@@ -100,6 +100,15 @@ impl Writer {
         at.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or_default()
     }
 
+    /// The longest time between two acknowledged writes from the last
+    /// acknowledgement before `t` on: the write unavailability of a move
+    /// made at `t`.
+    pub fn longest_gap_since(&self, t: std::time::Instant) -> Duration {
+        let at = self.acked_at.lock().unwrap();
+        let from = at.iter().rposition(|(a, _)| *a <= t).unwrap_or(0);
+        at[from..].windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or_default()
+    }
+
     /// The first write acknowledged after `t` by a server other than the
     /// one that acknowledged the last write before `t`: when, and by which.
     pub fn first_ack_elsewhere_after(&self, t: std::time::Instant) -> Option<(std::time::Instant, String)> {
