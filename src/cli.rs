@@ -344,13 +344,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 "`failover --force` is gone, because it meant more than it said: `--stop-primary` stops a primary that still runs, `--yes` skips the confirmation (what patronictl's --force does)".into(),
             )),
             Command::Failover { to, stop_primary, allow_data_loss, yes, force: false } => {
-                if ctx.cfg.etcd.is_some() {
-                    return Err(Error::Refused(
-                        "failover refused, nothing changed: across hosts ([etcd]) failover is automatic: when the leader's lease lapses the best replica takes over. `pgrepl failover` still acts through this machine's sockets, so it is not available with [etcd] yet; for a planned move use `pgrepl switchover`".into(),
-                    ));
-                }
                 let stop = if stop_primary { ", stopping the primary if it runs" } else { "" };
                 crate::cmd::confirm::ask(&format!("Fail over{stop}?"), "failover", yes)?;
+                if ctx.cfg.etcd.is_some() {
+                    let o = crate::ops::moves::failover::Options { to, stop_primary, allow_data_loss };
+                    return crate::ops::moves::across::failover(&ctx, &o, &crate::output::Output::new(0)).await;
+                }
                 let control = crate::ops::control::Control::find(&ctx)?;
                 let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 let o = crate::ops::moves::failover::Options { to, stop_primary, allow_data_loss };

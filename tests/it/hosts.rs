@@ -428,6 +428,10 @@ fn a_standby_whose_agent_is_frozen_causes_no_failover_and_its_member_key_expires
     w.fault();
     nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
     site.wait("pg-2's member key expires", || !site.member_published("pg-2"));
+    // Only pg-2's agent could promote it: a move to it is refused up front.
+    let o = site.on(3, &["switchover", "--to", "pg-2", "--yes"]);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("pg-2's agent publishes nothing to etcd"), "{}", text(&o.stderr));
     site.wait("status on another host names pg-2's silent agent", || {
         site.status(1)["silent_agents"].as_array().is_some_and(|a| a.iter().any(|n| n == "pg-2"))
     });
@@ -592,8 +596,8 @@ fn a_switchover_asked_on_a_replicas_host_moves_the_primary_there_and_back_withou
     // A switchover under way (as another host's command would leave it;
     // from pg-2, so no agent acts on it): a second one is refused, naming
     // it, and changes nothing. The request key is the cluster-wide lock.
-    let key = "/pgrepl/hosts/requests/switchover";
-    let planted = r#"{"from":"pg-2","to":"pg-3","max_lag":0,"timeout_secs":30,"progress":"requested","steps":[],"lsn":null,"outcome":null}"#;
+    let key = "/pgrepl/hosts/requests/move";
+    let planted = r#"{"kind":"switchover","from":"pg-2","to":"pg-3","max_lag":0,"timeout_secs":30,"progress":"requested","steps":[],"lsn":null,"outcome":null}"#;
     assert!(site.lan.etcd_put_leased(key, planted, 30), "etcd took the request");
     let o = site.on(3, &["switchover", "--to", "pg-3", "--yes"]);
     assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
@@ -629,7 +633,7 @@ fn a_switchover_asked_on_a_replicas_host_moves_the_primary_there_and_back_withou
     for (args, says) in [
         (&["rejoin", "pg-1"][..], "pg-1 runs on"),
         (&["restart", "pg-1"][..], "run it on that host"),
-        (&["failover", "--yes"][..], "failover is automatic"),
+        (&["failover", "--to", "pg-3", "--yes"][..], "pg-1 holds the leader lease and answers as a writable primary"),
     ] {
         let o = site.on(2, args);
         assert_eq!(o.status.code(), Some(11), "{args:?}: {}", text(&o.stderr));
@@ -637,4 +641,35 @@ fn a_switchover_asked_on_a_replicas_host_moves_the_primary_there_and_back_withou
     }
     assert_eq!(site.primary_seen_by(3).as_deref(), Some("pg-1"));
     w.finish_with(&site, "switchover there and back, asked on other hosts", StaleAcks::Never, true);
+}
+
+#[test]
+fn failovers_asked_on_other_hosts_stop_the_leader_or_wait_out_a_dead_ones_lease_and_the_target_takes_over() {
+    // Manual failover mode: only a person's request moves the primary.
+    let Some(site) = Site::new(1, "\n[failover]\nmode = \"manual\"\n") else { return };
+    site.up();
+    let mut w = Watched::start(&site);
+    w.fault();
+    let out = site.ok_on(2, &["failover", "--to", "pg-3", "--stop-primary", "--yes"]);
+    assert!(out.contains("pg-1 is fenced and stopped, and gives up the lead to pg-3"), "{out}");
+    assert!(out.contains("failover complete: pg-3 is the primary"), "{out}");
+    site.wait("pg-1 and pg-2 stream from pg-3", || {
+        site.streams_from(3, "pg-1", "pg-3") && site.streams_from(3, "pg-2", "pg-3")
+    });
+    let history = site.ok_on(1, &["history"]);
+    let row = history.lines().find(|l| l.contains("failover")).unwrap_or_default().to_string();
+    assert!(row.split_whitespace().rev().take(2).eq(["pg-3", "pg-1"]), "{history}");
+    w.writer.wait_more(50);
+
+    // The new primary's host dies. Manual mode: nothing moves by itself;
+    // asked on pg-1's host, the failover waits out pg-3's lease, counting
+    // it down, then pg-2 takes over.
+    site.lan.kill_host(3);
+    let out = site.ok_on(1, &["failover", "--to", "pg-2", "--yes"]);
+    assert!(out.contains("pg-3 does not answer; its lead goes to pg-2 once its lease runs out"), "{out}");
+    assert!(out.contains("s left"), "{out}");
+    assert!(out.contains("failover complete: pg-2 is the primary"), "{out}");
+    site.wait("pg-1 streams from pg-2", || site.streams_from(2, "pg-1", "pg-2"));
+    w.writer.wait_more(50);
+    w.finish(&site, "failover asked on other hosts, with --stop-primary, then with the primary's host dead");
 }

@@ -1,6 +1,11 @@
-//! The leader's side of a switchover across hosts, driven by the request a
-//! command left in etcd (`requests/switchover`). One step per HA cycle, so
-//! the lease is renewed in between:
+//! The leader's side of a move a person asked for across hosts, driven by
+//! the request a command left in etcd (`requests/move`).
+//!
+//! `failover --stop-primary`: the leader marks itself fenced, fast-stops
+//! its postgres and gives up its key in one transaction (the request moves
+//! to `released`); the target, or the best replica, takes it.
+//!
+//! Switchover, one step per HA cycle, so the lease is renewed in between:
 //! 1. `requested`: check the target from this host's snapshot (a streaming
 //!    replica within `--max-lag`), CHECKPOINT, fast-stop the primary (its
 //!    shutdown checkpoint streams to the standbys) → `stopped` at that LSN;
@@ -16,6 +21,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::member::Handover;
 use crate::config::Node;
 use crate::domain::lsn::Lsn;
 use crate::domain::units::ByteSize;
@@ -25,16 +31,128 @@ use crate::ops::moves::switchover::choose_target;
 use crate::output::Output;
 use crate::pg::process::StopMode;
 use crate::store::ctx::Ctx;
-use crate::store::etcd::{Progress, Switchover};
+use crate::store::dcs::Dcs;
+use crate::store::etcd::{Kind, Move, Progress};
+
+/// The lead a request has a leader give up, once it has (a switchover
+/// handed over; a failover asked for and not over): who gives it up, and to
+/// whom (None: the best replica).
+pub(crate) fn giving_up(m: &Move) -> Option<Handover> {
+    let to = (!m.to.is_empty()).then(|| m.to.clone());
+    match (m.kind, m.progress) {
+        (Kind::Switchover, Progress::HandedOver) => Some(Handover { from: m.from.clone(), to }),
+        (Kind::Failover, p) if !matches!(p, Progress::Done | Progress::Failed) => {
+            Some(Handover { from: m.from.clone(), to })
+        }
+        _ => None,
+    }
+}
+
+/// One node's loop, as far as requests concern it.
+pub(crate) struct Mine<'a> {
+    pub ctx: &'a Arc<Ctx>,
+    pub control: &'a Control,
+    pub dcs: &'a dyn Dcs,
+    pub node: &'a Node,
+    /// While its postgres is stopped for a switchover it leads: until when
+    /// it waits for the target.
+    pub handing: &'a mut Option<Instant>,
+    /// It gave up the lead of a failover: it rejoins as a standby.
+    pub fenced: &'a mut bool,
+    pub out: &'a Output,
+}
+
+impl Mine<'_> {
+    /// Act on the request, if it is this node's to act on. `leads`: this
+    /// cycle renewed its lease as a running primary.
+    pub(crate) async fn on_request(&mut self, request: Option<&Move>, leads: bool, snap: Option<&Snapshot>) {
+        let (ctx, control, node, out) = (self.ctx, self.control, self.node, self.out);
+        match request.filter(|r| r.from == node.name) {
+            Some(r) if r.kind == Kind::Failover && r.stop_primary && r.progress == Progress::Requested && leads => {
+                self.step_down(r).await
+            }
+            Some(r) if r.kind == Kind::Failover => {}
+            Some(r) if r.progress == Progress::HandedOver => self.await_take_over(r).await,
+            Some(r) if r.progress == Progress::Done => *self.handing = None,
+            Some(r) if r.progress == Progress::Stopped || (r.progress == Progress::Requested && leads) => {
+                drive(ctx, control, node, r, snap, self.handing, out).await
+            }
+            _ if self.handing.is_some() => {
+                abort(ctx, control, node, self.handing, "the switchover failed or its command gave up", out).await
+            }
+            _ => {}
+        }
+    }
+
+    /// After handing the lead over: the target takes the key within two
+    /// leases, or (its agent died in between) the handover has failed and
+    /// this node starts again as the primary, instead of the cluster
+    /// waiting leaderless for the request to expire.
+    async fn await_take_over(&mut self, r: &Move) {
+        match self.dcs.leader().await {
+            // Taken: nothing left to wait for (and nothing to undo if the
+            // request is gone before this loop sees it done).
+            Ok(Some(_)) => return *self.handing = None,
+            // Unknown this cycle: look again at the next.
+            Err(_) => return,
+            Ok(None) => {}
+        }
+        let ttl = self.ctx.cfg.etcd.as_ref().map_or(Duration::from_secs(3), |e| e.ttl);
+        let until = *self.handing.get_or_insert_with(|| Instant::now() + ttl * 2);
+        if Instant::now() < until {
+            return;
+        }
+        let why = format!("{} did not take the lead within {}s", r.to, (ttl * 2).as_secs());
+        if let Some(requests) = self.ctx.requests() {
+            let _ = requests.update(|s| {
+                s.progress = Progress::Failed;
+                s.outcome = Some(format!("{why}; {} starts again as the primary", r.from));
+            });
+        }
+        abort(self.ctx, self.control, self.node, self.handing, &why, self.out).await;
+    }
+
+    /// `failover --stop-primary`: fenced first (so nothing starts it as a
+    /// primary again), then stopped, then the key given up.
+    async fn step_down(&mut self, r: &Move) {
+        let (ctx, node, out) = (self.ctx, self.node, self.out);
+        let (Some(requests), Some(key)) = (ctx.requests(), ctx.leader_key()) else { return };
+        let name = node.name.as_str();
+        if let Err(e) = crate::ops::moves::set_fenced(ctx, node, true) {
+            return out.info(format!("ha: failover asked: cannot mark {name} fenced ({e}); it stays the primary"));
+        }
+        *self.fenced = true;
+        if let Err(e) = self.control.stop(ctx, node, StopMode::Fast).await {
+            out.info(format!("ha: failover asked: stopping {name} failed ({e}); killing it"));
+            let _ = self.control.stop(ctx, node, StopMode::Kill).await;
+        }
+        let to = if r.to.is_empty() { "the best replica".to_string() } else { r.to.clone() };
+        let step = format!("{name} is fenced and stopped, and gives up the lead to {to}");
+        match requests.give_up_lead(&key, name, Progress::Released, &step) {
+            Ok(true) => {
+                out.info(format!("ha: failover asked: {step}"));
+                // Its key is gone; the lease it hung on goes too.
+                let _ = self.dcs.release(name).await;
+            }
+            _ => {
+                // The request is gone or changed: it is still the leader.
+                let _ = crate::ops::moves::set_fenced(ctx, node, false);
+                *self.fenced = false;
+                let _ = self.control.start(ctx, node).await;
+                out.info(format!("ha: failover asked, but its request is gone: {name} is the primary again"));
+            }
+        }
+    }
+}
 
 /// Advance a switchover in which `node` is the leader giving up the lead.
 /// `handing` holds, while its postgres is stopped for it, until when it
 /// waits for the target.
-pub(crate) async fn drive(
+async fn drive(
     ctx: &Arc<Ctx>,
     control: &Control,
     node: &Node,
-    req: &Switchover,
+    req: &Move,
     snap: Option<&Snapshot>,
     handing: &mut Option<Instant>,
     out: &Output,
@@ -55,7 +173,7 @@ pub(crate) async fn drive(
                 return fail(format!("refused, nothing changed: {why}"));
             }
             let Ok(target) = ctx.cfg.node(&req.to) else { return };
-            let step = |s: &mut Switchover, p: Progress, msg: String| {
+            let step = |s: &mut Move, p: Progress, msg: String| {
                 s.progress = p;
                 s.steps.push(msg);
             };
@@ -105,9 +223,10 @@ pub(crate) async fn drive(
                 let Some(key) = ctx.leader_key() else { return };
                 let step =
                     format!("{} replayed past {lsn}: {} hands the lead to {}", target.name, node.name, target.name);
-                match requests.hand_over(&key, &node.name, &step) {
+                match requests.give_up_lead(&key, &node.name, Progress::HandedOver, &step) {
                     Ok(true) => {
                         out.info(format!("ha: switchover: {step}"));
+                        // Next: how long the target has to take the key.
                         *handing = None;
                     }
                     Ok(false) => abort(ctx, control, node, handing, "the leader key or the request changed", out).await,
@@ -128,14 +247,7 @@ pub(crate) async fn drive(
 
 /// A switchover this leader stopped for is over without a handover (the
 /// request failed or is gone): start its postgres again as the primary.
-pub(crate) async fn abort(
-    ctx: &Ctx,
-    control: &Control,
-    node: &Node,
-    handing: &mut Option<Instant>,
-    why: &str,
-    out: &Output,
-) {
+async fn abort(ctx: &Ctx, control: &Control, node: &Node, handing: &mut Option<Instant>, why: &str, out: &Output) {
     *handing = None;
     match control.start(ctx, node).await {
         Ok(()) => out.info(format!("ha: switchover abandoned ({why}); {} is the primary again", node.name)),

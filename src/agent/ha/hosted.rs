@@ -24,7 +24,7 @@ use crate::output::Output;
 use crate::pg::process::StopMode;
 use crate::store::ctx::Ctx;
 use crate::store::dcs::{Clock, Dcs, SystemClock};
-use crate::store::etcd::{EtcdDcs, Progress, Switchover};
+use crate::store::etcd::{EtcdDcs, Kind, Move, Progress};
 use crate::store::state::{MoveKind, State};
 
 /// What the loop keeps per node.
@@ -151,12 +151,10 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
         let decided = tokio::time::timeout(bound, async {
             let record = read_record(ctx, bound).await;
             let request = read_request(ctx, bound).await;
-            let mut facts = facts(ctx, sup, snap.as_deref(), &node, &local, record.as_ref());
-            facts.handover = request
-                .as_ref()
-                .and_then(|r| r.as_ref())
-                .filter(|r| r.progress == Progress::HandedOver)
-                .map(|r| (r.from.clone(), r.to.clone()));
+            let asked = request.as_ref().and_then(|r| r.as_ref());
+            let any_standby = asked.is_some_and(|r| r.kind == Kind::Failover && r.allow_data_loss);
+            let mut facts = facts(ctx, sup, snap.as_deref(), &node, &local, record.as_ref(), any_standby);
+            facts.handover = asked.and_then(super::handover::giving_up);
             if !facts.others_writable.is_empty() && matches!(dcs.leader().await, Ok(None)) {
                 facts.others_writable = still_writable(ctx, &facts.others_writable).await;
             }
@@ -193,9 +191,19 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
             _ if froze => ctx.lease_until(&name, None),
             _ => {}
         }
-        // A switchover this node leads (unreadable requests change nothing).
+        // A move this node leads (unreadable requests change nothing).
         if let Some(request) = request {
-            switchover(ctx, sup, &node, &mut local, request.as_ref(), leads, snap.as_deref(), out).await;
+            let control = Control::new(Arc::new(sup.clone()));
+            let mut mine = super::handover::Mine {
+                ctx,
+                control: &control,
+                dcs: dcs.as_ref(),
+                node: &node,
+                handing: &mut local.handing,
+                fenced: &mut local.fenced,
+                out,
+            };
+            mine.on_request(request.as_ref(), leads, snap.as_deref()).await;
             // Stopped for it: the fence has no postmaster to watch.
             if local.handing.is_some() {
                 env.release(&mut local);
@@ -215,42 +223,9 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
     env.release(&mut local);
 }
 
-/// The leader's part of a switchover request, if there is one for it.
-#[allow(clippy::too_many_arguments)]
-async fn switchover(
-    ctx: &Arc<Ctx>,
-    sup: &Supervisor,
-    node: &Node,
-    local: &mut Local,
-    request: Option<&Switchover>,
-    leads: bool,
-    snap: Option<&Snapshot>,
-    out: &Output,
-) {
-    let control = Control::new(Arc::new(sup.clone()));
-    match request.filter(|r| r.from == node.name) {
-        Some(r) if matches!(r.progress, Progress::HandedOver | Progress::Done) => local.handing = None,
-        Some(r) if r.progress == Progress::Stopped || (r.progress == Progress::Requested && leads) => {
-            super::handover::drive(ctx, &control, node, r, snap, &mut local.handing, out).await
-        }
-        _ if local.handing.is_some() => {
-            super::handover::abort(
-                ctx,
-                &control,
-                node,
-                &mut local.handing,
-                "the switchover failed or its command gave up",
-                out,
-            )
-            .await
-        }
-        _ => {}
-    }
-}
-
-/// The switchover request (`Ok(None)`: none), or Err when etcd does not
+/// The move request (`Some(None)`: none), or None when etcd does not
 /// answer within `bound`.
-async fn read_request(ctx: &Arc<Ctx>, bound: Duration) -> Option<Option<Switchover>> {
+async fn read_request(ctx: &Arc<Ctx>, bound: Duration) -> Option<Option<Move>> {
     let requests = ctx.requests()?;
     let read = tokio::task::spawn_blocking(move || requests.read());
     Some(tokio::time::timeout(bound, read).await.ok()?.ok()?.ok()?.map(|(s, _)| s))
@@ -308,6 +283,7 @@ fn facts(
     node: &Node,
     local: &Local,
     state: Option<&State>,
+    any_standby: bool,
 ) -> MemberFacts {
     let running = matches!(sup.state(&node.name), NodeState::Running { .. });
     let nodes = snap.map(|s| s.status.nodes.as_slice()).unwrap_or_default();
@@ -324,9 +300,12 @@ fn facts(
         running,
         recorded_primary: recorded.as_deref() == Some(node.name.as_str()),
         start_window: ctx.cfg.failover.primary_start_timeout,
-        candidates: state
-            .map(|s| crate::ops::moves::failover::only_sync(ctx.cfg.replication.durability, &s.sync_set, candidates))
-            .unwrap_or_default(),
+        // `failover --allow-data-loss`: any standby, synchronous or not.
+        candidates: match state {
+            Some(_) if any_standby => candidates,
+            Some(s) => crate::ops::moves::failover::only_sync(ctx.cfg.replication.durability, &s.sync_set, candidates),
+            None => Vec::new(),
+        },
         // An unreadable record pauses automatic promotion: it cannot be
         // told whether the user paused it.
         paused: state.is_none_or(|s| s.paused.is_some()),
@@ -447,14 +426,15 @@ async fn promote(ctx: &Arc<Ctx>, node: &Node, out: &Output) {
         Ok(st) => st.primary.filter(|p| p != name),
         Err(e) => return out.info(format!("ha: {name}: not promoting, the record cannot be read: {e}")),
     };
-    // Handed the lead by a switchover, or taken after a failure.
-    let switchover = ctx
+    // Handed the lead by a move a person asked for, or taken after a failure.
+    let asked = ctx
         .requests()
         .and_then(|r| r.read().ok().flatten())
         .map(|(s, _)| s)
-        .filter(|s| s.progress == Progress::HandedOver && s.to == name);
-    let why = match &switchover {
-        Some(s) => format!("switchover: {} handed the lead to {name}", s.from),
+        .filter(|s| super::handover::giving_up(s).is_some_and(|h| h.to.as_deref().is_none_or(|t| t == name)));
+    let why = match &asked {
+        Some(s) if s.kind == Kind::Switchover => format!("switchover: {} handed the lead to {name}", s.from),
+        Some(s) => format!("failover (asked for): {} gave up the lead; {name} took it", s.from),
         None => format!("failover: {name} took the leader lease"),
     };
     // Guarded by the leader key: a lease lost since this cycle took it
@@ -481,22 +461,22 @@ async fn promote(ctx: &Arc<Ctx>, node: &Node, out: &Output) {
     if let Err(e) = crate::ops::moves::checkpoint(ctx, node).await {
         out.info(format!("ha: checkpoint on {name} after its promotion failed: {e}"));
     }
-    let (kind, event) = match &switchover {
-        Some(_) => (MoveKind::Switchover, crate::ops::hooks::Event::Switchover),
-        None => (MoveKind::Failover, crate::ops::hooks::Event::Failover),
+    let (kind, event) = match asked.as_ref().map(|s| s.kind) {
+        Some(Kind::Switchover) => (MoveKind::Switchover, crate::ops::hooks::Event::Switchover),
+        _ => (MoveKind::Failover, crate::ops::hooks::Event::Failover),
     };
     if let Some(from) = old.as_deref().and_then(|o| ctx.cfg.node(o).ok()) {
         if let Err(e) = crate::ops::moves::history::record(ctx, kind, from, node).await {
             out.info(format!("ha: recording the {} failed: {e}", event.as_str()));
         }
     }
-    let done = match &switchover {
-        Some(s) => format!("switchover complete: {name} is the primary, {} follows it", s.from),
+    let done = match &asked {
+        Some(s) => format!("{kind} complete: {name} is the primary, {} follows it", s.from),
         None => {
             format!("{name} promoted: it took the leader lease{}", old.map_or(String::new(), |o| format!(" from {o}")))
         }
     };
-    if switchover.is_some() {
+    if asked.is_some() {
         if let Some(r) = ctx.requests() {
             let _ = r.update(|s| {
                 s.steps.push(format!("{name} promoted"));

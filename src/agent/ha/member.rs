@@ -49,10 +49,19 @@ pub(crate) struct MemberFacts {
     pub others_writable: Vec<String>,
     /// Its postgres was frozen at the lease deadline and is still frozen.
     pub frozen: bool,
-    /// A switchover in which the leader `.0` gave up its key for `.1`:
-    /// the target takes it, the others wait, and the old leader does not
-    /// take it back while it is stopped.
-    pub handover: Option<(String, String)>,
+    /// A move in which the leader gives up its key (a switchover handed
+    /// over, a failover asked for): the target takes it, the others wait,
+    /// and the old leader does not take it back while it is stopped.
+    pub handover: Option<Handover>,
+}
+
+/// Who gives up the lead, and to whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Handover {
+    pub from: String,
+    /// None: the best candidate, elected as usual, even in manual mode or
+    /// while paused (a person asked for it).
+    pub to: Option<String>,
 }
 
 /// What the node does about itself this cycle.
@@ -143,7 +152,7 @@ impl Member {
             return self.lead(store).await;
         }
         let now = self.clock.now();
-        let handing_over = f.handover.as_ref().is_some_and(|(from, _)| *from == me);
+        let handing_over = f.handover.as_ref().is_some_and(|h| h.from == me);
         if f.recorded_primary && !f.running && !handing_over {
             // Down, or not started yet: it keeps (or takes) the lease while
             // it starts in place, for at most the start window.
@@ -171,14 +180,19 @@ impl Member {
             ),
             Some(l) => (Step::Follow(l.clone()), format!("{me} follows the leader {l}")),
             None => match &f.handover {
-                Some((from, to)) if *to == me => self.take_over(store, from, f).await,
-                Some((from, to)) if *from == me => {
-                    (Step::Wait, format!("{me} handed the lead to {to} (switchover): waiting for it to take over"))
+                Some(h) if h.to.as_deref() == Some(me.as_str()) => self.take_over(store, &h.from, f).await,
+                Some(h) if h.from == me => (
+                    Step::Wait,
+                    format!(
+                        "{me} gave up the lead to {}: waiting for it to take over",
+                        h.to.as_deref().unwrap_or("the best replica")
+                    ),
+                ),
+                Some(Handover { from, to: Some(to) }) => {
+                    (Step::Wait, format!("{me}: the lead passes from {from} to {to}: no election"))
                 }
-                Some((from, to)) => {
-                    (Step::Wait, format!("{me}: {from} is handing the lead to {to} (switchover): no election"))
-                }
-                None => self.elect(store, f).await,
+                Some(_) => self.elect(store, f, true).await,
+                None => self.elect(store, f, false).await,
             },
         }
     }
@@ -192,7 +206,7 @@ impl Member {
         match self.hold(store).await {
             Ok(true) => {
                 self.seen_leader = true;
-                (Step::Promote, format!("switchover: {from} handed the lead to {me}: promoting {me}"))
+                (Step::Promote, format!("{from} handed the lead to {me}: promoting {me}"))
             }
             Ok(false) => (Step::Wait, format!("{me}: {from} handed it the lead, but another node took the lease")),
             Err(e) => (Step::Wait, format!("{me}: cannot take the lead {from} handed it ({e})")),
@@ -264,15 +278,17 @@ impl Member {
     }
 
     /// No live lease: take it if this node is the best candidate.
-    async fn elect(&mut self, store: &dyn Dcs, f: &MemberFacts) -> (Step, String) {
+    /// `asked`: a person asked for this failover, so manual mode and pause
+    /// do not hold it back.
+    async fn elect(&mut self, store: &dyn Dcs, f: &MemberFacts, asked: bool) -> (Step, String) {
         let me = self.name.clone();
-        if f.mode == FailoverMode::Manual {
+        if f.mode == FailoverMode::Manual && !asked {
             return (
                 Step::Wait,
                 format!("{me}: no leader, and [failover] mode is manual: waiting for `pgrepl failover`"),
             );
         }
-        if f.paused {
+        if f.paused && !asked {
             return (Step::Wait, format!("{me}: no leader, and the cluster is paused: no automatic promotion"));
         }
         if !f.running {
@@ -408,7 +424,7 @@ mod tests {
         let store = InProcess::new(clock.clone());
         let [mut p1, mut p2, mut p3] = ["pg-1", "pg-2", "pg-3"].map(|n| Member::new(n, TTL, clock.clone()));
         // pg-2 is the target, though pg-3 would win an election.
-        let handover = Some(("pg-1".to_string(), "pg-2".to_string()));
+        let handover = Some(Handover { from: "pg-1".into(), to: Some("pg-2".into()) });
         let target = MemberFacts {
             candidates: vec![cand("pg-2", "0/5000000"), cand("pg-3", "0/5000100")],
             handover: handover.clone(),
@@ -422,15 +438,15 @@ mod tests {
             store.release("pg-1").await.unwrap();
             assert_eq!(
                 p1.cycle(&store, &stopped).await,
-                (Step::Wait, "pg-1 handed the lead to pg-2 (switchover): waiting for it to take over".into())
+                (Step::Wait, "pg-1 gave up the lead to pg-2: waiting for it to take over".into())
             );
             assert_eq!(
                 p3.cycle(&store, &target).await,
-                (Step::Wait, "pg-3: pg-1 is handing the lead to pg-2 (switchover): no election".into())
+                (Step::Wait, "pg-3: the lead passes from pg-1 to pg-2: no election".into())
             );
             assert_eq!(
                 p2.cycle(&store, &target).await,
-                (Step::Promote, "switchover: pg-1 handed the lead to pg-2: promoting pg-2".into())
+                (Step::Promote, "pg-1 handed the lead to pg-2: promoting pg-2".into())
             );
             assert_eq!(store.leader().await.unwrap().as_deref(), Some("pg-2"));
             assert_eq!(p1.cycle(&store, &stopped).await.0, Step::Follow("pg-2".into()));
@@ -443,6 +459,31 @@ mod tests {
         block(async {
             assert_eq!(p1.cycle(&store, &alone).await.0, Step::Wait);
             assert_eq!(store.leader().await.unwrap().as_deref(), Some("pg-1"));
+        });
+    }
+
+    #[test]
+    fn an_asked_failover_elects_the_best_replica_even_in_manual_mode_and_the_old_leader_keeps_off() {
+        let clock = Arc::new(FakeClock::default());
+        let store = InProcess::new(clock.clone());
+        let [mut p1, mut p2] = ["pg-1", "pg-2"].map(|n| Member::new(n, TTL, clock.clone()));
+        let manual = MemberFacts { mode: FailoverMode::Manual, ..replica() };
+        let asked = MemberFacts { handover: Some(Handover { from: "pg-1".into(), to: None }), ..manual.clone() };
+        let stopped = MemberFacts { writable: false, running: false, recorded_primary: true, ..asked.clone() };
+        block(async {
+            // Seen a leader once, so no start-up grace applies.
+            assert_eq!(p1.cycle(&store, &primary()).await.0, Step::Lead);
+            assert_eq!(p2.cycle(&store, &manual).await.0, Step::Follow("pg-1".into()));
+            store.release("pg-1").await.unwrap();
+            assert_eq!(
+                p2.cycle(&store, &manual).await,
+                (Step::Wait, "pg-2: no leader, and [failover] mode is manual: waiting for `pgrepl failover`".into())
+            );
+            assert_eq!(
+                p1.cycle(&store, &stopped).await,
+                (Step::Wait, "pg-1 gave up the lead to the best replica: waiting for it to take over".into())
+            );
+            assert_eq!(p2.cycle(&store, &asked).await.0, Step::Promote);
         });
     }
 

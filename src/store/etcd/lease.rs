@@ -85,6 +85,15 @@ pub(crate) fn leader_blocking(gw: &Gateway, prefix: &str, cluster: &str) -> Resu
     holder(gw, &leader_key(prefix, cluster))
 }
 
+/// How many seconds the lease under `key` has left (None: no key, or a
+/// key without a lease).
+pub(crate) fn lease_left(gw: &Gateway, key: &str) -> Result<Option<i64>> {
+    let v = gw.call_blocking("/v3/kv/range", &json!({ "key": b64(key) }))?;
+    let Some(id) = v["kvs"].get(0).and_then(|kv| int(&kv["lease"])).filter(|id| *id != 0) else { return Ok(None) };
+    let t = gw.call_blocking("/v3/lease/timetolive", &json!({ "ID": id.to_string() }))?;
+    Ok(int(&t["TTL"]).filter(|s| *s >= 0))
+}
+
 impl Dcs for EtcdDcs {
     fn acquire<'a>(&'a self, me: &'a str, ttl: Duration) -> BoxFut<'a, Result<bool>> {
         Box::pin(async move {

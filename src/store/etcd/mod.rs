@@ -12,7 +12,7 @@ pub(crate) mod settings;
 
 pub(crate) use gateway::{version_caveat, Gateway};
 pub use lease::EtcdDcs;
-pub(crate) use lease::{leader_blocking, leader_key};
+pub(crate) use lease::{leader_blocking, leader_key, lease_left};
 pub(crate) use members::{read_members, Members};
 pub(crate) use record::EtcdRecord;
-pub(crate) use requests::{Progress, Requests, Switchover};
+pub(crate) use requests::{Kind, Move, Progress, Requests};

@@ -1,9 +1,9 @@
-//! Requests from a command to the agents, `<prefix>/<cluster>/requests/<kind>`.
+//! Requests from a command to the agents, `<prefix>/<cluster>/requests/move`.
 //!
 //! A command on any host creates the key only if it is absent, on a lease
 //! as long as the command waits: the key is also the cluster-wide lock for
-//! that kind of move, and a command that dies leaves nothing behind once
-//! the lease runs out. The agents carry the move out on their own nodes
+//! moves of the primary (one switchover or failover at a time), and a
+//! command that dies leaves nothing behind once the lease runs out. The agents carry the move out on their own nodes
 //! and write its progress (state and steps) back into the key; the command
 //! follows it there.
 
@@ -16,12 +16,23 @@ use serde_json::json;
 use super::gateway::{b64, int, unb64, Gateway};
 use crate::error::{Error, Result};
 
-/// Where a switchover stands.
+/// Which move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Kind {
+    Switchover,
+    Failover,
+}
+
+/// Where a move stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Progress {
     /// Asked for; the leader's agent has not acted yet.
     Requested,
+    /// Failover: the old leader stopped its postgres and gave up its key
+    /// (or had none): the target, or the best candidate, takes it.
+    Released,
     /// The leader checkpointed and is stopping its postgres.
     Stopping,
     /// The leader's postgres is stopped at `lsn`; it waits for the target.
@@ -33,11 +44,20 @@ pub(crate) enum Progress {
     Failed,
 }
 
-/// A switchover request and its progress.
+/// A move request and its progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Switchover {
+pub(crate) struct Move {
+    pub kind: Kind,
+    /// The leader when it was asked (failover: the recorded primary).
     pub from: String,
+    /// The target; empty for a failover to the best candidate.
     pub to: String,
+    /// Failover: the leader stops its postgres and gives up its key.
+    #[serde(default)]
+    pub stop_primary: bool,
+    /// Failover in the sync modes: a standby outside the synchronous set may be promoted.
+    #[serde(default)]
+    pub allow_data_loss: bool,
     /// `--max-lag`, in bytes.
     pub max_lag: u64,
     /// How long the target may take to replay the old primary's last WAL.
@@ -64,12 +84,12 @@ impl Requests {
     }
 
     fn key(&self) -> String {
-        format!("{}/requests/switchover", self.base)
+        format!("{}/requests/move", self.base)
     }
 
     /// Create the request if none is under way, on a lease of `ttl`.
-    /// `Ok(Some(other))`: another switchover is under way, unchanged.
-    pub(crate) fn create(&self, s: &Switchover, ttl: Duration) -> Result<Option<Switchover>> {
+    /// `Ok(Some(other))`: another move is under way, unchanged.
+    pub(crate) fn create(&self, s: &Move, ttl: Duration) -> Result<Option<Move>> {
         let v = self.gw.call_blocking("/v3/lease/grant", &json!({ "TTL": ttl.as_secs().max(1) }))?;
         let id = int(&v["ID"]).ok_or_else(|| Error::Other(format!("etcd granted no lease: {v}")))?;
         let text = serde_json::to_string(s).map_err(|e| Error::Other(e.to_string()))?;
@@ -89,14 +109,14 @@ impl Requests {
     }
 
     /// The request under way, with its mod revision.
-    pub(crate) fn read(&self) -> Result<Option<(Switchover, i64)>> {
+    pub(crate) fn read(&self) -> Result<Option<(Move, i64)>> {
         let v = self.gw.call_blocking("/v3/kv/range", &json!({ "key": b64(&self.key()) }))?;
         Ok(v["kvs"].get(0).and_then(decode))
     }
 
     /// Change the request if it is still there (its lease kept); false if
     /// it is gone (its command gave up).
-    pub(crate) fn update(&self, f: impl Fn(&mut Switchover)) -> Result<bool> {
+    pub(crate) fn update(&self, f: impl Fn(&mut Move)) -> Result<bool> {
         for _ in 0..20 {
             let Some((mut s, rev)) = self.read()? else { return Ok(false) };
             f(&mut s);
@@ -104,20 +124,21 @@ impl Requests {
                 return Ok(true);
             }
         }
-        Err(Error::Other("the switchover request changed under us 20 times in a row".into()))
+        Err(Error::Other("the move request changed under us 20 times in a row".into()))
     }
 
-    /// The leader `from` gives up its key to the target, in one
-    /// transaction: only while the key still names it and the request is
-    /// as it read it. False if either changed.
-    pub(crate) fn hand_over(&self, leader_key: &str, from: &str, step: &str) -> Result<bool> {
+    /// The leader `from` gives up its key, in one transaction: only while
+    /// the key still names it and the request is as it read it; the
+    /// request moves to `progress` (handed over to the switchover's target,
+    /// or released for a failover). False if either changed.
+    pub(crate) fn give_up_lead(&self, leader_key: &str, from: &str, progress: Progress, step: &str) -> Result<bool> {
         let Some((mut s, rev)) = self.read()? else { return Ok(false) };
-        s.progress = Progress::HandedOver;
+        s.progress = progress;
         s.steps.push(step.to_string());
         self.put_if(&s, rev, Some((leader_key, from)))
     }
 
-    fn put_if(&self, s: &Switchover, rev: i64, leader: Option<(&str, &str)>) -> Result<bool> {
+    fn put_if(&self, s: &Move, rev: i64, leader: Option<(&str, &str)>) -> Result<bool> {
         let text = serde_json::to_string(s).map_err(|e| Error::Other(e.to_string()))?;
         let key = self.key();
         let mut compare =
@@ -139,7 +160,7 @@ impl Requests {
     }
 }
 
-fn decode(kv: &serde_json::Value) -> Option<(Switchover, i64)> {
+fn decode(kv: &serde_json::Value) -> Option<(Move, i64)> {
     let text = kv["value"].as_str().and_then(unb64)?;
     Some((serde_json::from_str(&text).ok()?, int(&kv["mod_revision"]).unwrap_or(0)))
 }
