@@ -356,16 +356,23 @@ pub fn run(cli: Cli) -> Result<()> {
                 crate::ops::moves::failover::run(&ctx, &control, &o, &crate::output::Output::new(0)).await
             }
             Command::Rejoin { node } => {
-                crate::ops::control::require_here(&ctx, std::slice::from_ref(&node), "rejoin")?;
+                // A node on another host: its own agent does it.
+                if ctx.cfg.etcd.is_some() && !ctx.is_here(ctx.cfg.node(&node)?) {
+                    let out = crate::output::Output::new(0);
+                    return crate::ops::moves::across::node_action(&ctx, &node, crate::ops::moves::across::Action::Rejoin, false, &out).await;
+                }
                 let control = crate::ops::control::Control::find(&ctx)?;
                 let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 crate::ops::moves::rejoin::rejoin(&ctx, &control, &node, &crate::output::Output::new(0)).await
             }
             Command::Reclone { node, discard, yes } => {
-                crate::ops::control::require_here(&ctx, std::slice::from_ref(&node), "reclone")?;
                 if discard {
                     let q = format!("Delete {node}'s data dir for good and clone it again?");
                     crate::cmd::confirm::ask(&q, "reclone --discard", yes)?;
+                }
+                if ctx.cfg.etcd.is_some() && !ctx.is_here(ctx.cfg.node(&node)?) {
+                    let out = crate::output::Output::new(0);
+                    return crate::ops::moves::across::node_action(&ctx, &node, crate::ops::moves::across::Action::Reclone, discard, &out).await;
                 }
                 let control = crate::ops::control::Control::find(&ctx)?;
                 let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;

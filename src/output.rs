@@ -34,6 +34,9 @@ pub(crate) struct Output {
     color: bool,
     tty: bool,
     width: usize,
+    /// pgrepl's own lines are also kept here: an agent doing something a
+    /// command on another host asked for reports them back to it.
+    capture: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 const COLORS: &[&str] = &["\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[32m", "\x1b[34m", "\x1b[31m"];
@@ -69,7 +72,13 @@ impl Output {
     pub(crate) fn new(width: usize) -> Self {
         let tty = std::io::stdout().is_terminal();
         let color = use_color(tty, std::env::var_os("NO_COLOR").as_deref(), settings().json);
-        Output { color, tty, width }
+        Output { color, tty, width, capture: None }
+    }
+
+    /// Like [`Output::new`], also keeping each of pgrepl's own lines.
+    pub(crate) fn capturing() -> (Self, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        (Output { capture: Some(lines.clone()), ..Output::new(0) }, lines)
     }
 
     /// One line from a node's postgres.
@@ -101,6 +110,9 @@ impl Output {
     /// One line from pgrepl itself: `[pgrepl] <time> <LEVEL> message`.
     pub(crate) fn info(&self, msg: impl AsRef<str>) {
         let msg = msg.as_ref();
+        if let Some(c) = &self.capture {
+            c.lock().unwrap_or_else(|p| p.into_inner()).push(msg.to_string());
+        }
         let ts = crate::domain::time::rfc3339(crate::domain::time::now_unix());
         let level = level_of(msg);
         // The level says it; `WARN  warning: ...` would say it twice.

@@ -277,6 +277,9 @@ fn the_primary_host_dies_a_replica_on_another_host_takes_over_and_the_old_one_re
     let (new, i) = site.new_primary("a replica on another host becomes the primary");
     let other = if new == "pg-2" { "pg-3" } else { "pg-2" };
     site.wait("the other replica follows the new primary", || site.streams_from(i, other, &new));
+    // The new leader records the move after its post-promotion checkpoint,
+    // which can end after the other replica already streams from it.
+    site.wait("the failover is in the history", || site.ok_on(i, &["history"]).contains("failover"));
     let history = site.ok_on(i, &["history"]);
     let row = history.lines().find(|l| l.contains("failover")).unwrap_or_default().to_string();
     assert!(row.split_whitespace().rev().take(2).eq([new.as_str(), "pg-1"]), "{history}");
@@ -631,7 +634,7 @@ fn a_switchover_asked_on_a_replicas_host_moves_the_primary_there_and_back_withou
     assert!(text(&o.stderr).contains("pg-1 is already the primary"), "{}", text(&o.stderr));
     // What still acts through a host's own sockets says so, and changes nothing.
     for (args, says) in [
-        (&["rejoin", "pg-1"][..], "pg-1 runs on"),
+        (&["rejoin", "pg-1"][..], "pg-1 is the primary: rejoin is for a standby"),
         (&["restart", "pg-1"][..], "run it on that host"),
         (&["failover", "--to", "pg-3", "--yes"][..], "pg-1 holds the leader lease and answers as a writable primary"),
     ] {
@@ -672,4 +675,34 @@ fn failovers_asked_on_other_hosts_stop_the_leader_or_wait_out_a_dead_ones_lease_
     site.wait("pg-1 streams from pg-2", || site.streams_from(2, "pg-1", "pg-2"));
     w.writer.wait_more(50);
     w.finish(&site, "failover asked on other hosts, with --stop-primary, then with the primary's host dead");
+}
+
+#[test]
+fn rejoin_and_reclone_asked_on_another_host_are_carried_out_by_the_nodes_own_agent() {
+    // Without automatic rejoin, a failed primary waits for a person.
+    let Some(site) = Site::new(1, "\n[failover]\nauto_rejoin = false\n") else { return };
+    site.up();
+    let mut w = Watched::start(&site);
+    w.fault();
+    site.lan.kill_host(1);
+    let (new, i) = site.new_primary("a replica takes over");
+    let (third, other) = if i == 2 { (3, "pg-3") } else { (2, "pg-2") };
+    let back = site.ok_on(1, &["up", "--detach"]);
+    assert!(back.contains("stays stopped until it is rewound"), "{back}");
+    site.wait("pg-1's agent publishes", || site.member_published("pg-1"));
+
+    // Asked on a third host; pg-1's own agent rewinds and restarts it.
+    let out = site.ok_on(third, &["rejoin", "pg-1"]);
+    assert!(out.contains("pg-1's agent:") && out.contains("rejoin pg-1: done"), "{out}");
+    site.wait("pg-1 streams from the new primary", || site.streams_from(i, "pg-1", &new));
+    // Asked on pg-1's host, for the other replica.
+    let out = site.ok_on(1, &["reclone", other, "--discard", "--yes"]);
+    assert!(out.contains(&format!("reclone --discard {other}: done")), "{out}");
+    site.wait("the re-cloned replica streams", || site.streams_from(i, other, &new));
+    // The primary is not a standby: its agent refuses, nothing changes.
+    let o = site.on(third, &["rejoin", &new]);
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("is the primary: rejoin is for a standby"), "{}", text(&o.stderr));
+    w.writer.wait_more(50);
+    w.finish(&site, "rejoin and reclone asked on other hosts");
 }

@@ -204,6 +204,8 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
                 out,
             };
             mine.on_request(request.as_ref(), leads, snap.as_deref()).await;
+            // What a command on another host asked of this node.
+            super::actions::on_action(ctx, &control, &node, leads).await;
             // Stopped for it: the fence has no postmaster to watch.
             if local.handing.is_some() {
                 env.release(&mut local);

@@ -5,6 +5,7 @@
 //! monitor's snapshot and the leader lease ([`crate::store::dcs`]), logs the
 //! sentence when it changes, shows it in `status`, and carries the action out.
 
+mod actions;
 mod handover;
 pub(crate) mod hosted;
 pub(crate) mod member;

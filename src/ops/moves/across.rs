@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::observe::status::gather::gather_once;
 use crate::output::Output;
 use crate::store::ctx::Ctx;
-use crate::store::etcd::{Kind, Move, Progress, Requests};
+pub(crate) use crate::store::etcd::Action;
+use crate::store::etcd::{ActionProgress, Kind, Move, NodeAction, Progress, Requests};
 
 /// How much longer than the catch-up timeout the request may live: the
 /// checkpoint, the stop and the promotion around it.
@@ -146,6 +147,66 @@ pub(crate) async fn failover(ctx: &Arc<Ctx>, o: &super::failover::Options, out: 
     }
     result
 }
+
+/// `pgrepl rejoin NODE` / `reclone NODE` for a node on another host: its
+/// own agent does it, and this command shows what it printed.
+pub(crate) async fn node_action(ctx: &Arc<Ctx>, node: &str, action: Action, discard: bool, out: &Output) -> Result<()> {
+    let ask = NodeAction {
+        node: node.to_string(),
+        action,
+        discard,
+        progress: ActionProgress::Requested,
+        steps: Vec::new(),
+        outcome: None,
+    };
+    let verb = ask.verb();
+    let refused = |why: String| Error::Refused(format!("{verb} {node} refused, nothing changed: {why}"));
+    let requests = ctx.requests().ok_or_else(|| Error::Other("no [etcd] section: not a multi-host cluster".into()))?;
+    if let Some(why) = silent_agent(ctx, node).await? {
+        return Err(refused(
+            why.replace(&format!("only it can promote {node}"), &format!("only it can {verb} {node}")),
+        ));
+    }
+    let (r, a) = (requests.clone(), ask.clone());
+    if let Some(other) = blocking(move || r.create_action(&a, ACTION_TIMEOUT + MARGIN)).await? {
+        return Err(refused(format!("{} {node} is under way ({:?})", other.verb(), other.progress)));
+    }
+    let mut steps = Steps::new(out);
+    steps.step(format!("asked {node}'s agent, through etcd, to {verb} it"));
+    let deadline = Instant::now() + ACTION_TIMEOUT + MARGIN;
+    let result = loop {
+        let (r, name) = (requests.clone(), node.to_string());
+        let Some(now) = blocking(move || r.read_action(&name)).await? else {
+            break Err(Error::Other(format!("the {verb} request disappeared before {node}'s agent finished")));
+        };
+        match now.progress {
+            ActionProgress::Done | ActionProgress::Failed => {
+                for s in &now.steps {
+                    steps.say(format!("{node}'s agent: {s}"));
+                }
+                let outcome = now.outcome.unwrap_or_default();
+                if now.progress == ActionProgress::Failed {
+                    break Err(Error::Refused(outcome));
+                }
+                steps.say(outcome);
+                break Ok(());
+            }
+            _ if Instant::now() > deadline => {
+                break Err(Error::Timeout(format!(
+                    "{node}'s agent did not finish the {verb} in time; see `pgrepl status`"
+                )))
+            }
+            // The pace of following progress, not synchronisation.
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let (r, name) = (requests.clone(), node.to_string());
+    let _ = blocking(move || r.remove_action(&name)).await;
+    result
+}
+
+/// How long a rejoin or re-clone on another host may take.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long a failover may take, from the request to the promotion.
 const TIMEOUT: Duration = Duration::from_secs(60);

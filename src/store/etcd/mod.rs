@@ -15,4 +15,4 @@ pub use lease::EtcdDcs;
 pub(crate) use lease::{leader_blocking, leader_key, lease_left};
 pub(crate) use members::{read_members, Members};
 pub(crate) use record::EtcdRecord;
-pub(crate) use requests::{Kind, Move, Progress, Requests};
+pub(crate) use requests::{Action, ActionProgress, Kind, Move, NodeAction, Progress, Requests};

@@ -1,4 +1,6 @@
-//! Requests from a command to the agents, `<prefix>/<cluster>/requests/move`.
+//! Requests from a command to the agents: `<prefix>/<cluster>/requests/move`
+//! for a switchover or failover, `requests/node/<node>` for what the agent
+//! that owns a node does to it (rejoin, reclone).
 //!
 //! A command on any host creates the key only if it is absent, on a lease
 //! as long as the command waits: the key is also the cluster-wide lock for
@@ -10,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -78,53 +81,81 @@ pub(crate) struct Requests {
     base: String,
 }
 
+/// What a command asks the agent that owns `node` to do to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NodeAction {
+    pub node: String,
+    pub action: Action,
+    /// `reclone --discard`: delete the old data dir instead of keeping it aside.
+    #[serde(default)]
+    pub discard: bool,
+    pub progress: ActionProgress,
+    /// What the agent printed while it did it.
+    pub steps: Vec<String>,
+    /// Why it failed, or what it did.
+    pub outcome: Option<String>,
+}
+
+impl NodeAction {
+    /// The command's name for it.
+    pub(crate) fn verb(&self) -> &'static str {
+        match (self.action, self.discard) {
+            (Action::Rejoin, _) => "rejoin",
+            (Action::Reclone, false) => "reclone",
+            (Action::Reclone, true) => "reclone --discard",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Action {
+    Rejoin,
+    Reclone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ActionProgress {
+    Requested,
+    Running,
+    Done,
+    Failed,
+}
+
 impl Requests {
     pub(crate) fn new(gw: Arc<Gateway>, prefix: &str, cluster: &str) -> Requests {
         Requests { gw, base: format!("{}/{cluster}", prefix.trim_end_matches('/')) }
     }
 
-    fn key(&self) -> String {
+    fn move_key(&self) -> String {
         format!("{}/requests/move", self.base)
     }
 
-    /// Create the request if none is under way, on a lease of `ttl`.
+    fn action_key(&self, node: &str) -> String {
+        format!("{}/requests/node/{node}", self.base)
+    }
+
+    /// Create the move request if none is under way, on a lease of `ttl`.
     /// `Ok(Some(other))`: another move is under way, unchanged.
     pub(crate) fn create(&self, s: &Move, ttl: Duration) -> Result<Option<Move>> {
-        let v = self.gw.call_blocking("/v3/lease/grant", &json!({ "TTL": ttl.as_secs().max(1) }))?;
-        let id = int(&v["ID"]).ok_or_else(|| Error::Other(format!("etcd granted no lease: {v}")))?;
-        let text = serde_json::to_string(s).map_err(|e| Error::Other(e.to_string()))?;
-        let key = self.key();
-        let txn = json!({
-            "compare": [{ "key": b64(&key), "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
-            "success": [{ "request_put": { "key": b64(&key), "value": b64(&text), "lease": id.to_string() } }],
-            "failure": [{ "request_range": { "key": b64(&key) } }],
-        });
-        let v = self.gw.call_blocking("/v3/kv/txn", &txn)?;
-        if v["succeeded"].as_bool() == Some(true) {
-            return Ok(None);
-        }
-        let _ = self.gw.call_blocking("/v3/lease/revoke", &json!({ "ID": id.to_string() }));
-        let kv = &v["responses"][0]["response_range"]["kvs"][0];
-        Ok(Some(decode(kv).map(|(s, _)| s).unwrap_or_else(|| s.clone())))
+        self.create_at(&self.move_key(), s, ttl)
     }
 
-    /// The request under way, with its mod revision.
+    /// The move under way, with its mod revision.
     pub(crate) fn read(&self) -> Result<Option<(Move, i64)>> {
-        let v = self.gw.call_blocking("/v3/kv/range", &json!({ "key": b64(&self.key()) }))?;
-        Ok(v["kvs"].get(0).and_then(decode))
+        self.read_at(&self.move_key())
     }
 
-    /// Change the request if it is still there (its lease kept); false if
-    /// it is gone (its command gave up).
+    /// Change the move request if it is still there (its lease kept);
+    /// false if it is gone (its command gave up).
     pub(crate) fn update(&self, f: impl Fn(&mut Move)) -> Result<bool> {
-        for _ in 0..20 {
-            let Some((mut s, rev)) = self.read()? else { return Ok(false) };
-            f(&mut s);
-            if self.put_if(&s, rev, None)? {
-                return Ok(true);
-            }
-        }
-        Err(Error::Other("the move request changed under us 20 times in a row".into()))
+        self.update_at(&self.move_key(), f)
+    }
+
+    /// Remove the move request (the command that made it is done with it).
+    pub(crate) fn remove(&self) -> Result<()> {
+        self.remove_at(&self.move_key())
     }
 
     /// The leader `from` gives up its key, in one transaction: only while
@@ -135,16 +166,67 @@ impl Requests {
         let Some((mut s, rev)) = self.read()? else { return Ok(false) };
         s.progress = progress;
         s.steps.push(step.to_string());
-        self.put_if(&s, rev, Some((leader_key, from)))
+        self.put_if(&self.move_key(), &s, rev, Some((leader_key, from)))
     }
 
-    fn put_if(&self, s: &Move, rev: i64, leader: Option<(&str, &str)>) -> Result<bool> {
+    /// Ask the agent of `a.node` for `a`, one action per node at a time.
+    /// `Ok(Some(other))`: another action on that node is under way.
+    pub(crate) fn create_action(&self, a: &NodeAction, ttl: Duration) -> Result<Option<NodeAction>> {
+        self.create_at(&self.action_key(&a.node), a, ttl)
+    }
+
+    pub(crate) fn read_action(&self, node: &str) -> Result<Option<NodeAction>> {
+        Ok(self.read_at(&self.action_key(node))?.map(|(a, _)| a))
+    }
+
+    pub(crate) fn update_action(&self, node: &str, f: impl Fn(&mut NodeAction)) -> Result<bool> {
+        self.update_at(&self.action_key(node), f)
+    }
+
+    pub(crate) fn remove_action(&self, node: &str) -> Result<()> {
+        self.remove_at(&self.action_key(node))
+    }
+
+    fn create_at<T: Serialize + DeserializeOwned + Clone>(&self, key: &str, s: &T, ttl: Duration) -> Result<Option<T>> {
+        let v = self.gw.call_blocking("/v3/lease/grant", &json!({ "TTL": ttl.as_secs().max(1) }))?;
+        let id = int(&v["ID"]).ok_or_else(|| Error::Other(format!("etcd granted no lease: {v}")))?;
         let text = serde_json::to_string(s).map_err(|e| Error::Other(e.to_string()))?;
-        let key = self.key();
+        let txn = json!({
+            "compare": [{ "key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
+            "success": [{ "request_put": { "key": b64(key), "value": b64(&text), "lease": id.to_string() } }],
+            "failure": [{ "request_range": { "key": b64(key) } }],
+        });
+        let v = self.gw.call_blocking("/v3/kv/txn", &txn)?;
+        if v["succeeded"].as_bool() == Some(true) {
+            return Ok(None);
+        }
+        let _ = self.gw.call_blocking("/v3/lease/revoke", &json!({ "ID": id.to_string() }));
+        let kv = &v["responses"][0]["response_range"]["kvs"][0];
+        Ok(Some(decode(kv).map(|(s, _)| s).unwrap_or_else(|| s.clone())))
+    }
+
+    fn read_at<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, i64)>> {
+        let v = self.gw.call_blocking("/v3/kv/range", &json!({ "key": b64(key) }))?;
+        Ok(v["kvs"].get(0).and_then(decode))
+    }
+
+    fn update_at<T: Serialize + DeserializeOwned>(&self, key: &str, f: impl Fn(&mut T)) -> Result<bool> {
+        for _ in 0..20 {
+            let Some((mut s, rev)) = self.read_at::<T>(key)? else { return Ok(false) };
+            f(&mut s);
+            if self.put_if(key, &s, rev, None)? {
+                return Ok(true);
+            }
+        }
+        Err(Error::Other(format!("the request {key} changed under us 20 times in a row")))
+    }
+
+    fn put_if<T: Serialize>(&self, key: &str, s: &T, rev: i64, leader: Option<(&str, &str)>) -> Result<bool> {
+        let text = serde_json::to_string(s).map_err(|e| Error::Other(e.to_string()))?;
         let mut compare =
-            vec![json!({ "key": b64(&key), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string() })];
+            vec![json!({ "key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string() })];
         let mut success =
-            vec![json!({ "request_put": { "key": b64(&key), "value": b64(&text), "ignore_lease": true } })];
+            vec![json!({ "request_put": { "key": b64(key), "value": b64(&text), "ignore_lease": true } })];
         if let Some((leader_key, from)) = leader {
             compare.push(json!({ "key": b64(leader_key), "target": "VALUE", "result": "EQUAL", "value": b64(from) }));
             success.push(json!({ "request_delete_range": { "key": b64(leader_key) } }));
@@ -153,14 +235,13 @@ impl Requests {
         Ok(v["succeeded"].as_bool() == Some(true))
     }
 
-    /// Remove the request (the command that made it is done with it).
-    pub(crate) fn remove(&self) -> Result<()> {
-        self.gw.call_blocking("/v3/kv/deleterange", &json!({ "key": b64(&self.key()) }))?;
+    fn remove_at(&self, key: &str) -> Result<()> {
+        self.gw.call_blocking("/v3/kv/deleterange", &json!({ "key": b64(key) }))?;
         Ok(())
     }
 }
 
-fn decode(kv: &serde_json::Value) -> Option<(Move, i64)> {
+fn decode<T: DeserializeOwned>(kv: &serde_json::Value) -> Option<(T, i64)> {
     let text = kv["value"].as_str().and_then(unb64)?;
     Some((serde_json::from_str(&text).ok()?, int(&kv["mod_revision"]).unwrap_or(0)))
 }

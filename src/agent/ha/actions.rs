@@ -1,0 +1,56 @@
+//! What a command on any host asks the agent that owns a node to do to it
+//! (`requests/node/<node>` in etcd): `rejoin` or `reclone`. The node's own
+//! HA loop carries it out, so nothing else acts on the node meanwhile; it
+//! refuses while the node leads (both are for standbys, and a leader's loop
+//! must keep renewing its lease). What the action prints goes to this
+//! agent's log and back into the request, where the command reads it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Node;
+use crate::ops::control::Control;
+use crate::output::Output;
+use crate::store::ctx::Ctx;
+use crate::store::etcd::{Action, ActionProgress};
+
+/// Carry out the action asked for `node`, if there is one. `leads`: this
+/// cycle renewed its lease as a running primary.
+pub(crate) async fn on_action(ctx: &Arc<Ctx>, control: &Control, node: &Node, leads: bool) {
+    let Some(requests) = ctx.requests() else { return };
+    let (r, name) = (requests.clone(), node.name.clone());
+    let read = tokio::task::spawn_blocking(move || r.read_action(&name));
+    let Ok(Ok(Ok(Some(asked)))) = tokio::time::timeout(Duration::from_secs(1), read).await else { return };
+    if asked.progress != ActionProgress::Requested {
+        return;
+    }
+    let name = node.name.as_str();
+    let verb = asked.verb();
+    if leads {
+        let why = format!("{name} is the primary: {verb} is for a standby; nothing changed");
+        let _ = requests.update_action(name, |a| {
+            a.progress = ActionProgress::Failed;
+            a.outcome = Some(why.clone());
+        });
+        return;
+    }
+    if !requests.update_action(name, |a| a.progress = ActionProgress::Running).unwrap_or(false) {
+        return;
+    }
+    let (out, lines) = Output::capturing();
+    out.info(format!("{verb} {name}, asked from another host"));
+    let done = match asked.action {
+        Action::Rejoin => crate::ops::moves::rejoin::rejoin(ctx, control, name, &out).await,
+        Action::Reclone => crate::ops::moves::rejoin::reclone(ctx, control, name, asked.discard, true, &out).await,
+    };
+    let steps = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let outcome = match &done {
+        Ok(()) => format!("{verb} {name}: done"),
+        Err(e) => format!("{verb} {name} failed: {e}"),
+    };
+    let _ = requests.update_action(name, |a| {
+        a.steps = steps.clone();
+        a.progress = if done.is_ok() { ActionProgress::Done } else { ActionProgress::Failed };
+        a.outcome = Some(outcome.clone());
+    });
+}
