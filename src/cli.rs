@@ -158,14 +158,14 @@ pub enum Command {
         /// Node name.
         node: String,
     },
-    /// Apply a changed pgrepl.toml to the running nodes (files, roles, databases, slots) and reload them.
+    /// Apply a changed pgrepl.toml to this host's running nodes (files, roles, databases, slots) and reload them.
     Reload {
         /// Print what would change (each setting old -> new, reload or restart; roles,
         /// databases, slots) and change nothing.
         #[arg(long)]
         dry_run: bool,
     },
-    /// Restart nodes one at a time, replicas first (for settings that need a restart).
+    /// Restart nodes one at a time, replicas first (for settings that need a restart). Across hosts: this host's nodes only (run it on each node's host).
     Restart {
         /// Node names (default: every running node of this host).
         nodes: Vec<String>,
@@ -214,7 +214,7 @@ pub enum Command {
         #[command(subcommand)]
         action: ArchiveAction,
     },
-    /// Open psql on a node as the superuser, or run it with ARGS.
+    /// Open psql on a node of this host as the superuser (through its socket), or run it with ARGS.
     Psql {
         /// Node name.
         node: String,
