@@ -165,7 +165,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Restart nodes one at a time, replicas first (for settings that need a restart). Across hosts: this host's nodes only (run it on each node's host).
+    /// Restart nodes one at a time, replicas first (for settings that need a restart). Across hosts, a standby elsewhere is restarted by its own agent; the primary on its own host.
     Restart {
         /// Node names (default: every running node of this host).
         nodes: Vec<String>,
@@ -381,8 +381,19 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Command::Reload { dry_run } => crate::cmd::reload::reload(&ctx, dry_run, &crate::output::Output::new(0)).await,
             Command::Restart { nodes } => {
-                crate::ops::control::require_here(&ctx, &nodes, "restart")?;
-                crate::cmd::reload::restart(&ctx, &nodes, &crate::output::Output::new(0)).await
+                let out = crate::output::Output::new(0);
+                // Across hosts, a standby elsewhere is restarted by its own agent.
+                let (here, elsewhere): (Vec<String>, Vec<String>) = nodes.iter().cloned().partition(|n| {
+                    ctx.cfg.etcd.is_none() || ctx.cfg.node(n).is_ok_and(|node| ctx.is_here(node))
+                });
+                for n in &elsewhere {
+                    let restart = crate::ops::moves::across::Action::Restart;
+                    crate::ops::moves::across::node_action(&ctx, n, restart, false, &out).await?;
+                }
+                if here.is_empty() && !elsewhere.is_empty() {
+                    return Ok(());
+                }
+                crate::cmd::reload::restart(&ctx, &here, &out).await
             }
             Command::Pause { reason } => {
                 crate::agent::ha::pause::pause(&ctx, reason.as_deref(), &crate::output::Output::new(0)).await

@@ -4,14 +4,13 @@
 //! primary, reloads PostgreSQL, and names the settings that wait for a
 //! restart; `pgrepl restart` restarts nodes one at a time, replicas first.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::{Node, Role};
 use crate::error::{Error, Result};
 use crate::ops::control::{wait_move_lock, Control};
 use crate::output::Output;
 use crate::pg::datadir;
-use crate::pg::process::StopMode;
 use crate::store::ctx::Ctx;
 
 /// The local nodes with a running postmaster, primary first.
@@ -205,38 +204,7 @@ pub(crate) async fn restart(ctx: &Ctx, names: &[String], out: &Output) -> Result
     // dead one and fail over.
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
     for n in &nodes {
-        if datadir::running_postmaster(&n.data_dir).is_none() {
-            return Err(Error::Refused(format!(
-                "{} is not running; `pgrepl up {}` starts it (restart only restarts running nodes)",
-                n.name, n.name
-            )));
-        }
-        if n.name != primary.name {
-            // A standby checks its settings against the last ones of the
-            // primary it replayed: it must see a restarted primary's new
-            // (lower) values before it restarts with them.
-            let c = ctx.connect(&primary).await?;
-            let lsn: String = c
-                .query_one("SELECT pg_current_wal_lsn()::text", &[])
-                .await
-                .map_err(|e| Error::sql("reading the primary's WAL position", e))?
-                .get(0);
-            let lsn = lsn.parse().map_err(Error::Other)?;
-            crate::ops::moves::wait_replayed_to(ctx, n, lsn, ctx.cfg.supervisor.start_timeout).await?;
-        }
-        let t = Instant::now();
-        out.info(format!("{}: restarting", n.name));
-        let why = format!("restart of {}", n.name);
-        crate::ops::moves::settling(ctx, &why);
-        control.stop(ctx, n, StopMode::Fast).await?;
-        control.start(ctx, n).await?;
-        if n.name == primary.name {
-            out.info(format!("{}: back, accepting writes again after {:.1}s", n.name, t.elapsed().as_secs_f64()));
-        } else {
-            crate::ops::wait::wait_streaming(ctx, n, &primary).await?;
-            out.info(format!("{}: back and streaming after {:.1}s", n.name, t.elapsed().as_secs_f64()));
-        }
-        crate::ops::moves::settling(ctx, &why);
+        crate::ops::moves::restart::restart_node(ctx, &control, n, &primary, out).await?;
     }
     Ok(())
 }

@@ -159,22 +159,3 @@ impl Control {
         })
     }
 }
-
-/// Across hosts (`[etcd]`), the commands that act on a node through its
-/// socket (rejoin, reclone, restart) work only on this host's nodes: a
-/// node elsewhere is refused before anything changes, naming its host.
-pub(crate) fn require_here(ctx: &Ctx, names: &[String], command: &str) -> Result<()> {
-    if ctx.cfg.etcd.is_none() {
-        return Ok(());
-    }
-    for name in names {
-        let node = ctx.cfg.node(name)?;
-        if !ctx.is_here(node) {
-            return Err(Error::Refused(format!(
-                "{command} {name} refused, nothing changed: {name} runs on {}, and `pgrepl {command}` acts on a node through its socket; run it on that host",
-                node.host
-            )));
-        }
-    }
-    Ok(())
-}

@@ -635,7 +635,7 @@ fn a_switchover_asked_on_a_replicas_host_moves_the_primary_there_and_back_withou
     // What still acts through a host's own sockets says so, and changes nothing.
     for (args, says) in [
         (&["rejoin", "pg-1"][..], "pg-1 is the primary: rejoin is for a standby"),
-        (&["restart", "pg-1"][..], "run it on that host"),
+        (&["restart", "pg-1"][..], "pg-1 is the primary: restart it on its own host"),
         (&["failover", "--to", "pg-3", "--yes"][..], "pg-1 holds the leader lease and answers as a writable primary"),
     ] {
         let o = site.on(2, args);
@@ -678,7 +678,7 @@ fn failovers_asked_on_other_hosts_stop_the_leader_or_wait_out_a_dead_ones_lease_
 }
 
 #[test]
-fn rejoin_and_reclone_asked_on_another_host_are_carried_out_by_the_nodes_own_agent() {
+fn rejoin_reclone_and_restart_asked_on_another_host_are_carried_out_by_the_nodes_own_agent() {
     // Without automatic rejoin, a failed primary waits for a person.
     let Some(site) = Site::new(1, "\n[failover]\nauto_rejoin = false\n") else { return };
     site.up();
@@ -699,10 +699,16 @@ fn rejoin_and_reclone_asked_on_another_host_are_carried_out_by_the_nodes_own_age
     let out = site.ok_on(1, &["reclone", other, "--discard", "--yes"]);
     assert!(out.contains(&format!("reclone --discard {other}: done")), "{out}");
     site.wait("the re-cloned replica streams", || site.streams_from(i, other, &new));
+    // And restarted, asked on pg-1's host (by its own agent), then on its
+    // own host: back and streaming either way.
+    let out = site.ok_on(1, &["restart", other]);
+    assert!(out.contains(&format!("{other}'s agent: {other}: back and streaming")), "{out}");
+    let out = site.ok_on(third, &["restart", other]);
+    assert!(out.contains(&format!("{other}: back and streaming")), "{out}");
     // The primary is not a standby: its agent refuses, nothing changes.
     let o = site.on(third, &["rejoin", &new]);
     assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("is the primary: rejoin is for a standby"), "{}", text(&o.stderr));
     w.writer.wait_more(50);
-    w.finish(&site, "rejoin and reclone asked on other hosts");
+    w.finish(&site, "rejoin, reclone and restart asked on other hosts");
 }

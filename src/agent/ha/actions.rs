@@ -1,8 +1,8 @@
 //! What a command on any host asks the agent that owns a node to do to it
-//! (`requests/node/<node>` in etcd): `rejoin` or `reclone`. The node's own
-//! HA loop carries it out, so nothing else acts on the node meanwhile; it
-//! refuses while the node leads (both are for standbys, and a leader's loop
-//! must keep renewing its lease). What the action prints goes to this
+//! (`requests/node/<node>` in etcd): `rejoin`, `reclone` or `restart`. The
+//! node's own HA loop carries it out, so nothing else acts on the node
+//! meanwhile; it refuses while the node leads (a leader's loop must keep
+//! renewing its lease: restart the primary on its own host). What the action prints goes to this
 //! agent's log and back into the request, where the command reads it.
 
 use std::sync::Arc;
@@ -27,7 +27,12 @@ pub(crate) async fn on_action(ctx: &Arc<Ctx>, control: &Control, node: &Node, le
     let name = node.name.as_str();
     let verb = asked.verb();
     if leads {
-        let why = format!("{name} is the primary: {verb} is for a standby; nothing changed");
+        let why = match asked.action {
+            Action::Restart => format!(
+                "{name} is the primary: restart it on its own host (`pgrepl restart {name}` there), where its lease is kept while it restarts; nothing changed"
+            ),
+            _ => format!("{name} is the primary: {verb} is for a standby; nothing changed"),
+        };
         let _ = requests.update_action(name, |a| {
             a.progress = ActionProgress::Failed;
             a.outcome = Some(why.clone());
@@ -42,6 +47,10 @@ pub(crate) async fn on_action(ctx: &Arc<Ctx>, control: &Control, node: &Node, le
     let done = match asked.action {
         Action::Rejoin => crate::ops::moves::rejoin::rejoin(ctx, control, name, &out).await,
         Action::Reclone => crate::ops::moves::rejoin::reclone(ctx, control, name, asked.discard, true, &out).await,
+        Action::Restart => match crate::store::view::ClusterView::read(ctx) {
+            Ok(view) => crate::ops::moves::restart::restart_node(ctx, control, node, &view.primary, &out).await,
+            Err(e) => Err(e),
+        },
     };
     let steps = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let outcome = match &done {

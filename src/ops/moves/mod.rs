@@ -7,6 +7,7 @@ pub(crate) mod across;
 pub(crate) mod failover;
 pub(crate) mod history;
 pub(crate) mod rejoin;
+pub(crate) mod restart;
 pub(crate) mod switchover;
 
 use std::time::Duration;

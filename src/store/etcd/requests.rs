@@ -1,6 +1,6 @@
 //! Requests from a command to the agents: `<prefix>/<cluster>/requests/move`
 //! for a switchover or failover, `requests/node/<node>` for what the agent
-//! that owns a node does to it (rejoin, reclone).
+//! that owns a node does to it (rejoin, reclone, restart of a standby).
 //!
 //! A command on any host creates the key only if it is absent, on a lease
 //! as long as the command waits: the key is also the cluster-wide lock for
@@ -103,6 +103,7 @@ impl NodeAction {
             (Action::Rejoin, _) => "rejoin",
             (Action::Reclone, false) => "reclone",
             (Action::Reclone, true) => "reclone --discard",
+            (Action::Restart, _) => "restart",
         }
     }
 }
@@ -112,6 +113,7 @@ impl NodeAction {
 pub(crate) enum Action {
     Rejoin,
     Reclone,
+    Restart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
