@@ -44,13 +44,36 @@ pub(crate) async fn on_action(ctx: &Arc<Ctx>, control: &Control, node: &Node, le
     }
     let (out, lines) = Output::capturing();
     out.info(format!("{verb} {name}, asked from another host"));
-    let done = match asked.action {
-        Action::Rejoin => crate::ops::moves::rejoin::rejoin(ctx, control, name, &out).await,
-        Action::Reclone => crate::ops::moves::rejoin::reclone(ctx, control, name, asked.discard, true, &out).await,
-        Action::Restart => match crate::store::view::ClusterView::read(ctx) {
-            Ok(view) => crate::ops::moves::restart::restart_node(ctx, control, node, &view.primary, &out).await,
-            Err(e) => Err(e),
-        },
+    let work = async {
+        match asked.action {
+            Action::Rejoin => crate::ops::moves::rejoin::rejoin(ctx, control, name, &out).await,
+            Action::Reclone => crate::ops::moves::rejoin::reclone(ctx, control, name, asked.discard, true, &out).await,
+            Action::Restart => match crate::store::view::ClusterView::read(ctx) {
+                Ok(view) => crate::ops::moves::restart::restart_node(ctx, control, node, &view.primary, &out).await,
+                Err(e) => Err(e),
+            },
+        }
+    };
+    // What it has printed so far goes back every half second, so the
+    // command shows the steps as they happen.
+    let report = async {
+        let mut sent = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let len = now.len();
+            if len > sent {
+                let (r, n) = (requests.clone(), name.to_string());
+                let written = tokio::task::spawn_blocking(move || r.update_action(&n, |a| a.steps = now.clone()));
+                if matches!(written.await, Ok(Ok(true))) {
+                    sent = len;
+                }
+            }
+        }
+    };
+    let done = tokio::select! {
+        r = work => r,
+        _ = report => unreachable!("the report loop never ends"),
     };
     let steps = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let outcome = match &done {

@@ -174,16 +174,19 @@ pub(crate) async fn node_action(ctx: &Arc<Ctx>, node: &str, action: Action, disc
     let mut steps = Steps::new(out);
     steps.step(format!("asked {node}'s agent, through etcd, to {verb} it"));
     let deadline = Instant::now() + ACTION_TIMEOUT + MARGIN;
+    let mut printed = 0;
     let result = loop {
         let (r, name) = (requests.clone(), node.to_string());
         let Some(now) = blocking(move || r.read_action(&name)).await? else {
             break Err(Error::Other(format!("the {verb} request disappeared before {node}'s agent finished")));
         };
+        // The agent's lines as it reports them (every half second while it works).
+        for s in now.steps.iter().skip(printed) {
+            steps.say(format!("{node}'s agent: {s}"));
+        }
+        printed = printed.max(now.steps.len());
         match now.progress {
             ActionProgress::Done | ActionProgress::Failed => {
-                for s in &now.steps {
-                    steps.say(format!("{node}'s agent: {s}"));
-                }
                 let outcome = now.outcome.unwrap_or_default();
                 if now.progress == ActionProgress::Failed {
                     break Err(Error::Refused(outcome));
