@@ -125,10 +125,10 @@ pub enum Command {
         #[arg(long)]
         to: Option<String>,
         /// Refuse if the target's replay lag is larger than this.
-        #[arg(long, default_value = "1MB", value_parser = parse_size)]
+        #[arg(long, default_value = crate::ops::moves::switchover::DEFAULT_MAX_LAG, value_parser = parse_size)]
         max_lag: crate::domain::units::ByteSize,
         /// Deadline for each step.
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        #[arg(long, default_value = crate::ops::moves::switchover::DEFAULT_TIMEOUT, value_parser = parse_duration)]
         timeout: std::time::Duration,
         /// Do not ask for confirmation (needed without a terminal).
         #[arg(long, short = 'y')]
@@ -332,13 +332,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 let target = to.as_deref().map_or("a streaming replica".to_string(), str::to_string);
                 crate::cmd::confirm::ask(&format!("Switch the primary over to {target}?"), "switchover", yes)?;
                 let o = crate::ops::moves::switchover::Options { to, max_lag, timeout };
-                // Across hosts the agents carry it out; the request in etcd is the lock.
-                if ctx.cfg.etcd.is_some() {
-                    return crate::ops::moves::across::switchover(&ctx, &o, &crate::output::Output::new(0)).await;
-                }
-                let control = crate::ops::control::Control::find(&ctx)?;
-                let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
-                crate::ops::moves::switchover::run(&ctx, &control, &o, &crate::output::Output::new(0)).await
+                crate::ops::entry::switchover(&ctx, &o, &crate::output::Output::new(0)).await
             }
             Command::Failover { force: true, .. } => Err(Error::Usage(
                 "`failover --force` is gone, because it meant more than it said: `--stop-primary` stops a primary that still runs, `--yes` skips the confirmation (what patronictl's --force does)".into(),
@@ -346,55 +340,19 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Failover { to, stop_primary, allow_data_loss, yes, force: false } => {
                 let stop = if stop_primary { ", stopping the primary if it runs" } else { "" };
                 crate::cmd::confirm::ask(&format!("Fail over{stop}?"), "failover", yes)?;
-                if ctx.cfg.etcd.is_some() {
-                    let o = crate::ops::moves::failover::Options { to, stop_primary, allow_data_loss };
-                    return crate::ops::moves::across::failover(&ctx, &o, &crate::output::Output::new(0)).await;
-                }
-                let control = crate::ops::control::Control::find(&ctx)?;
-                let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
                 let o = crate::ops::moves::failover::Options { to, stop_primary, allow_data_loss };
-                crate::ops::moves::failover::run(&ctx, &control, &o, &crate::output::Output::new(0)).await
+                crate::ops::entry::failover(&ctx, &o, &crate::output::Output::new(0)).await
             }
-            Command::Rejoin { node } => {
-                // A node on another host: its own agent does it.
-                if ctx.cfg.etcd.is_some() && !ctx.is_here(ctx.cfg.node(&node)?) {
-                    let out = crate::output::Output::new(0);
-                    return crate::ops::moves::across::node_action(&ctx, &node, crate::ops::moves::across::Action::Rejoin, false, &out).await;
-                }
-                let control = crate::ops::control::Control::find(&ctx)?;
-                let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
-                crate::ops::moves::rejoin::rejoin(&ctx, &control, &node, &crate::output::Output::new(0)).await
-            }
+            Command::Rejoin { node } => crate::ops::entry::rejoin(&ctx, &node, &crate::output::Output::new(0)).await,
             Command::Reclone { node, discard, yes } => {
                 if discard {
                     let q = format!("Delete {node}'s data dir for good and clone it again?");
                     crate::cmd::confirm::ask(&q, "reclone --discard", yes)?;
                 }
-                if ctx.cfg.etcd.is_some() && !ctx.is_here(ctx.cfg.node(&node)?) {
-                    let out = crate::output::Output::new(0);
-                    return crate::ops::moves::across::node_action(&ctx, &node, crate::ops::moves::across::Action::Reclone, discard, &out).await;
-                }
-                let control = crate::ops::control::Control::find(&ctx)?;
-                let _lock = crate::ops::control::wait_move_lock(&ctx, std::time::Duration::from_secs(15)).await?;
-                crate::ops::moves::rejoin::reclone(&ctx, &control, &node, discard, true, &crate::output::Output::new(0))
-                    .await
+                crate::ops::entry::reclone(&ctx, &node, discard, &crate::output::Output::new(0)).await
             }
-            Command::Reload { dry_run } => crate::cmd::reload::reload(&ctx, dry_run, &crate::output::Output::new(0)).await,
-            Command::Restart { nodes } => {
-                let out = crate::output::Output::new(0);
-                // Across hosts, a standby elsewhere is restarted by its own agent.
-                let (here, elsewhere): (Vec<String>, Vec<String>) = nodes.iter().cloned().partition(|n| {
-                    ctx.cfg.etcd.is_none() || ctx.cfg.node(n).is_ok_and(|node| ctx.is_here(node))
-                });
-                for n in &elsewhere {
-                    let restart = crate::ops::moves::across::Action::Restart;
-                    crate::ops::moves::across::node_action(&ctx, n, restart, false, &out).await?;
-                }
-                if here.is_empty() && !elsewhere.is_empty() {
-                    return Ok(());
-                }
-                crate::cmd::reload::restart(&ctx, &here, &out).await
-            }
+            Command::Reload { dry_run } => crate::ops::entry::reload(&ctx, dry_run, &crate::output::Output::new(0)).await,
+            Command::Restart { nodes } => crate::ops::entry::restart(&ctx, &nodes, &crate::output::Output::new(0)).await,
             Command::Pause { reason } => {
                 crate::agent::ha::pause::pause(&ctx, reason.as_deref(), &crate::output::Output::new(0)).await
             }

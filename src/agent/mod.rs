@@ -97,9 +97,12 @@ impl Agent {
         let ctx = self.ctx.clone();
         let (tx, latest) = (self.snapshots.clone(), self.snapshots.subscribe());
         self.tasks.spawn(monitor::run(ctx.clone(), self.sup.clone(), tx, self.stop_signal()));
-        let stale = api::stale_after(ctx.cfg.monitor.interval);
-        for (listener, name) in api::bind(&ctx, nodes, &self.out).await {
-            self.tasks.spawn(api::accept(listener, name, latest.clone(), stale, self.stop_signal()));
+        if ctx.cfg.api.enabled {
+            if let Some(api) = api::Server::new(ctx.clone(), latest.clone(), self.out.clone()) {
+                for (listener, name) in api.bind(nodes).await {
+                    self.tasks.spawn(api.clone().accept(listener, name, self.stop_signal()));
+                }
+            }
         }
         let across_hosts = ctx.cfg.etcd.is_some();
         if !across_hosts && nodes.len() == ctx.cfg.nodes.len() && ctx.cfg.nodes.len() > 1 {

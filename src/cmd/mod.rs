@@ -7,7 +7,6 @@ pub(crate) mod down;
 pub(crate) mod init;
 pub(crate) mod observe;
 pub(crate) mod psql;
-pub(crate) mod reload;
 pub(crate) mod summary;
 pub(crate) mod up;
 pub(crate) mod validate;

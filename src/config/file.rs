@@ -289,4 +289,9 @@ pub(super) struct Api {
     pub listen: Option<Spanned<String>>,
     /// Serve the API at all. Default true.
     pub enabled: Option<bool>,
+    /// A file (mode 0600) whose first line is the bearer token the write
+    /// endpoints (POST) ask for. Absent: the write endpoints are off.
+    pub token_file: Option<Spanned<String>>,
+    /// Serve HTTPS with the `[tls]` certificate. Default false.
+    pub tls: Option<Spanned<bool>>,
 }

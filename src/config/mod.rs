@@ -274,11 +274,26 @@ pub struct Etcd {
     pub auth: Option<(String, Secret)>,
 }
 
-/// `[api]`: where the per-node HTTP listeners bind.
+/// `[api]`: where the per-node HTTP listeners bind, and who may write.
 #[derive(Debug, Clone)]
 pub struct Api {
     pub listen: String,
     pub enabled: bool,
+    pub write: WriteAccess,
+    /// HTTPS with the `[tls]` certificate (validation checks `[tls]` is set).
+    pub tls: bool,
+}
+
+/// Whether the API's write endpoints (POST) are on, and with which token.
+#[derive(Debug, Clone)]
+pub enum WriteAccess {
+    /// No `token_file`: writes answer 403, naming the setting.
+    Off,
+    /// A `token_file` that cannot be used safely: writes answer 403 with
+    /// this reason (already warned about at config load).
+    Refused(String),
+    /// Writes need `Authorization: Bearer <token>`.
+    Token(Secret),
 }
 
 impl Config {

@@ -10,7 +10,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::file;
-use super::{Api, Config, Database, Failover, HbaRule, Monitor, Node, Replication, Role, Secret, Supervisor};
+mod api;
+
+use super::{Config, Database, Failover, HbaRule, Monitor, Node, Replication, Role, Secret, Supervisor};
 use crate::domain::modes::CloneMethod;
 use crate::domain::units::{parse_duration, ByteSize};
 use crate::error::{Error, Result};
@@ -148,10 +150,7 @@ fn build(raw: &file::File, base: &Path, path: &Path, p: &mut Problems) -> Config
             "[monitor] warn_lag is larger than crit_lag; a replica would be critical before it is warned about",
         );
     }
-    let api = Api {
-        listen: raw.api.listen.as_ref().map_or("127.0.0.1", |l| l.get_ref()).to_string(),
-        enabled: raw.api.enabled.unwrap_or(true),
-    };
+    let api = api::api(&raw.api, raw.tls.is_some(), base, p);
     let f = &raw.failover;
     let failover = Failover {
         mode: match f.mode.as_ref().map(|m| m.get_ref().as_str()) {

@@ -8,6 +8,7 @@ mod probe;
 #[path = "../common/writer.rs"]
 mod writer;
 
+mod api;
 mod archive;
 mod bad_config;
 mod clone;

@@ -21,11 +21,13 @@ pub(crate) async fn pause(ctx: &Ctx, reason: Option<&str>, out: &crate::output::
     };
     let before = ctx.store().update(|s| s.paused.replace(text.clone()))?;
     match before {
-        Some(old) => println!("automatic failover was already paused ({old}); `pgrepl resume` turns it back on"),
+        Some(old) => {
+            out.info(format!("automatic failover was already paused ({old}); `pgrepl resume` turns it back on"))
+        }
         None => {
-            println!(
+            out.info(format!(
                 "automatic failover paused ({text}): no failover, rejoin or re-clone happens by itself until `pgrepl resume`"
-            );
+            ));
             crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Pause, "-", &text, out).await;
         }
     }
@@ -37,11 +39,11 @@ pub(crate) async fn resume(ctx: &Ctx, out: &crate::output::Output) -> Result<()>
     let _lock = wait_move_lock(ctx, Duration::from_secs(60)).await?;
     match ctx.store().update(|s| s.paused.take())? {
         Some(was) => {
-            println!("automatic failover resumed (it was paused {was})");
+            out.info(format!("automatic failover resumed (it was paused {was})"));
             crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Resume, "-", &format!("was paused {was}"), out)
                 .await;
         }
-        None => println!("automatic failover was not paused; nothing changed"),
+        None => out.info("automatic failover was not paused; nothing changed"),
     }
     Ok(())
 }

@@ -79,7 +79,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Ou
 }
 
 /// Options of `pgrepl failover`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Options {
     pub to: Option<String>,
     /// Stop a primary that still runs (fencing).

@@ -24,8 +24,13 @@ use crate::pg::process::StopMode;
 use crate::pg::rewind;
 use crate::store::ctx::Ctx;
 
+/// The largest replay lag a target may have, unless the caller says otherwise.
+pub(crate) const DEFAULT_MAX_LAG: &str = "1MB";
+/// The deadline for each step, unless the caller says otherwise.
+pub(crate) const DEFAULT_TIMEOUT: &str = "60s";
+
 /// Options of `pgrepl switchover`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Options {
     pub to: Option<String>,
     pub max_lag: ByteSize,

@@ -1,26 +1,16 @@
-//! The per-node HTTP health API, served by the supervisor: one listener per
-//! node (`[[node]] api_port`) so a load balancer can check each node on its
-//! own port, as people do with Patroni. Every answer comes from the latest
-//! snapshot of the monitor task; nothing here queries postgres.
-//!
-//! A deliberately small HTTP/1.x server: GET/HEAD/OPTIONS, one request per
-//! connection, `Connection: close`. Health checkers need no more.
+//! The read endpoints (GET): role checks for load balancers, `/cluster`
+//! and `/metrics`. A pure function of the monitor's latest snapshot and the
+//! clock; nothing here queries postgres, so a slow node never slows a
+//! health check.
 
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
-use crate::agent::Stop;
-use crate::config::Node;
-use crate::domain::time::now_unix;
 use crate::domain::units::{parse_duration, ByteSize};
 use crate::observe::document::StatusDocument;
 use crate::observe::health::Level;
-use crate::observe::snapshot::{Latest, Snapshot};
-use crate::output::Output;
-use crate::store::ctx::Ctx;
+use crate::observe::snapshot::Snapshot;
 
 /// An HTTP answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +21,7 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
-    fn json(code: u16, v: serde_json::Value) -> Self {
+    pub(super) fn json(code: u16, v: serde_json::Value) -> Self {
         Answer { code, content_type: "application/json", body: v.to_string() + "\n" }
     }
 }
@@ -163,81 +153,6 @@ pub(crate) fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, 
             json!({"reason": format!("no endpoint {path}; try /primary, /replica, /sync, /async, /read-only, /health, /liveness, /readiness, /cluster, /metrics")}),
         ),
     }
-}
-
-/// Bind every node's listener (saying where, or why not); each one is
-/// served by [`accept`].
-pub(crate) async fn bind(ctx: &Ctx, nodes: &[Node], out: &Output) -> Vec<(TcpListener, String)> {
-    let mut bound = Vec::new();
-    if !ctx.cfg.api.enabled {
-        return bound;
-    }
-    for node in nodes {
-        let addr = (ctx.cfg.api.listen.clone(), node.api_port);
-        match TcpListener::bind(addr.clone()).await {
-            Ok(l) => {
-                out.info(format!("{}: health API on http://{}:{}/", node.name, addr.0, addr.1));
-                bound.push((l, node.name.clone()));
-            }
-            Err(e) => out.info(format!("{}: cannot serve the health API on {}:{}: {e}", node.name, addr.0, addr.1)),
-        }
-    }
-    bound
-}
-
-/// Serve one listener until a stop is requested. Each request has 5 s.
-pub(crate) async fn accept(l: TcpListener, node: String, latest: Latest, stale: f64, mut stop: Stop) {
-    loop {
-        let s = tokio::select! {
-            r = l.accept() => match r {
-                Ok((s, _)) => s,
-                Err(_) => continue,
-            },
-            _ = stop.requested() => return,
-        };
-        let (node, latest) = (node.clone(), latest.clone());
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), handle(s, &node, &latest, stale)).await;
-        });
-    }
-}
-
-async fn handle(mut s: TcpStream, node: &str, latest: &Latest, stale: f64) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") && buf.len() < 8192 {
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&buf);
-    let mut words = text.lines().next().unwrap_or("").split_whitespace();
-    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
-    let snap = latest.borrow().clone();
-    let a = match method {
-        "GET" | "HEAD" | "OPTIONS" => answer(node, target, snap.as_deref(), now_unix(), stale),
-        _ => Answer::json(405, json!({"reason": "only GET, HEAD and OPTIONS"})),
-    };
-    let reason = match a.code {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Service Unavailable",
-    };
-    let mut resp = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        a.code,
-        a.content_type,
-        a.body.len()
-    );
-    if method != "HEAD" {
-        resp.push_str(&a.body);
-    }
-    s.write_all(resp.as_bytes()).await?;
-    s.shutdown().await
 }
 
 #[cfg(test)]

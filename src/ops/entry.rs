@@ -1,0 +1,87 @@
+//! The moves and node operations a user asks for by name, from the CLI or
+//! the HTTP API. Each entry picks the path: this host's supervisor (the
+//! move lock, stop markers and SIGHUP) on one machine, or the agents
+//! through etcd across hosts. Both callers go through here, so a
+//! `POST /switchover` does exactly what `pgrepl switchover` does.
+//! Confirmation prompts stay with the CLI; the API's token is its consent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::ops::control::{wait_move_lock, Control};
+use crate::ops::moves::across::{self, Action};
+use crate::ops::moves::{failover, rejoin, switchover};
+use crate::output::Output;
+use crate::store::ctx::Ctx;
+
+/// How long a move waits for the HA task's brief hold of the move lock.
+const LOCK_WAIT: Duration = Duration::from_secs(15);
+
+/// Whether `node` is served by another host's agent (only across hosts).
+fn elsewhere(ctx: &Ctx, node: &str) -> Result<bool> {
+    Ok(ctx.cfg.etcd.is_some() && !ctx.is_here(ctx.cfg.node(node)?))
+}
+
+/// `switchover`: across hosts the request in etcd is the lock and the
+/// agents carry it out; on one machine this process runs it.
+pub(crate) async fn switchover(ctx: &Arc<Ctx>, o: &switchover::Options, out: &Output) -> Result<()> {
+    if ctx.cfg.etcd.is_some() {
+        return across::switchover(ctx, o, out).await;
+    }
+    let control = Control::find(ctx)?;
+    let _lock = wait_move_lock(ctx, LOCK_WAIT).await?;
+    switchover::run(ctx, &control, o, out).await
+}
+
+/// `failover`.
+pub(crate) async fn failover(ctx: &Arc<Ctx>, o: &failover::Options, out: &Output) -> Result<()> {
+    if ctx.cfg.etcd.is_some() {
+        return across::failover(ctx, o, out).await;
+    }
+    let control = Control::find(ctx)?;
+    let _lock = wait_move_lock(ctx, LOCK_WAIT).await?;
+    failover::run(ctx, &control, o, out).await
+}
+
+/// `rejoin NODE`: a node on another host is rejoined by its own agent.
+pub(crate) async fn rejoin(ctx: &Arc<Ctx>, node: &str, out: &Output) -> Result<()> {
+    if elsewhere(ctx, node)? {
+        return across::node_action(ctx, node, Action::Rejoin, false, out).await;
+    }
+    let control = Control::find(ctx)?;
+    let _lock = wait_move_lock(ctx, LOCK_WAIT).await?;
+    rejoin::rejoin(ctx, &control, node, out).await
+}
+
+/// `reclone NODE` (`discard`: delete its data dir rather than keep it aside).
+pub(crate) async fn reclone(ctx: &Arc<Ctx>, node: &str, discard: bool, out: &Output) -> Result<()> {
+    if elsewhere(ctx, node)? {
+        return across::node_action(ctx, node, Action::Reclone, discard, out).await;
+    }
+    let control = Control::find(ctx)?;
+    let _lock = wait_move_lock(ctx, LOCK_WAIT).await?;
+    rejoin::reclone(ctx, &control, node, discard, true, out).await
+}
+
+/// `restart [NODE...]`: nodes on other hosts by their own agents, one at a
+/// time, then this host's (all of its running nodes when none is named).
+pub(crate) async fn restart(ctx: &Arc<Ctx>, nodes: &[String], out: &Output) -> Result<()> {
+    let mut here = Vec::new();
+    for n in nodes {
+        if elsewhere(ctx, n)? {
+            across::node_action(ctx, n, Action::Restart, false, out).await?;
+        } else {
+            here.push(n.clone());
+        }
+    }
+    if here.is_empty() && !nodes.is_empty() {
+        return Ok(());
+    }
+    crate::ops::reload::restart(ctx, &here, out).await
+}
+
+/// `reload` (`dry_run`: say what would change, change nothing).
+pub(crate) async fn reload(ctx: &Arc<Ctx>, dry_run: bool, out: &Output) -> Result<()> {
+    crate::ops::reload::reload(ctx, dry_run, out).await
+}
