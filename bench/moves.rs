@@ -9,9 +9,10 @@
 //!   (`PGREPL_BENCH_SCALE`, default 70 ≈ 1 GB);
 //! - as root, switchover across hosts on the namespace harness (three
 //!   hosts, a 3-member etcd): the write gap of `pgrepl switchover` run on
-//!   the target's host, median of 5 (alternating pg-2 and pg-1), and in the
-//!   same run Patroni 4.x's `POST /switchover` on its REST API, the same
-//!   way on its own etcd, with the ratio (`PGREPL_BENCH_RUNS` rounds;
+//!   the target's host, median of 5 (alternating pg-2 and pg-1), then 5
+//!   more through pgrepl's own `POST /switchover` on the third host's agent,
+//!   and in the same run Patroni 4.x's `POST /switchover` on its REST API,
+//!   the same way on its own etcd, with the ratios (`PGREPL_BENCH_RUNS` rounds;
 //!   `PGREPL_BENCH_ONLY_HOSTS` runs only this part).
 //!
 //! Prints figures; asserts nothing. Run: `cargo bench --bench moves`.
@@ -231,27 +232,35 @@ fn across_hosts() {
     let w = site.writer();
     w.wait_more(100);
     let mut primary = 1;
-    let ours: Vec<Moved> = (1..=runs)
-        .map(|r| {
-            let to = if primary == 1 { 2 } else { 1 };
-            let t0 = Instant::now();
+    // The command on the target's host, then POST /switchover to the third
+    // host's agent (the automation path): the same move either way.
+    let mut round = |r: usize, api: bool| {
+        let to = if primary == 1 { 2 } else { 1 };
+        let t0 = Instant::now();
+        if api {
+            site.post(3, "/switchover", &format!(r#"{{"to": "pg-{to}"}}"#));
+        } else {
             site.pgrepl(to, &["switchover", "--to", &format!("pg-{to}"), "--yes"]);
-            let took = t0.elapsed().as_secs_f64();
-            moved(&w, t0, &site.lan.hosts[to - 1].addr);
-            site.wait_streaming(to);
-            let settled = t0.elapsed().as_secs_f64();
-            primary = to;
-            let m = Moved { gap: w.longest_gap_since(t0).as_secs_f64() };
-            println!(
-                "pgrepl switchover {r} (to pg-{to}): write gap {:.2}s, command {took:.2}s, both replicas streaming again after {settled:.2}s",
-                m.gap
-            );
-            m
-        })
-        .collect();
+        }
+        let took = t0.elapsed().as_secs_f64();
+        moved(&w, t0, &site.lan.hosts[to - 1].addr);
+        site.wait_streaming(to);
+        let settled = t0.elapsed().as_secs_f64();
+        primary = to;
+        let m = Moved { gap: w.longest_gap_since(t0).as_secs_f64() };
+        let how = if api { "POST /switchover on host 3" } else { "pgrepl switchover" };
+        println!(
+            "{how} {r} (to pg-{to}): write gap {:.2}s, answered after {took:.2}s, both replicas streaming again after {settled:.2}s",
+            m.gap
+        );
+        m
+    };
+    let ours: Vec<Moved> = (1..=runs).map(|r| round(r, false)).collect();
+    let ours_api: Vec<Moved> = (1..=runs).map(|r| round(r, true)).collect();
     let acked = w.finish();
     let missing = lost(&acked, &site.ids(&site.lan.hosts[primary - 1].addr));
     let ours_gap = summary_hosts("pgrepl switchover across hosts", &ours, missing);
+    let api_gap = summary_hosts("pgrepl POST /switchover across hosts", &ours_api, missing);
     drop(site);
 
     let Some(patroni) = hosts::patroni() else {
@@ -283,6 +292,7 @@ fn across_hosts() {
     let missing = lost(&acked, &site.ids(&leader));
     let theirs_gap = summary_hosts("Patroni POST /switchover (ttl 30, loop_wait 10)", &theirs, missing);
     println!("ratio pgrepl / Patroni: switchover write gap {:.2}", ours_gap / theirs_gap);
+    println!("ratio pgrepl POST /switchover / Patroni POST /switchover: write gap {:.2}", api_gap / theirs_gap);
 }
 
 /// Wait until the server at `addr` acknowledged a write after `t0`, and a

@@ -158,14 +158,14 @@ pub enum Command {
         /// Node name.
         node: String,
     },
-    /// Apply a changed pgrepl.toml to this host's running nodes (files, roles, databases, slots) and reload them.
+    /// Apply a changed pgrepl.toml to the running nodes (files, roles, databases, slots) and reload them; across hosts each agent reloads its own.
     Reload {
         /// Print what would change (each setting old -> new, reload or restart; roles,
         /// databases, slots) and change nothing.
         #[arg(long)]
         dry_run: bool,
     },
-    /// Restart nodes one at a time, replicas first (for settings that need a restart). Across hosts, a standby elsewhere is restarted by its own agent; the primary on its own host.
+    /// Restart nodes one at a time, replicas first (for settings that need a restart). Across hosts, a node elsewhere is restarted by its own agent.
     Restart {
         /// Node names (default: every running node of this host).
         nodes: Vec<String>,

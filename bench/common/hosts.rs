@@ -26,7 +26,13 @@ impl PgreplSite {
         let dir = tempdir();
         let mut lan = Lan::new(3, dir.path()).expect("hosts");
         let etcd = lan.start_etcd(3);
-        lan.write_pgrepl_configs(dir.path(), &etcd, "async", "");
+        // The write API on, for the switchover through POST /switchover.
+        lan.write_pgrepl_configs(dir.path(), &etcd, "async", "\n[api]\ntoken_file = \"api.token\"\n");
+        let token = "bench-api-token-0123456789abcdef0123456789";
+        std::fs::write(dir.path().join("api.token"), format!("{token}\n")).expect("token");
+        std::fs::set_permissions(dir.path().join("api.token"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        std::fs::write(dir.path().join("api.header"), format!("Authorization: Bearer {token}\n")).expect("header");
         let site = PgreplSite { lan, dir };
         site.pgrepl(1, &["up", "--detach"]);
         std::thread::scope(|s| {
@@ -47,6 +53,22 @@ impl PgreplSite {
             let nodes = st["nodes"].as_array().cloned().unwrap_or_default();
             nodes.iter().filter(|n| n["replication"]["state"] == "streaming").count() == 2
         });
+    }
+
+    /// `POST path` with `body` to the API of host `i`'s agent, with the
+    /// token: the answer, which must say ok.
+    pub fn post(&self, i: usize, path: &str, body: &str) -> serde_json::Value {
+        let header = format!("@{}", self.dir.path().join("api.header").display());
+        let o = self
+            .lan
+            .exec(i, "curl")
+            .args(["-s", "-X", "POST", "-H", &header, "--data-binary", body])
+            .arg(format!("http://127.0.0.1:8008{path}"))
+            .output()
+            .expect("curl");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        assert_eq!(v["ok"], true, "host {i}: POST {path}: {}", String::from_utf8_lossy(&o.stdout));
+        v
     }
 
     /// `pgrepl ARGS` on host `i`, which must succeed: its output.

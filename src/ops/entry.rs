@@ -81,7 +81,38 @@ pub(crate) async fn restart(ctx: &Arc<Ctx>, nodes: &[String], out: &Output) -> R
     crate::ops::reload::restart(ctx, &here, out).await
 }
 
-/// `reload` (`dry_run`: say what would change, change nothing).
+/// `reload` (`dry_run`: say what would change, change nothing). Across
+/// hosts every agent reloads its own nodes, with its own host's file, the
+/// primary first (it applies roles, databases and slots): a node that is
+/// down or whose agent is silent is reported, and the others still reload.
+/// A dry run looks at this host's nodes only.
 pub(crate) async fn reload(ctx: &Arc<Ctx>, dry_run: bool, out: &Output) -> Result<()> {
-    crate::ops::reload::reload(ctx, dry_run, out).await
+    if ctx.cfg.etcd.is_none() || dry_run {
+        return crate::ops::reload::reload(ctx, None, dry_run, out).await;
+    }
+    let primary = crate::store::view::ClusterView::read(ctx)?.primary.name;
+    let mut order: Vec<&crate::config::Node> = ctx.cfg.nodes.iter().filter(|n| !ctx.is_here(n)).collect();
+    order.sort_by_key(|n| n.name != primary);
+    let (first, rest) = order.split_at(usize::from(order.first().is_some_and(|n| n.name == primary)));
+    let mut failed = Vec::new();
+    for n in first {
+        if let Err(e) = across::node_action(ctx, &n.name, Action::Reload, false, out).await {
+            failed.push(format!("{}: {e}", n.name));
+        }
+    }
+    if ctx.cfg.nodes.iter().any(|n| ctx.is_here(n)) {
+        if let Err(e) = crate::ops::reload::reload(ctx, None, false, out).await {
+            failed.push(format!("this host: {e}"));
+        }
+    }
+    for n in rest {
+        if let Err(e) = across::node_action(ctx, &n.name, Action::Reload, false, out).await {
+            failed.push(format!("{}: {e}", n.name));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Refused(format!("not every node reloaded:\n{}", failed.join("\n"))))
+    }
 }

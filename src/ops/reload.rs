@@ -84,13 +84,17 @@ pub(crate) fn shape_changes(ctx: &Ctx, supervised: Option<&[String]>) -> Vec<Str
     out
 }
 
-/// `pgrepl reload` (`dry_run`: say what it would change, change nothing).
-pub(crate) async fn reload(ctx: &Ctx, dry_run: bool, out: &Output) -> Result<()> {
-    let nodes = running_nodes(ctx);
+/// `pgrepl reload` (`dry_run`: say what it would change, change nothing)
+/// for this host's running nodes, or only `only` (a node's own agent,
+/// asked from another host).
+pub(crate) async fn reload(ctx: &Ctx, only: Option<&str>, dry_run: bool, out: &Output) -> Result<()> {
+    let mut nodes = running_nodes(ctx);
+    if let Some(name) = only {
+        nodes.retain(|n| n.name == name);
+    }
     if nodes.is_empty() {
-        return Err(Error::Refused(
-            "no node of this host is running; `pgrepl up` writes the config files when it starts them".into(),
-        ));
+        let what = only.map_or("no node of this host is running".to_string(), |n| format!("{n} is not running"));
+        return Err(Error::Refused(format!("{what}; `pgrepl up` writes the config files when it starts a node")));
     }
     let supervised: Option<Vec<String>> = crate::store::lock::holder(&ctx.layout).map(|h| h.nodes);
     let changes = shape_changes(ctx, supervised.as_deref());

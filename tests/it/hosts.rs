@@ -594,7 +594,11 @@ fn pause_from_any_host_stops_every_automatic_failover_until_resume() {
 
 #[test]
 fn a_switchover_asked_on_a_replicas_host_moves_the_primary_there_and_back_without_losing_a_write() {
-    let Some(site) = Site::new(1, "") else { return };
+    let Some(site) = Site::new(1, "\n[api]\ntoken_file = \"api.token\"\n") else { return };
+    let token = "hosts-api-token-0123456789abcdef01234567";
+    site.c.write("api.token", &format!("{token}\n"));
+    std::fs::set_permissions(site.c.path("api.token"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    site.c.write("api.header", &format!("Authorization: Bearer {token}\n"));
     site.up();
     // A switchover under way (as another host's command would leave it;
     // from pg-2, so no agent acts on it): a second one is refused, naming
@@ -618,9 +622,22 @@ fn a_switchover_asked_on_a_replicas_host_moves_the_primary_there_and_back_withou
         site.streams_from(2, "pg-1", "pg-2") && site.streams_from(2, "pg-3", "pg-2")
     });
     w.writer.wait_more(50);
-    // And back, asked on the third host.
-    let back = site.ok_on(3, &["switchover", "--to", "pg-1", "--yes"]);
-    assert!(back.contains("switchover complete: pg-1 is the primary"), "{back}");
+    // And back, asked through the HTTP API of the third host's agent.
+    let header = format!("@{}", site.c.path("api.header").display());
+    let o = site
+        .lan
+        .exec(3, "curl")
+        .args(["-s", "-X", "POST", "-H", &header, "-d", r#"{"to": "pg-1"}"#])
+        .arg("http://127.0.0.1:8008/switchover")
+        .output()
+        .expect("curl");
+    let back: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(back["ok"], true, "{back}\n{}", site.logs());
+    let said = back["steps"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|l| l.as_str()).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    assert!(said.contains("switchover complete: pg-1 is the primary"), "{said}");
     site.wait("pg-2 and pg-3 stream from pg-1", || {
         site.streams_from(1, "pg-2", "pg-1") && site.streams_from(1, "pg-3", "pg-1")
     });
@@ -635,7 +652,6 @@ fn a_switchover_asked_on_a_replicas_host_moves_the_primary_there_and_back_withou
     // What still acts through a host's own sockets says so, and changes nothing.
     for (args, says) in [
         (&["rejoin", "pg-1"][..], "pg-1 is the primary: rejoin is for a standby"),
-        (&["restart", "pg-1"][..], "pg-1 is the primary: restart it on its own host"),
         (&["failover", "--to", "pg-3", "--yes"][..], "pg-1 holds the leader lease and answers as a writable primary"),
     ] {
         let o = site.on(2, args);
@@ -709,6 +725,18 @@ fn rejoin_reclone_and_restart_asked_on_another_host_are_carried_out_by_the_nodes
     let o = site.on(third, &["rejoin", &new]);
     assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("is the primary: rejoin is for a standby"), "{}", text(&o.stderr));
+    // But it restarts in place, asked on the third host: its agent keeps
+    // the lead through it (no failover), and writes resume on it.
+    let out = site.ok_on(third, &["restart", &new]);
+    assert!(out.contains(&format!("{new}'s agent: {new}: back, accepting writes again")), "{out}");
+    assert_eq!(site.primary_seen_by(third).as_deref(), Some(new.as_str()), "the primary moved");
+    assert_eq!(site.moves(third), 1, "a restart counted as a move:\n{}", site.ok_on(third, &["history"]));
     w.writer.wait_more(50);
-    w.finish(&site, "rejoin, reclone and restart asked on other hosts");
+    // Reload from the third host: every agent reloads its own node, the primary first.
+    let out = site.ok_on(third, &["reload"]);
+    let (at_primary, at_pg1) = (out.find(&format!("{new}: reloaded")), out.find("pg-1: reloaded"));
+    assert!(at_primary.is_some() && at_pg1.is_some() && out.contains(&format!("{other}: reloaded")), "{out}");
+    assert!(at_primary < at_pg1, "the primary reloads first:\n{out}");
+    w.writer.wait_more(50);
+    w.finish(&site, "rejoin, reclone, restart and reload asked on other hosts");
 }

@@ -1,18 +1,25 @@
 //! What a command on any host asks the agent that owns a node to do to it
-//! (`requests/node/<node>` in etcd): `rejoin`, `reclone` or `restart`. The
-//! node's own HA loop carries it out, so nothing else acts on the node
-//! meanwhile; it refuses while the node leads (a leader's loop must keep
-//! renewing its lease: restart the primary on its own host). What the action prints goes to this
-//! agent's log and back into the request, where the command reads it.
+//! (`requests/node/<node>` in etcd): `rejoin`, `reclone`, `restart` or
+//! `reload`. What the action prints goes to this agent's log and back into
+//! the request, where the command reads it.
+//!
+//! Two kinds. A rejoin or re-clone replaces what the node is, so the
+//! node's HA loop carries it out itself and nothing else acts on the node
+//! meanwhile; it is for a standby, and refused while the node leads. A
+//! restart or reload keeps what the node is, so it runs beside the loop,
+//! exactly as the same command run on this host would: a leader's loop
+//! keeps renewing its lease while its postgres restarts (it holds the
+//! lease through `primary_start_timeout`, as for any restart in place).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Node;
+use crate::error::Result;
 use crate::ops::control::Control;
 use crate::output::Output;
 use crate::store::ctx::Ctx;
-use crate::store::etcd::{Action, ActionProgress};
+use crate::store::etcd::{Action, ActionProgress, NodeAction, Requests};
 
 /// Carry out the action asked for `node`, if there is one. `leads`: this
 /// cycle renewed its lease as a running primary.
@@ -25,14 +32,9 @@ pub(crate) async fn on_action(ctx: &Arc<Ctx>, control: &Control, node: &Node, le
         return;
     }
     let name = node.name.as_str();
-    let verb = asked.verb();
-    if leads {
-        let why = match asked.action {
-            Action::Restart => format!(
-                "{name} is the primary: restart it on its own host (`pgrepl restart {name}` there), where its lease is kept while it restarts; nothing changed"
-            ),
-            _ => format!("{name} is the primary: {verb} is for a standby; nothing changed"),
-        };
+    let replaces = matches!(asked.action, Action::Rejoin | Action::Reclone);
+    if leads && replaces {
+        let why = format!("{name} is the primary: {} is for a standby; nothing changed", asked.verb());
         let _ = requests.update_action(name, |a| {
             a.progress = ActionProgress::Failed;
             a.outcome = Some(why.clone());
@@ -42,47 +44,82 @@ pub(crate) async fn on_action(ctx: &Arc<Ctx>, control: &Control, node: &Node, le
     if !requests.update_action(name, |a| a.progress = ActionProgress::Running).unwrap_or(false) {
         return;
     }
-    let (out, lines) = Output::capturing();
-    out.info(format!("{verb} {name}, asked from another host"));
-    let work = async {
-        match asked.action {
-            Action::Rejoin => crate::ops::moves::rejoin::rejoin(ctx, control, name, &out).await,
-            Action::Reclone => crate::ops::moves::rejoin::reclone(ctx, control, name, asked.discard, true, &out).await,
-            Action::Restart => match crate::store::view::ClusterView::read(ctx) {
-                Ok(view) => crate::ops::moves::restart::restart_node(ctx, control, node, &view.primary, &out).await,
-                Err(e) => Err(e),
-            },
-        }
-    };
-    // What it has printed so far goes back every half second, so the
-    // command shows the steps as they happen.
-    let report = async {
-        let mut sent = 0;
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let now = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let len = now.len();
-            if len > sent {
-                let (r, n) = (requests.clone(), name.to_string());
-                let written = tokio::task::spawn_blocking(move || r.update_action(&n, |a| a.steps = now.clone()));
-                if matches!(written.await, Ok(Ok(true))) {
-                    sent = len;
-                }
+    let job = Job { ctx: ctx.clone(), control: control.clone(), node: node.clone(), asked, requests };
+    if replaces {
+        job.run().await;
+    } else {
+        // Marked running above, so later cycles leave it to this task.
+        tokio::spawn(job.run());
+    }
+}
+
+/// One action, with what it needs to run on its own.
+struct Job {
+    ctx: Arc<Ctx>,
+    control: Control,
+    node: Node,
+    asked: NodeAction,
+    requests: Requests,
+}
+
+impl Job {
+    async fn work(&self, out: &Output) -> Result<()> {
+        let (ctx, control, node, name) = (&self.ctx, &self.control, &self.node, self.node.name.as_str());
+        match self.asked.action {
+            Action::Rejoin => crate::ops::moves::rejoin::rejoin(ctx, control, name, out).await,
+            Action::Reclone => {
+                crate::ops::moves::rejoin::reclone(ctx, control, name, self.asked.discard, true, out).await
+            }
+            Action::Restart => {
+                let view = crate::store::view::ClusterView::read(ctx)?;
+                crate::ops::moves::restart::restart_node(ctx, control, node, &view.primary, out).await
+            }
+            Action::Reload => {
+                // The host's config file as it is now, as the command reads it.
+                let fresh = Ctx::with_config(ctx, crate::config::load(&ctx.cfg.path)?)?;
+                crate::ops::reload::reload(&fresh, Some(name), false, out).await
             }
         }
-    };
-    let done = tokio::select! {
-        r = work => r,
-        _ = report => unreachable!("the report loop never ends"),
-    };
-    let steps = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let outcome = match &done {
-        Ok(()) => format!("{verb} {name}: done"),
-        Err(e) => format!("{verb} {name} failed: {e}"),
-    };
-    let _ = requests.update_action(name, |a| {
-        a.steps = steps.clone();
-        a.progress = if done.is_ok() { ActionProgress::Done } else { ActionProgress::Failed };
-        a.outcome = Some(outcome.clone());
-    });
+    }
+
+    async fn run(self) {
+        let (name, verb) = (self.node.name.clone(), self.asked.verb());
+        let (out, lines) = Output::capturing();
+        out.info(format!("{verb} {name}, asked from another host"));
+        // What it has printed so far goes back every half second, so the
+        // command shows the steps as they happen.
+        let report = async {
+            let mut sent = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let now = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let len = now.len();
+                if len > sent {
+                    let (r, n) = (self.requests.clone(), name.clone());
+                    let written = tokio::task::spawn_blocking(move || r.update_action(&n, |a| a.steps = now.clone()));
+                    if matches!(written.await, Ok(Ok(true))) {
+                        sent = len;
+                    }
+                }
+            }
+        };
+        let done = tokio::select! {
+            r = self.work(&out) => r,
+            _ = report => unreachable!("the report loop never ends"),
+        };
+        let steps = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let outcome = match &done {
+            Ok(()) => format!("{verb} {name}: done"),
+            Err(e) => format!("{verb} {name} failed: {e}"),
+        };
+        let (r, n) = (self.requests.clone(), name.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            r.update_action(&n, |a| {
+                a.steps = steps.clone();
+                a.progress = if done.is_ok() { ActionProgress::Done } else { ActionProgress::Failed };
+                a.outcome = Some(outcome.clone());
+            })
+        })
+        .await;
+    }
 }

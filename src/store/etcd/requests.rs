@@ -104,6 +104,7 @@ impl NodeAction {
             (Action::Reclone, false) => "reclone",
             (Action::Reclone, true) => "reclone --discard",
             (Action::Restart, _) => "restart",
+            (Action::Reload, _) => "reload",
         }
     }
 }
@@ -114,6 +115,8 @@ pub(crate) enum Action {
     Rejoin,
     Reclone,
     Restart,
+    /// Reload the node with its host's config file as it is now.
+    Reload,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
