@@ -72,7 +72,7 @@ pub enum Command {
         #[arg(long)]
         quiet_postgres: bool,
     },
-    /// Stop the cluster (or the named nodes): replicas first, then the primary.
+    /// Stop this host's nodes (or the named ones): replicas first, then the primary.
     Down {
         /// Only these nodes.
         nodes: Vec<String>,
@@ -231,7 +231,7 @@ fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
 /// `pgrepl archive ...`.
 #[derive(Debug, Subcommand)]
 pub enum ArchiveAction {
-    /// Remove archived WAL that no node needs any more.
+    /// Remove archived WAL that no node needs any more (one machine only: it reads stopped standbys' control files).
     Cleanup,
 }
 

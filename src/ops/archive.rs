@@ -148,6 +148,13 @@ pub(crate) async fn cleanup_cluster(ctx: &crate::store::ctx::Ctx, out: &crate::o
             ctx.cfg.path.display()
         )));
     };
+    // What a stopped standby still needs is in its control file, which only
+    // its own host can read: across hosts this would remove WAL it needs.
+    if ctx.cfg.etcd.is_some() {
+        return Err(Error::Refused(
+            "`archive cleanup` works on one machine only: across hosts it cannot read what stopped standbys on other hosts still need; nothing removed".into(),
+        ));
+    }
     let primary = crate::store::view::ClusterView::read(ctx)?.primary;
     let c = ctx.connect(&primary).await?;
     let row = c
