@@ -170,6 +170,35 @@ pub enum Command {
         /// Node names (default: every running node of this host).
         nodes: Vec<String>,
     },
+    /// A failover drill on the running cluster: inject a fault into the primary, under a
+    /// writer, and measure RTO, write gap and lost writes (one machine for now).
+    Drill {
+        /// switchover, kill-postgres or freeze-postgres (kill-agent, freeze-host and
+        /// isolate-primary need a cluster across hosts).
+        #[arg(long, default_value = "switchover", value_parser = crate::ops::drill::Fault::parse)]
+        fault: crate::ops::drill::Fault,
+        /// Rounds, each a fault and a recovery (1 to 20).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Writes per second of the drill's writer (1/s to 1000/s).
+        #[arg(long, default_value = "50/s", value_parser = crate::ops::drill::parse_rate)]
+        rate: u32,
+        /// After the drill, check every node has every acknowledged write.
+        #[arg(long)]
+        durability_check: bool,
+        /// How long freeze-postgres keeps the primary stopped.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        freeze_for: std::time::Duration,
+        /// How long a round may take to recover before it counts as failed.
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        round_timeout: std::time::Duration,
+        /// The report as JSON on stdout (progress goes to stderr).
+        #[arg(long)]
+        json: bool,
+        /// Do not ask for confirmation (needed without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Maintenance mode: no automatic failover, rejoin or re-clone until `resume`.
     Pause {
         /// Why, shown in status (for example "upgrading pg-1").
@@ -353,6 +382,10 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Command::Reload { dry_run } => crate::ops::entry::reload(&ctx, dry_run, &crate::output::Output::new(0)).await,
             Command::Restart { nodes } => crate::ops::entry::restart(&ctx, &nodes, &crate::output::Output::new(0)).await,
+            Command::Drill { fault, rounds, rate, durability_check, freeze_for, round_timeout, json, yes } => {
+                let o = crate::ops::drill::Options { fault, rounds, rate, durability_check, freeze_for, round_timeout };
+                crate::cmd::drill::run(&ctx, &o, json, yes).await
+            }
             Command::Pause { reason } => {
                 crate::agent::ha::pause::pause(&ctx, reason.as_deref(), &crate::output::Output::new(0)).await
             }

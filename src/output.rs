@@ -37,6 +37,8 @@ pub(crate) struct Output {
     /// pgrepl's own lines are also kept here: an agent doing something a
     /// command on another host asked for reports them back to it.
     capture: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+    /// pgrepl's own lines go to stderr: stdout carries a document (`--json`).
+    stderr: bool,
 }
 
 const COLORS: &[&str] = &["\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[32m", "\x1b[34m", "\x1b[31m"];
@@ -72,13 +74,20 @@ impl Output {
     pub(crate) fn new(width: usize) -> Self {
         let tty = std::io::stdout().is_terminal();
         let color = use_color(tty, std::env::var_os("NO_COLOR").as_deref(), settings().json);
-        Output { color, tty, width, capture: None }
+        Output { color, tty, width, capture: None, stderr: false }
     }
 
     /// Like [`Output::new`], also keeping each of pgrepl's own lines.
     pub(crate) fn capturing() -> (Self, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         (Output { capture: Some(lines.clone()), ..Output::new(0) }, lines)
+    }
+
+    /// Like [`Output::new`], with pgrepl's own lines on stderr.
+    pub(crate) fn to_stderr() -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let color = use_color(tty, std::env::var_os("NO_COLOR").as_deref(), settings().json);
+        Output { color, tty, width: 0, capture: None, stderr: true }
     }
 
     /// One line from a node's postgres.
@@ -124,6 +133,10 @@ impl Output {
         } else {
             format!("[pgrepl] {ts} {:<5} {msg}\n", level.to_uppercase())
         };
+        if self.stderr {
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            return;
+        }
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();

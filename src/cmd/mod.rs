@@ -4,6 +4,7 @@
 pub(crate) mod confirm;
 pub(crate) mod detach;
 pub(crate) mod down;
+pub(crate) mod drill;
 pub(crate) mod init;
 pub(crate) mod observe;
 pub(crate) mod psql;

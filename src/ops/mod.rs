@@ -7,6 +7,7 @@ pub(crate) mod bootstrap;
 pub(crate) mod clone;
 pub(crate) mod configure;
 pub(crate) mod control;
+pub(crate) mod drill;
 pub(crate) mod entry;
 pub(crate) mod hooks;
 pub(crate) mod moves;

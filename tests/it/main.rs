@@ -12,6 +12,7 @@ mod api;
 mod archive;
 mod bad_config;
 mod clone;
+mod drill;
 mod durability;
 mod etcd;
 mod faults;

@@ -1,0 +1,176 @@
+//! The drill's two observers, each a task: a writer that behaves like an
+//! application (sequential ids at a fixed rate, into its own table, to
+//! whichever node takes writes, with a client-side timeout), and a
+//! watcher that asks every node every 100 ms whether it is writable.
+//! Both only record; [`super::measure`] turns the records into figures.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+use super::measure::{Probe, Sample, Write};
+use crate::config::Node;
+use crate::store::ctx::Ctx;
+
+/// The drill's table: created before the first round, dropped after.
+pub(crate) const TABLE: &str = "pgrepl_drill";
+
+/// How long a write or a login may take before the client gives up on it,
+/// as an application with a timeout does (a frozen server never answers).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The watcher's period, and how long it waits for each answer.
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+const SAMPLE_TIMEOUT: Duration = Duration::from_millis(90);
+
+/// What the observers recorded, shared with the drill.
+#[derive(Default)]
+pub(crate) struct Records {
+    pub writes: Vec<Write>,
+    pub samples: Vec<Sample>,
+}
+
+/// The clock both observers and the drill read: seconds since `t0`.
+#[derive(Clone, Copy)]
+pub(crate) struct Clock(pub Instant);
+
+impl Clock {
+    pub(crate) fn now(&self) -> f64 {
+        self.0.elapsed().as_secs_f64()
+    }
+}
+
+/// A connection to `node` as the superuser through its socket, within `limit`.
+async fn connect(ctx: &Ctx, node: &Node, limit: Duration) -> Option<Client> {
+    let dir = ctx.layout.socket_dir();
+    let c = crate::pg::sql::connect_socket(&dir, node.port, &ctx.runas.name, "postgres");
+    tokio::time::timeout(limit, c).await.ok()?.ok()
+}
+
+/// The first node, in config order, that takes a login and answers as
+/// writable: what libpq's `target_session_attrs=read-write` does.
+async fn connect_writable(ctx: &Ctx) -> Option<(Client, String)> {
+    for node in &ctx.cfg.nodes {
+        let Some(c) = connect(ctx, node, CLIENT_TIMEOUT).await else { continue };
+        let ro = tokio::time::timeout(CLIENT_TIMEOUT, c.query_one("SHOW transaction_read_only", &[])).await;
+        if let Ok(Ok(row)) = ro {
+            if row.get::<_, String>(0) == "off" {
+                return Some((c, node.name.clone()));
+            }
+        }
+    }
+    None
+}
+
+/// Write ids 1, 2, ... every `1 / rate` s until `stop` turns true.
+pub(crate) async fn write(
+    ctx: Arc<Ctx>,
+    rate: u32,
+    clock: Clock,
+    rec: Arc<Mutex<Records>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    // After a stall, carry on at the rate; never a burst of catch-up writes.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut client: Option<(Client, String)> = None;
+    let insert = format!("INSERT INTO {TABLE} (id) VALUES ($1)");
+    let mut id = 0i64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if client.is_none() {
+            client = connect_writable(&ctx).await;
+            if client.is_none() {
+                continue;
+            }
+        }
+        let Some((c, server)) = &client else { continue };
+        id += 1;
+        let sent = clock.now();
+        let r = tokio::time::timeout(CLIENT_TIMEOUT, c.execute(insert.as_str(), &[&id])).await;
+        let result = match r {
+            Ok(Ok(_)) => Ok((clock.now(), server.clone())),
+            Ok(Err(e)) => Err(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())),
+            Err(_) => Err(format!("no answer from {server} within {}s", CLIENT_TIMEOUT.as_secs())),
+        };
+        if result.is_err() {
+            client = None;
+        }
+        rec.lock().unwrap_or_else(|p| p.into_inner()).writes.push(Write { id, sent, result });
+    }
+}
+
+/// Ask every node every 100 ms whether it is writable, and where its WAL is.
+pub(crate) async fn watch(ctx: Arc<Ctx>, clock: Clock, rec: Arc<Mutex<Records>>, mut stop: watch::Receiver<bool>) {
+    let nodes = ctx.cfg.nodes.clone();
+    let mut clients: Vec<Option<Client>> = nodes.iter().map(|_| None).collect();
+    // A node that did not answer is asked to log in again only every
+    // second: a frozen server would otherwise pile up pending logins.
+    let mut retry_at: Vec<Instant> = nodes.iter().map(|_| Instant::now()).collect();
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    const ASK: &str = "SELECT NOT pg_is_in_recovery(), (CASE WHEN pg_is_in_recovery() \
+        THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::int8";
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let at = clock.now();
+        let asks = nodes.iter().zip(clients.iter_mut()).zip(retry_at.iter_mut()).map(|((node, slot), retry)| {
+            let ctx = &ctx;
+            async move {
+                if slot.is_none() && Instant::now() >= *retry {
+                    *slot = connect(ctx, node, SAMPLE_TIMEOUT).await;
+                }
+                let c = slot.as_ref()?;
+                let answer = match tokio::time::timeout(SAMPLE_TIMEOUT, c.query_one(ASK, &[])).await {
+                    Ok(Ok(row)) => {
+                        Some(Probe { writable: row.get(0), lsn: row.get::<_, Option<i64>>(1).unwrap_or(0) as u64 })
+                    }
+                    _ => None,
+                };
+                if answer.is_none() {
+                    *slot = None;
+                    *retry = Instant::now() + Duration::from_secs(1);
+                }
+                answer
+            }
+        });
+        let answers = futures_join_all(asks).await;
+        let sample = Sample { at, nodes: nodes.iter().map(|n| n.name.clone()).zip(answers).collect() };
+        rec.lock().unwrap_or_else(|p| p.into_inner()).samples.push(sample);
+    }
+}
+
+/// Run futures at once and collect their outputs in order (the watcher's
+/// per-node questions; a handful, so no crate for it).
+async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in fs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in set.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
