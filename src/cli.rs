@@ -195,6 +195,9 @@ pub enum Command {
         /// The report as JSON on stdout (progress goes to stderr).
         #[arg(long)]
         json: bool,
+        /// Also write the report as a self-contained HTML page with a timeline per round.
+        #[arg(long, value_name = "FILE")]
+        report: Option<std::path::PathBuf>,
         /// Do not ask for confirmation (needed without a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
@@ -382,9 +385,9 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Command::Reload { dry_run } => crate::ops::entry::reload(&ctx, dry_run, &crate::output::Output::new(0)).await,
             Command::Restart { nodes } => crate::ops::entry::restart(&ctx, &nodes, &crate::output::Output::new(0)).await,
-            Command::Drill { fault, rounds, rate, durability_check, freeze_for, round_timeout, json, yes } => {
+            Command::Drill { fault, rounds, rate, durability_check, freeze_for, round_timeout, json, report, yes } => {
                 let o = crate::ops::drill::Options { fault, rounds, rate, durability_check, freeze_for, round_timeout };
-                crate::cmd::drill::run(&ctx, &o, json, yes).await
+                crate::cmd::drill::run(&ctx, &o, json, report.as_deref(), yes).await
             }
             Command::Pause { reason } => {
                 crate::agent::ha::pause::pause(&ctx, reason.as_deref(), &crate::output::Output::new(0)).await

@@ -1,8 +1,10 @@
 //! `pgrepl drill`: asks first (it injects real faults), runs the drill,
-//! and prints its report: a table, or JSON with `--json`. Exit 1 when the
-//! drill failed (a round did not recover, a write was lost, two primaries
-//! were seen, or something was left behind).
+//! and prints its report: a table, or JSON with `--json`, and an HTML
+//! page with `--report`. Exit 1 when the drill failed (a round did not
+//! recover, a write was lost, two primaries were seen, or something was
+//! left behind).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -10,8 +12,12 @@ use crate::ops::drill::{self, Options};
 use crate::output::Output;
 use crate::store::ctx::Ctx;
 
-pub(crate) async fn run(ctx: &Arc<Ctx>, o: &Options, json: bool, yes: bool) -> Result<()> {
+pub(crate) async fn run(ctx: &Arc<Ctx>, o: &Options, json: bool, html: Option<&Path>, yes: bool) -> Result<()> {
     drill::check(o, ctx.cfg.etcd.is_some())?;
+    // A report that cannot be written is known before any fault.
+    if let Some(dir) = html.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        return Err(Error::Usage(format!("--report: directory {} does not exist", dir.display())));
+    }
     let q = format!(
         "Run {} round(s) of `{}` on cluster {}? The drill injects real faults into the primary.",
         o.rounds,
@@ -26,6 +32,10 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, o: &Options, json: bool, yes: bool) -> R
         println!("{text}");
     } else {
         print!("{}", drill::report::render(&report));
+    }
+    if let Some(path) = html {
+        crate::pg::fsutil::write_atomic(path, drill::html::render(&report).as_bytes(), 0o644)?;
+        out.info(format!("drill: report written to {}", path.display()));
     }
     if report.ok {
         Ok(())

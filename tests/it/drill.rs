@@ -35,6 +35,18 @@ fn lost(c: &Cluster, acked: &[i64]) -> usize {
     acked.iter().filter(|id| !have.contains(id)).count()
 }
 
+/// Headless Chromium with `args`: its stdout.
+fn chromium(c: &Cluster, args: &[&str]) -> String {
+    let profile = format!("--user-data-dir={}", c.path("chromium").display());
+    let o = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", &profile])
+        .args(args)
+        .output()
+        .expect("chromium (scripts/install-deps.sh --test installs it)");
+    assert!(o.status.success(), "chromium {args:?}: {}", text(&o.stderr));
+    text(&o.stdout)
+}
+
 fn secs(v: &serde_json::Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -46,7 +58,9 @@ fn a_switchover_drill_reports_the_gap_and_losses_an_independent_writer_saw() {
     // To place the drill's wall-clock fault times on the writer's clock.
     let anchor = (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64());
     w.wait_more(20);
-    let (r, passed) = drill(&c, &["--fault", "switchover", "--rounds", "2", "--rate", "100/s", "--durability-check"]);
+    let html = c.path("drill.html").display().to_string();
+    let args = ["--fault", "switchover", "--rounds", "2", "--rate", "100/s", "--durability-check", "--report", &html];
+    let (r, passed) = drill(&c, &args);
     w.wait_more(20);
     let theirs = w.longest_gap().as_secs_f64();
     assert!(passed, "{r:#}");
@@ -80,6 +94,16 @@ fn a_switchover_drill_reports_the_gap_and_losses_an_independent_writer_saw() {
     let primary = c.status()["primary"].as_str().unwrap().to_string();
     assert_eq!(c.sql(&primary, "SELECT to_regclass('pgrepl_drill') IS NULL").unwrap(), "t");
     wait_until("check says OK", T, || c.pgrepl(&["check"]).status.code() == Some(0));
+    // The HTML report, as a browser renders it: a timeline per round, each
+    // with its fault marker, and a screenshot.
+    let dom = chromium(&c, &["--dump-dom", &format!("file://{html}")]);
+    let timelines: Vec<&str> = dom.split(r#"<svg class="round""#).skip(1).collect();
+    assert_eq!(timelines.len(), 2, "{dom}");
+    assert!(timelines.iter().all(|t| t.contains(r#"<line class="fault""#)), "{dom}");
+    let png = c.path("drill.png");
+    chromium(&c, &["--window-size=1100,1000", &format!("--screenshot={}", png.display()), &format!("file://{html}")]);
+    let shot = std::fs::read(&png).expect("a screenshot");
+    assert!(shot.starts_with(b"\x89PNG") && shot.len() > 10_000, "{} bytes", shot.len());
     let history = c.ok(&["history", "--json"]);
     assert_eq!(history.matches("\"switchover\"").count(), 2, "{history}");
 }

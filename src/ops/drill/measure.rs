@@ -82,6 +82,37 @@ pub(crate) struct Round {
     pub replicas_streaming_seconds: Option<f64>,
     /// The longest replica lag the watcher saw in the round, in bytes.
     pub max_replica_lag_bytes: Option<u64>,
+    /// Writes per 100 ms, for the report's picture.
+    pub timeline: Timeline,
+}
+
+/// A round's writes in 100 ms buckets, with times relative to the fault.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub(crate) struct Timeline {
+    /// Where the first bucket starts (negative: before the fault).
+    pub from_seconds: f64,
+    pub bucket_seconds: f64,
+    /// Writes acknowledged in each bucket (by when they were sent).
+    pub acknowledged: Vec<u32>,
+    /// Writes that failed or timed out in each bucket.
+    pub failed: Vec<u32>,
+}
+
+/// The width of a timeline bucket.
+const BUCKET: f64 = 0.1;
+
+fn timeline(m: &Marks, writes: &[&Write]) -> Timeline {
+    let n = (((m.end - m.start) / BUCKET).ceil() as usize).max(1);
+    let (mut acknowledged, mut failed) = (vec![0u32; n], vec![0u32; n]);
+    for w in writes {
+        // The epsilon keeps 1.2 / 0.1 in bucket 12, where a reader puts it.
+        let i = (((w.sent - m.start) / BUCKET + 1e-9) as usize).min(n - 1);
+        match w.result {
+            Ok(_) => acknowledged[i] += 1,
+            Err(_) => failed[i] += 1,
+        }
+    }
+    Timeline { from_seconds: round3(m.start - m.fault), bucket_seconds: BUCKET, acknowledged, failed }
 }
 
 /// The figures of one round. `present`: the ids found on the primary
@@ -114,6 +145,7 @@ pub(crate) fn round(n: usize, m: &Marks, writes: &[Write], samples: &[Sample], p
         primary_after: m.primary_after.clone(),
         replicas_streaming_seconds: m.streaming.map(|t| round3(t - m.fault)),
         max_replica_lag_bytes: window.iter().filter(|s| s.at >= m.fault).filter_map(|s| max_lag(s)).max(),
+        timeline: timeline(m, &mine),
     }
 }
 
@@ -232,6 +264,10 @@ mod tests {
         assert_eq!((r.lost_acknowledged, r.in_doubt_committed), (1, 1));
         assert_eq!((r.writes_acknowledged, r.writes_failed), (5, 2));
         assert_eq!(r.replicas_streaming_seconds, Some(2.5));
+        let t = &r.timeline;
+        assert_eq!((t.from_seconds, t.acknowledged.len()), (-1.0, 50), "0 to 5 s in 100 ms buckets");
+        assert_eq!((t.acknowledged[10], t.failed[12], t.failed[13], t.acknowledged[30]), (1, 1, 1, 1));
+        assert_eq!(t.acknowledged.iter().sum::<u32>() + t.failed.iter().sum::<u32>(), 7);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub(crate) mod client;
 pub(crate) mod fault;
+pub(crate) mod html;
 pub(crate) mod measure;
 pub(crate) mod report;
 
