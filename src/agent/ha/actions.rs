@@ -6,7 +6,9 @@
 //! Two kinds. A rejoin or re-clone replaces what the node is, so the
 //! node's HA loop carries it out itself and nothing else acts on the node
 //! meanwhile; it is for a standby, and refused while the node leads. A
-//! restart or reload keeps what the node is, so it runs beside the loop,
+//! restart, a reload or a drill's fault (kill or freeze its postgres; a
+//! freeze is undone here, whatever becomes of the drill) keeps what the
+//! node is, so it runs beside the loop,
 //! exactly as the same command run on this host would: a leader's loop
 //! keeps renewing its lease while its postgres restarts (it holds the
 //! lease through `primary_start_timeout`, as for any restart in place).
@@ -73,6 +75,18 @@ impl Job {
             Action::Restart => {
                 let view = crate::store::view::ClusterView::read(ctx)?;
                 crate::ops::moves::restart::restart_node(ctx, control, node, &view.primary, out).await
+            }
+            Action::KillPostgres => crate::ops::drill::fault::kill(node),
+            Action::FreezePostgres => {
+                let seconds = self.asked.seconds.unwrap_or(10);
+                // Thawed when its time is up, or (the guard's drop) when this
+                // task ends any other way, the agent stopping included.
+                let mut frozen = crate::ops::drill::fault::freeze(node)?;
+                out.info(format!("{name}: frozen for {seconds}s"));
+                tokio::time::sleep(Duration::from_secs(seconds)).await;
+                frozen.thaw();
+                out.info(format!("{name}: thawed"));
+                Ok(())
             }
             Action::Reload => {
                 // The host's config file as it is now, as the command reads it.

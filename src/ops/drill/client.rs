@@ -41,18 +41,61 @@ impl Clock {
     }
 }
 
-/// A connection to `node` as the superuser through its socket, within `limit`.
-async fn connect(ctx: &Ctx, node: &Node, limit: Duration) -> Option<Client> {
-    let dir = ctx.layout.socket_dir();
-    let c = crate::pg::sql::connect_socket(&dir, node.port, &ctx.runas.name, "postgres");
-    tokio::time::timeout(limit, c).await.ok()?.ok()
+/// How the drill logs in. On one machine, as the superuser through each
+/// node's socket, into `postgres`. Across hosts there is no superuser on
+/// other hosts' nodes: it writes as an application does, over TCP as a
+/// `[[database]]` owner, into that database.
+#[derive(Clone)]
+pub(crate) enum Login {
+    Socket,
+    Tcp { db: String, user: String, password: crate::config::Secret },
+}
+
+impl Login {
+    /// The login for this cluster, or why there is none.
+    pub(crate) fn for_cluster(ctx: &Ctx) -> crate::error::Result<Login> {
+        if ctx.cfg.etcd.is_none() {
+            return Ok(Login::Socket);
+        }
+        let db = ctx.cfg.databases.iter().find(|d| d.owner_password.is_some()).ok_or_else(|| {
+            crate::error::Error::Refused(
+                "across hosts the drill writes as an application does, as a [[database]] owner over TCP: add a [[database]] with owner and owner_password_file (`pgrepl init` writes one)".into(),
+            )
+        })?;
+        let password = db.owner_password.clone().unwrap_or_else(|| crate::config::Secret::new(String::new()));
+        Ok(Login::Tcp { db: db.name.clone(), user: db.owner.clone(), password })
+    }
+
+    /// Where the drill's table goes.
+    pub(crate) fn db(&self) -> &str {
+        match self {
+            Login::Socket => "postgres",
+            Login::Tcp { db, .. } => db,
+        }
+    }
+}
+
+/// A connection to `node` as `login`, within `limit`.
+pub(crate) async fn connect(ctx: &Ctx, login: &Login, node: &Node, limit: Duration) -> Option<Client> {
+    match login {
+        Login::Socket => {
+            let dir = ctx.layout.socket_dir();
+            let c = crate::pg::sql::connect_socket(&dir, node.port, &ctx.runas.name, "postgres");
+            tokio::time::timeout(limit, c).await.ok()?.ok()
+        }
+        Login::Tcp { db, user, password } => {
+            let tls = ctx.cfg.tls.as_ref().map(crate::pg::tls::make_tls).transpose().ok()?;
+            let c = crate::pg::sql::connect_tcp(&node.host, node.port, user, password, db, tls);
+            tokio::time::timeout(limit, c).await.ok()?.ok()
+        }
+    }
 }
 
 /// The first node, in config order, that takes a login and answers as
 /// writable: what libpq's `target_session_attrs=read-write` does.
-async fn connect_writable(ctx: &Ctx) -> Option<(Client, String)> {
+async fn connect_writable(ctx: &Ctx, login: &Login) -> Option<(Client, String)> {
     for node in &ctx.cfg.nodes {
-        let Some(c) = connect(ctx, node, CLIENT_TIMEOUT).await else { continue };
+        let Some(c) = connect(ctx, login, node, CLIENT_TIMEOUT).await else { continue };
         let ro = tokio::time::timeout(CLIENT_TIMEOUT, c.query_one("SHOW transaction_read_only", &[])).await;
         if let Ok(Ok(row)) = ro {
             if row.get::<_, String>(0) == "off" {
@@ -66,6 +109,7 @@ async fn connect_writable(ctx: &Ctx) -> Option<(Client, String)> {
 /// Write ids 1, 2, ... every `1 / rate` s until `stop` turns true.
 pub(crate) async fn write(
     ctx: Arc<Ctx>,
+    login: Login,
     rate: u32,
     clock: Clock,
     rec: Arc<Mutex<Records>>,
@@ -83,7 +127,7 @@ pub(crate) async fn write(
             _ = stop.wait_for(|s| *s) => return,
         }
         if client.is_none() {
-            client = connect_writable(&ctx).await;
+            client = connect_writable(&ctx, &login).await;
             if client.is_none() {
                 continue;
             }
@@ -105,12 +149,16 @@ pub(crate) async fn write(
 }
 
 /// Ask every node every 100 ms whether it is writable, and where its WAL is.
-pub(crate) async fn watch(ctx: Arc<Ctx>, clock: Clock, rec: Arc<Mutex<Records>>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn watch(
+    ctx: Arc<Ctx>,
+    login: Login,
+    clock: Clock,
+    rec: Arc<Mutex<Records>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let nodes = ctx.cfg.nodes.clone();
-    let mut clients: Vec<Option<Client>> = nodes.iter().map(|_| None).collect();
-    // A node that did not answer is asked to log in again only every
-    // second: a frozen server would otherwise pile up pending logins.
-    let mut retry_at: Vec<Instant> = nodes.iter().map(|_| Instant::now()).collect();
+    let mut peers: Vec<Peer> =
+        nodes.iter().map(|_| Peer { client: None, login: None, retry: Instant::now() }).collect();
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     const ASK: &str = "SELECT NOT pg_is_in_recovery(), (CASE WHEN pg_is_in_recovery() \
@@ -121,31 +169,50 @@ pub(crate) async fn watch(ctx: Arc<Ctx>, clock: Clock, rec: Arc<Mutex<Records>>,
             _ = stop.wait_for(|s| *s) => return,
         }
         let at = clock.now();
-        let asks = nodes.iter().zip(clients.iter_mut()).zip(retry_at.iter_mut()).map(|((node, slot), retry)| {
-            let ctx = &ctx;
-            async move {
-                if slot.is_none() && Instant::now() >= *retry {
-                    *slot = connect(ctx, node, SAMPLE_TIMEOUT).await;
-                }
-                let c = slot.as_ref()?;
-                let answer = match tokio::time::timeout(SAMPLE_TIMEOUT, c.query_one(ASK, &[])).await {
-                    Ok(Ok(row)) => {
-                        Some(Probe { writable: row.get(0), lsn: row.get::<_, Option<i64>>(1).unwrap_or(0) as u64 })
-                    }
-                    _ => None,
-                };
-                if answer.is_none() {
-                    *slot = None;
-                    *retry = Instant::now() + Duration::from_secs(1);
-                }
-                answer
+        // Logins run in the background: a node slow to let us in (a TCP
+        // login, a frozen server) never delays a sample of the others.
+        for (peer, node) in peers.iter_mut().zip(&nodes) {
+            if let Some(pending) = peer.login.take_if(|h| h.is_finished()) {
+                peer.client = pending.await.ok().flatten();
             }
+            if peer.client.is_none() && peer.login.is_none() && Instant::now() >= peer.retry {
+                // A node that did not answer is asked again only every
+                // second: a frozen server would otherwise pile up logins.
+                peer.retry = Instant::now() + Duration::from_secs(1);
+                let (ctx, login, node) = (ctx.clone(), login.clone(), node.clone());
+                peer.login = Some(tokio::spawn(async move { connect(&ctx, &login, &node, LOGIN_TIMEOUT).await }));
+            }
+        }
+        let asks = peers.iter_mut().map(|peer| async move {
+            let c = peer.client.as_ref()?;
+            let answer = match tokio::time::timeout(SAMPLE_TIMEOUT, c.query_one(ASK, &[])).await {
+                Ok(Ok(row)) => {
+                    Some(Probe { writable: row.get(0), lsn: row.get::<_, Option<i64>>(1).unwrap_or(0) as u64 })
+                }
+                _ => None,
+            };
+            if answer.is_none() {
+                peer.client = None;
+            }
+            answer
         });
         let answers = futures_join_all(asks).await;
         let sample = Sample { at, nodes: nodes.iter().map(|n| n.name.clone()).zip(answers).collect() };
         rec.lock().unwrap_or_else(|p| p.into_inner()).samples.push(sample);
     }
 }
+
+/// The watcher's connection to one node.
+struct Peer {
+    client: Option<Client>,
+    /// A login under way.
+    login: Option<tokio::task::JoinHandle<Option<Client>>>,
+    /// When a login may be tried again.
+    retry: Instant,
+}
+
+/// How long a watcher's login may take (over TCP with scram and TLS).
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Run futures at once and collect their outputs in order (the watcher's
 /// per-node questions; a handful, so no crate for it).

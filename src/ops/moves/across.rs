@@ -151,14 +151,26 @@ pub(crate) async fn failover(ctx: &Arc<Ctx>, o: &super::failover::Options, out: 
 /// `pgrepl rejoin NODE` / `reclone NODE` for a node on another host: its
 /// own agent does it, and this command shows what it printed.
 pub(crate) async fn node_action(ctx: &Arc<Ctx>, node: &str, action: Action, discard: bool, out: &Output) -> Result<()> {
-    let ask = NodeAction {
-        node: node.to_string(),
-        action,
-        discard,
-        progress: ActionProgress::Requested,
-        steps: Vec::new(),
-        outcome: None,
-    };
+    ask_agent(ctx, NodeAction::new(node, action, discard, None), out).await
+}
+
+/// A drill's fault on `node` (`seconds`: how long a freeze lasts), made by
+/// the node's own agent, which also undoes it: a drill that dies midway
+/// leaves no node frozen.
+pub(crate) async fn node_fault(
+    ctx: &Arc<Ctx>,
+    node: &str,
+    action: Action,
+    seconds: Option<u64>,
+    out: &Output,
+) -> Result<()> {
+    ask_agent(ctx, NodeAction::new(node, action, false, seconds), out).await
+}
+
+/// Leave `ask` for its node's agent and follow it to the end.
+async fn ask_agent(ctx: &Arc<Ctx>, ask: NodeAction, out: &Output) -> Result<()> {
+    let node = ask.node.clone();
+    let node = node.as_str();
     let verb = ask.verb();
     let refused = |why: String| Error::Refused(format!("{verb} {node} refused, nothing changed: {why}"));
     let requests = ctx.requests().ok_or_else(|| Error::Other("no [etcd] section: not a multi-host cluster".into()))?;

@@ -89,6 +89,9 @@ pub(crate) struct NodeAction {
     /// `reclone --discard`: delete the old data dir instead of keeping it aside.
     #[serde(default)]
     pub discard: bool,
+    /// A drill's freeze: how long it lasts.
+    #[serde(default)]
+    pub seconds: Option<u64>,
     pub progress: ActionProgress,
     /// What the agent printed while it did it.
     pub steps: Vec<String>,
@@ -97,6 +100,19 @@ pub(crate) struct NodeAction {
 }
 
 impl NodeAction {
+    /// A fresh request.
+    pub(crate) fn new(node: &str, action: Action, discard: bool, seconds: Option<u64>) -> NodeAction {
+        NodeAction {
+            node: node.to_string(),
+            action,
+            discard,
+            seconds,
+            progress: ActionProgress::Requested,
+            steps: Vec::new(),
+            outcome: None,
+        }
+    }
+
     /// The command's name for it.
     pub(crate) fn verb(&self) -> &'static str {
         match (self.action, self.discard) {
@@ -105,6 +121,8 @@ impl NodeAction {
             (Action::Reclone, true) => "reclone --discard",
             (Action::Restart, _) => "restart",
             (Action::Reload, _) => "reload",
+            (Action::KillPostgres, _) => "kill-postgres",
+            (Action::FreezePostgres, _) => "freeze-postgres",
         }
     }
 }
@@ -117,6 +135,10 @@ pub(crate) enum Action {
     Restart,
     /// Reload the node with its host's config file as it is now.
     Reload,
+    /// A drill's fault: SIGKILL the postmaster and every backend.
+    KillPostgres,
+    /// A drill's fault: SIGSTOP them for `seconds`, then SIGCONT.
+    FreezePostgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

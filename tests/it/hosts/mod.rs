@@ -740,3 +740,5 @@ fn rejoin_reclone_and_restart_asked_on_another_host_are_carried_out_by_the_nodes
     w.writer.wait_more(50);
     w.finish(&site, "rejoin, reclone, restart and reload asked on other hosts");
 }
+
+mod drill;
