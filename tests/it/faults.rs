@@ -249,7 +249,7 @@ fn a_deleted_standby_signal_never_opens_a_second_primary_on_any_start_path() {
 }
 
 /// A postmaster and its children (backends, walsender, ...), from /proc.
-fn process_tree(pid: i32) -> Vec<i32> {
+pub(crate) fn process_tree(pid: i32) -> Vec<i32> {
     let mut out = vec![pid];
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
@@ -272,7 +272,7 @@ fn freeze(c: &Cluster, node: &str) -> Vec<i32> {
     pids
 }
 
-fn thaw(pids: &[i32]) {
+pub(crate) fn thaw(pids: &[i32]) {
     for p in pids {
         // Some may have been killed meanwhile (a fenced primary): that is the point.
         let _ = Command::new("kill").args(["-CONT", &p.to_string()]).stderr(std::process::Stdio::null()).status();

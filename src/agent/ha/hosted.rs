@@ -48,6 +48,8 @@ struct Local {
     /// While its postgres is stopped for a switchover it leads: until when
     /// it waits for the target.
     handing: Option<Instant>,
+    /// Since when the monitor's probes of its running postgres go unanswered.
+    unanswered_since: Option<Instant>,
 }
 
 /// Run one loop per node of this host until a stop is requested. Each
@@ -123,6 +125,7 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
         repointed_at: 0.0,
         held: None,
         handing: None,
+        unanswered_since: None,
     };
     let tick = ttl / 6;
     loop {
@@ -138,6 +141,19 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
             _ = stop.requested() => break,
         }
         let snap = latest.borrow_and_update().clone();
+        // How long its postgres has answered no probe: a hung primary must
+        // not keep the lead for as long as it hangs.
+        let seen = snap.as_deref().and_then(|s| s.status.nodes.iter().find(|n| n.name == name)).map(|n| n.state);
+        match seen {
+            // Frozen by this loop at its lease deadline: not a hang. Counting
+            // starts afresh after the thaw.
+            _ if local.frozen.is_some() => local.unanswered_since = None,
+            Some(crate::observe::status::NodeState::Unresponsive) => {
+                local.unanswered_since.get_or_insert_with(Instant::now);
+            }
+            Some(_) => local.unanswered_since = None,
+            None => {}
+        }
         // A running leader's cycle must end by its deadline, however slow
         // etcd is (a deadline already past freezes it at once).
         let leading = matches!(sup.state(&name), NodeState::Running { .. })
@@ -175,7 +191,7 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
         };
         say(ctx, &mut local, &why, out);
         let (renewed, demoted, froze) =
-            (matches!(step, Step::Lead | Step::Thaw), step == Step::Demote, step == Step::Freeze);
+            (matches!(step, Step::Lead | Step::Thaw), matches!(step, Step::Demote | Step::Kill), step == Step::Freeze);
         let leads = step == Step::Lead;
         act(ctx, sup, &node, &mut local, step, snap.as_deref(), record.as_ref(), out).await;
         match (sup.state(&name), local.member.deadline()) {
@@ -318,6 +334,7 @@ fn facts(
             .collect(),
         frozen: local.frozen.is_some(),
         handover: None,
+        hung: local.unanswered_since.map(|t| t.elapsed()),
     }
 }
 
@@ -359,6 +376,16 @@ async fn act(
                     sup.stop(name, StopMode::Kill).await;
                 }
             }
+        }
+        Step::Kill => {
+            // A crash as far as the supervisor goes: it starts it again,
+            // as the primary only while this node still holds the lease.
+            if let NodeState::Running { pid } = sup.state(name) {
+                crate::pg::process::kill_tree(pid);
+                out.info(format!("ha: {name}: killed its hung postgres (postmaster {pid} and its processes)"));
+            }
+            local.unanswered_since = None;
+            local.slots_made = false;
         }
         Step::Thaw => {
             if let Some(pid) = local.frozen.take() {

@@ -53,6 +53,9 @@ pub(crate) struct MemberFacts {
     /// over, a failover asked for): the target takes it, the others wait,
     /// and the old leader does not take it back while it is stopped.
     pub handover: Option<Handover>,
+    /// How long its running postgres has answered no probe (hung, stopped
+    /// by a signal, stuck on I/O); None while it answers.
+    pub hung: Option<Duration>,
 }
 
 /// Who gives up the lead, and to whom.
@@ -75,6 +78,10 @@ pub(crate) enum Step {
     /// Its lease was not confirmed by the deadline: freeze its postgres
     /// (SIGSTOP) until a renewal succeeds or the lease is known lost.
     Freeze,
+    /// Its postgres has hung for longer than the start window: kill it (a
+    /// killed process cannot wake up writable) and renew nothing for it;
+    /// it then restarts in place within the window, or the lease lapses.
+    Kill,
     /// Frozen, and the lease is ours again: let it run.
     Thaw,
     /// Stream from this leader.
@@ -149,6 +156,20 @@ impl Member {
         }
         if f.writable {
             self.down_since = None;
+            // A leader renews for a postgres that answers. One that hangs
+            // is given the start window, as a crashed one is, then killed:
+            // the lease is not renewed for it, so either it restarts in
+            // place while the lease still holds, or a replica takes over.
+            if let Some(h) = f.hung.filter(|h| *h >= f.start_window) {
+                return (
+                    Step::Kill,
+                    format!(
+                        "{me}'s postgres has answered nothing for {:.1}s (primary_start_timeout is {}s): killing it so it cannot wake up writable; it restarts in place or its lease lapses",
+                        h.as_secs_f64(),
+                        f.start_window.as_secs()
+                    ),
+                );
+            }
             return self.lead(store).await;
         }
         let now = self.clock.now();
@@ -356,6 +377,7 @@ mod tests {
             recorded_primary: false,
             start_window: Duration::from_secs(10),
             handover: None,
+            hung: None,
         }
     }
 
@@ -366,6 +388,24 @@ mod tests {
             candidates: vec![cand("pg-2", "0/5000100"), cand("pg-3", "0/5000000")],
             ..primary()
         }
+    }
+
+    #[test]
+    fn a_leader_whose_postgres_hangs_renews_through_the_start_window_then_kills_it() {
+        let clock = Arc::new(FakeClock::default());
+        let store = InProcess::new(clock.clone());
+        let mut p1 = Member::new("pg-1", TTL, clock.clone());
+        block(async {
+            let hung = |secs| MemberFacts { hung: Some(Duration::from_secs(secs)), ..primary() };
+            assert_eq!(p1.cycle(&store, &hung(9)).await.0, Step::Lead, "a stall shorter than the window");
+            assert_eq!(
+                p1.cycle(&store, &hung(10)).await,
+                (
+                    Step::Kill,
+                    "pg-1's postgres has answered nothing for 10.0s (primary_start_timeout is 10s): killing it so it cannot wake up writable; it restarts in place or its lease lapses".into()
+                )
+            );
+        });
     }
 
     #[test]

@@ -742,3 +742,4 @@ fn rejoin_reclone_and_restart_asked_on_another_host_are_carried_out_by_the_nodes
 }
 
 mod drill;
+mod hang;
