@@ -173,8 +173,8 @@ pub enum Command {
     /// A failover drill on the running cluster: inject a fault into the primary, under a
     /// writer, and measure RTO, write gap and lost writes (one machine for now).
     Drill {
-        /// switchover, kill-postgres or freeze-postgres (kill-agent, freeze-host and
-        /// isolate-primary need a cluster across hosts).
+        /// switchover, kill-postgres or freeze-postgres; across hosts also kill-agent
+        /// (freeze-host and isolate-primary are not done yet).
         #[arg(long, default_value = "switchover", value_parser = crate::ops::drill::Fault::parse)]
         fault: crate::ops::drill::Fault,
         /// Rounds, each a fault and a recovery (1 to 20).

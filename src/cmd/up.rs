@@ -76,13 +76,23 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     // `--reclone NODE` (or `pgrepl reclone NODE`) is the way back.
     // A fenced former primary must not start before it is rewound: its files
     // still say primary. Both kinds stay stopped, with the command to run.
+    let mut held = Vec::new();
     plans.retain(|p| match held_back(&ctx, &p.node.name) {
         Some(why) if !matches!(p.action, Action::Clone { .. }) => {
             out.info(format!("{}: {why}", p.node.name));
+            held.push(p.node.clone());
             false
         }
         _ => true,
     });
+    // One held back whose postmaster still runs is a former primary whose
+    // agent died after its fence froze it: it must not run on (thawed, it
+    // could take writes beside the new primary). Stopping a frozen
+    // postmaster kills it.
+    for node in held.iter().filter(|n| datadir::running_postmaster(&n.data_dir).is_some()) {
+        out.info(format!("{}: its postmaster still runs though the record holds it back: stopping it", node.name));
+        crate::pg::process::stop_dir(&node.data_dir, ctx.cfg.supervisor.stop_timeout).await?;
+    }
     if opts.detach && !opts.supervise_child {
         return detach::spawn(&ctx, &opts, &out).await;
     }

@@ -105,6 +105,14 @@ pub(crate) fn is_zombie(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// Stopped by a signal (SIGSTOP): a fence froze it, or someone did.
+pub(crate) fn is_frozen(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with(['T', 't'])))
+        .unwrap_or(false)
+}
+
 /// Where a clone or initdb is built before it is renamed into place. The
 /// name marks it as pgrepl's own, so an interrupted one can be removed.
 pub(crate) fn staging_path(dir: &Path, what: &str) -> PathBuf {

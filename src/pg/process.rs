@@ -78,9 +78,13 @@ impl StopMode {
 }
 
 /// Send the stop signal for `mode` to a postmaster ([`StopMode::Kill`]
-/// takes its whole process tree).
+/// takes its whole process tree). A frozen postmaster is killed whatever
+/// the mode: it acts on no stop signal until it runs again, and a frozen
+/// primary (its fence froze it when its lease ran out, then its agent
+/// died) must never run again, not even for the moment a graceful stop
+/// takes: it could acknowledge writes beside the new primary.
 pub(crate) fn signal_stop(pid: i32, mode: StopMode) {
-    if mode == StopMode::Kill {
+    if mode == StopMode::Kill || datadir::is_frozen(pid) {
         kill_tree(pid);
     } else {
         let _ = kill(Pid::from_raw(pid), mode.signal());

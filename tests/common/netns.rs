@@ -53,7 +53,8 @@ impl Lan {
         // Unique per Lan within this process (tests run in parallel threads).
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n_th = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let tag = (std::process::id() % 1000) * 10 + n_th % 10;
+        // Interface names stay within Linux's 15 characters ("pgr123456h3").
+        let tag = (std::process::id() % 1000) * 100 + n_th % 100;
         let net = 10 + (std::process::id() * 7 + n_th) % 240;
         let bridge = format!("pgrb{tag}");
         let gateway = format!("10.232.{net}.1");

@@ -88,6 +88,7 @@ impl Job {
                 out.info(format!("{name}: thawed"));
                 Ok(())
             }
+            Action::KillAgent => Ok(()), // see kill_agent
             Action::Reload => {
                 // The host's config file as it is now, as the command reads it.
                 let fresh = Ctx::with_config(ctx, crate::config::load(&ctx.cfg.path)?)?;
@@ -96,7 +97,55 @@ impl Job {
         }
     }
 
+    /// `drill --fault kill-agent`: say so in the request (no one could
+    /// after), leave a restarter behind (what systemd's
+    /// `Restart=on-failure` is in production), and die by SIGKILL: no
+    /// cleanup, no goodbye to etcd, the postmasters left running for the
+    /// fence to freeze at the lease deadline.
+    async fn kill_agent(self) {
+        use std::os::unix::process::CommandExt;
+        let seconds = self.asked.seconds.unwrap_or(5);
+        let (name, r) = (self.node.name.clone(), self.requests.clone());
+        let restarter = std::env::current_exe().and_then(|exe| {
+            // The config path and the binary are in argv; no secret is.
+            std::process::Command::new("sh")
+                .args(["-c", &format!("sleep {seconds}; exec \"$0\" -c \"$1\" up --detach")])
+                .arg(exe)
+                .arg(&self.ctx.cfg.path)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()
+        });
+        let (progress, said) = match &restarter {
+            Ok(_) => (
+                ActionProgress::Done,
+                format!(
+                    "kill-agent {name}: the agent on {name}'s host dies by SIGKILL now and starts again in {seconds}s with `pgrepl up --detach`, as a service manager would start it"
+                ),
+            ),
+            // Without a restarter the agent would stay dead: it refuses.
+            Err(e) => (ActionProgress::Failed, format!("kill-agent {name}: cannot leave a restarter behind ({e}); the agent stays up")),
+        };
+        let outcome = said.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            r.update_action(&name, |a| {
+                a.progress = progress;
+                a.outcome = Some(outcome.clone());
+            })
+        })
+        .await;
+        Output::new(0).info(&said);
+        if restarter.is_ok() {
+            let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
     async fn run(self) {
+        if self.asked.action == Action::KillAgent {
+            return self.kill_agent().await;
+        }
         let (name, verb) = (self.node.name.clone(), self.asked.verb());
         let (out, lines) = Output::capturing();
         out.info(format!("{verb} {name}, asked from another host"));

@@ -22,7 +22,8 @@ pub enum Fault {
     KillPostgres,
     /// SIGSTOP them for `--freeze-for`, then SIGCONT.
     FreezePostgres,
-    /// Multi-host only: SIGKILL the agent on the primary's host.
+    /// Multi-host only: SIGKILL the agent on the primary's host, which
+    /// leaves a restarter behind (as systemd would restart it) first.
     KillAgent,
     /// Multi-host only: freeze every process of the primary's host.
     FreezeHost,

@@ -50,9 +50,9 @@ pub(crate) fn check(o: &Options, across_hosts: bool) -> Result<()> {
             o.fault.name()
         )));
     }
-    if o.fault.needs_hosts() {
+    if matches!(o.fault, Fault::FreezeHost | Fault::IsolatePrimary) {
         return Err(Error::Refused(format!(
-            "--fault {} is not done yet; across hosts the drill has switchover, kill-postgres and freeze-postgres",
+            "--fault {} is not done yet; across hosts the drill has switchover, kill-postgres, freeze-postgres and kill-agent",
             o.fault.name()
         )));
     }
@@ -237,9 +237,11 @@ impl Drill<'_> {
                 (task(Box::pin(async move { fault::switchover(&ctx, &out).await })), fault::Frozen::none())
             }
             // Across hosts the primary's own agent makes the fault (and undoes a freeze).
-            f @ (Fault::KillPostgres | Fault::FreezePostgres) if across => {
+            f @ (Fault::KillPostgres | Fault::FreezePostgres | Fault::KillAgent) if across => {
                 let (action, secs) = match f {
                     Fault::KillPostgres => (crate::store::etcd::Action::KillPostgres, None),
+                    // The agent comes back after 5 s, as a service manager restarts it.
+                    Fault::KillAgent => (crate::store::etcd::Action::KillAgent, Some(5)),
                     _ => (crate::store::etcd::Action::FreezePostgres, Some(self.o.freeze_for.as_secs())),
                 };
                 let ask =
@@ -281,6 +283,7 @@ impl Drill<'_> {
         };
         let deadline = Instant::now() + o.round_timeout;
         let mut last_why = String::from("not checked yet");
+        let mut agent_silent_seen = false;
         loop {
             if frozen.is_frozen() && clock.now() - m.fault >= o.freeze_for.as_secs_f64() {
                 frozen.thaw();
@@ -296,7 +299,22 @@ impl Drill<'_> {
             let writes_back = self.acked_since(m.fault) > 0;
             if !frozen.is_frozen() && moving.is_none() && writes_back {
                 let status = crate::observe::status::gather::gather_once(self.ctx).await;
-                match status.map_err(|e| e.to_string()).and_then(|s| settled(&s)) {
+                // A killed agent's fault is undone once it is back: it went
+                // silent (its member key expired) and publishes again.
+                let mut agent_back = |s: &ClusterStatus| {
+                    if o.fault != Fault::KillAgent {
+                        return Ok(());
+                    }
+                    let silent = s.silent_agents.iter().any(|n| n == primary);
+                    agent_silent_seen |= silent;
+                    match (agent_silent_seen, silent) {
+                        (true, false) => Ok(()),
+                        (false, _) => Err(format!("{primary}'s agent has not gone silent yet")),
+                        (true, true) => Err(format!("{primary}'s agent is not back yet")),
+                    }
+                };
+                let status = status.map_err(|e| e.to_string());
+                match status.and_then(|s| agent_back(&s).and_then(|()| settled(&s))) {
                     Ok(p) => {
                         m.streaming = Some(clock.now());
                         m.timeline_after = self.timeline(&p).await;

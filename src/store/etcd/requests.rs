@@ -123,6 +123,7 @@ impl NodeAction {
             (Action::Reload, _) => "reload",
             (Action::KillPostgres, _) => "kill-postgres",
             (Action::FreezePostgres, _) => "freeze-postgres",
+            (Action::KillAgent, _) => "kill-agent",
         }
     }
 }
@@ -139,6 +140,9 @@ pub(crate) enum Action {
     KillPostgres,
     /// A drill's fault: SIGSTOP them for `seconds`, then SIGCONT.
     FreezePostgres,
+    /// A drill's fault: SIGKILL this agent; it starts again after
+    /// `seconds`, as a service manager would start it.
+    KillAgent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ fn drill(site: &Site, i: usize, args: &[&str]) -> (serde_json::Value, bool) {
 }
 
 #[test]
-fn drills_across_hosts_switch_over_and_kill_postgres_through_the_agents_and_lose_nothing() {
+fn drills_across_hosts_switch_over_kill_postgres_and_kill_an_agent_through_the_agents_and_lose_nothing() {
     let Some(site) = Site::new(1, "") else { return };
     site.up();
     // The drill checks the cluster first, as host 3 sees it (the other
@@ -47,6 +47,16 @@ fn drills_across_hosts_switch_over_and_kill_postgres_through_the_agents_and_lose
     assert!(passed, "{r:#}\n{}", site.logs());
     let x = &r["rounds"][0];
     assert!(x["rto_seconds"].as_f64().is_some(), "{r:#}");
+    assert_eq!(x["dual_primary_samples"], 0);
+    w.writer.wait_more(20);
+
+    // The primary's agent killed (it leaves a restarter, as systemd would
+    // restart it): its fence freezes postgres, a replica takes over, and
+    // the agent, back, brings the old primary back as a standby.
+    let (r, passed) = drill(&site, 3, &["--fault", "kill-agent", "--rounds", "1"]);
+    assert!(passed, "{r:#}\n{}", site.logs());
+    let x = &r["rounds"][0];
+    assert_ne!(x["primary_after"], x["primary_before"], "{r:#}");
     assert_eq!(x["dual_primary_samples"], 0);
     w.writer.wait_more(20);
     // Its table is gone from the app database.

@@ -35,3 +35,23 @@ fn a_primary_whose_postgres_hangs_while_its_agent_lives_is_fenced_and_writes_res
     eprintln!("writes resumed {:.1}s after the hang began", took.as_secs_f64());
     w.finish_with(&site, "primary's postgres hung, its agent alive", StaleAcks::Never, false);
 }
+
+/// What `drill --fault kill-agent` and a crash under systemd both come to:
+/// the primary's agent dies (SIGKILL), its fence freezes postgres at the
+/// lease deadline, a replica takes over; then `pgrepl up` on that host (as
+/// systemd's `Restart=on-failure` would run it) finds the frozen former
+/// primary and brings it back as a standby, never writable.
+#[test]
+fn a_killed_primary_agent_is_replaced_and_up_on_its_host_brings_the_node_back_as_a_standby() {
+    let Some(site) = Site::new(1, "") else { return };
+    site.up();
+    let mut w = Watched::start(&site);
+    w.fault();
+    let agent = nix::unistd::Pid::from_raw(super::agent_pid(&site, 1));
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let (new, i) = site.new_primary("a replica takes over from the killed agent's primary");
+    let out = site.ok_on(1, &["up", "--detach"]);
+    eprintln!("{out}");
+    site.wait("pg-1 streams from the new primary", || site.streams_from(i, "pg-1", &new));
+    w.finish(&site, "kill the primary's agent, then up on its host");
+}
