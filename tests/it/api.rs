@@ -120,42 +120,12 @@ fn the_write_api_moves_the_primary_with_the_token_and_refuses_everything_else_un
     assert!(!all.contains(TOKEN) && !all.contains("not-the-token"), "a token in the log");
 }
 
-/// A client certificate signed by `certs/ca.crt`, in `certs/client.{crt,key}`.
-fn client_cert(c: &Cluster, ca: &str, name: &str) {
-    let dir = c.path("certs");
-    let run = |args: &[&str]| {
-        let o = Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl");
-        assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
-    };
-    let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut a = vec!["req", "-subj", "/CN=automation", "-keyout", &key, "-out", &csr];
-    a.extend_from_slice(&ec);
-    run(&a);
-    let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
-    run(&[
-        "x509",
-        "-req",
-        "-days",
-        "2",
-        "-in",
-        &csr,
-        "-CA",
-        &ca_crt,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-out",
-        &crt,
-    ]);
-}
-
 #[test]
 fn the_api_over_tls_answers_curl_with_the_ca_and_takes_a_client_certificate_for_writes() {
     let c = with_token(0, &format!("tls = true\n{}", Cluster::tls_section("ca.crt")));
     c.make_certs(&["IP:127.0.0.1", "DNS:localhost"], Some("other"));
-    client_cert(&c, "ca", "client");
-    client_cert(&c, "other", "stranger");
+    c.sign("ca", "client", "/CN=automation", None);
+    c.sign("other", "stranger", "/CN=automation", None);
     c.up();
     let api = c.ports[0] + 10000;
     let url = |path: &str| format!("https://127.0.0.1:{api}{path}");

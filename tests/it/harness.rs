@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 pub const PASSWORD: &str = "Rep1-secret-for-tests-7Hq2";
 
+/// A new P-256 key, unencrypted, for `openssl req`.
+const EC_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
 /// Ports below 32768, spread by pid so parallel test processes rarely meet.
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
@@ -112,46 +115,45 @@ impl Cluster {
     /// `certs/`, with the `openssl` command; with `other_ca`, a second,
     /// unrelated CA goes in `certs/<other_ca>.crt`.
     pub fn make_certs(&self, sans: &[&str], other_ca: Option<&str>) {
-        let dir = self.path("certs");
-        std::fs::create_dir_all(&dir).unwrap();
-        let run = |args: &[&str]| {
-            let o = Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl");
-            assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        std::fs::create_dir_all(self.path("certs")).unwrap();
         let ca = |name: &str| {
             let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
             let mut a = vec!["req", "-x509", "-days", "2", "-subj", "/CN=pgrepl test CA"];
-            a.extend_from_slice(&ec);
+            a.extend_from_slice(&EC_KEY);
             a.extend_from_slice(&["-keyout", &key, "-out", &crt]);
-            run(&a);
+            self.openssl(&a);
         };
         ca("ca");
-        let mut a = vec!["req", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"];
-        a.extend_from_slice(&ec);
-        run(&a);
-        std::fs::write(dir.join("san.ext"), format!("subjectAltName={}\n", sans.join(","))).unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.crt",
-        ]);
+        self.write("certs/san.ext", &format!("subjectAltName={}\n", sans.join(",")));
+        self.sign("ca", "server", "/CN=localhost", Some("san.ext"));
         if let Some(name) = other_ca {
             ca(name);
         }
-        std::fs::set_permissions(dir.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let key = self.path("certs/server.key");
+        std::fs::set_permissions(key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+
+    /// A key and a certificate `certs/<name>.{key,crt}` for `subject`,
+    /// signed by CA `certs/<ca>.{crt,key}` (with `ext`, an extension file
+    /// in `certs/`): a server's, or a client's for certificate auth.
+    pub fn sign(&self, ca: &str, name: &str, subject: &str, ext: Option<&str>) {
+        let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+        let mut a = vec!["req", "-subj", subject, "-keyout", &key, "-out", &csr];
+        a.extend_from_slice(&EC_KEY);
+        self.openssl(&a);
+        let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+        let mut a = vec!["x509", "-req", "-days", "2", "-in", &csr, "-CA", &ca_crt, "-CAkey", &ca_key];
+        a.extend_from_slice(&["-CAcreateserial", "-out", &crt]);
+        if let Some(ext) = ext {
+            a.extend_from_slice(&["-extfile", ext]);
+        }
+        self.openssl(&a);
+    }
+
+    /// The `openssl` command in `certs/`, required to succeed.
+    fn openssl(&self, args: &[&str]) {
+        let o = Command::new("openssl").args(args).current_dir(self.path("certs")).output().expect("openssl");
+        assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
     }
 
     /// A `[tls]` section (and manual failover) using `certs/` and CA `ca`.

@@ -89,6 +89,15 @@ impl Job {
                 Ok(())
             }
             Action::KillAgent => Ok(()), // see kill_agent
+            Action::IsolatePrimary => {
+                let seconds = self.asked.seconds.unwrap_or(10);
+                let peers = crate::ops::drill::fault::peers(ctx, node);
+                let list: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
+                out.info(format!("{name}: cutting this host off from {} for {seconds}s", list.join(", ")));
+                crate::ops::drill::fault::isolate(&peers, seconds).await?;
+                out.info(format!("{name}: this host is reachable again"));
+                Ok(())
+            }
             Action::Reload => {
                 // The host's config file as it is now, as the command reads it.
                 let fresh = Ctx::with_config(ctx, crate::config::load(&ctx.cfg.path)?)?;
@@ -175,14 +184,23 @@ impl Job {
             Ok(()) => format!("{verb} {name}: done"),
             Err(e) => format!("{verb} {name} failed: {e}"),
         };
-        let (r, n) = (self.requests.clone(), name.clone());
-        let _ = tokio::task::spawn_blocking(move || {
-            r.update_action(&n, |a| {
-                a.steps = steps.clone();
-                a.progress = if done.is_ok() { ActionProgress::Done } else { ActionProgress::Failed };
-                a.outcome = Some(outcome.clone());
-            })
-        })
-        .await;
+        // The command waits for this: a moment without etcd (an agent that
+        // was just cut off, say) must not lose it.
+        let finish = || {
+            let (r, n) = (self.requests.clone(), name.clone());
+            let (steps, outcome, ok) = (steps.clone(), outcome.clone(), done.is_ok());
+            async move {
+                let written = tokio::task::spawn_blocking(move || {
+                    r.update_action(&n, |a| {
+                        a.steps = steps.clone();
+                        a.progress = if ok { ActionProgress::Done } else { ActionProgress::Failed };
+                        a.outcome = Some(outcome.clone());
+                    })
+                });
+                // Ok(false): the request is gone (its command gave up); nothing to report to.
+                matches!(written.await, Ok(Ok(_))).then_some(())
+            }
+        };
+        let _ = crate::domain::deadline::poll(Duration::from_secs(30), Duration::from_millis(500), finish).await;
     }
 }

@@ -29,6 +29,8 @@ const SAMPLE_TIMEOUT: Duration = Duration::from_millis(90);
 pub(crate) struct Records {
     pub writes: Vec<Write>,
     pub samples: Vec<Sample>,
+    /// Why the writer found no node to write to, the last time it looked.
+    pub no_writable: Option<String>,
 }
 
 /// The clock both observers and the drill read: seconds since `t0`.
@@ -77,33 +79,47 @@ impl Login {
 
 /// A connection to `node` as `login`, within `limit`.
 pub(crate) async fn connect(ctx: &Ctx, login: &Login, node: &Node, limit: Duration) -> Option<Client> {
+    try_connect(ctx, login, node, limit).await.ok()
+}
+
+/// [`connect`], saying why not.
+async fn try_connect(ctx: &Ctx, login: &Login, node: &Node, limit: Duration) -> Result<Client, String> {
+    let late = || format!("no answer within {}s", limit.as_secs_f64());
     match login {
         Login::Socket => {
             let dir = ctx.layout.socket_dir();
             let c = crate::pg::sql::connect_socket(&dir, node.port, &ctx.runas.name, "postgres");
-            tokio::time::timeout(limit, c).await.ok()?.ok()
+            tokio::time::timeout(limit, c).await.map_err(|_| late())?.map_err(|e| e.to_string())
         }
         Login::Tcp { db, user, password } => {
-            let tls = ctx.cfg.tls.as_ref().map(crate::pg::tls::make_tls).transpose().ok()?;
+            let tls = ctx.cfg.tls.as_ref().map(crate::pg::tls::make_tls).transpose().map_err(|e| e.to_string())?;
             let c = crate::pg::sql::connect_tcp(&node.host, node.port, user, password, db, tls);
-            tokio::time::timeout(limit, c).await.ok()?.ok()
+            tokio::time::timeout(limit, c).await.map_err(|_| late())?.map_err(|e| e.to_string())
         }
     }
 }
 
 /// The first node, in config order, that takes a login and answers as
 /// writable: what libpq's `target_session_attrs=read-write` does.
-async fn connect_writable(ctx: &Ctx, login: &Login) -> Option<(Client, String)> {
+async fn connect_writable(ctx: &Ctx, login: &Login) -> Result<(Client, String), String> {
+    let mut why = Vec::new();
     for node in &ctx.cfg.nodes {
-        let Some(c) = connect(ctx, login, node, CLIENT_TIMEOUT).await else { continue };
-        let ro = tokio::time::timeout(CLIENT_TIMEOUT, c.query_one("SHOW transaction_read_only", &[])).await;
-        if let Ok(Ok(row)) = ro {
-            if row.get::<_, String>(0) == "off" {
-                return Some((c, node.name.clone()));
+        let c = match try_connect(ctx, login, node, CLIENT_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                why.push(format!("{}: {e}", node.name));
+                continue;
             }
+        };
+        let ro = tokio::time::timeout(CLIENT_TIMEOUT, c.query_one("SHOW transaction_read_only", &[])).await;
+        match ro {
+            Ok(Ok(row)) if row.get::<_, String>(0) == "off" => return Ok((c, node.name.clone())),
+            Ok(Ok(_)) => why.push(format!("{}: read-only", node.name)),
+            Ok(Err(e)) => why.push(format!("{}: {e}", node.name)),
+            Err(_) => why.push(format!("{}: no answer", node.name)),
         }
     }
-    None
+    Err(why.join("; "))
 }
 
 /// Write ids 1, 2, ... every `1 / rate` s until `stop` turns true.
@@ -127,9 +143,12 @@ pub(crate) async fn write(
             _ = stop.wait_for(|s| *s) => return,
         }
         if client.is_none() {
-            client = connect_writable(&ctx, &login).await;
-            if client.is_none() {
-                continue;
+            match connect_writable(&ctx, &login).await {
+                Ok(c) => client = Some(c),
+                Err(why) => {
+                    rec.lock().unwrap_or_else(|p| p.into_inner()).no_writable = Some(why);
+                    continue;
+                }
             }
         }
         let Some((c, server)) = &client else { continue };

@@ -120,3 +120,72 @@ pub(crate) async fn switchover(ctx: &Arc<Ctx>, out: &crate::output::Output) -> R
     };
     crate::ops::entry::switchover(ctx, &o, out).await
 }
+
+/// The addresses `node`'s host talks to: the other nodes' hosts and the
+/// etcd members. Names are resolved; this host's own address is left out.
+pub(crate) fn peers(ctx: &Ctx, node: &Node) -> Vec<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let mine: Vec<std::net::IpAddr> =
+        (node.host.as_str(), 0).to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).unwrap_or_default();
+    let hosts = ctx.cfg.nodes.iter().filter(|n| n.name != node.name).map(|n| n.host.clone());
+    // `http://10.0.0.21:2379` -> `10.0.0.21`; `[::1]:2379` -> `::1`.
+    let etcd = ctx.cfg.etcd.iter().flat_map(|e| e.endpoints.iter()).filter_map(|u| {
+        let rest = u.split_once("://").map_or(u.as_str(), |(_, r)| r);
+        let hostport = rest.split('/').next()?;
+        let host = match hostport.strip_prefix('[') {
+            Some(v6) => v6.split(']').next()?,
+            None => hostport.rsplit_once(':').map_or(hostport, |(h, _)| h),
+        };
+        Some(host.to_string())
+    });
+    let mut out: Vec<std::net::IpAddr> = Vec::new();
+    for h in hosts.chain(etcd) {
+        for ip in (h.as_str(), 0).to_socket_addrs().map(|a| a.map(|s| s.ip()).collect::<Vec<_>>()).unwrap_or_default() {
+            if !mine.contains(&ip) && !ip.is_loopback() && !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+/// Cut this host off from `peers` with blackhole routes for `seconds`.
+/// The undo is started first, as a process of its own, so it runs even if
+/// the agent (or the drill) dies meanwhile.
+pub(crate) async fn isolate(peers: &[std::net::IpAddr], seconds: u64) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    if peers.is_empty() {
+        return Err(Error::Refused("no peer address to cut this host off from".into()));
+    }
+    let route = |ip: &std::net::IpAddr| if ip.is_ipv4() { format!("{ip}/32") } else { format!("{ip}/128") };
+    let undo: Vec<String> = peers.iter().map(|p| format!("ip route del blackhole {}", route(p))).collect();
+    std::process::Command::new("sh")
+        .args(["-c", &format!("sleep {seconds}; {}", undo.join("; "))])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::Other(format!("cannot start the undo of the isolation: {e}")))?;
+    for p in peers {
+        let o = std::process::Command::new("ip").args(["route", "add", "blackhole", &route(p)]).output();
+        match o {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                return Err(Error::Other(format!(
+                    "ip route add blackhole {}: {} (isolating needs root; the undo runs in {seconds}s)",
+                    route(p),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )))
+            }
+            Err(e) => return Err(Error::Other(format!("ip: {e} (iproute2 is needed to isolate a host)"))),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    // Undone here too (the undo process may not have run yet: both slept
+    // as long), so whoever waits for this fault finds the host reachable.
+    for p in peers {
+        let _ = std::process::Command::new("ip").args(["route", "del", "blackhole", &route(p)]).output();
+    }
+    Ok(())
+}

@@ -36,7 +36,8 @@ pub(crate) struct Options {
     /// Writes per second.
     pub rate: u32,
     pub durability_check: bool,
-    /// How long `freeze-postgres` keeps the primary stopped.
+    /// How long `freeze-postgres` keeps the primary stopped, and
+    /// `isolate-primary` cut off.
     pub freeze_for: Duration,
     /// How long a round may take to recover before it counts as failed.
     pub round_timeout: Duration,
@@ -50,9 +51,9 @@ pub(crate) fn check(o: &Options, across_hosts: bool) -> Result<()> {
             o.fault.name()
         )));
     }
-    if matches!(o.fault, Fault::FreezeHost | Fault::IsolatePrimary) {
+    if o.fault == Fault::FreezeHost {
         return Err(Error::Refused(format!(
-            "--fault {} is not done yet; across hosts the drill has switchover, kill-postgres, freeze-postgres and kill-agent",
+            "--fault {} is not done yet; across hosts the drill has switchover, kill-postgres, freeze-postgres, kill-agent and isolate-primary",
             o.fault.name()
         )));
     }
@@ -131,12 +132,29 @@ async fn preflight(ctx: &Arc<Ctx>) -> Result<String> {
         // (the HA task holds it for a moment on every snapshot, hence the wait).
         drop(crate::ops::control::wait_move_lock(ctx, Duration::from_secs(15)).await?);
     }
-    settled(&status).map_err(|why| {
-        Error::Refused(format!(
-            "the cluster is not healthy, so a drill would measure nothing useful: {why}; see `pgrepl status`"
-        ))
-    })
+    // A cluster still settling from a move a moment ago (a replica
+    // reconnecting, a status another host has not published yet) gets a
+    // few seconds before the drill gives up on it.
+    let deadline = Instant::now() + PREFLIGHT_WAIT;
+    let mut status = status;
+    loop {
+        match settled(&status) {
+            Ok(p) => return Ok(p),
+            Err(why) if Instant::now() >= deadline => {
+                return Err(Error::Refused(format!(
+                    "the cluster is not healthy, so a drill would measure nothing useful: {why}; see `pgrepl status`"
+                )))
+            }
+            Err(_) => {}
+        }
+        // The pace of looking again, not synchronisation.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        status = crate::observe::status::gather::gather_once(ctx).await?;
+    }
 }
+
+/// How long the preflight waits for a settling cluster.
+const PREFLIGHT_WAIT: Duration = Duration::from_secs(10);
 
 /// Run the drill; the report, whatever happened in the rounds.
 pub(crate) async fn run(ctx: &Arc<Ctx>, o: &Options, out: &Output) -> Result<Report> {
@@ -237,11 +255,22 @@ impl Drill<'_> {
                 (task(Box::pin(async move { fault::switchover(&ctx, &out).await })), fault::Frozen::none())
             }
             // Across hosts the primary's own agent makes the fault (and undoes a freeze).
-            f @ (Fault::KillPostgres | Fault::FreezePostgres | Fault::KillAgent) if across => {
+            f @ (Fault::KillPostgres | Fault::FreezePostgres | Fault::KillAgent | Fault::IsolatePrimary) if across => {
                 let (action, secs) = match f {
                     Fault::KillPostgres => (crate::store::etcd::Action::KillPostgres, None),
                     // The agent comes back after 5 s, as a service manager restarts it.
                     Fault::KillAgent => (crate::store::etcd::Action::KillAgent, Some(5)),
+                    Fault::IsolatePrimary => {
+                        // This host would be cut off too: the drill's writer and
+                        // watcher would see nothing of the rest of the cluster.
+                        if ctx.is_here(&node) {
+                            return Err(Error::Refused(format!(
+                                "isolate-primary cuts {}'s host off: run the drill from another host",
+                                node.name
+                            )));
+                        }
+                        (crate::store::etcd::Action::IsolatePrimary, Some(self.o.freeze_for.as_secs()))
+                    }
                     _ => (crate::store::etcd::Action::FreezePostgres, Some(self.o.freeze_for.as_secs())),
                 };
                 let ask =
@@ -297,6 +326,9 @@ impl Drill<'_> {
                 moving = None;
             }
             let writes_back = self.acked_since(m.fault) > 0;
+            if moving.is_some() {
+                last_why = format!("the {} has not finished", o.fault.name());
+            }
             if !frozen.is_frozen() && moving.is_none() && writes_back {
                 let status = crate::observe::status::gather::gather_once(self.ctx).await;
                 // A killed agent's fault is undone once it is back: it went
@@ -324,7 +356,11 @@ impl Drill<'_> {
                     Err(why) => last_why = why,
                 }
             } else if !writes_back {
-                last_why = "no write acknowledged since the fault".into();
+                let no_writable = self.rec.lock().unwrap_or_else(|p| p.into_inner()).no_writable.clone();
+                last_why = match no_writable {
+                    Some(why) => format!("no write acknowledged since the fault; the writer's last try: {why}"),
+                    None => "no write acknowledged since the fault".into(),
+                };
             }
             if Instant::now() > deadline {
                 let secs = o.round_timeout.as_secs();

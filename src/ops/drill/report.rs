@@ -36,7 +36,8 @@ pub(crate) struct Report {
     pub fault: &'static str,
     pub rounds_asked: u32,
     pub rate_per_second: u32,
-    pub freeze_seconds: Option<f64>,
+    /// How long a freeze or an isolation lasted.
+    pub fault_seconds: Option<f64>,
     /// RFC 3339, UTC.
     pub started: String,
     pub duration_seconds: f64,
@@ -84,7 +85,8 @@ impl Report {
             fault: o.fault.name(),
             rounds_asked: o.rounds,
             rate_per_second: o.rate,
-            freeze_seconds: (o.fault == super::Fault::FreezePostgres).then_some(o.freeze_for.as_secs_f64()),
+            fault_seconds: matches!(o.fault, super::Fault::FreezePostgres | super::Fault::IsolatePrimary)
+                .then_some(o.freeze_for.as_secs_f64()),
             started: crate::domain::time::rfc3339(started),
             duration_seconds: (took * 10.0).round() / 10.0,
             ok,
@@ -150,7 +152,7 @@ pub(crate) fn render(r: &Report) -> String {
         r.mode,
         r.rounds_asked,
         r.rate_per_second,
-        r.freeze_seconds.map_or(String::new(), |f| format!(", frozen {f}s")),
+        r.fault_seconds.map_or(String::new(), |f| format!(", for {f}s")),
         r.duration_seconds
     );
     for row in &rows {

@@ -124,6 +124,7 @@ impl NodeAction {
             (Action::KillPostgres, _) => "kill-postgres",
             (Action::FreezePostgres, _) => "freeze-postgres",
             (Action::KillAgent, _) => "kill-agent",
+            (Action::IsolatePrimary, _) => "isolate-primary",
         }
     }
 }
@@ -143,6 +144,9 @@ pub(crate) enum Action {
     /// A drill's fault: SIGKILL this agent; it starts again after
     /// `seconds`, as a service manager would start it.
     KillAgent,
+    /// A drill's fault: cut this host off from its peers and etcd for
+    /// `seconds` (blackhole routes, undone by a process of their own).
+    IsolatePrimary,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
