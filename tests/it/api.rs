@@ -164,14 +164,7 @@ fn the_api_over_tls_answers_curl_with_the_ca_and_takes_a_client_certificate_for_
         "global\n    maxconn 50\ndefaults\n    mode tcp\n    timeout connect 3s\n    timeout client 30s\n    timeout server 30s\n    timeout check 2s\nlisten rw\n    bind 127.0.0.1:{rw}\n    option httpchk GET /primary\n    http-check expect status 200\n    default-server inter 500ms fall 2 rise 1\n    server pg-1 127.0.0.1:{} check port {api} check-ssl verify required ca-file {ca}\n",
         c.ports[0]
     );
-    c.write("haproxy.cfg", &cfg);
-    let mut haproxy = Command::new("haproxy")
-        .arg("-f")
-        .arg(c.path("haproxy.cfg"))
-        .arg("-db")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("haproxy (scripts/install-deps.sh --test installs it)");
+    let _haproxy = c.haproxy(&cfg);
     let psql = pgrepl::find_postgres(None).unwrap().program("psql");
     let through_haproxy = || {
         let o = Command::new(&psql)
@@ -183,8 +176,6 @@ fn the_api_over_tls_answers_curl_with_the_ca_and_takes_a_client_certificate_for_
         text(&o.stdout).trim().to_string()
     };
     wait_until("HAProxy's HTTPS check passes and it reaches the primary", T, || through_haproxy() == "f");
-    let _ = haproxy.kill();
-    let _ = haproxy.wait();
 }
 
 #[test]

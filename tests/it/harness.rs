@@ -71,6 +71,16 @@ pub fn wait_until_explained(what: &str, timeout: Duration, mut f: impl FnMut() -
     }
 }
 
+/// A running HAProxy, stopped when dropped.
+pub struct Haproxy(std::process::Child);
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A test cluster: a temp dir with pgrepl.toml and a password file.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
@@ -154,6 +164,19 @@ impl Cluster {
     fn openssl(&self, args: &[&str]) {
         let o = Command::new("openssl").args(args).current_dir(self.path("certs")).output().expect("openssl");
         assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
+    }
+
+    /// HAProxy running `cfg` (written as `haproxy.cfg` here), stopped on drop.
+    pub fn haproxy(&self, cfg: &str) -> Haproxy {
+        self.write("haproxy.cfg", cfg);
+        let child = Command::new("haproxy")
+            .arg("-f")
+            .arg(self.path("haproxy.cfg"))
+            .arg("-db")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("haproxy (scripts/install-deps.sh --test installs it)");
+        Haproxy(child)
     }
 
     /// A `[tls]` section (and manual failover) using `certs/` and CA `ca`.

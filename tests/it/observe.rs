@@ -61,14 +61,7 @@ fn haproxy_sends_writes_to_the_primary_and_reads_to_a_replica() {
     cfg = cfg
         .replace("127.0.0.1:15000", &format!("127.0.0.1:{rw}"))
         .replace("127.0.0.1:15001", &format!("127.0.0.1:{ro}"));
-    c.write("haproxy.cfg", &cfg);
-    let mut haproxy = Command::new("haproxy")
-        .arg("-f")
-        .arg(c.path("haproxy.cfg"))
-        .arg("-db")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("haproxy (scripts/install-deps.sh installs it)");
+    let _haproxy = c.haproxy(&cfg);
     let psql = pgrepl::find_postgres(None).unwrap().program("psql");
     let in_recovery = |port: u16| {
         let o = Command::new(&psql)
@@ -81,8 +74,6 @@ fn haproxy_sends_writes_to_the_primary_and_reads_to_a_replica() {
     };
     wait_until("read-write frontend reaches the primary", T, || in_recovery(rw) == "f");
     wait_until("read-only frontend reaches a replica", T, || in_recovery(ro) == "t");
-    let _ = haproxy.kill();
-    let _ = haproxy.wait();
 }
 
 fn check(c: &Cluster) -> (i32, String) {
