@@ -173,8 +173,8 @@ pub enum Command {
     /// A failover drill on the running cluster: inject a fault into the primary, under a
     /// writer, and measure RTO, write gap and lost writes (one machine for now).
     Drill {
-        /// switchover, kill-postgres or freeze-postgres; across hosts also kill-agent and
-        /// isolate-primary (freeze-host is not done yet).
+        /// switchover, kill-postgres or freeze-postgres; across hosts also kill-agent,
+        /// isolate-primary and freeze-host.
         #[arg(long, default_value = "switchover", value_parser = crate::ops::drill::Fault::parse)]
         fault: crate::ops::drill::Fault,
         /// Rounds, each a fault and a recovery (1 to 20).
@@ -186,7 +186,8 @@ pub enum Command {
         /// After the drill, check every node has every acknowledged write.
         #[arg(long)]
         durability_check: bool,
-        /// How long freeze-postgres keeps the primary stopped, and isolate-primary cut off.
+        /// How long freeze-postgres and freeze-host keep the primary stopped, and
+        /// isolate-primary cut off.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         freeze_for: std::time::Duration,
         /// How long a round may take to recover before it counts as failed.

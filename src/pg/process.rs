@@ -123,6 +123,18 @@ pub(crate) fn thaw_tree(pid: i32) {
     let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
 }
 
+/// `pid`'s descendants, parents before their children.
+pub(crate) fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = children(pid);
+    let mut i = 0;
+    while i < out.len() {
+        let more = children(out[i]);
+        out.extend(more);
+        i += 1;
+    }
+    out
+}
+
 /// Pids whose parent is `pid`, from /proc.
 fn children(pid: i32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };

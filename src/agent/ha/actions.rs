@@ -89,6 +89,13 @@ impl Job {
                 Ok(())
             }
             Action::KillAgent => Ok(()), // see kill_agent
+            Action::FreezeHost => {
+                let seconds = self.asked.seconds.unwrap_or(10);
+                out.info(format!("{name}: freezing this host's pgrepl and PostgreSQL for {seconds}s"));
+                crate::ops::drill::fault::freeze_host(seconds).await?;
+                out.info(format!("{name}: this host runs again"));
+                Ok(())
+            }
             Action::IsolatePrimary => {
                 let seconds = self.asked.seconds.unwrap_or(10);
                 let peers = crate::ops::drill::fault::peers(ctx, node);

@@ -25,7 +25,8 @@ pub enum Fault {
     /// Multi-host only: SIGKILL the agent on the primary's host, which
     /// leaves a restarter behind (as systemd would restart it) first.
     KillAgent,
-    /// Multi-host only: freeze every process of the primary's host.
+    /// Multi-host only: freeze the agent, fence and PostgreSQL of the
+    /// primary's host, as a stalled VM.
     FreezeHost,
     /// Multi-host only: cut the primary's host off from its peers and etcd.
     IsolatePrimary,
@@ -188,4 +189,40 @@ pub(crate) async fn isolate(peers: &[std::net::IpAddr], seconds: u64) -> Result<
         let _ = std::process::Command::new("ip").args(["route", "del", "blackhole", &route(p)]).output();
     }
     Ok(())
+}
+
+/// Freeze this host's pgrepl as a stalled VM would be: this agent, its
+/// fence and every PostgreSQL process it runs, for `seconds`, then all of
+/// them again at once. A helper process of its own does it (a frozen agent
+/// cannot thaw itself): it stops each postmaster first, so none forks a
+/// backend the list misses, and continues everything with one `kill`.
+pub(crate) async fn freeze_host(seconds: u64) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let me = std::process::id() as i32;
+    let below = crate::pg::process::descendants(me);
+    let postmasters: Vec<i32> = below.iter().copied().filter(|p| is_postmaster(*p)).collect();
+    let rest: Vec<i32> = below.iter().copied().filter(|p| !postmasters.contains(p)).chain([me]).collect();
+    let list = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(" ");
+    let (pm, others) = (list(&postmasters), list(&rest));
+    let script = format!("kill -STOP {pm} 2>/dev/null; kill -STOP {others} 2>/dev/null; sleep {seconds}; kill -CONT {pm} {others} 2>/dev/null");
+    std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::Other(format!("cannot start the freeze: {e}")))?;
+    // This task sleeps through the freeze with the rest of the agent.
+    tokio::time::sleep(Duration::from_secs(seconds + 1)).await;
+    Ok(())
+}
+
+/// Whether `pid` runs a postmaster (a postgres whose parent is not postgres).
+fn is_postmaster(pid: i32) -> bool {
+    let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<i32>().ok()));
+    comm(pid).trim() == "postgres" && ppid.is_some_and(|pp| comm(pp).trim() != "postgres")
 }

@@ -36,8 +36,8 @@ pub(crate) struct Options {
     /// Writes per second.
     pub rate: u32,
     pub durability_check: bool,
-    /// How long `freeze-postgres` keeps the primary stopped, and
-    /// `isolate-primary` cut off.
+    /// How long `freeze-postgres` and `freeze-host` keep the primary
+    /// stopped, and `isolate-primary` cut off.
     pub freeze_for: Duration,
     /// How long a round may take to recover before it counts as failed.
     pub round_timeout: Duration,
@@ -48,12 +48,6 @@ pub(crate) fn check(o: &Options, across_hosts: bool) -> Result<()> {
     if o.fault.needs_hosts() && !across_hosts {
         return Err(Error::Usage(format!(
             "--fault {} needs a cluster across hosts ([etcd], an agent per host); on one machine use switchover, kill-postgres or freeze-postgres",
-            o.fault.name()
-        )));
-    }
-    if o.fault == Fault::FreezeHost {
-        return Err(Error::Refused(format!(
-            "--fault {} is not done yet; across hosts the drill has switchover, kill-postgres, freeze-postgres, kill-agent and isolate-primary",
             o.fault.name()
         )));
     }
@@ -255,8 +249,15 @@ impl Drill<'_> {
                 (task(Box::pin(async move { fault::switchover(&ctx, &out).await })), fault::Frozen::none())
             }
             // Across hosts the primary's own agent makes the fault (and undoes a freeze).
-            f @ (Fault::KillPostgres | Fault::FreezePostgres | Fault::KillAgent | Fault::IsolatePrimary) if across => {
+            f @ (Fault::KillPostgres
+            | Fault::FreezePostgres
+            | Fault::KillAgent
+            | Fault::IsolatePrimary
+            | Fault::FreezeHost)
+                if across =>
+            {
                 let (action, secs) = match f {
+                    Fault::FreezeHost => (crate::store::etcd::Action::FreezeHost, Some(self.o.freeze_for.as_secs())),
                     Fault::KillPostgres => (crate::store::etcd::Action::KillPostgres, None),
                     // The agent comes back after 5 s, as a service manager restarts it.
                     Fault::KillAgent => (crate::store::etcd::Action::KillAgent, Some(5)),

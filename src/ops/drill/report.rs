@@ -85,8 +85,11 @@ impl Report {
             fault: o.fault.name(),
             rounds_asked: o.rounds,
             rate_per_second: o.rate,
-            fault_seconds: matches!(o.fault, super::Fault::FreezePostgres | super::Fault::IsolatePrimary)
-                .then_some(o.freeze_for.as_secs_f64()),
+            fault_seconds: matches!(
+                o.fault,
+                super::Fault::FreezePostgres | super::Fault::IsolatePrimary | super::Fault::FreezeHost
+            )
+            .then_some(o.freeze_for.as_secs_f64()),
             started: crate::domain::time::rfc3339(started),
             duration_seconds: (took * 10.0).round() / 10.0,
             ok,

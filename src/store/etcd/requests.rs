@@ -125,6 +125,7 @@ impl NodeAction {
             (Action::FreezePostgres, _) => "freeze-postgres",
             (Action::KillAgent, _) => "kill-agent",
             (Action::IsolatePrimary, _) => "isolate-primary",
+            (Action::FreezeHost, _) => "freeze-host",
         }
     }
 }
@@ -147,6 +148,9 @@ pub(crate) enum Action {
     /// A drill's fault: cut this host off from its peers and etcd for
     /// `seconds` (blackhole routes, undone by a process of their own).
     IsolatePrimary,
+    /// A drill's fault: freeze this agent, its fence and its PostgreSQL for
+    /// `seconds`, as a stalled VM.
+    FreezeHost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

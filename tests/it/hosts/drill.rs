@@ -78,3 +78,26 @@ fn drills_across_hosts_switch_over_kill_postgres_kill_an_agent_and_isolate_the_p
     assert_eq!(gone, "t");
     w.finish_with(&site, "drills across hosts", StaleAcks::Never, false);
 }
+
+/// `freeze-host`: the primary's agent has a helper freeze it, its fence and
+/// its PostgreSQL for 6 s, as a stalled VM. In async, a commit the old
+/// primary finished just as everything woke may be acknowledged late: such
+/// acknowledgements are counted, as in the other whole-host freezes.
+#[test]
+fn a_freeze_host_drill_across_hosts_replaces_the_stalled_primary_and_brings_it_back() {
+    let Some(site) = Site::new(1, "") else { return };
+    site.up();
+    site.wait("host 3 sees both replicas streaming from pg-1", || {
+        let st = site.status(3);
+        ["pg-2", "pg-3"].iter().all(|n| Site::node(&st, n).is_some_and(|x| x["replication"]["state"] == "streaming"))
+    });
+    let mut w = Watched::start(&site);
+    w.fault();
+    let (r, passed) = drill(&site, 3, &["--fault", "freeze-host", "--freeze-for", "6s", "--rounds", "1"]);
+    assert!(passed, "{r:#}\n{}", site.logs());
+    let x = &r["rounds"][0];
+    assert_ne!(x["primary_after"], x["primary_before"], "{r:#}");
+    assert_eq!(x["dual_primary_samples"], 0);
+    w.writer.wait_more(20);
+    w.finish_with(&site, "drill freeze-host", StaleAcks::Counted, false);
+}
