@@ -151,3 +151,21 @@ fn a_drill_refuses_bad_options_and_an_unhealthy_or_paused_cluster_and_changes_no
     assert_eq!(c.sql("pg-1", "SELECT to_regclass('pgrepl_drill') IS NULL").unwrap(), "t");
     assert_eq!(c.ok(&["history", "--json"]).trim(), "[]");
 }
+
+#[test]
+fn a_freeze_postgres_drill_stops_writes_for_the_freeze_and_thaws_the_primary_whatever_happens() {
+    let c = cluster(1);
+    let (r, passed) = drill(&c, &["--fault", "freeze-postgres", "--freeze-for", "3s", "--rounds", "1"]);
+    assert!(passed, "{r:#}");
+    let x = &r["rounds"][0];
+    // Shorter than primary_start_timeout (10 s): the same primary, back
+    // when it thaws, and no write acknowledged while it was stopped.
+    assert_eq!(x["primary_after"], x["primary_before"], "{r:#}");
+    let rto = secs(&x["rto_seconds"]);
+    assert!((3.0..10.0).contains(&rto), "RTO {rto}s for a 3 s freeze: {r:#}");
+    assert_eq!(r["fault_seconds"], 3.0);
+    // Nothing of the primary is left stopped.
+    let pid = c.postmaster_pid("pg-1").expect("pg-1 runs");
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(!state.rsplit_once(") ").unwrap().1.starts_with('T'), "pg-1's postmaster is still stopped: {state}");
+}
