@@ -5,6 +5,7 @@
 //! nodes, replicas before the primary.
 
 pub(crate) mod api;
+pub(crate) mod dashboard;
 pub(crate) mod durability;
 pub(crate) mod fence;
 pub(crate) mod ha;
@@ -98,7 +99,10 @@ impl Agent {
         let (tx, latest) = (self.snapshots.clone(), self.snapshots.subscribe());
         self.tasks.spawn(monitor::run(ctx.clone(), self.sup.clone(), tx, self.stop_signal()));
         if ctx.cfg.api.enabled {
-            if let Some(api) = api::Server::new(ctx.clone(), latest.clone(), self.out.clone()) {
+            let dash = dashboard::Dashboard::new(dashboard_settings(&ctx));
+            self.tasks.spawn(dashboard::run(dash.clone(), latest.clone(), self.stop_signal()));
+            let api = api::Server::new(ctx.clone(), latest.clone(), dash, self.out.clone(), self.stop_signal());
+            if let Some(api) = api {
                 for (listener, name) in api.bind(nodes).await {
                     self.tasks.spawn(api.clone().accept(listener, name, self.stop_signal()));
                 }
@@ -130,6 +134,22 @@ impl Agent {
             self.sup.shutdown(&ClusterView::read_for_display(&self.ctx).primary.name, StopMode::Fast).await;
         }
     }
+}
+
+/// What the dashboard's page needs to know of the config: the thresholds
+/// it draws as bands and whether its write buttons can work.
+fn dashboard_settings(ctx: &Ctx) -> serde_json::Value {
+    let m = &ctx.cfg.monitor;
+    serde_json::json!({
+        "cluster": ctx.cfg.cluster_name,
+        "interval_seconds": m.interval.as_secs_f64(),
+        "warn_lag_seconds": m.warn_lag.as_secs_f64(),
+        "crit_lag_seconds": m.crit_lag.as_secs_f64(),
+        "crit_slot_retained_bytes": m.crit_slot_retained.0,
+        "write": matches!(ctx.cfg.api.write, crate::config::WriteAccess::Token(_)),
+        "across_hosts": ctx.cfg.etcd.is_some(),
+        "version": env!("CARGO_PKG_VERSION"),
+    })
 }
 
 #[cfg(test)]

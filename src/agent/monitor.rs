@@ -10,7 +10,7 @@ use crate::agent::supervise::Supervisor;
 use crate::agent::Stop;
 use crate::domain::time::now_unix;
 use crate::observe::health::{self, Thresholds};
-use crate::observe::snapshot::{count_moves, Snapshot};
+use crate::observe::snapshot::{count_moves, count_moves_to, Snapshot};
 use crate::observe::status::gather::Gatherer;
 use crate::store::ctx::Ctx;
 
@@ -28,8 +28,17 @@ pub(crate) async fn run(ctx: Arc<Ctx>, sup: Supervisor, tx: watch::Sender<Option
         let taken_unix = now_unix();
         let Ok(status) = gatherer.gather().await else { continue };
         let health = health::evaluate(&status, &thresholds);
-        let moves = ctx.store().load().map(|st| count_moves(&st)).unwrap_or_default();
-        let snap = Snapshot { status, health, taken_unix, restarts: sup.restarts(), moves };
+        let st = ctx.store().load().unwrap_or_default();
+        let snap = Snapshot {
+            status,
+            health,
+            taken_unix,
+            restarts: sup.restarts(),
+            moves: count_moves(&st),
+            moves_to: count_moves_to(&st),
+            thresholds,
+            recorded: st.events,
+        };
         if tx.send(Some(Arc::new(snap))).is_err() {
             return;
         }

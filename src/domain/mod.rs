@@ -6,5 +6,6 @@ pub(crate) mod election;
 pub(crate) mod guc;
 pub(crate) mod lsn;
 pub(crate) mod modes;
+pub(crate) mod sentence;
 pub(crate) mod time;
 pub(crate) mod units;

@@ -327,6 +327,7 @@ mod tests {
             last_move: None,
             paused: None,
             needs_reclone: vec![],
+            fenced: vec![],
             state_error: None,
             settling: None,
             durability: None,

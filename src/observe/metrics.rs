@@ -49,6 +49,20 @@ pub(crate) fn render(snap: &Snapshot, now_unix: f64) -> String {
             f64::from(u8::from(n.state == crate::observe::status::NodeState::Running)),
         );
     }
+    f.head(
+        "pgrepl_primary",
+        "gauge",
+        "The node pgrepl records as the primary (the leader): 1 on that node's series, 0 on the others.",
+    );
+    for n in &s.nodes {
+        f.sample("pgrepl_primary", &[("node", &n.name)], f64::from(u8::from(n.name == s.primary)));
+    }
+    f.head(
+        "pgrepl_writable_primaries",
+        "gauge",
+        "Nodes observed running as a writable primary: 1 when healthy; 0 or 2 and more page someone.",
+    );
+    f.sample("pgrepl_writable_primaries", &[], s.nodes.iter().filter(|n| n.is_writable_primary()).count() as f64);
     f.head("pgrepl_node_role", "gauge", "The node's observed role: 1 on the series of the role it has.");
     for n in &s.nodes {
         f.sample("pgrepl_node_role", &[("node", &n.name), ("role", n.role.map_or("unknown", |r| r.as_str()))], 1.0);
@@ -176,6 +190,8 @@ pub(crate) fn render(snap: &Snapshot, now_unix: f64) -> String {
             f.head("pgrepl_archive_archived_total", "counter", "WAL files the primary archived (pg_stat_archiver).");
             f.sample("pgrepl_archive_archived_total", &[], n as f64);
         }
+        f.head("pgrepl_archive_failing", "gauge", "Whether the primary's last archive attempt failed (1) or not (0).");
+        f.sample("pgrepl_archive_failing", &[], f64::from(u8::from(a.failing)));
         if let Some(n) = a.failed_count {
             f.head(
                 "pgrepl_archive_failed_total",
@@ -212,6 +228,25 @@ pub(crate) fn render(snap: &Snapshot, now_unix: f64) -> String {
         let n = snap.moves.iter().find(|(k, _)| k == kind).map_or(0, |(_, n)| *n);
         f.sample("pgrepl_moves_total", &[("kind", kind)], n as f64);
     }
+    f.head(
+        "pgrepl_node_moves_total",
+        "counter",
+        "Moves of the primary that made this node the primary (pgrepl history), by kind.",
+    );
+    for (node, kind, n) in &snap.moves_to {
+        f.sample("pgrepl_node_moves_total", &[("node", node), ("kind", kind)], *n as f64);
+    }
+    let t = &snap.thresholds;
+    f.head("pgrepl_lag_warning_seconds", "gauge", "Replay lag that makes a replica WARNING ([monitor] warn_lag).");
+    f.sample("pgrepl_lag_warning_seconds", &[], t.warn_lag.as_secs_f64());
+    f.head("pgrepl_lag_critical_seconds", "gauge", "Replay lag that makes a replica CRITICAL ([monitor] crit_lag).");
+    f.sample("pgrepl_lag_critical_seconds", &[], t.crit_lag.as_secs_f64());
+    f.head(
+        "pgrepl_slot_retained_critical_bytes",
+        "gauge",
+        "WAL a slot may hold back before it is CRITICAL ([monitor] crit_slot_retained).",
+    );
+    f.sample("pgrepl_slot_retained_critical_bytes", &[], t.crit_slot_retained.0 as f64);
     f.head("pgrepl_build_info", "gauge", "pgrepl's version and the commit it was built from (always 1).");
     f.sample("pgrepl_build_info", &[("version", env!("CARGO_PKG_VERSION")), ("commit", env!("PGREPL_COMMIT"))], 1.0);
     f.head("pgrepl_snapshot_timestamp_seconds", "gauge", "Unix time the served snapshot was taken.");

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::observe::health::Report;
+use crate::observe::health::{Report, Thresholds};
 use crate::observe::status::ClusterStatus;
+use crate::store::state::{EventRecord, State};
 
 /// One published snapshot.
 #[derive(Debug, Clone)]
@@ -20,13 +21,19 @@ pub(crate) struct Snapshot {
     pub restarts: Vec<(String, u32)>,
     /// Moves of the primary by kind (`switchover`, `failover`), from the history.
     pub moves: Vec<(String, u64)>,
+    /// Moves of the primary by the node they made primary, and kind.
+    pub moves_to: Vec<(String, String, u64)>,
+    /// The thresholds the health verdict used (`[monitor]`).
+    pub thresholds: Thresholds,
+    /// The events in the cluster's record, oldest first.
+    pub recorded: Vec<EventRecord>,
 }
 
 /// The latest snapshot, if one has been taken.
 pub(crate) type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
 
 /// Moves in the history, by kind.
-pub(crate) fn count_moves(st: &crate::store::state::State) -> Vec<(String, u64)> {
+pub(crate) fn count_moves(st: &State) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = Vec::new();
     for m in &st.history {
         match out.iter_mut().find(|(k, _)| *k == m.kind.to_string()) {
@@ -37,11 +44,24 @@ pub(crate) fn count_moves(st: &crate::store::state::State) -> Vec<(String, u64)>
     out
 }
 
+/// Moves in the history, by the node they made primary and kind.
+pub(crate) fn count_moves_to(st: &State) -> Vec<(String, String, u64)> {
+    let mut out: Vec<(String, String, u64)> = Vec::new();
+    for m in &st.history {
+        let kind = m.kind.to_string();
+        match out.iter_mut().find(|(n, k, _)| *n == m.to && *k == kind) {
+            Some((_, _, n)) => *n += 1,
+            None => out.push((m.to.clone(), kind, 1)),
+        }
+    }
+    out
+}
+
 /// A fixed example snapshot (1 primary, 2 replicas: one caught up, one
 /// lagging; two slots), for rendering tests.
 #[cfg(test)]
 pub(crate) fn example() -> Snapshot {
-    use crate::observe::health::{self, Thresholds};
+    use crate::observe::health;
     use crate::observe::status::{Conflicts, Lag, NodeStatus, Replication, SlotStatus};
     let lsn = |s: &str| s.parse().ok();
     let node = |name: &str, port: u16, role: crate::config::Role| NodeStatus {
@@ -109,6 +129,7 @@ pub(crate) fn example() -> Snapshot {
         last_move: None,
         paused: None,
         needs_reclone: vec![],
+        fenced: vec![],
         state_error: None,
         settling: None,
         durability: None,
@@ -145,5 +166,17 @@ pub(crate) fn example() -> Snapshot {
         taken_unix: 1_795_334_400.0,
         restarts: vec![("pg-1".into(), 0), ("pg-2".into(), 2), ("pg-3".into(), 0)],
         moves: vec![("switchover".into(), 2), ("failover".into(), 1)],
+        moves_to: vec![
+            ("pg-1".into(), "switchover".into(), 1),
+            ("pg-2".into(), "switchover".into(), 1),
+            ("pg-1".into(), "failover".into(), 1),
+        ],
+        thresholds: t,
+        recorded: vec![EventRecord {
+            at: 1_795_334_000.0,
+            kind: "switchover".into(),
+            node: "pg-1".into(),
+            message: "switchover from pg-2 to pg-1 done".into(),
+        }],
     }
 }

@@ -12,6 +12,7 @@ use std::process::Stdio;
 
 use crate::output::Output;
 use crate::store::ctx::Ctx;
+use crate::store::state::EventRecord;
 
 /// What happened; the hook gets it by name (its first argument).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +40,22 @@ impl Event {
     }
 }
 
-/// Run the hook for `event` on `node` (`-` for the whole cluster).
+/// Record `event` on `node` (`-` for the whole cluster) in the cluster's
+/// record, for the dashboard, then run the hook for it. Every event passes
+/// here, whichever process made it, so the record misses none.
 pub(crate) async fn fire(ctx: &Ctx, event: Event, node: &str, message: &str, out: &Output) {
-    let Some(h) = &ctx.cfg.hooks else { return };
     let event = event.as_str();
+    let rec = EventRecord {
+        at: crate::domain::time::now_unix(),
+        kind: event.into(),
+        node: node.into(),
+        message: message.into(),
+    };
+    // Best effort, as the hook: the event itself has happened either way.
+    if let Err(e) = ctx.store().update(|st| st.record_event(rec.clone())) {
+        out.info(format!("warning: cannot record the {event} event of {node}: {e}"));
+    }
+    let Some(h) = &ctx.cfg.hooks else { return };
     // Empty when the record cannot be read: the hook is told, not misled.
     let primary = crate::store::view::ClusterView::read(ctx).map(|v| v.primary.name).unwrap_or_default();
     let mut cmd = tokio::process::Command::new(&h.on_event);

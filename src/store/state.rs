@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The state file's contents.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct State {
     /// `[cluster] name` when the state was created.
     pub cluster: String,
@@ -47,9 +47,38 @@ pub(crate) struct State {
     /// Every switchover and failover, oldest first (`pgrepl history`).
     #[serde(default)]
     pub history: Vec<MoveRecord>,
+    /// The latest events that changed the cluster's shape (moves, rejoins,
+    /// reclones, pause and resume), oldest first, at most [`EVENTS_KEPT`]:
+    /// whichever process made them, the dashboard shows them with their reason.
+    #[serde(default)]
+    pub events: Vec<EventRecord>,
+}
+
+/// Events kept in the record: enough for the dashboard's list, small
+/// enough that the record (an etcd value across hosts) stays small.
+pub(crate) const EVENTS_KEPT: usize = 50;
+
+/// One event, as the record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct EventRecord {
+    /// Unix time, seconds.
+    pub at: f64,
+    /// The hook's event name: `switchover`, `failover`, `rejoin`, ...
+    pub kind: String,
+    /// The node it concerns, `-` for the whole cluster.
+    pub node: String,
+    /// What happened and why, as a sentence.
+    pub message: String,
 }
 
 impl State {
+    /// Keep `e`, dropping the oldest beyond [`EVENTS_KEPT`].
+    pub(crate) fn record_event(&mut self, e: EventRecord) {
+        self.events.push(e);
+        let extra = self.events.len().saturating_sub(EVENTS_KEPT);
+        self.events.drain(..extra);
+    }
+
     /// Load, or an empty state when the file does not exist.
     pub(super) fn load(path: &Path) -> Result<State> {
         match std::fs::read_to_string(path) {
@@ -123,5 +152,22 @@ mod tests {
         assert_eq!(st.history[0].kind, MoveKind::Failover);
         let again = serde_json::to_string(&st).unwrap();
         assert!(again.contains(r#""kind":"failover""#), "{again}");
+        assert!(st.events.is_empty(), "a record from before events were kept has none");
+    }
+
+    #[test]
+    fn the_record_keeps_the_latest_events_only() {
+        let mut st = State::default();
+        for i in 0..EVENTS_KEPT + 7 {
+            st.record_event(EventRecord {
+                at: i as f64,
+                kind: "pause".into(),
+                node: "-".into(),
+                message: String::new(),
+            });
+        }
+        assert_eq!(st.events.len(), EVENTS_KEPT);
+        assert_eq!(st.events[0].at, 7.0, "the oldest went first");
+        assert_eq!(st.events.last().unwrap().at, (EVENTS_KEPT + 6) as f64);
     }
 }

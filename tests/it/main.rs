@@ -1,5 +1,6 @@
 //! pgrepl's integration tests: one binary, real PostgreSQL, real clusters.
 
+mod browser;
 mod harness;
 #[path = "../common/netns.rs"]
 mod netns;
@@ -12,6 +13,7 @@ mod api;
 mod archive;
 mod bad_config;
 mod clone;
+mod dashboard;
 mod drill;
 mod durability;
 mod etcd;

@@ -18,11 +18,13 @@ pub(crate) struct Answer {
     pub code: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// More headers (the dashboard's policy, a redirect's Location).
+    pub headers: &'static [(&'static str, &'static str)],
 }
 
 impl Answer {
     pub(super) fn json(code: u16, v: serde_json::Value) -> Self {
-        Answer { code, content_type: "application/json", body: v.to_string() + "\n" }
+        Answer { code, content_type: "application/json", body: v.to_string() + "\n", headers: &[] }
     }
 }
 
@@ -61,6 +63,7 @@ pub(crate) fn answer(node: &str, path_and_query: &str, snap: Option<&Snapshot>, 
                 code: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: crate::observe::metrics::render(snap, now),
+                headers: &[],
             }
         }
         "/cluster" => {

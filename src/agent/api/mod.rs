@@ -13,6 +13,7 @@
 mod conns;
 pub(crate) mod health;
 mod https;
+mod ui;
 mod write;
 
 use std::convert::Infallible;
@@ -21,13 +22,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::agent::dashboard::Dashboard;
 use crate::agent::Stop;
 use crate::config::Node;
 use crate::domain::time::now_unix;
@@ -55,12 +57,25 @@ pub(crate) struct Server {
     out: Output,
     conns: Arc<Conns>,
     tls: Option<openssl::ssl::SslAcceptor>,
+    dash: Arc<Dashboard>,
+    streams: ui::Streams,
+    /// Ends the dashboard's streams when the agent stops.
+    stop: Stop,
 }
+
+/// An answer's body: whole, or the dashboard's live stream.
+type Body = Either<Full<Bytes>, ui::Stream>;
 
 impl Server {
     /// The API's shared part, or `None` (said why) when it cannot serve
     /// as configured: HTTPS asked for with a certificate that will not load.
-    pub(crate) fn new(ctx: Arc<Ctx>, latest: Latest, out: Output) -> Option<Arc<Server>> {
+    pub(crate) fn new(
+        ctx: Arc<Ctx>,
+        latest: Latest,
+        dash: Arc<Dashboard>,
+        out: Output,
+        stop: Stop,
+    ) -> Option<Arc<Server>> {
         let tls = match (&ctx.cfg.tls, ctx.cfg.api.tls) {
             (Some(t), true) => match https::acceptor(t) {
                 Ok(a) => Some(a),
@@ -72,7 +87,8 @@ impl Server {
             _ => None,
         };
         let stale = health::stale_after(ctx.cfg.monitor.interval);
-        Some(Arc::new(Server { ctx, latest, stale, out, conns: Conns::new(MAX_CONNECTIONS), tls }))
+        let conns = Conns::new(MAX_CONNECTIONS);
+        Some(Arc::new(Server { ctx, latest, stale, out, conns, tls, dash, streams: ui::Streams::new(), stop }))
     }
 
     /// Bind every node's listener (saying where, or why not).
@@ -155,15 +171,19 @@ impl Server {
         let _ = http.serve_connection(io, svc).await;
     }
 
-    async fn respond(
-        &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-        node: &str,
-        client_cert: bool,
-    ) -> Response<Full<Bytes>> {
+    async fn respond(&self, req: Request<Incoming>, peer: SocketAddr, node: &str, client_cert: bool) -> Response<Body> {
         let method = req.method().clone();
+        let path = req.uri().path();
+        if method == Method::GET && path == "/ui/events" {
+            return self.events(&req);
+        }
         let a = match method {
+            Method::GET | Method::HEAD if path == "/ui" => {
+                Answer { code: 308, content_type: "text/plain", body: String::new(), headers: &[("Location", "/ui/")] }
+            }
+            Method::GET | Method::HEAD if path.starts_with("/ui/") => ui::asset(path).unwrap_or_else(|| {
+                Answer::json(404, json!({"reason": format!("no file {path}; the dashboard is /ui/")}))
+            }),
             Method::GET | Method::HEAD | Method::OPTIONS => {
                 let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 let snap = self.latest.borrow().clone();
@@ -173,11 +193,29 @@ impl Server {
             _ => Answer::json(405, json!({"reason": "only GET, HEAD, OPTIONS and POST"})),
         };
         let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from(a.body) };
-        Response::builder()
-            .status(a.code)
-            .header("Content-Type", a.content_type)
-            .body(Full::new(body))
-            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        let mut r = Response::builder().status(a.code).header("Content-Type", a.content_type);
+        for (k, v) in a.headers {
+            r = r.header(*k, *v);
+        }
+        r.body(Either::Left(Full::new(body))).unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new()))))
+    }
+
+    /// `GET /ui/events`: the dashboard's live feed.
+    fn events(&self, req: &Request<Incoming>) -> Response<Body> {
+        let last = req.headers().get("Last-Event-ID").and_then(|v| v.to_str().ok());
+        let Some(stream) = ui::events(&self.dash, &self.streams, last, self.stop.clone()) else {
+            let a = Answer::json(503, json!({"reason": format!("{} dashboards are open: close one", ui::MAX_STREAMS)}));
+            return Response::builder()
+                .status(a.code)
+                .header("Content-Type", a.content_type)
+                .body(Either::Left(Full::new(Bytes::from(a.body))))
+                .unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new()))));
+        };
+        let mut r = Response::builder().status(200).header("Content-Type", "text/event-stream");
+        for (k, v) in ui::HEADERS {
+            r = r.header(*k, *v);
+        }
+        r.body(Either::Right(stream)).unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new()))))
     }
 
     /// A POST: authorised first, then its body read (bounded in size and

@@ -17,6 +17,7 @@ use crate::agent::supervise::{NodeState, Supervisor};
 use crate::agent::Stop;
 use crate::config::{Node, Role};
 use crate::domain::election::Candidate;
+use crate::domain::sentence::gist;
 use crate::observe::snapshot::{Latest, Snapshot};
 use crate::observe::status::NodeStatus;
 use crate::ops::control::Control;
@@ -285,7 +286,7 @@ fn say(ctx: &Ctx, local: &mut Local, reason: &str, out: &Output) {
     if reason == local.last_reason {
         return;
     }
-    if super::task::gist(reason) != super::task::gist(&local.last_reason) {
+    if gist(reason) != gist(&local.last_reason) {
         out.info(format!("ha: {reason}"));
     }
     let _ = crate::pg::fsutil::write_atomic(&ctx.layout.ha_file(), reason.as_bytes(), 0o644);

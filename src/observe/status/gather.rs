@@ -480,6 +480,7 @@ impl Gatherer {
             last_move: state.last_move,
             paused: state.paused,
             needs_reclone: state.needs_reclone,
+            fenced: state.fenced,
             settling: settling(&self.ctx.layout.settling_file()),
             state_error,
             durability: run_file(self.ctx.layout.durability_file()).and_then(|t| serde_json::from_str(&t).ok()),

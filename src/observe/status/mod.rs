@@ -33,6 +33,9 @@ pub(crate) struct ClusterStatus {
     pub paused: Option<String>,
     /// Nodes marked needs-reclone: they stay stopped until `pgrepl reclone`.
     pub needs_reclone: Vec<String>,
+    /// Former primaries fenced by a failover: kept from taking writes
+    /// until they rejoin as standbys.
+    pub fenced: Vec<String>,
     /// A move or restart pgrepl made within the last few seconds ("restart
     /// of pg-2"): what it disturbs is reported as settling, not CRITICAL.
     pub settling: Option<String>,
