@@ -273,6 +273,17 @@ mod tests {
         assert_eq!(text, expected);
     }
 
+    /// The example shows every family, so its rendering (the fixture) is
+    /// the list of what pgrepl exports: the Grafana dashboard's test and
+    /// the alert rules' test check their names against it.
+    #[test]
+    fn the_example_renders_every_family() {
+        let code = include_str!("metrics.rs").split("#[cfg(test)]").next().unwrap();
+        let families = code.matches("f.head(").count();
+        let text = render(&crate::observe::snapshot::example(), 0.0);
+        assert_eq!(text.matches("# TYPE ").count(), families, "a family the example leaves out:\n{text}");
+    }
+
     #[test]
     fn unknown_values_are_left_out_not_zero() {
         let mut s = crate::observe::snapshot::example();

@@ -132,8 +132,16 @@ pub(crate) fn example() -> Snapshot {
         fenced: vec![],
         state_error: None,
         settling: None,
-        durability: None,
-        archive: None,
+        durability: Some(
+            serde_json::json!({"mode": "async", "names": "", "state": "ok", "message": "asynchronous replication"}),
+        ),
+        archive: Some(crate::observe::status::ArchiveStatus {
+            dir: "/srv/archive".into(),
+            size_bytes: 50331648,
+            archived_count: Some(3),
+            failed_count: Some(0),
+            ..Default::default()
+        }),
         nodes: vec![p, r1, r2],
         slots: vec![
             SlotStatus {

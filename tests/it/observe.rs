@@ -260,3 +260,96 @@ fn status_watch_redraws_and_an_unreachable_node_does_not_hide_the_others() {
     let out = std::fs::read_to_string(&out_path).unwrap();
     assert!(out.contains("! pg-2: stopped"), "{out}");
 }
+
+/// Metric names pgrepl exports: the `# TYPE` lines of the fixture, which
+/// renders every family (a unit test holds it to that).
+fn exported_metrics() -> std::collections::BTreeSet<String> {
+    include_str!("../fixtures/metrics.txt")
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Every `pgrepl_*` name in `expr`.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("pgrepl_") {
+        let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        rest = &rest[i + name.len()..];
+        out.push(name);
+    }
+    out
+}
+
+#[test]
+fn alert_rules_pass_promtool_and_their_unit_tests_and_name_exported_metrics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prometheus");
+    for args in [&["check", "rules", "alerts.yml"][..], &["test", "rules", "alerts_test.yml"][..]] {
+        let o = Command::new("promtool").args(args).current_dir(&dir).output().expect("promtool");
+        assert!(o.status.success(), "promtool {args:?}: {}{}", text(&o.stdout), text(&o.stderr));
+    }
+    let rules = std::fs::read_to_string(dir.join("alerts.yml")).unwrap();
+    let exported = exported_metrics();
+    let code: String = rules.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+    for name in metric_names(&code) {
+        assert!(exported.contains(&name), "alerts.yml names {name}, which pgrepl does not export");
+    }
+    // Each rule's runbook points at a section of docs/operations.md.
+    let ops = std::fs::read_to_string(dir.join("../../docs/operations.md")).unwrap();
+    let anchors: Vec<String> = ops
+        .lines()
+        .filter_map(|l| l.strip_prefix("### ").or_else(|| l.strip_prefix("## ")))
+        .map(|h| {
+            h.to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect()
+        })
+        .collect();
+    let runbooks: Vec<&str> = rules.lines().filter_map(|l| l.trim().strip_prefix("runbook: ")).collect();
+    assert_eq!(runbooks.len(), rules.matches("- alert: ").count(), "every rule has a runbook line");
+    for r in runbooks {
+        let anchor = r.trim_matches('"').strip_prefix("docs/operations.md#").expect("a runbook in docs/operations.md");
+        assert!(anchors.iter().any(|a| a == anchor), "no section #{anchor} in docs/operations.md ({anchors:?})");
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_names_only_exported_metrics_and_uses_every_variable() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/grafana/pgrepl.json");
+    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("valid JSON");
+    let exported = exported_metrics();
+    let mut exprs: Vec<String> = Vec::new();
+    for p in d["panels"].as_array().expect("panels") {
+        let targets = p["targets"].as_array().unwrap_or_else(|| panic!("panel {} has no targets", p["title"]));
+        assert!(!targets.is_empty(), "panel {} queries nothing", p["title"]);
+        exprs.extend(targets.iter().map(|t| t["expr"].as_str().expect("a PromQL expr").to_string()));
+    }
+    for a in d["annotations"]["list"].as_array().unwrap() {
+        exprs.push(a["expr"].as_str().unwrap().to_string());
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for e in &exprs {
+        for name in metric_names(e) {
+            assert!(exported.contains(&name), "the dashboard queries {name}, which pgrepl does not export: {e}");
+            used.insert(name);
+        }
+    }
+    assert!(used.len() >= 20, "the panels cover the metrics: {used:?}");
+    let everything = serde_json::to_string(&d["panels"]).unwrap() + &serde_json::to_string(&d["annotations"]).unwrap();
+    for v in d["templating"]["list"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        assert!(
+            everything.contains(&format!("${name}")) || everything.contains(&format!("${{{name}}}")),
+            "variable {name} is used by no panel"
+        );
+        // A variable's own query may use only the variables before it.
+        if let Some(q) = v["definition"].as_str() {
+            for n in metric_names(q) {
+                assert!(exported.contains(&n), "variable {name} queries {n}");
+            }
+        }
+    }
+}
