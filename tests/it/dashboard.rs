@@ -3,6 +3,7 @@
 //! `/ui/` sees as the cluster changes, without reloading the page. Each
 //! state's screenshot is kept under `target/dashboard/`.
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -645,6 +645,34 @@ fn a_switchover_asked_on_a_replicas_host_moves_the_primary_there_and_back_withou
     let h: serde_json::Value = serde_json::from_str(&site.ok_on(1, &["history", "--json"])).unwrap_or_default();
     let kinds: Vec<&str> = h.as_array().into_iter().flatten().filter_map(|m| m["kind"].as_str()).collect();
     assert_eq!(kinds, ["switchover", "switchover"], "{h}");
+    // The dashboard of the third host's agent shows the whole cluster, and
+    // both moves from the record in etcd (its feed's first frame).
+    site.wait("the third host's dashboard shows pg-1 primary and both moves", || {
+        let o = site.lan.exec(3, "curl").args(["-s", "--max-time", "2", "http://127.0.0.1:8008/ui/events"]).output();
+        let out = o.map(|o| text(&o.stdout)).unwrap_or_default();
+        let Some(v) = out
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        else {
+            return false;
+        };
+        let roles: Vec<String> = v["snapshot"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                format!(
+                    "{} {} {}",
+                    n["name"].as_str().unwrap_or(""),
+                    n["role"].as_str().unwrap_or("-"),
+                    n["state"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        let moves = v["events"].as_array().into_iter().flatten().filter(|e| e["kind"] == "switchover").count();
+        roles == ["pg-1 primary running", "pg-2 replica running", "pg-3 replica running"] && moves == 2
+    });
     // A target that is not a replica: refused before anything changes.
     let o = site.on(2, &["switchover", "--to", "pg-1", "--yes"]);
     assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
