@@ -129,9 +129,29 @@ fn without_a_token_the_dashboard_is_read_only_and_sends_its_policy() {
     wait_seen(&b, "the page's first frame", T, |v| v["nodes"]["pg-1"] == "primary healthy");
     let v = seen(&b);
     assert!(!v["actions"].as_bool().unwrap(), "no write buttons without [api] token_file: {v}");
-    // The page broke none of its own policy (an inline script or style would show here).
-    let errors = b.eval(
+    // Everything the page loaded came from its own origin.
+    let foreign = b.eval(
         r#"return performance.getEntriesByType("resource").filter(r => !r.name.startsWith(location.origin)).length;"#,
     );
-    assert_eq!(errors, 0, "nothing fetched from elsewhere");
+    assert_eq!(foreign, 0, "nothing fetched from elsewhere");
+    drop(b);
+
+    // Open feeds are capped (each holds a connection): past the cap a page
+    // is told to close one, and the health checks still answer.
+    let open_feed = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", api)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /ui/events HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let mut first = [0u8; 12];
+        let opened = s.read_exact(&mut first).is_ok() && &first == b"HTTP/1.1 200";
+        (opened, s)
+    };
+    let feeds: Vec<_> = (0..64).map(|_| open_feed()).collect();
+    assert!(feeds.iter().all(|(opened, _)| *opened), "64 feeds open");
+    let (code, body) = crate::harness::http_get(api, "/ui/events").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("64 dashboards are open"), "{body}");
+    assert_eq!(crate::harness::http_get(api, "/health").unwrap().0, 200);
+    drop(feeds);
+    wait_until("a closed page's place to be given back", T, || open_feed().0);
 }
