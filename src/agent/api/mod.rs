@@ -193,29 +193,20 @@ impl Server {
             _ => Answer::json(405, json!({"reason": "only GET, HEAD, OPTIONS and POST"})),
         };
         let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from(a.body) };
-        let mut r = Response::builder().status(a.code).header("Content-Type", a.content_type);
-        for (k, v) in a.headers {
-            r = r.header(*k, *v);
-        }
-        r.body(Either::Left(Full::new(body))).unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new()))))
+        response(a.code, a.content_type, a.headers, Either::Left(Full::new(body)))
     }
 
     /// `GET /ui/events`: the dashboard's live feed.
     fn events(&self, req: &Request<Incoming>) -> Response<Body> {
         let last = req.headers().get("Last-Event-ID").and_then(|v| v.to_str().ok());
-        let Some(stream) = ui::events(&self.dash, &self.streams, last, self.stop.clone()) else {
-            let a = Answer::json(503, json!({"reason": format!("{} dashboards are open: close one", ui::MAX_STREAMS)}));
-            return Response::builder()
-                .status(a.code)
-                .header("Content-Type", a.content_type)
-                .body(Either::Left(Full::new(Bytes::from(a.body))))
-                .unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new()))));
-        };
-        let mut r = Response::builder().status(200).header("Content-Type", "text/event-stream");
-        for (k, v) in ui::HEADERS {
-            r = r.header(*k, *v);
+        match ui::events(&self.dash, &self.streams, last, self.stop.clone()) {
+            Some(stream) => response(200, "text/event-stream", ui::HEADERS, Either::Right(stream)),
+            None => {
+                let a =
+                    Answer::json(503, json!({"reason": format!("{} dashboards are open: close one", ui::MAX_STREAMS)}));
+                response(a.code, a.content_type, a.headers, Either::Left(Full::new(Bytes::from(a.body))))
+            }
         }
-        r.body(Either::Right(stream)).unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new()))))
     }
 
     /// A POST: authorised first, then its body read (bounded in size and
@@ -245,4 +236,14 @@ impl Server {
             Err(why) => Answer::json(400, json!({"ok": false, "error": why})),
         }
     }
+}
+
+/// A response with these headers (the builder fails only on a header
+/// that is not valid, and ours are constants).
+fn response(code: u16, content_type: &str, headers: &[(&str, &str)], body: Body) -> Response<Body> {
+    let mut r = Response::builder().status(code).header("Content-Type", content_type);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.body(body).unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new()))))
 }
