@@ -42,7 +42,13 @@ function connect() {
     link("live");
     render();
   });
-  src.onerror = () => link("lost");
+  src.onerror = () => {
+    link("lost");
+    // EventSource retries a dropped stream by itself, but gives up for
+    // good on an answer that is not a stream (a 503 when the agent has
+    // too many pages open, say): then start over a little later.
+    if (src.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+  };
 }
 
 function mergeSamples(list) {
