@@ -53,6 +53,7 @@ fn main() {
     let start = Instant::now();
     let mut frames = 0u64;
     let mut last = serde_json::Value::Null;
+    let mut first: Option<serde_json::Value> = None;
     let mut next_report = Duration::from_secs(60).min(Duration::from_secs(seconds));
     while start.elapsed() < Duration::from_secs(seconds) {
         // The feed's pace: a frame per snapshot.
@@ -71,16 +72,22 @@ fn main() {
                 n("events_bytes"),
                 proc_status_kb(sup, "VmRSS:"),
             );
+            first.get_or_insert_with(|| last.clone());
             next_report += Duration::from_secs(60);
         }
     }
-    let samples = last["samples"].as_u64().unwrap_or(0).max(1);
-    let bytes = last["history_bytes"].as_u64().unwrap_or(0);
-    let per = bytes as f64 / samples as f64;
+    // What one more sample adds, from the first report to the last; an
+    // hour is what the ring holds now plus that for each sample it lacks.
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0) as f64;
+    let (samples, bytes) = (n(&last, "samples"), n(&last, "history_bytes"));
+    let (s0, b0) = first.as_ref().map_or((0.0, 0.0), |f| (n(f, "samples"), n(f, "history_bytes")));
+    let per = if samples > s0 { (bytes - b0) / (samples - s0) } else { 0.0 };
+    let hour = bytes + (CAPACITY as f64 - samples).max(0.0) * per;
     println!(
-        "{frames} snapshots in {seconds} s kept as {samples} samples (one a second, at most {CAPACITY}): {per:.0} bytes a sample, \
-         so an hour of history (the cap, at any interval of 1 s or less) costs about {:.0} kB for this 3-node cluster",
-        per * CAPACITY as f64 / 1024.0
+        "{frames} snapshots in {seconds} s kept as {samples} samples (one a second, at most {CAPACITY}); \
+         {per:.0} bytes per added sample; an hour of history (the cap, at any interval of 1 s or less) \
+         costs {:.0} kB for this 3-node cluster with 2 slots",
+        hour / 1024.0
     );
     let _ = c.pgrepl(&["down"]);
 }

@@ -90,6 +90,11 @@ impl Ring {
         if self.samples.len() == CAPACITY {
             self.samples.pop_front();
         }
+        // The whole hour's slots at once: the ring's memory is then its
+        // fixed part plus each sample's columns, and never doubles.
+        if self.samples.capacity() < CAPACITY {
+            self.samples.reserve_exact(CAPACITY - self.samples.len());
+        }
         self.samples.push_back(Sample {
             seq: self.next_seq,
             t,
