@@ -10,8 +10,9 @@ use crate::error::{Error, Result};
 use crate::store::ctx::Ctx;
 
 /// pgrepl: one config file to a supervised PostgreSQL streaming-replication cluster.
-/// `pgrepl --version`: the crate version and the commit it was built from.
-pub(crate) const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PGREPL_COMMIT"), ")");
+/// `pgrepl --version`: the crate version, the commit it was built from and the build's date.
+pub(crate) const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PGREPL_COMMIT"), ", built ", env!("PGREPL_BUILD_DATE"), ")");
 
 #[derive(Debug, Parser)]
 #[command(name = "pgrepl", version = VERSION, about)]
@@ -247,6 +248,26 @@ pub enum Command {
         #[command(subcommand)]
         action: ArchiveAction,
     },
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages: pgrepl.1 and one per subcommand (pgrepl-switchover.1, ...).
+    Man {
+        /// Directory to write them into.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print a systemd unit that runs this config's agent (Type=notify; install it in /etc/systemd/system).
+    Systemd {
+        /// The OS user the agent runs as (PostgreSQL runs as it too).
+        #[arg(long, default_value = "postgres")]
+        user: String,
+        /// Print the package's template unit, pgrepl@.service, instead (config /etc/pgrepl/NAME.toml).
+        #[arg(long)]
+        template: bool,
+    },
     /// Open psql on a node of this host as the superuser (through its socket), or run it with ARGS.
     Psql {
         /// Node name.
@@ -292,6 +313,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 // Not archived (yet): PostgreSQL expects a quiet non-zero exit.
                 false => Err(Error::Exit(1)),
             };
+        }
+        _ => {}
+    }
+    // What needs no config.
+    match &cli.command {
+        Command::Completions { shell } => {
+            return crate::cmd::generate::completions(<Cli as clap::CommandFactory>::command(), *shell)
+        }
+        Command::Man { dir } => return crate::cmd::generate::man(<Cli as clap::CommandFactory>::command(), dir),
+        Command::Systemd { template: true, .. } => {
+            print!("{}", crate::cmd::systemd::template());
+            return Ok(());
         }
         _ => {}
     }
@@ -397,7 +430,10 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Archive { action: ArchiveAction::Cleanup } => {
                 crate::ops::archive::cleanup_cluster(&ctx, &crate::output::Output::new(0)).await
             }
-            Command::WalPush { .. } | Command::WalFetch { .. } => Ok(()),
+            Command::Systemd { user, template } => crate::cmd::systemd::run(&ctx, &user, template),
+            Command::WalPush { .. } | Command::WalFetch { .. } | Command::Completions { .. } | Command::Man { .. } => {
+                Ok(())
+            }
             Command::Psql { node, args } => crate::cmd::psql::run(&ctx, &node, &args),
         }
     })

@@ -10,6 +10,7 @@ pub(crate) mod durability;
 pub(crate) mod fence;
 pub(crate) mod ha;
 pub(crate) mod monitor;
+pub(crate) mod notify;
 pub(crate) mod publish;
 pub(crate) mod supervise;
 

@@ -159,6 +159,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     if let Some((_, msg)) = &failure {
         out.info(format!("error: {msg}"));
     }
+    // Under systemd (Type=notify): the nodes are up in their roles.
+    let status = match &failure {
+        None => format!("supervising {}", names.join(", ")),
+        Some((_, msg)) => msg.lines().next().unwrap_or_default().to_string(),
+    };
+    crate::agent::notify::notify(&format!("READY=1\nSTATUS={status}\nMAINPID={}", std::process::id()));
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -172,6 +178,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
         out.info("exiting at `pgrepl down --leave-running`: PostgreSQL keeps running, unsupervised, until `pgrepl up`");
         return Ok(());
     }
+    crate::agent::notify::notify("STOPPING=1\nSTATUS=stopping: replicas first, then the primary");
     out.info("shutting down: replicas first, then the primary (fast mode)");
     agent.stop(false).await;
     out.info("all nodes stopped");

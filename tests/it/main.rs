@@ -26,5 +26,6 @@ mod majors;
 mod moves;
 mod multihost;
 mod observe;
+mod packaging;
 mod refusals;
 mod tls;
