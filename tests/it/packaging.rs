@@ -124,3 +124,106 @@ fn a_foreground_up_tells_systemd_it_is_ready_once_the_replicas_stream_and_when_i
     assert!(status.success(), "up exits 0 after a stop: {status}");
     wait_until("every postmaster gone", T, || ["pg-1", "pg-2", "pg-3"].iter().all(|n| c.postmaster_pid(n).is_none()));
 }
+
+/// `dpkg ARGS` (as root): its combined output, asserting success.
+fn dpkg(args: &[&str]) -> String {
+    let o = Command::new("dpkg").args(args).env("DEBIAN_FRONTEND", "noninteractive").output().expect("dpkg");
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "dpkg {args:?}: {out}");
+    out
+}
+
+/// The package of this build at `version`, by the README's script.
+fn build_deb(version: &str, out: &std::path::Path) -> std::path::PathBuf {
+    let o = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-deb.sh"))
+        .args(["--binary", env!("CARGO_BIN_EXE_pgrepl"), "--version", version, "--out"])
+        .arg(out)
+        .output()
+        .expect("bash");
+    assert!(o.status.success(), "build-deb.sh: {}", text(&o.stderr));
+    std::path::PathBuf::from(text(&o.stdout).trim())
+}
+
+/// Installs, upgrades and removes the system's pgrepl package: root only,
+/// and the one test that touches dpkg, so nothing else races it.
+#[test]
+fn the_deb_installs_upgrades_under_a_serving_cluster_and_removes_cleanly() {
+    if !crate::harness::is_root() {
+        eprintln!("skipped: installing a package needs root");
+        return;
+    }
+    let debs = tempfile::tempdir().unwrap();
+    let old = build_deb("0.1.0~it1", debs.path());
+    let new = build_deb("0.1.0~it2", debs.path());
+    let installed = || -> Option<String> {
+        let o = Command::new("dpkg-query").args(["-W", "-f", "${Status} ${Version}", "pgrepl"]).output().ok()?;
+        let s = text(&o.stdout);
+        s.starts_with("install ok installed").then(|| s.rsplit(' ').next().unwrap_or_default().to_string())
+    };
+    // A leftover from an interrupted run would hide what this run installs.
+    if installed().is_some() {
+        dpkg(&["--purge", "pgrepl"]);
+    }
+
+    dpkg(&["-i", old.to_str().unwrap()]);
+    assert_eq!(installed().as_deref(), Some("0.1.0~it1"));
+    let v = Command::new("/usr/bin/pgrepl").arg("--version").output().unwrap();
+    assert!(text(&v.stdout).starts_with("pgrepl 0.1.0 (commit "), "{}", text(&v.stdout));
+    // What came with it is where the tools look.
+    let man = Command::new("man").args(["-w", "pgrepl-switchover"]).output().unwrap();
+    assert_eq!(text(&man.stdout).trim(), "/usr/share/man/man1/pgrepl-switchover.1.gz");
+    let bash = Command::new("bash")
+        .args(["-c", "source /usr/share/bash-completion/completions/pgrepl && complete -p pgrepl"])
+        .output()
+        .unwrap();
+    assert!(text(&bash.stdout).contains("-F _pgrepl pgrepl"), "{}", text(&bash.stderr));
+    assert!(std::path::Path::new("/usr/share/doc/pgrepl/examples/pgrepl.toml").exists());
+    let o =
+        Command::new("systemd-analyze").args(["verify", "/lib/systemd/system/pgrepl@demo.service"]).output().unwrap();
+    assert!(o.status.success() && o.stderr.is_empty(), "the installed template: {}", text(&o.stderr));
+
+    // An upgrade without database downtime, as the README says: the agent
+    // lets go of its nodes, the package is replaced, a new agent takes
+    // them over. The postmasters stay the same processes, and a writer's
+    // commits are acknowledged throughout.
+    let c = Cluster::with_extra(1, crate::moves::APP_DB);
+    c.write("secrets/app.password", "app-secret\n");
+    let sys = |args: &[&str]| {
+        let o = Command::new("/usr/bin/pgrepl")
+            .arg("-c")
+            .arg(c.config())
+            .args(args)
+            .current_dir(c.dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "/usr/bin/pgrepl {args:?}: {}", text(&o.stderr));
+    };
+    sys(&["up", "--detach"]);
+    c.sql_db("pg-1", "app", "CREATE TABLE w (id bigint PRIMARY KEY); ALTER TABLE w OWNER TO app").unwrap();
+    wait_until("pg-2 streams", T, || c.streaming("pg-2"));
+    let pids = (c.postmaster_pid("pg-1"), c.postmaster_pid("pg-2"));
+    let nodes: Vec<(String, u16)> = c.ports.iter().map(|p| ("127.0.0.1".to_string(), *p)).collect();
+    let w = crate::moves::Writer::start_at(&nodes, Some(Duration::from_secs(5)));
+    w.wait_more(20);
+    let before = std::time::Instant::now();
+    sys(&["down", "--leave-running"]);
+    dpkg(&["-i", new.to_str().unwrap()]);
+    assert_eq!(installed().as_deref(), Some("0.1.0~it2"));
+    sys(&["up", "--detach"]);
+    w.wait_more(20);
+    assert_eq!((c.postmaster_pid("pg-1"), c.postmaster_pid("pg-2")), pids, "the same postmasters serve");
+    let gap = w.longest_gap_since(before);
+    let acked = w.finish();
+    let on_primary: i64 = c.sql_db("pg-1", "app", "SELECT count(*) FROM w").unwrap().trim().parse().unwrap();
+    assert!(on_primary >= acked.len() as i64, "every acknowledged write is there: {on_primary} < {}", acked.len());
+    eprintln!("upgrade under a writer: longest write gap {gap:?}");
+    assert!(gap < Duration::from_secs(2), "writes went on through the upgrade (longest gap {gap:?})");
+    sys(&["down"]);
+
+    dpkg(&["-r", "pgrepl"]);
+    assert!(!std::path::Path::new("/usr/bin/pgrepl").exists(), "removed");
+    assert!(!std::path::Path::new("/lib/systemd/system/pgrepl@.service").exists(), "its unit too");
+    dpkg(&["--purge", "pgrepl"]);
+    assert_eq!(installed(), None);
+}
