@@ -52,6 +52,10 @@ pub enum Command {
         /// or another range below 32768 when that does not fit).
         #[arg(long)]
         api_port: Option<u16>,
+        /// Where the nodes' data dirs go (default: `data`, beside the config; the
+        /// package's unit expects /var/lib/pgrepl/NAME).
+        #[arg(long)]
+        data_root: Option<String>,
         /// Directory to write into.
         #[arg(default_value = ".")]
         dir: PathBuf,
@@ -264,7 +268,7 @@ pub enum Command {
         /// The OS user the agent runs as (PostgreSQL runs as it too).
         #[arg(long, default_value = "postgres")]
         user: String,
-        /// Print the package's template unit, pgrepl@.service, instead (config /etc/pgrepl/NAME.toml).
+        /// Print the package's template unit, pgrepl@.service, instead (config /etc/pgrepl/NAME/pgrepl.toml).
         #[arg(long)]
         template: bool,
     },
@@ -328,7 +332,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         _ => {}
     }
-    if let Command::Init { nodes, port, name, dir, tls, tls_hosts, api_port } = &cli.command {
+    if let Command::Init { nodes, port, name, dir, tls, tls_hosts, api_port, data_root } = &cli.command {
         let o = crate::cmd::init::InitOptions {
             nodes: *nodes,
             port: *port,
@@ -336,6 +340,7 @@ pub fn run(cli: Cli) -> Result<()> {
             tls: *tls,
             tls_hosts: tls_hosts.clone(),
             api_port: *api_port,
+            data_root: data_root.clone(),
         };
         return crate::cmd::init::run(dir, &o);
     }

@@ -23,6 +23,8 @@ pub(crate) struct InitOptions {
     /// Health-API port of the first node (`--api-port`); the others follow.
     /// Default: port + 10000 when that stays below 32768, else chosen so it does.
     pub api_port: Option<u16>,
+    /// `[cluster] data_root` (`--data-root`); default `data`, beside the config.
+    pub data_root: Option<String>,
 }
 
 /// Ports below this are ours to use: Linux hands out 32768-60999 as source ports.
@@ -156,7 +158,7 @@ pub(crate) fn render(o: &InitOptions, api: Option<u16>) -> String {
 
 [cluster]
 name = "{name}"
-data_root = "data"                  # relative to this file; node data dirs go in <data_root>/<node>
+data_root = {data_root}# relative to this file; node data dirs go in <data_root>/<node>
 # postgres_bin = "/usr/lib/postgresql/15/bin"   # found automatically when unset
 # os_user = "postgres"              # runs PostgreSQL when pgrepl runs as root
 
@@ -166,7 +168,8 @@ password_file = "secrets/replicator.password"   # mode 0600; or password_env = "
 slots = true                        # one physical replication slot per replica
 wal_keep_size = "160MB"             # WAL kept for briefly disconnected standbys
 "#,
-        name = o.name
+        name = o.name,
+        data_root = format!("{:<24}", toml::Value::String(o.data_root.clone().unwrap_or_else(|| "data".into())).to_string() + " "),
     );
     for i in 0..o.nodes {
         let role = if i == 0 { "\nrole = \"primary\"                    # bootstrapped as primary" } else { "" };
@@ -221,7 +224,7 @@ mod tests {
     use super::*;
 
     fn opts(nodes: u16, port: u16) -> InitOptions {
-        InitOptions { nodes, port, name: "demo".into(), tls: false, tls_hosts: vec![], api_port: None }
+        InitOptions { nodes, port, name: "demo".into(), tls: false, tls_hosts: vec![], api_port: None, data_root: None }
     }
 
     /// Fault testing found `init --port 28000` writing a config `up` refused

@@ -100,12 +100,13 @@ pub(crate) fn render(u: &Unit) -> String {
     s
 }
 
-/// The package's template: `pgrepl@NAME.service` runs `/etc/pgrepl/NAME.toml`
-/// as `postgres`, with its data root under `/var/lib/pgrepl/NAME`.
+/// The package's template: `pgrepl@NAME.service` runs
+/// `/etc/pgrepl/NAME/pgrepl.toml` (as `pgrepl init /etc/pgrepl/NAME` writes
+/// it) as `postgres`, with its data root `/var/lib/pgrepl/NAME`.
 pub(crate) fn template() -> String {
     render(&Unit {
         pgrepl: PathBuf::from("/usr/bin/pgrepl"),
-        config: "/etc/pgrepl/%i.toml".into(),
+        config: "/etc/pgrepl/%i/pgrepl.toml".into(),
         user: "postgres".into(),
         description: "pgrepl agent for %i (PostgreSQL streaming replication)".into(),
         writes: vec!["/var/lib/pgrepl/%i".into()],
@@ -201,7 +202,7 @@ mod tests {
     #[test]
     fn the_template_takes_its_config_from_the_instance_name() {
         let t = template();
-        assert!(t.contains("ExecStart=/usr/bin/pgrepl -c /etc/pgrepl/%i.toml up"), "{t}");
+        assert!(t.contains("ExecStart=/usr/bin/pgrepl -c /etc/pgrepl/%i/pgrepl.toml up"), "{t}");
         assert!(t.contains("ReadWritePaths=/var/lib/pgrepl/%i"), "{t}");
     }
 
