@@ -31,6 +31,13 @@ pub(crate) async fn leave_running(ctx: &Ctx) -> Result<()> {
             "down --leave-running refused: across hosts the agent renews the leader lease, and without it a replica would take over while this primary still runs. Run `pgrepl pause` first".into(),
         ));
     }
+    // Under a systemd unit, the agent's exit ends the unit, and systemd
+    // then kills what is left in it: the postmasters.
+    if let Some(unit) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|c| service_unit(&c)) {
+        return Err(Error::Refused(format!(
+            "down --leave-running refused: the agent (pid {pid}) runs under the systemd unit {unit}, and when it exits systemd kills what is left of the unit, PostgreSQL included. Stop it with `systemctl stop {unit}` (the nodes stop in order)"
+        )));
+    }
     crate::pg::fsutil::create_dir(&ctx.layout.run_dir(), 0o755)?;
     crate::pg::fsutil::write_atomic(&ctx.layout.leave_running_marker(), b"", 0o644)?;
     stop_supervisor(ctx, pid).await?;
@@ -46,6 +53,17 @@ pub(crate) async fn leave_running(ctx: &Ctx) -> Result<()> {
         if running.is_empty() { "no node".to_string() } else { running.join(", ") }
     ));
     Ok(())
+}
+
+/// The systemd service a process runs in, from its `/proc/PID/cgroup`: the
+/// last part of its cgroup path when that is a `.service` (a process in a
+/// login session or a terminal's scope ends in `.scope`).
+fn service_unit(cgroup: &str) -> Option<String> {
+    cgroup.lines().find_map(|l| {
+        let path = l.splitn(3, ':').nth(2)?;
+        let leaf = path.rsplit('/').next()?;
+        (leaf.ends_with(".service") && !leaf.starts_with("user@")).then(|| leaf.to_string())
+    })
 }
 
 /// SIGTERM the supervisor and wait until it has let go of the data root.
@@ -110,4 +128,17 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_in_a_service_is_told_from_one_in_a_session() {
+        assert_eq!(service_unit("0::/system.slice/pgrepl@demo.service\n").as_deref(), Some("pgrepl@demo.service"));
+        assert_eq!(service_unit("12:freezer:/\n0::/user.slice/user-1000.slice/session-3.scope\n"), None);
+        assert_eq!(service_unit("0::/user.slice/user-1000.slice/user@1000.service\n"), None);
+        assert_eq!(service_unit("0::/\n"), None);
+    }
 }
