@@ -158,7 +158,7 @@ pub(crate) fn render(o: &InitOptions, api: Option<u16>) -> String {
 
 [cluster]
 name = "{name}"
-data_root = {data_root}# relative to this file; node data dirs go in <data_root>/<node>
+data_root = {data_root:<24}# relative to this file; node data dirs go in <data_root>/<node>
 # postgres_bin = "/usr/lib/postgresql/15/bin"   # found automatically when unset
 # os_user = "postgres"              # runs PostgreSQL when pgrepl runs as root
 
@@ -169,7 +169,7 @@ slots = true                        # one physical replication slot per replica
 wal_keep_size = "160MB"             # WAL kept for briefly disconnected standbys
 "#,
         name = o.name,
-        data_root = format!("{:<24}", toml::Value::String(o.data_root.clone().unwrap_or_else(|| "data".into())).to_string() + " "),
+        data_root = toml::Value::String(o.data_root.clone().unwrap_or_else(|| "data".into())).to_string() + " ",
     );
     for i in 0..o.nodes {
         let role = if i == 0 { "\nrole = \"primary\"                    # bootstrapped as primary" } else { "" };
