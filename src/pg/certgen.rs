@@ -4,14 +4,11 @@
 //! (the longest clients commonly accept). For nodes on other hosts, add
 //! their names or addresses with `--tls-host`.
 
-use openssl::asn1::{Asn1Integer, Asn1Time};
-use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName};
-use openssl::x509::{X509Builder, X509NameBuilder, X509};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    SerialNumber, PKCS_ECDSA_P256_SHA256,
+};
+use ring::rand::SecureRandom;
 
 use crate::error::{Error, Result};
 
@@ -23,104 +20,77 @@ pub(crate) struct Generated {
     pub server_key: String,
 }
 
-fn err(e: openssl::error::ErrorStack) -> Error {
+fn err(e: impl std::fmt::Display) -> Error {
     Error::Other(format!("making TLS certificates: {e}"))
 }
 
-fn key() -> Result<PKey<Private>> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(err)?;
-    PKey::from_ec_key(EcKey::generate(&group).map_err(err)?).map_err(err)
-}
-
-fn serial() -> Result<Asn1Integer> {
-    let mut bn = BigNum::new().map_err(err)?;
-    bn.rand(127, MsbOption::MAYBE_ZERO, false).map_err(err)?;
-    bn.to_asn1_integer().map_err(err)
-}
-
-/// A certificate builder with subject `CN=cn`, a random serial and a
-/// validity of `days`; the subject is returned too (a self-signed
-/// certificate's issuer).
-fn builder(cn: &str, days: u32, key: &PKey<Private>) -> Result<(X509Builder, openssl::x509::X509Name)> {
-    let mut name = X509NameBuilder::new().map_err(err)?;
-    name.append_entry_by_nid(Nid::COMMONNAME, cn).map_err(err)?;
-    let name = name.build();
-    let mut b = X509Builder::new().map_err(err)?;
-    b.set_version(2).map_err(err)?;
-    let serial = serial()?;
-    b.set_serial_number(&serial).map_err(err)?;
-    b.set_subject_name(&name).map_err(err)?;
-    b.set_pubkey(key).map_err(err)?;
-    let (from, until) = (Asn1Time::days_from_now(0).map_err(err)?, Asn1Time::days_from_now(days).map_err(err)?);
-    b.set_not_before(&from).map_err(err)?;
-    b.set_not_after(&until).map_err(err)?;
-    Ok((b, name))
+/// Subject `CN=cn`, a random 127-bit serial, valid from now for `days`.
+fn params(cn: &str, days: i64) -> Result<CertificateParams> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    let mut serial = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut serial).map_err(|_| err("no randomness for a serial"))?;
+    serial[0] &= 0x7f;
+    p.serial_number = Some(SerialNumber::from_slice(&serial));
+    let now = time::OffsetDateTime::now_utc();
+    p.not_before = now;
+    p.not_after = now + time::Duration::days(days);
+    Ok(p)
 }
 
 /// A CA and a server certificate for `hosts` (IP addresses become IP SANs,
 /// anything else DNS SANs).
 pub(crate) fn generate(cluster: &str, hosts: &[String]) -> Result<Generated> {
-    let ca_key = key()?;
-    let (mut ca, subject) = builder(&format!("pgrepl {cluster} CA"), 3650, &ca_key)?;
-    ca.append_extension(BasicConstraints::new().critical().ca().build().map_err(err)?).map_err(err)?;
-    ca.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().map_err(err)?).map_err(err)?;
-    // Self-signed: issuer = subject.
-    ca.set_issuer_name(&subject).map_err(err)?;
-    ca.sign(&ca_key, MessageDigest::sha256()).map_err(err)?;
-    let ca_cert: X509 = ca.build();
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(err)?;
+    let mut ca = params(&format!("pgrepl {cluster} CA"), 3650)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
 
-    let server_key = key()?;
-    let (mut s, _) = builder(&format!("pgrepl {cluster}"), 825, &server_key)?;
-    s.set_issuer_name(ca_cert.subject_name()).map_err(err)?;
-    s.append_extension(BasicConstraints::new().build().map_err(err)?).map_err(err)?;
-    s.append_extension(KeyUsage::new().critical().digital_signature().key_agreement().build().map_err(err)?)
-        .map_err(err)?;
-    s.append_extension(ExtendedKeyUsage::new().server_auth().build().map_err(err)?).map_err(err)?;
-    let mut san = SubjectAlternativeName::new();
+    let server_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(err)?;
+    let mut s = params(&format!("pgrepl {cluster}"), 825)?;
+    s.is_ca = IsCa::ExplicitNoCa;
+    s.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyAgreement];
+    s.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     for h in hosts {
-        if h.parse::<std::net::IpAddr>().is_ok() {
-            san.ip(h);
-        } else {
-            san.dns(h);
-        }
+        s.subject_alt_names.push(match h.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(h.clone().try_into().map_err(|e| err(format!("--tls-host {h}: {e}")))?),
+        });
     }
-    let san = san.build(&s.x509v3_context(Some(&ca_cert), None)).map_err(err)?;
-    s.append_extension(san).map_err(err)?;
-    s.sign(&ca_key, MessageDigest::sha256()).map_err(err)?;
-    let server_cert = s.build();
-
-    let pem = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    let server_cert = s.signed_by(&server_key, &ca_cert, &ca_key).map_err(err)?;
     Ok(Generated {
-        ca_cert: pem(ca_cert.to_pem().map_err(err)?),
-        ca_key: pem(ca_key.private_key_to_pem_pkcs8().map_err(err)?),
-        server_cert: pem(server_cert.to_pem().map_err(err)?),
-        server_key: pem(server_key.private_key_to_pem_pkcs8().map_err(err)?),
+        ca_cert: ca_cert.pem(),
+        ca_key: ca_key.serialize_pem(),
+        server_cert: server_cert.pem(),
+        server_key: server_key.serialize_pem(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openssl::stack::Stack;
-    use openssl::x509::store::X509StoreBuilder;
-    use openssl::x509::X509StoreContext;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
 
     #[test]
     fn the_server_certificate_is_signed_by_the_ca_and_names_the_hosts() {
         let g = generate("demo", &["127.0.0.1".into(), "localhost".into(), "db-2.internal".into()]).unwrap();
-        let ca = X509::from_pem(g.ca_cert.as_bytes()).unwrap();
-        let server = X509::from_pem(g.server_cert.as_bytes()).unwrap();
-        let mut store = X509StoreBuilder::new().unwrap();
-        store.add_cert(ca).unwrap();
-        let store = store.build();
-        let mut ctx = X509StoreContext::new().unwrap();
-        let chain = Stack::new().unwrap();
-        assert!(ctx.init(&store, &server, &chain, |c| c.verify_cert()).unwrap(), "not signed by the CA");
-        let sans = server.subject_alt_names().unwrap();
-        let dns: Vec<&str> = sans.iter().filter_map(|n| n.dnsname()).collect();
-        assert_eq!(dns, ["localhost", "db-2.internal"]);
-        let ips: Vec<&[u8]> = sans.iter().filter_map(|n| n.ipaddress()).collect();
-        assert_eq!(ips, [&[127u8, 0, 0, 1][..]]);
+        let roots = std::sync::Arc::new(crate::pg::tls::roots(&g.ca_cert).unwrap());
+        let v = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, crate::pg::tls::provider())
+            .build()
+            .unwrap();
+        let leaf = crate::pg::tls::certs(&g.server_cert).unwrap().remove(0);
+        for name in ["127.0.0.1", "localhost", "db-2.internal"] {
+            let n = ServerName::try_from(name).unwrap();
+            assert!(v.verify_server_cert(&leaf, &[], &n, &[], UnixTime::now()).is_ok(), "{name} is named");
+        }
+        let other = ServerName::try_from("db-9.internal").unwrap();
+        assert!(v.verify_server_cert(&leaf, &[], &other, &[], UnixTime::now()).is_err(), "only those");
+        let foreign = generate("other", &["127.0.0.1".into()]).unwrap();
+        let leaf = crate::pg::tls::certs(&foreign.server_cert).unwrap().remove(0);
+        let ip = ServerName::try_from("127.0.0.1").unwrap();
+        assert!(v.verify_server_cert(&leaf, &[], &ip, &[], UnixTime::now()).is_err(), "another CA's");
         assert!(g.server_key.starts_with("-----BEGIN PRIVATE KEY-----"));
     }
 }

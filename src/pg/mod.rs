@@ -19,4 +19,5 @@ pub(crate) mod sql;
 pub(crate) mod standby;
 pub(crate) mod tar;
 pub(crate) mod tls;
+pub(crate) mod tls_stream;
 pub(crate) mod wire;

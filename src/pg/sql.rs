@@ -31,7 +31,7 @@ pub(crate) async fn connect_tcp(
     user: &str,
     password: &Secret,
     dbname: &str,
-    tls: Option<postgres_openssl::MakeTlsConnector>,
+    tls: Option<crate::pg::tls::MakeTls>,
 ) -> Result<Client, tokio_postgres::Error> {
     let mut c = base_config(port, user, dbname);
     c.host(host).password(password.expose());

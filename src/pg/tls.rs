@@ -6,9 +6,14 @@
 //! `verify-full` it must name every node's host (as a DNS or IP SAN).
 
 use std::path::Path;
+use std::sync::Arc;
 
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use openssl::x509::X509;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 pub(crate) use crate::config::Tls;
 pub(crate) use crate::domain::modes::SslMode;
@@ -59,19 +64,124 @@ pub(crate) fn libpq_params(tls: &Tls, root_cert: &Path) -> Vec<(&'static str, St
     v
 }
 
-/// An OpenSSL connector for pgrepl's own connections, checking the
-/// certificate as `sslmode` says. Hostname checks are made per connection
-/// (see [`check_hostname`]).
-pub(crate) fn connector(tls: &Tls) -> Result<SslConnector> {
-    let err = |e: openssl::error::ErrorStack| Error::Other(format!("setting up TLS: {e}"));
-    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(err)?;
-    if let Some(ca) = &tls.ca_pem {
-        for cert in X509::stack_from_pem(ca.as_bytes()).map_err(err)? {
-            b.cert_store_mut().add_cert(cert).map_err(err)?;
+/// The crypto provider every TLS connection and certificate uses: ring
+/// (rcgen makes certificates with it too), so one is built.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificates in a PEM text, in order.
+pub(crate) fn certs(pem: &str) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<std::result::Result<Vec<_>, _>>();
+    match certs {
+        Ok(c) if c.is_empty() => Err("it holds no PEM certificate".into()),
+        Ok(c) => Ok(c),
+        Err(e) => Err(format!("it is not a PEM certificate ({e})")),
+    }
+}
+
+/// The private key in a PEM text (PKCS#8, SEC1 or PKCS#1).
+pub(crate) fn private_key(pem: &str) -> std::result::Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("it is not a PEM private key ({e})"))
+}
+
+/// The certificates of a PEM text as trust anchors.
+pub(crate) fn roots(pem: &str) -> std::result::Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    for c in certs(pem)? {
+        store.add(c).map_err(|e| format!("a CA certificate cannot be used: {e}"))?;
+    }
+    Ok(store)
+}
+
+/// The system's CAs (Debian's bundle), for endpoints given no CA file.
+pub(crate) fn system_roots() -> RootCertStore {
+    let pem = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    let mut store = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pem.as_bytes()).flatten() {
+        let _ = store.add(c);
+    }
+    store
+}
+
+/// A server's certificate checked as libpq's `sslmode` says: `require`
+/// checks nothing (the channel is encrypted, the peer unverified),
+/// `verify-ca` the chain to the CA, `verify-full` the chain and the name.
+#[derive(Debug)]
+struct BySslMode {
+    mode: SslMode,
+    /// The chain check; None for `require`.
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for BySslMode {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let Some(v) = &self.webpki else { return Ok(ServerCertVerified::assertion()) };
+        match v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            // The name is checked last, once the chain is valid.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if self.mode == SslMode::VerifyCa => Ok(ServerCertVerified::assertion()),
+            r => r,
         }
     }
-    b.set_verify(if tls.sslmode.verifies() { SslVerifyMode::PEER } else { SslVerifyMode::NONE });
-    Ok(b.build())
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The client side of pgrepl's own connections to the nodes (SQL and the
+/// replication protocol), checking the certificate as `sslmode` says.
+pub(crate) fn client_config(tls: &Tls) -> Result<Arc<ClientConfig>> {
+    let err = |e: String| Error::Other(format!("setting up TLS: {e}"));
+    let provider = provider();
+    let webpki = if tls.sslmode.verifies() {
+        let roots = match &tls.ca_pem {
+            Some(ca) => roots(ca).map_err(|e| err(format!("[tls] ca_file: {e}")))?,
+            None => system_roots(),
+        };
+        let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        Some(v)
+    } else {
+        None
+    };
+    let verifier = Arc::new(BySslMode { mode: tls.sslmode, webpki, provider: provider.clone() });
+    let cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
 }
 
 /// Whether a connection must check that the certificate names the host.
@@ -79,16 +189,18 @@ pub(crate) fn check_hostname(tls: &Tls) -> bool {
     tls.sslmode == SslMode::VerifyFull
 }
 
-/// The same for tokio-postgres.
-pub(crate) fn make_tls(tls: &Tls) -> Result<postgres_openssl::MakeTlsConnector> {
-    let mut m = postgres_openssl::MakeTlsConnector::new(connector(tls)?);
-    let full = check_hostname(tls);
-    m.set_callback(move |c, _host| {
-        c.set_verify_hostname(full);
-        Ok(())
-    });
-    Ok(m)
+/// The name a server is checked against: an IP address or a DNS name.
+pub(crate) fn server_name(host: &str) -> std::result::Result<ServerName<'static>, String> {
+    ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host} is not a host name a certificate can carry ({e})"))
 }
+
+/// TLS for tokio-postgres, on [`client_config`].
+pub(crate) fn make_tls(tls: &Tls) -> Result<MakeTls> {
+    Ok(MakeTls(client_config(tls)?))
+}
+
+pub(crate) use super::tls_stream::MakeTls;
 
 #[cfg(test)]
 mod tests {

@@ -263,7 +263,7 @@ fn start_tls(
     mut s: TcpStream,
     host: &str,
     tls: &crate::pg::tls::Tls,
-) -> Result<openssl::ssl::SslStream<TcpStream>, WireError> {
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, WireError> {
     let mut b = BytesMut::new();
     frontend::ssl_request(&mut b);
     s.write_all(&b)?;
@@ -274,18 +274,21 @@ fn start_tls(
             "the server at {host} does not accept TLS connections, but [tls] requires them; check that the node runs with ssl = on"
         )));
     }
-    let connector = crate::pg::tls::connector(tls).map_err(|e| WireError::Protocol(e.to_string()))?;
-    let config = connector
-        .configure()
-        .map_err(|e| WireError::Protocol(format!("setting up TLS: {e}")))?
-        .verify_hostname(crate::pg::tls::check_hostname(tls));
-    config.connect(host, s).map_err(|e| {
+    let fail = |e: String| {
         WireError::Protocol(format!(
             "TLS handshake with {host} failed (sslmode {}): {e}. Check that [tls] ca_file holds the CA that signed cert_file{}",
             tls.sslmode.as_str(),
             if crate::pg::tls::check_hostname(tls) { format!(", and that the certificate names {host}") } else { String::new() }
         ))
-    })
+    };
+    let config = crate::pg::tls::client_config(tls).map_err(|e| WireError::Protocol(e.to_string()))?;
+    let name = crate::pg::tls::server_name(host).map_err(fail)?;
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| fail(e.to_string()))?;
+    // The handshake now, so its failure is reported as one.
+    while conn.is_handshaking() {
+        conn.complete_io(&mut s).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(rustls::StreamOwned::new(conn, s))
 }
 
 /// Probe an idle connection after 10 s, every 5 s, and give up after 3

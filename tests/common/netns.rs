@@ -181,14 +181,17 @@ impl Lan {
 
     /// Whether `key` exists in etcd, asked of the first member that answers.
     pub fn etcd_key_exists(&self, key: &str) -> Option<bool> {
-        let body = format!("{{\"key\":\"{}\"}}", openssl::base64::encode_block(key.as_bytes()));
+        let body = format!(
+            "{{\"key\":\"{}\"}}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes())
+        );
         self.etcd_ns.iter().find_map(|e| post(&e.addr, "/v3/kv/range", &body)).map(|t| t.contains("\"kvs\""))
     }
 
     /// Put `key` = `value` on a lease of `ttl` seconds (as a command on
     /// another host would leave a request).
     pub fn etcd_put_leased(&self, key: &str, value: &str, ttl: u64) -> bool {
-        let b64 = |s: &str| openssl::base64::encode_block(s.as_bytes());
+        let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s.as_bytes());
         self.etcd_ns.iter().any(|e| {
             let Some(grant) = post(&e.addr, "/v3/lease/grant", &format!("{{\"TTL\":{ttl}}}")) else { return false };
             let json = grant.split_once("\r\n\r\n").map_or("", |(_, b)| b);
@@ -202,7 +205,10 @@ impl Lan {
 
     /// Delete `key`.
     pub fn etcd_delete(&self, key: &str) -> bool {
-        let body = format!("{{\"key\":\"{}\"}}", openssl::base64::encode_block(key.as_bytes()));
+        let body = format!(
+            "{{\"key\":\"{}\"}}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes())
+        );
         self.etcd_ns.iter().any(|e| post(&e.addr, "/v3/kv/deleterange", &body).is_some())
     }
 
@@ -212,14 +218,14 @@ impl Lan {
         if let Some(last) = end.last_mut() {
             *last += 1;
         }
-        let b64 = |b: &[u8]| openssl::base64::encode_block(b);
+        let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
         let body = format!("{{\"key\":\"{}\",\"range_end\":\"{}\"}}", b64(prefix.as_bytes()), b64(&end));
         let text = self.etcd_ns.iter().find_map(|e| post(&e.addr, "/v3/kv/range", &body))?;
         let json = text.split_once("\r\n\r\n")?.1;
         let v: serde_json::Value = serde_json::from_str(json).ok()?;
         let decode = |s: &serde_json::Value| {
             s.as_str()
-                .and_then(|s| openssl::base64::decode_block(s).ok())
+                .and_then(|s| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, s).ok())
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
         };
         let kvs = v["kvs"].as_array()?;

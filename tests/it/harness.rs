@@ -154,9 +154,12 @@ impl Cluster {
         let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
         let mut a = vec!["x509", "-req", "-days", "2", "-in", &csr, "-CA", &ca_crt, "-CAkey", &ca_key];
         a.extend_from_slice(&["-CAcreateserial", "-out", &crt]);
-        if let Some(ext) = ext {
-            a.extend_from_slice(&["-extfile", ext]);
+        // An extension file makes an X.509 v3 certificate (without one,
+        // `x509 -req` makes v1, which rustls refuses, as browsers do).
+        if ext.is_none() {
+            self.write("certs/v3.ext", "basicConstraints=CA:FALSE\n");
         }
+        a.extend_from_slice(&["-extfile", ext.unwrap_or("v3.ext")]);
         self.openssl(&a);
     }
 

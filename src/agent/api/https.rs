@@ -3,48 +3,47 @@
 //! certificate is asked for, never required: health checkers come without
 //! one, and a valid one stands in for the token on the write endpoints.
 
-use std::pin::Pin;
+use std::sync::Arc;
 
-use openssl::pkey::PKey;
-use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslVerifyMode};
-use openssl::x509::{X509VerifyResult, X509};
+use rustls::server::WebPkiClientVerifier;
+use rustls::ServerConfig;
 use tokio::net::TcpStream;
-use tokio_openssl::SslStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Tls;
+use crate::pg::tls::{certs, private_key, provider, roots};
 
 /// The acceptor for the API's listeners, or what is wrong with `[tls]`.
-pub(super) fn acceptor(tls: &Tls) -> Result<SslAcceptor, String> {
-    fn e(what: &'static str) -> impl Fn(openssl::error::ErrorStack) -> String {
-        move |err| format!("{what}: {err}")
-    }
-    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(e("TLS setup"))?;
-    let mut chain = X509::stack_from_pem(tls.cert_pem.as_bytes()).map_err(e("the [tls] certificate"))?.into_iter();
-    let leaf = chain.next().ok_or("the [tls] certificate file holds no certificate")?;
-    b.set_certificate(&leaf).map_err(e("the [tls] certificate"))?;
-    for extra in chain {
-        b.add_extra_chain_cert(extra).map_err(e("the [tls] certificate chain"))?;
-    }
-    let key = PKey::private_key_from_pem(tls.key_pem.expose().as_bytes()).map_err(e("the [tls] key"))?;
-    b.set_private_key(&key).map_err(e("the [tls] key"))?;
-    b.check_private_key().map_err(e("the [tls] key does not match its certificate"))?;
-    if let Some(ca) = &tls.ca_pem {
-        for c in X509::stack_from_pem(ca.as_bytes()).map_err(e("the [tls] CA"))? {
-            b.add_client_ca(&c).map_err(e("the [tls] CA"))?;
-            b.cert_store_mut().add_cert(c).map_err(e("the [tls] CA"))?;
+pub(super) fn acceptor(tls: &Tls) -> Result<TlsAcceptor, String> {
+    let chain = certs(&tls.cert_pem).map_err(|e| format!("the [tls] certificate: {e}"))?;
+    let key = private_key(tls.key_pem.expose()).map_err(|e| format!("the [tls] key: {e}"))?;
+    let provider = provider();
+    let b = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let b = match &tls.ca_pem {
+        Some(ca) => {
+            let roots = roots(ca).map_err(|e| format!("the [tls] CA: {e}"))?;
+            // Ask, verify what is sent, require nothing.
+            let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| format!("the [tls] CA: {e}"))?;
+            b.with_client_cert_verifier(v)
         }
-        // PEER without FAIL_IF_NO_PEER_CERT: ask, verify what is sent, require nothing.
-        b.set_verify(SslVerifyMode::PEER);
-    }
-    Ok(b.build())
+        None => b.with_no_client_auth(),
+    };
+    let cfg =
+        b.with_single_cert(chain, key).map_err(|e| format!("the [tls] key does not match its certificate: {e}"))?;
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
 /// The TLS handshake: the stream, and whether the client showed a
-/// certificate the CA signed. `None` when the handshake fails.
-pub(super) async fn handshake(acceptor: &SslAcceptor, s: TcpStream) -> Option<(SslStream<TcpStream>, bool)> {
-    let ssl = Ssl::new(acceptor.context()).ok()?;
-    let mut stream = SslStream::new(ssl, s).ok()?;
-    Pin::new(&mut stream).accept().await.ok()?;
-    let verified = stream.ssl().peer_certificate().is_some() && stream.ssl().verify_result() == X509VerifyResult::OK;
+/// certificate the CA signed (one it did not sign fails the handshake).
+/// `None` when the handshake fails.
+pub(super) async fn handshake(acceptor: &TlsAcceptor, s: TcpStream) -> Option<(TlsStream<TcpStream>, bool)> {
+    let stream = acceptor.accept(s).await.ok()?;
+    let verified = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
     Some((stream, verified))
 }

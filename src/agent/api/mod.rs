@@ -56,7 +56,7 @@ pub(crate) struct Server {
     stale: f64,
     out: Output,
     conns: Arc<Conns>,
-    tls: Option<openssl::ssl::SslAcceptor>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     dash: Arc<Dashboard>,
     streams: ui::Streams,
     /// Ends the dashboard's streams when the agent stops.

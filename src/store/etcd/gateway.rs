@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openssl::ssl::{HandshakeError, SslConnector, SslFiletype, SslMethod, SslVerifyMode};
 use serde_json::Value;
 
 use crate::config::{Etcd, Secret};
@@ -34,7 +33,7 @@ pub(crate) struct Gateway {
     preferred: AtomicUsize,
     /// With `https://` endpoints: verifies etcd's certificate (and presents
     /// ours, if configured).
-    tls: Option<SslConnector>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// etcd's authentication: the user and its password, and the token
     /// etcd gave for them (asked for again when etcd says it expired).
     auth: Option<(String, Secret)>,
@@ -70,7 +69,11 @@ impl Gateway {
         Gateway::with(urls, None, None)
     }
 
-    fn with(urls: &[String], tls: Option<SslConnector>, auth: Option<(String, Secret)>) -> Result<Arc<Gateway>> {
+    fn with(
+        urls: &[String],
+        tls: Option<Arc<rustls::ClientConfig>>,
+        auth: Option<(String, Secret)>,
+    ) -> Result<Arc<Gateway>> {
         let scheme = if tls.is_some() { "https://" } else { "http://" };
         let endpoints = urls
             .iter()
@@ -182,15 +185,10 @@ impl Gateway {
         let raw = match &self.tls {
             None => roundtrip(s, &req),
             Some(c) => {
-                let tls = c.connect(&ep.host, s).map_err(|e| {
+                let tls = handshake(c, &ep.host, s).map_err(|e| {
                     // A member that does not answer in time is skipped; a
                     // certificate problem is the same on every member.
-                    let io = match &e {
-                        HandshakeError::Failure(m) => m.error().io_error().is_some(),
-                        HandshakeError::WouldBlock(_) => true,
-                        HandshakeError::SetupFailure(_) => false,
-                    };
-                    if io {
+                    if !e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
                         return fail(format!("TLS: {e}"));
                     }
                     Answered(Error::Authentication(format!(
@@ -208,23 +206,52 @@ impl Gateway {
 
 type Exchange = std::result::Result<Value, Failure>;
 
-/// An OpenSSL client for `https://` endpoints: verifies etcd's certificate
-/// against `ca` (or the system's CAs) and the host name, and presents a
-/// client certificate if given.
-fn connector(ca: Option<&std::path::Path>, client: Option<&(PathBuf, PathBuf)>) -> Result<SslConnector> {
-    let err = |what: &str, e: openssl::error::ErrorStack| Error::Other(format!("etcd TLS: {what}: {e}"));
-    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| err("setting up", e))?;
-    if let Some(ca) = ca {
-        b.set_ca_file(ca).map_err(|e| err(&format!("reading ca_file {}", ca.display()), e))?;
+/// A client for `https://` endpoints: verifies etcd's certificate against
+/// `ca` (or the system's CAs) and the host name, and presents a client
+/// certificate if given.
+fn connector(ca: Option<&std::path::Path>, client: Option<&(PathBuf, PathBuf)>) -> Result<Arc<rustls::ClientConfig>> {
+    let err = |what: String| Error::Other(format!("etcd TLS: {what}"));
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
+    let roots = match ca {
+        Some(ca) => crate::pg::tls::roots(&read(ca)?).map_err(|e| err(format!("ca_file {}: {e}", ca.display())))?,
+        None => crate::pg::tls::system_roots(),
+    };
+    let b = rustls::ClientConfig::builder_with_provider(crate::pg::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .with_root_certificates(roots);
+    let cfg = match client {
+        Some((cert, key)) => {
+            let chain =
+                crate::pg::tls::certs(&read(cert)?).map_err(|e| err(format!("cert_file {}: {e}", cert.display())))?;
+            let k = crate::pg::tls::private_key(&read(key)?)
+                .map_err(|e| err(format!("key_file {}: {e}", key.display())))?;
+            b.with_client_auth_cert(chain, k).map_err(|e| {
+                err(format!(
+                    "cert_file {} with key_file {}: {e} (the certificate must be X.509 v3 and match the key)",
+                    cert.display(),
+                    key.display()
+                ))
+            })?
+        }
+        None => b.with_no_client_auth(),
+    };
+    Ok(Arc::new(cfg))
+}
+
+/// Connect over TLS to `host`, the handshake done.
+fn handshake(
+    config: &Arc<rustls::ClientConfig>,
+    host: &str,
+    mut s: TcpStream,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let name = crate::pg::tls::server_name(host).map_err(invalid)?;
+    let mut conn = rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut s)?;
     }
-    if let Some((cert, key)) = client {
-        b.set_certificate_chain_file(cert).map_err(|e| err(&format!("reading cert_file {}", cert.display()), e))?;
-        b.set_private_key_file(key, SslFiletype::PEM)
-            .map_err(|e| err(&format!("reading key_file {}", key.display()), e))?;
-        b.check_private_key().map_err(|e| err("key_file does not match cert_file", e))?;
-    }
-    b.set_verify(SslVerifyMode::PEER);
-    Ok(b.build())
+    Ok(rustls::StreamOwned::new(conn, s))
 }
 
 /// Send `req` and read the whole answer (the server closes after it).
@@ -318,11 +345,13 @@ pub(crate) fn version_caveat(version: &str) -> Option<String> {
 }
 
 pub(crate) fn b64(s: &str) -> String {
-    openssl::base64::encode_block(s.as_bytes())
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
 }
 
 pub(crate) fn unb64(s: &str) -> Option<String> {
-    openssl::base64::decode_block(s).ok().and_then(|b| String::from_utf8(b).ok())
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).ok().and_then(|b| String::from_utf8(b).ok())
 }
 
 /// An int64 as the gateway writes it: a JSON string (or a number).
