@@ -3,9 +3,9 @@
 #
 #   bash scripts/install-deps.sh          to build and run pgrepl: PostgreSQL 15
 #                                         (server binaries and the `postgres` OS
-#                                         user) and OpenSSL (headers, pkg-config,
-#                                         the openssl command)
-#   bash scripts/install-deps.sh --test   also what the tests use: iproute2 (network
+#                                         user); TLS is rustls, built in
+#   bash scripts/install-deps.sh --test   also what the tests use: the openssl command
+#                                         (test certificates), iproute2 (network
 #                                         namespaces), prometheus (promtool), haproxy, curl,
 #                                         chromium (renders the drill's HTML report) and
 #                                         chromium-driver (drives it in the dashboard's tests),
@@ -28,15 +28,12 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need=()
 dpkg -s postgresql-15 >/dev/null 2>&1 || need+=(postgresql-15)
-# pgrepl links the system OpenSSL for [tls]; `init --tls` and the tests make
-# certificates with it.
-for p in libssl-dev pkg-config openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ "$mode" = test ]; then
   # Network namespaces for the multi-host tests; real clients for the
   # observability and API tests: promtool, HAProxy and curl; Chromium
   # renders the drill's HTML report, and chromedriver drives it through
   # the dashboard in its tests.
-  for p in iproute2 prometheus haproxy curl chromium chromium-driver etcd-server; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+  for p in openssl iproute2 prometheus haproxy curl chromium chromium-driver etcd-server; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then
