@@ -2,6 +2,9 @@
 # Build pgrepl's Debian package from a built binary, with dpkg-deb.
 #
 #   bash scripts/build-deb.sh                      cargo build --release, then package it
+#   bash scripts/build-deb.sh --static             the same for a static musl binary (needs
+#                                                  `rustup target add x86_64-unknown-linux-musl`
+#                                                  and Debian's musl-tools)
 #   bash scripts/build-deb.sh --binary PATH        package that binary (no build)
 #       [--version VERSION] [--out DIR]            default: Cargo.toml's version; target/debian
 #
@@ -16,17 +19,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 binary=""
+static=""
 version=""
 out="target/debian"
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) binary=$2; shift 2 ;;
+    --static) static=1; shift ;;
     --version) version=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "usage: bash scripts/build-deb.sh [--binary PATH] [--version VERSION] [--out DIR]" >&2; exit 64 ;;
+    *) echo "usage: bash scripts/build-deb.sh [--static | --binary PATH] [--version VERSION] [--out DIR]" >&2; exit 64 ;;
   esac
 done
-if [ -z "$binary" ]; then
+if [ -z "$binary" ] && [ -n "$static" ]; then
+  cargo build --release --locked --target x86_64-unknown-linux-musl >&2
+  binary=target/x86_64-unknown-linux-musl/release/pgrepl
+elif [ -z "$binary" ]; then
   cargo build --release --locked >&2
   binary=target/release/pgrepl
 fi
