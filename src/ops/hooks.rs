@@ -52,7 +52,11 @@ pub(crate) async fn fire(ctx: &Ctx, event: Event, node: &str, message: &str, out
         message: message.into(),
     };
     // Best effort, as the hook: the event itself has happened either way.
-    if let Err(e) = ctx.store().update(|st| st.record_event(rec.clone())) {
+    // On a blocking thread: across hosts it is etcd calls, which may wait
+    // out their timeouts when etcd is unreachable.
+    let store = ctx.store_handle();
+    let recorded = tokio::task::spawn_blocking(move || store.update(|st| st.record_event(rec.clone()))).await;
+    if let Ok(Err(e)) = recorded {
         out.info(format!("warning: cannot record the {event} event of {node}: {e}"));
     }
     let Some(h) = &ctx.cfg.hooks else { return };

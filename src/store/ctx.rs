@@ -29,7 +29,7 @@ pub(crate) struct Ctx {
     pub runas: RunAs,
     pub layout: Layout,
     /// The cluster's record: read and changed only through here.
-    store: Box<dyn ClusterStore>,
+    store: Arc<dyn ClusterStore>,
     /// With `[etcd]`: the members every store call goes to.
     etcd: Option<Arc<Gateway>>,
     /// This machine's addresses, read once.
@@ -47,11 +47,11 @@ impl Ctx {
         let layout = Layout::new(&cfg.data_root);
         // One machine keeps the record in a file; across hosts it lives in
         // etcd, where every agent and command sees the same one.
-        let (store, etcd): (Box<dyn ClusterStore>, _) = match &cfg.etcd {
-            None => (Box::new(FileStore { path: layout.state_file() }), None),
+        let (store, etcd): (Arc<dyn ClusterStore>, _) = match &cfg.etcd {
+            None => (Arc::new(FileStore { path: layout.state_file() }), None),
             Some(e) => {
                 let gw = Gateway::new(e)?;
-                (Box::new(EtcdRecord::new(gw.clone(), &e.prefix, &cfg.cluster_name)), Some(gw))
+                (Arc::new(EtcdRecord::new(gw.clone(), &e.prefix, &cfg.cluster_name)), Some(gw))
             }
         };
         Ok(Arc::new(Ctx {
@@ -137,6 +137,12 @@ impl Ctx {
     /// Where the cluster's record is kept.
     pub(crate) fn store(&self) -> &dyn ClusterStore {
         self.store.as_ref()
+    }
+
+    /// The same, to change the record on a blocking thread (across hosts
+    /// each change is HTTP calls to etcd) without holding up async work.
+    pub(crate) fn store_handle(&self) -> Arc<dyn ClusterStore> {
+        self.store.clone()
     }
 
     /// This host's bookkeeping (slots made, the max_wal_senders floor).
