@@ -42,8 +42,11 @@ impl Dashboard {
 pub(crate) async fn run(dash: Arc<Dashboard>, mut latest: Latest, mut stop: Stop) {
     while next_snapshot(&mut latest, &mut stop).await {
         let Some(snap) = latest.borrow_and_update().clone() else { continue };
-        let frame = dash.board().push(snap);
-        // No page open is not an error.
-        let _ = dash.frames.send(frame.into());
+        let mut board = dash.board();
+        // Under the board's lock, as `subscribe`: a page that opens now is
+        // either counted here or gets this snapshot in its init frame.
+        if let Some(frame) = board.push(snap, dash.frames.receiver_count() > 0) {
+            let _ = dash.frames.send(frame.into());
+        }
     }
 }

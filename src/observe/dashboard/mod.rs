@@ -36,20 +36,24 @@ impl Board {
         Board { settings, ring: Ring::default(), events: Events::default(), latest: None }
     }
 
-    /// Take a snapshot in; the `update` frame to send to every open page.
-    pub(crate) fn push(&mut self, snap: std::sync::Arc<Snapshot>) -> String {
+    /// Take a snapshot in; with `watched`, the `update` frame to send to
+    /// every open page (with no page open the frame is not built: a page
+    /// that opens later gets everything in its `init` frame).
+    pub(crate) fn push(&mut self, snap: std::sync::Arc<Snapshot>, watched: bool) -> Option<String> {
         let added = self.events.update(self.latest.as_deref(), &snap);
         let sample = self.ring.push(&snap).cloned();
-        let sample = sample.map(|s| self.ring.json(&s));
-        let events: Vec<_> = self.events.newest(added).collect();
-        let body = json!({
-            "snapshot": document(&snap),
-            "sample": sample,
-            "events": events,
-            "memory": self.memory(),
-        });
+        let frame_of = |me: &Self| {
+            let body = json!({
+                "snapshot": document(&snap),
+                "sample": sample.as_ref().map(|s| me.ring.json(s)),
+                "events": me.events.newest(added).collect::<Vec<_>>(),
+                "memory": me.memory(),
+            });
+            frame(me.last_seq(), "update", &body)
+        };
+        let out = watched.then(|| frame_of(self));
         self.latest = Some(snap);
-        frame(self.last_seq(), "update", &body)
+        out
     }
 
     /// The `init` frame for a page that has the samples up to `since`
@@ -117,13 +121,15 @@ mod tests {
     #[test]
     fn a_page_gets_the_history_then_one_update_per_snapshot() {
         let mut b = Board::new(json!({"write": false}));
-        let first = b.push(Arc::new(example()));
+        assert_eq!(b.push(Arc::new(example()), false), None, "no page, no frame");
+        let mut b = Board::new(json!({"write": false}));
+        let first = b.push(Arc::new(example()), true).unwrap();
         assert!(first.starts_with("id: 0\nevent: update\n"), "{first}");
         assert_eq!(data(&first)["events"][0]["kind"], "switchover");
         let mut later = example();
         later.taken_unix += 1.0;
         later.status.nodes[1].state = crate::observe::status::NodeState::Stopped;
-        let second = data(&b.push(Arc::new(later)));
+        let second = data(&b.push(Arc::new(later), true).unwrap());
         assert_eq!(second["snapshot"]["nodes"][1]["state"], "stopped");
         assert_eq!(second["events"][0]["message"], "pg-2 is stopped (it was running)");
         assert_eq!(second["sample"]["seq"], 1);
