@@ -5,7 +5,9 @@
 #                                         (server binaries and the `postgres` OS
 #                                         user); TLS is rustls, built in
 #   bash scripts/install-deps.sh --test   also what the tests use: the openssl command
-#                                         (test certificates), iproute2 (network
+#                                         (test certificates), man-db, systemd
+#                                         (systemd-analyze) and binutils (strip) for
+#                                         the packaging tests, iproute2 (network
 #                                         namespaces), prometheus (promtool), haproxy, curl,
 #                                         chromium (renders the drill's HTML report) and
 #                                         chromium-driver (drives it in the dashboard's tests),
@@ -32,8 +34,10 @@ if [ "$mode" = test ]; then
   # Network namespaces for the multi-host tests; real clients for the
   # observability and API tests: promtool, HAProxy and curl; Chromium
   # renders the drill's HTML report, and chromedriver drives it through
-  # the dashboard in its tests.
-  for p in openssl iproute2 prometheus haproxy curl chromium chromium-driver etcd-server; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+  # the dashboard in its tests. The packaging tests read what the .deb
+  # ships with man and systemd-analyze (the systemd package installs it;
+  # nothing starts in a container without systemd as PID 1).
+  for p in openssl man-db systemd binutils iproute2 prometheus haproxy curl chromium chromium-driver etcd-server; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then
