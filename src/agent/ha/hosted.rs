@@ -286,7 +286,8 @@ fn say(ctx: &Ctx, local: &mut Local, reason: &str, out: &Output) {
     if reason == local.last_reason {
         return;
     }
-    if gist(reason) != gist(&local.last_reason) {
+    let names: Vec<&str> = ctx.cfg.nodes.iter().map(|n| n.name.as_str()).collect();
+    if gist(reason, &names) != gist(&local.last_reason, &names) {
         out.info(format!("ha: {reason}"));
     }
     let _ = crate::pg::fsutil::write_atomic(&ctx.layout.ha_file(), reason.as_bytes(), 0o644);

@@ -111,7 +111,8 @@ fn say(ctx: &Ctx, mem: &mut Memory, reason: &str, out: &Output) {
     if reason == mem.last_reason {
         return;
     }
-    if gist(reason) != gist(&mem.last_reason) {
+    let names: Vec<&str> = ctx.cfg.nodes.iter().map(|n| n.name.as_str()).collect();
+    if gist(reason, &names) != gist(&mem.last_reason, &names) {
         out.info(format!("ha: {reason}"));
     }
     if let Err(e) = crate::pg::fsutil::write_atomic(&ctx.layout.ha_file(), reason.as_bytes(), 0o644) {

@@ -89,7 +89,8 @@ pub(crate) fn seen(prev: &Snapshot, next: &Snapshot) -> Vec<(&'static str, Strin
     let mut out = Vec::new();
     if let Some(ha) = &n.ha {
         // Decisions count seconds: a new one is a new gist.
-        if p.ha.as_deref().is_none_or(|old| gist(old) != gist(ha)) {
+        let names: Vec<&str> = n.nodes.iter().map(|x| x.name.as_str()).collect();
+        if p.ha.as_deref().is_none_or(|old| gist(old, &names) != gist(ha, &names)) {
             out.push(("decision", "-".to_string(), ha.clone()));
         }
     }
@@ -182,6 +183,9 @@ mod tests {
         let mut later = next.clone();
         later.status.ha = Some("primary pg-1 is down for 4.2s; waiting".into());
         assert!(seen(&next, &later).is_empty(), "the same decision a second later is no new event");
+        let mut other = later.clone();
+        other.status.ha = Some("primary pg-2 is down for 4.2s; waiting".into());
+        assert_eq!(seen(&later, &other).len(), 1, "about another node, it is a new decision");
     }
 
     #[test]
