@@ -118,19 +118,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
             .map(|n| n.name.clone())
             .collect();
         let p = plan(ctx.cfg.replication.durability, ctx.cfg.replication.sync_count, &configured, &streaming);
-        // One kept connection to the primary, not a new backend every
-        // tick (a fork and an authentication each second is most of what
-        // an idle cluster would otherwise spend on being watched).
-        if kept
-            .as_ref()
-            .is_none_or(|(name, c): &(String, tokio_postgres::Client)| *name != primary.name || c.is_closed())
-        {
-            kept = match ctx.connect(&primary).await {
-                Ok(c) => Some((primary.name.clone(), c)),
-                Err(_) => continue,
-            };
-        }
-        let Some((_, c)) = kept.as_ref() else { continue };
+        let Some(c) = connection(&ctx, &primary, &mut kept).await else { continue };
         let current: String = match c.query_one("SHOW synchronous_standby_names", &[]).await {
             Ok(r) => r.get(0),
             Err(_) => {
@@ -151,29 +139,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
                 continue;
             }
         };
-        if current != p.names {
-            // Across hosts, only a leader whose lease is known to hold (a
-            // fresh deadline) changes what protects commits.
-            if ctx.cfg.etcd.is_some() && !ctx.holds_lease(&primary.name) {
-                continue;
-            }
-            // Loosening (a standby leaves the set, or `sync` degrades) is
-            // recorded first, where failover reads it: a primary that
-            // cannot reach the store then cannot loosen either, and its
-            // commits wait instead of being acknowledged without a
-            // standby that a failover would then promote.
-            let loosens = !recorded.iter().all(|n| set.contains(n));
-            if loosens && recorded != set {
-                if let Err(e) = ctx.store().update_as_leader(&primary.name, |st| st.sync_set = set.clone()) {
-                    unrecorded(&out, &e, &mut last);
-                    continue;
-                }
-                recorded = set.clone();
-            }
-            let sql = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(&p.names));
-            if c.batch_execute(&sql).await.is_ok() && c.batch_execute("SELECT pg_reload_conf()").await.is_ok() {
-                out.info(format!("durability: synchronous_standby_names = '{}' on {}", p.names, primary.name));
-            }
+        if current != p.names && apply(&ctx, c, &primary.name, &p, &set, &mut recorded, &out, &mut last).await.is_none()
+        {
+            continue;
         }
         // Failover trusts this record: a failure to write it is said
         // every cycle until it succeeds, never dropped.
@@ -184,16 +152,73 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
             }
         }
         if p.message != last {
-            out.info(format!("durability: {}", p.message));
-            let text = serde_json::to_string(&p).map_err(|e| e.to_string());
-            match text.and_then(|t| {
-                crate::pg::fsutil::write_atomic(&ctx.layout.durability_file(), t.as_bytes(), 0o644)
-                    .map_err(|e| e.to_string())
-            }) {
-                Ok(()) => last = p.message.clone(),
-                Err(e) => out.info(format!("durability: cannot publish the plan for `status`: {e}")),
-            }
+            publish(&ctx, &p, &out, &mut last);
         }
+    }
+}
+
+/// One kept connection to the primary, not a new backend every tick (a
+/// fork and an authentication each second is most of what an idle cluster
+/// would otherwise spend on being watched).
+async fn connection<'a>(
+    ctx: &Ctx,
+    primary: &crate::config::Node,
+    kept: &'a mut Option<(String, tokio_postgres::Client)>,
+) -> Option<&'a tokio_postgres::Client> {
+    if kept.as_ref().is_none_or(|(name, c)| *name != primary.name || c.is_closed()) {
+        *kept = Some((primary.name.clone(), ctx.connect(primary).await.ok()?));
+    }
+    kept.as_ref().map(|(_, c)| c)
+}
+
+/// Change `synchronous_standby_names` on the primary to the plan's; None
+/// when this cycle must stop here (not allowed, or the record unwritable).
+#[allow(clippy::too_many_arguments)]
+async fn apply(
+    ctx: &Ctx,
+    c: &tokio_postgres::Client,
+    primary: &str,
+    p: &Plan,
+    set: &[String],
+    recorded: &mut Vec<String>,
+    out: &Output,
+    last: &mut String,
+) -> Option<()> {
+    // Across hosts, only a leader whose lease is known to hold (a
+    // fresh deadline) changes what protects commits.
+    if ctx.cfg.etcd.is_some() && !ctx.holds_lease(primary) {
+        return None;
+    }
+    // Loosening (a standby leaves the set, or `sync` degrades) is
+    // recorded first, where failover reads it: a primary that
+    // cannot reach the store then cannot loosen either, and its
+    // commits wait instead of being acknowledged without a
+    // standby that a failover would then promote.
+    let loosens = !recorded.iter().all(|n| set.contains(n));
+    if loosens && *recorded != set {
+        if let Err(e) = ctx.store().update_as_leader(primary, |st| st.sync_set = set.to_vec()) {
+            unrecorded(out, &e, last);
+            return None;
+        }
+        *recorded = set.to_vec();
+    }
+    let sql = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(&p.names));
+    if c.batch_execute(&sql).await.is_ok() && c.batch_execute("SELECT pg_reload_conf()").await.is_ok() {
+        out.info(format!("durability: synchronous_standby_names = '{}' on {}", p.names, primary));
+    }
+
+    Some(())
+}
+
+/// Say the plan's message and write it where `status` reads it.
+fn publish(ctx: &Ctx, p: &Plan, out: &Output, last: &mut String) {
+    out.info(format!("durability: {}", p.message));
+    let text = serde_json::to_string(p).map_err(|e| e.to_string());
+    match text.and_then(|t| {
+        crate::pg::fsutil::write_atomic(&ctx.layout.durability_file(), t.as_bytes(), 0o644).map_err(|e| e.to_string())
+    }) {
+        Ok(()) => *last = p.message.clone(),
+        Err(e) => out.info(format!("durability: cannot publish the plan for `status`: {e}")),
     }
 }
 

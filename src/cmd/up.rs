@@ -42,7 +42,9 @@ pub(crate) struct UpOptions {
     pub fence: Option<std::sync::Arc<crate::agent::fence::Fence>>,
 }
 
-/// Entry point of `pgrepl up`.
+/// Entry point of `pgrepl up`: check and plan, then (in the foreground or
+/// a detached child) take the data root, bring the nodes up, report, and
+/// supervise until a signal.
 pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     let width = ctx.cfg.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
     let out = Output::new(width);
@@ -50,6 +52,69 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
         out.info(format!("warning: {w}"));
     }
     let selected = select_nodes(&ctx, &opts.nodes, &out)?;
+    let plans = match plan(&ctx, &selected, &opts, &out).await? {
+        Planned::Attach(holder) => return attach(&ctx, holder, &selected, &out).await,
+        Planned::Start(plans) => plans,
+    };
+    if opts.detach && !opts.supervise_child {
+        return detach::spawn(&ctx, &opts, &out).await;
+    }
+    let names: Vec<&str> = selected.iter().map(|n| n.name.as_str()).collect();
+    let _lock = take_root(&ctx, &names, &opts)?;
+    let mut agent = Agent::new(ctx.clone(), &selected, out.clone(), opts.fence.clone());
+    let sup = agent.supervisor().clone();
+    let mut signals = Signals::new()?;
+    let started = tokio::time::Instant::now();
+    let result = tokio::select! {
+        r = bring_up(&ctx, &sup, &plans) => r,
+        _ = signals.term.recv() => Err(Error::Other("interrupted by SIGTERM during start-up; stopped what had started".into())),
+        _ = signals.int.recv() => Err(Error::Other("interrupted during start-up; stopped what had started".into())),
+    };
+    let (timings, failed) = match result {
+        Ok(t) => t,
+        Err(e) => {
+            agent.stop(false).await;
+            return Err(e);
+        }
+    };
+    crate::cmd::summary::print(&ctx, &selected, &out, started.elapsed());
+    let parts: Vec<String> = timings.iter().map(|(k, v)| format!("{k}={v:.2}s")).collect();
+    out.info(format!("timings: {} total={:.2}s", parts.join(" "), started.elapsed().as_secs_f64()));
+    let failure = partial_failure(&failed, selected.len());
+    agent.watch(&selected).await;
+    if let Err(e) = announce_ready(&ctx, &names, failure.as_ref(), &out) {
+        agent.stop(false).await;
+        return Err(e);
+    }
+    signals.serve(&ctx, &sup).await;
+    let _ = std::fs::remove_file(ctx.layout.ready_file());
+    if std::fs::remove_file(ctx.layout.leave_running_marker()).is_ok() {
+        agent.stop(true).await;
+        out.info("exiting at `pgrepl down --leave-running`: PostgreSQL keeps running, unsupervised, until `pgrepl up`");
+        return Ok(());
+    }
+    crate::agent::notify::notify("STOPPING=1\nSTATUS=stopping: replicas first, then the primary");
+    out.info("shutting down: replicas first, then the primary (fast mode)");
+    agent.stop(false).await;
+    out.info("all nodes stopped");
+    match failure {
+        // The foreground `up` reports its partial start as its exit status.
+        Some((code, _)) if !opts.supervise_child => Err(Error::Exit(code)),
+        _ => Ok(()),
+    }
+}
+
+/// What `up` found it should do: join a supervisor that already runs, or
+/// start these nodes.
+enum Planned {
+    Attach(lock::Holder),
+    Start(Vec<NodePlan>),
+}
+
+/// Every check `up` makes before it changes anything, done here even when
+/// detaching, so a refusal reaches the user's stderr with its exit code
+/// before any background process exists.
+async fn plan(ctx: &Arc<Ctx>, selected: &[Node], opts: &UpOptions, out: &Output) -> Result<Planned> {
     // Across hosts, every agent must run the same cluster: the first one
     // records the cluster-wide settings, the others compare.
     if let (Some(gw), Some(e)) = (ctx.etcd(), &ctx.cfg.etcd) {
@@ -59,16 +124,14 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
             .map_err(|e| Error::Other(e.to_string()))??;
     }
     if let Some(holder) = lock::holder(&ctx.layout) {
-        return attach(&ctx, holder, &selected, &out).await;
+        return Ok(Planned::Attach(holder));
     }
-    // Checked here too when detaching, so a refusal reaches the user's stderr
-    // with its exit code before any background process exists.
-    let mut plans = match preflight::plan(&ctx, &selected, &opts.reclone).await {
+    let mut plans = match preflight::plan(ctx, selected, &opts.reclone).await {
         Ok(p) => p,
         // A supervisor that started while this one was checking (a racing
         // `up`) explains a port in use or a dir that changed: join it.
         Err(e) => match lock::holder(&ctx.layout) {
-            Some(holder) => return attach(&ctx, holder, &selected, &out).await,
+            Some(holder) => return Ok(Planned::Attach(holder)),
             None => return Err(e),
         },
     };
@@ -77,7 +140,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     // A fenced former primary must not start before it is rewound: its files
     // still say primary. Both kinds stay stopped, with the command to run.
     let mut held = Vec::new();
-    plans.retain(|p| match held_back(&ctx, &p.node.name) {
+    plans.retain(|p| match held_back(ctx, &p.node.name) {
         Some(why) if !matches!(p.action, Action::Clone { .. }) => {
             out.info(format!("{}: {why}", p.node.name));
             held.push(p.node.clone());
@@ -93,17 +156,18 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
         out.info(format!("{}: its postmaster still runs though the record holds it back: stopping it", node.name));
         crate::pg::process::stop_dir(&node.data_dir, ctx.cfg.supervisor.stop_timeout).await?;
     }
-    if opts.detach && !opts.supervise_child {
-        return detach::spawn(&ctx, &opts, &out).await;
-    }
-    // The lock first, so a second `up` racing this one stops at the lock
-    // with a clear message instead of tripping over files being written.
+    Ok(Planned::Start(plans))
+}
+
+/// The supervisor's lock, then the data root it owns. The lock comes
+/// first, so a second `up` racing this one stops at the lock with a clear
+/// message instead of tripping over files being written.
+fn take_root(ctx: &Ctx, names: &[&str], opts: &UpOptions) -> Result<lock::SupervisorLock> {
     crate::pg::fsutil::create_dir(&ctx.layout.root, 0o700)?;
     ctx.runas.chown(&ctx.layout.root)?;
-    let names: Vec<&str> = selected.iter().map(|n| n.name.as_str()).collect();
-    let _lock = lock::acquire(&ctx.layout, &names)?;
+    let lock = lock::acquire(&ctx.layout, names)?;
     let _ = std::fs::remove_file(ctx.layout.leave_running_marker());
-    prepare_root(&ctx)?;
+    prepare_root(ctx)?;
     if opts.quiet_postgres {
         crate::pg::fsutil::create_dir(&ctx.layout.root.join("log"), 0o700)?;
     }
@@ -111,81 +175,72 @@ pub(crate) async fn run(ctx: Arc<Ctx>, opts: UpOptions) -> Result<()> {
     if let Ok(text) = std::fs::read(&ctx.cfg.path) {
         crate::pg::fsutil::write_atomic(&ctx.layout.supervisor_config(), &text, 0o600)?;
     }
-    let mut agent = Agent::new(ctx.clone(), &selected, out.clone(), opts.fence.clone());
-    let sup = agent.supervisor().clone();
-    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Other(e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Other(e.to_string()))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::Other(e.to_string()))?;
-    let started = tokio::time::Instant::now();
-    let result = tokio::select! {
-        r = bring_up(&ctx, &sup, &plans) => r,
-        _ = term.recv() => Err(Error::Other("interrupted by SIGTERM during start-up; stopped what had started".into())),
-        _ = int.recv() => Err(Error::Other("interrupted during start-up; stopped what had started".into())),
-    };
-    let (timings, failed) = match result {
-        Ok(t) => t,
-        Err(e) => {
-            agent.stop(false).await;
-            return Err(e);
-        }
-    };
-    crate::cmd::summary::print(&ctx, &selected, &out, started.elapsed());
-    let parts: Vec<String> = timings.iter().map(|(k, v)| format!("{k}={v:.2}s")).collect();
-    out.info(format!("timings: {} total={:.2}s", parts.join(" "), started.elapsed().as_secs_f64()));
-    // A standby that cannot start does not take the others down: they keep
-    // running and being supervised, and `up` reports it and exits non-zero.
-    let failure = failed.first().map(|e| {
+    Ok(lock)
+}
+
+/// A standby that cannot start does not take the others down: they keep
+/// running and being supervised, and `up` reports it (exit code, message)
+/// and exits non-zero.
+fn partial_failure(failed: &[Error], selected: usize) -> Option<(i32, String)> {
+    failed.first().map(|e| {
         let text = failed.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
         (
             e.exit_code(),
             format!(
-                "{} of {} node(s) could not be brought up; the others run and are supervised:\n{text}",
-                failed.len(),
-                selected.len()
+                "{} of {selected} node(s) could not be brought up; the others run and are supervised:\n{text}",
+                failed.len()
             ),
         )
-    });
-    agent.watch(&selected).await;
-    // `up --detach` reads this: the pid, then an exit code and message when
-    // part of the cluster could not be brought up.
-    let ready = match &failure {
+    })
+}
+
+/// Tell whoever waits that the nodes are up in their roles: `up --detach`
+/// reads the ready file (the pid, then an exit code and message when part
+/// of the cluster could not be brought up), systemd gets READY=1.
+fn announce_ready(ctx: &Ctx, names: &[&str], failure: Option<&(i32, String)>, out: &Output) -> Result<()> {
+    let ready = match failure {
         None => std::process::id().to_string(),
         Some((code, msg)) => format!("{}\n{code}\n{msg}", std::process::id()),
     };
-    if let Err(e) = crate::pg::fsutil::write_atomic(&ctx.layout.ready_file(), ready.as_bytes(), 0o644) {
-        agent.stop(false).await;
-        return Err(e);
-    }
-    if let Some((_, msg)) = &failure {
+    crate::pg::fsutil::write_atomic(&ctx.layout.ready_file(), ready.as_bytes(), 0o644)?;
+    if let Some((_, msg)) = failure {
         out.info(format!("error: {msg}"));
     }
-    // Under systemd (Type=notify): the nodes are up in their roles.
-    let status = match &failure {
+    let status = match failure {
         None => format!("supervising {}", names.join(", ")),
         Some((_, msg)) => msg.lines().next().unwrap_or_default().to_string(),
     };
     crate::agent::notify::notify(&format!("READY=1\nSTATUS={status}\nMAINPID={}", std::process::id()));
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => reconcile(&ctx, &sup),
+    Ok(())
+}
+
+/// The signals the supervisor answers: TERM and INT stop it, HUP is the
+/// doorbell of a command that changed what should run.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        let on = |kind| signal(kind).map_err(|e| Error::Other(e.to_string()));
+        Ok(Signals {
+            term: on(SignalKind::terminate())?,
+            int: on(SignalKind::interrupt())?,
+            hup: on(SignalKind::hangup())?,
+        })
+    }
+
+    /// Supervise until TERM or INT.
+    async fn serve(&mut self, ctx: &Ctx, sup: &Supervisor) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => break,
+                _ = self.int.recv() => break,
+                _ = self.hup.recv() => reconcile(ctx, sup),
+            }
         }
-    }
-    let _ = std::fs::remove_file(ctx.layout.ready_file());
-    if std::fs::remove_file(ctx.layout.leave_running_marker()).is_ok() {
-        agent.stop(true).await;
-        out.info("exiting at `pgrepl down --leave-running`: PostgreSQL keeps running, unsupervised, until `pgrepl up`");
-        return Ok(());
-    }
-    crate::agent::notify::notify("STOPPING=1\nSTATUS=stopping: replicas first, then the primary");
-    out.info("shutting down: replicas first, then the primary (fast mode)");
-    agent.stop(false).await;
-    out.info("all nodes stopped");
-    match failure {
-        // The foreground `up` reports its partial start as its exit status.
-        Some((code, _)) if !opts.supervise_child => Err(Error::Exit(code)),
-        _ => Ok(()),
     }
 }
 

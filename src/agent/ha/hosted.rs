@@ -111,23 +111,11 @@ impl Env {
 }
 
 async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
-    let (ctx, sup, dcs, out) = (&env.ctx, &env.sup, &env.dcs, &env.out);
+    let (ctx, sup, out) = (&env.ctx, &env.sup, &env.out);
     let ttl = ctx.cfg.etcd.as_ref().map_or(Duration::from_secs(3), |e| e.ttl);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let Ok(node) = ctx.cfg.node(&name).cloned() else { return };
-    let mut local = Local {
-        member: Member::new(&name, ttl, clock.clone()),
-        last_reason: String::new(),
-        frozen: None,
-        fenced: false,
-        slots_made: false,
-        next_rejoin: Instant::now(),
-        rejoin_failures: 0,
-        repointed_at: 0.0,
-        held: None,
-        handing: None,
-        unanswered_since: None,
-    };
+    let mut local = Local::new(&name, ttl, clock.clone());
     let tick = ttl / 6;
     loop {
         // Wake at the next tick, a new snapshot, or the deadline.
@@ -142,91 +130,16 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
             _ = stop.requested() => break,
         }
         let snap = latest.borrow_and_update().clone();
-        // How long its postgres has answered no probe: a hung primary must
-        // not keep the lead for as long as it hangs.
-        let seen = snap.as_deref().and_then(|s| s.status.nodes.iter().find(|n| n.name == name)).map(|n| n.state);
-        match seen {
-            // Frozen by this loop at its lease deadline: not a hang. Counting
-            // starts afresh after the thaw.
-            _ if local.frozen.is_some() => local.unanswered_since = None,
-            Some(crate::observe::status::NodeState::Unresponsive) => {
-                local.unanswered_since.get_or_insert_with(Instant::now);
-            }
-            Some(_) => local.unanswered_since = None,
-            None => {}
-        }
-        // A running leader's cycle must end by its deadline, however slow
-        // etcd is (a deadline already past freezes it at once).
-        let leading = matches!(sup.state(&name), NodeState::Running { .. })
-            && !node.data_dir.join("standby.signal").exists()
-            && local.frozen.is_none();
-        let bound = match local.member.deadline() {
-            Some(d) if leading => d.saturating_sub(clock.now()),
-            _ => ttl,
-        };
-        let started = tokio::time::Instant::now();
-        let decided = tokio::time::timeout(bound, async {
-            let record = read_record(ctx, bound).await;
-            let request = read_request(ctx, bound).await;
-            let asked = request.as_ref().and_then(|r| r.as_ref());
-            let any_standby = asked.is_some_and(|r| r.kind == Kind::Failover && r.allow_data_loss);
-            let mut facts = facts(ctx, sup, snap.as_deref(), &node, &local, record.as_ref(), any_standby);
-            facts.handover = asked.and_then(super::handover::giving_up);
-            if !facts.others_writable.is_empty() && matches!(dcs.leader().await, Ok(None)) {
-                facts.others_writable = still_writable(ctx, &facts.others_writable).await;
-            }
-            let remaining = bound.saturating_sub(started.elapsed());
-            let (step, why) =
-                tokio::time::timeout(remaining, local.member.cycle(dcs.as_ref(), &facts)).await.map_err(|_| ())?;
-            Ok::<_, ()>((step, why, record, request))
-        })
-        .await;
-        let (step, why, record, request) = match decided {
-            Ok(Ok(d)) => d,
-            _ => (
-                Step::Freeze,
-                format!("{name}: etcd did not confirm its leader lease by its deadline: freezing {name} before the lease can pass to another node"),
-                None,
-                None,
-            ),
-        };
+        local.count_unanswered(snap.as_deref(), &name);
+        let (step, why, record, request) = env.decide(&node, &mut local, snap.as_deref(), ttl, clock.as_ref()).await;
         say(ctx, &mut local, &why, out);
-        let (renewed, demoted, froze) =
-            (matches!(step, Step::Lead | Step::Thaw), matches!(step, Step::Demote | Step::Kill), step == Step::Freeze);
         let leads = step == Step::Lead;
+        let lease = LeaseChange::of(&step);
         act(ctx, sup, &node, &mut local, step, snap.as_deref(), record.as_ref(), out).await;
-        match (sup.state(&name), local.member.deadline()) {
-            (NodeState::Running { pid }, Some(d)) if renewed => {
-                let left = d.saturating_sub(clock.now());
-                ctx.lease_until(&name, Some(std::time::Instant::now() + left));
-                env.hold(&mut local, &name, pid, left)
-            }
-            _ if demoted => {
-                ctx.lease_until(&name, None);
-                env.release(&mut local)
-            }
-            _ if froze => ctx.lease_until(&name, None),
-            _ => {}
-        }
+        env.tell_fence(&name, &mut local, lease, clock.as_ref());
         // A move this node leads (unreadable requests change nothing).
         if let Some(request) = request {
-            let control = Control::new(Arc::new(sup.clone()));
-            let mut mine = super::handover::Mine {
-                ctx,
-                control: &control,
-                dcs: dcs.as_ref(),
-                node: &node,
-                handing: &mut local.handing,
-                fenced: &mut local.fenced,
-                out,
-            };
-            mine.on_request(request.as_ref(), leads, snap.as_deref()).await;
-            // What a command on another host asked of this node.
-            super::actions::on_action(ctx, &control, &node, leads).await;
-            // Stopped for it: the fence has no postmaster to watch.
-            if local.handing.is_some() {
-                env.release(&mut local);
-            }
+            env.on_requests(&node, &mut local, request.as_ref(), leads, snap.as_deref()).await;
         }
     }
     // A frozen primary has no confirmed lease: it is never thawed behind
@@ -240,6 +153,159 @@ async fn node_loop(env: Env, mut latest: Latest, mut stop: Stop, name: String) {
     // A clean stop: the supervisor stops the nodes next, and a fence that
     // froze one mid-shutdown would leave it hanging.
     env.release(&mut local);
+}
+
+impl Local {
+    fn new(name: &str, ttl: Duration, clock: Arc<dyn Clock>) -> Local {
+        Local {
+            member: Member::new(name, ttl, clock),
+            last_reason: String::new(),
+            frozen: None,
+            fenced: false,
+            slots_made: false,
+            next_rejoin: Instant::now(),
+            rejoin_failures: 0,
+            repointed_at: 0.0,
+            held: None,
+            handing: None,
+            unanswered_since: None,
+        }
+    }
+
+    /// How long its postgres has answered no probe: a hung primary must
+    /// not keep the lead for as long as it hangs.
+    fn count_unanswered(&mut self, snap: Option<&Snapshot>, name: &str) {
+        let seen = snap.and_then(|s| s.status.nodes.iter().find(|n| n.name == name)).map(|n| n.state);
+        match seen {
+            // Frozen by this loop at its lease deadline: not a hang. Counting
+            // starts afresh after the thaw.
+            _ if self.frozen.is_some() => self.unanswered_since = None,
+            Some(crate::observe::status::NodeState::Unresponsive) => {
+                self.unanswered_since.get_or_insert_with(Instant::now);
+            }
+            Some(_) => self.unanswered_since = None,
+            None => {}
+        }
+    }
+}
+
+/// What a step does to the node's hold on the lease, for the fence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaseChange {
+    Renewed,
+    Lost,
+    Frozen,
+    Unchanged,
+}
+
+impl LeaseChange {
+    fn of(step: &Step) -> LeaseChange {
+        match step {
+            Step::Lead | Step::Thaw => LeaseChange::Renewed,
+            Step::Demote | Step::Kill => LeaseChange::Lost,
+            Step::Freeze => LeaseChange::Frozen,
+            _ => LeaseChange::Unchanged,
+        }
+    }
+}
+
+/// One cycle's decision: the step, its sentence, and the record and move
+/// request it read (None when etcd did not answer).
+type Decided = (Step, String, Option<State>, Option<Option<Move>>);
+
+impl Env {
+    /// Read the record and the move request, gather the facts and run the
+    /// member's cycle. A running leader's cycle must end by its deadline,
+    /// however slow etcd is (a deadline already past freezes it at once).
+    async fn decide(
+        &self,
+        node: &Node,
+        local: &mut Local,
+        snap: Option<&Snapshot>,
+        ttl: Duration,
+        clock: &dyn Clock,
+    ) -> Decided {
+        let (ctx, sup, dcs, name) = (&self.ctx, &self.sup, &self.dcs, &node.name);
+        let leading = matches!(sup.state(name), NodeState::Running { .. })
+            && !node.data_dir.join("standby.signal").exists()
+            && local.frozen.is_none();
+        let bound = match local.member.deadline() {
+            Some(d) if leading => d.saturating_sub(clock.now()),
+            _ => ttl,
+        };
+        let started = tokio::time::Instant::now();
+        let decided = tokio::time::timeout(bound, async {
+            let record = read_record(ctx, bound).await;
+            let request = read_request(ctx, bound).await;
+            let asked = request.as_ref().and_then(|r| r.as_ref());
+            let any_standby = asked.is_some_and(|r| r.kind == Kind::Failover && r.allow_data_loss);
+            let mut facts = facts(ctx, sup, snap, node, local, record.as_ref(), any_standby);
+            facts.handover = asked.and_then(super::handover::giving_up);
+            if !facts.others_writable.is_empty() && matches!(dcs.leader().await, Ok(None)) {
+                facts.others_writable = still_writable(ctx, &facts.others_writable).await;
+            }
+            let remaining = bound.saturating_sub(started.elapsed());
+            let (step, why) =
+                tokio::time::timeout(remaining, local.member.cycle(dcs.as_ref(), &facts)).await.map_err(|_| ())?;
+            Ok::<_, ()>((step, why, record, request))
+        })
+        .await;
+        match decided {
+            Ok(Ok(d)) => d,
+            _ => (
+                Step::Freeze,
+                format!("{name}: etcd did not confirm its leader lease by its deadline: freezing {name} before the lease can pass to another node"),
+                None,
+                None,
+            ),
+        }
+    }
+
+    /// After the step: a renewed leader's new deadline goes to the fence
+    /// (and to `ctx`, for the start gate); a demoted one is released.
+    fn tell_fence(&self, name: &str, local: &mut Local, lease: LeaseChange, clock: &dyn Clock) {
+        match (self.sup.state(name), local.member.deadline()) {
+            (NodeState::Running { pid }, Some(d)) if lease == LeaseChange::Renewed => {
+                let left = d.saturating_sub(clock.now());
+                self.ctx.lease_until(name, Some(std::time::Instant::now() + left));
+                self.hold(local, name, pid, left)
+            }
+            _ if lease == LeaseChange::Lost => {
+                self.ctx.lease_until(name, None);
+                self.release(local)
+            }
+            _ if lease == LeaseChange::Frozen => self.ctx.lease_until(name, None),
+            _ => {}
+        }
+    }
+
+    /// A move this node takes part in, then what a command on another host
+    /// asked of this node.
+    async fn on_requests(
+        &self,
+        node: &Node,
+        local: &mut Local,
+        request: Option<&Move>,
+        leads: bool,
+        snap: Option<&Snapshot>,
+    ) {
+        let control = Control::new(Arc::new(self.sup.clone()));
+        let mut mine = super::handover::Mine {
+            ctx: &self.ctx,
+            control: &control,
+            dcs: self.dcs.as_ref(),
+            node,
+            handing: &mut local.handing,
+            fenced: &mut local.fenced,
+            out: &self.out,
+        };
+        mine.on_request(request, leads, snap).await;
+        super::actions::on_action(&self.ctx, &control, node, leads).await;
+        // Stopped for it: the fence has no postmaster to watch.
+        if local.handing.is_some() {
+            self.release(local);
+        }
+    }
 }
 
 /// The move request (`Some(None)`: none), or None when etcd does not

@@ -123,7 +123,7 @@ fn say(ctx: &Ctx, mem: &mut Memory, reason: &str, out: &Output) {
 
 /// This cycle's facts, from one snapshot and one read of the state.
 async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move_in_progress: bool) -> Facts {
-    let (ctx, sup, dcs, out) = (env.ctx.as_ref(), &env.sup, env.dcs.as_ref(), &env.out);
+    let (ctx, sup) = (env.ctx.as_ref(), &env.sup);
     let primary = state.primary.clone().unwrap_or_else(|| ctx.cfg.bootstrap_primary().name.clone());
     let ttl = ctx.cfg.failover.primary_start_timeout;
     let nodes = &snap.status.nodes;
@@ -134,18 +134,8 @@ async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move
     }
     if writable {
         mem.last_writable.1 = Instant::now();
-        // acquire renews for the holder and takes a free lease.
-        if let Err(e) = dcs.acquire(&primary, ttl).await {
-            out.info(format!("ha: renewing the leader lease of {primary} failed: {e}"));
-        }
     }
-    let leader = match dcs.leader().await {
-        Ok(l) => l,
-        Err(e) => {
-            out.info(format!("ha: reading the leader lease failed: {e}"));
-            None
-        }
-    };
+    let leader = renew_and_read_lease(env, &primary, writable).await;
     let held = |n: &str| state.fenced.iter().any(|f| f == n) || state.needs_reclone.iter().any(|f| f == n);
     Facts {
         mode: ctx.cfg.failover.mode,
@@ -166,17 +156,7 @@ async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move
             && ctx.cfg.failover.mode == super::Mode::Automatic
             && Instant::now() >= mem.next_rejoin,
         move_in_progress,
-        lost: snap
-            .status
-            .slots
-            .iter()
-            .filter(|s| s.wal_status.as_deref() == Some("lost"))
-            .filter_map(|s| {
-                ctx.cfg.nodes.iter().find(|n| n.name != primary && crate::config::slot_name(&n.name) == s.slot)
-            })
-            .filter(|n| !state.needs_reclone.contains(&n.name))
-            .map(|n| (n.name.clone(), ctx.layout.stop_marker(&n.name).exists()))
-            .collect(),
+        lost: lost_slots(ctx, snap, state, &primary),
         auto_reclone: ctx.cfg.replication.auto_reclone,
         recently_recloned: mem
             .recloned_at
@@ -212,17 +192,7 @@ async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move
             })
             .map(|n| n.name.clone())
             .collect(),
-        no_data: ctx
-            .cfg
-            .nodes
-            .iter()
-            .filter(|n| n.name != primary && sup.nodes().contains(&n.name))
-            .filter(|n| !n.data_dir.join("PG_VERSION").exists() && !state.fenced.contains(&n.name))
-            // `pgrepl down NODE` (an empty marker) means leave it alone.
-            .filter(|n| !ctx.layout.stop_marker(&n.name).exists() || crate::ops::control::stopped_by_move(ctx, &n.name))
-            .filter(|n| mem.clone_tried.get(&n.name).is_none_or(|t| t.elapsed() >= CLONE_RETRY))
-            .map(|n| n.name.clone())
-            .collect(),
+        no_data: without_data(ctx, sup, state, mem, &primary),
         stale_slots: nodes
             .iter()
             .filter(|n| {
@@ -236,6 +206,54 @@ async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move
     }
 }
 
+/// The primary's lease: `acquire` renews it for the holder while it is
+/// writable and takes it when free; then who holds it (None when the
+/// store does not answer, which is said).
+async fn renew_and_read_lease(env: &Env, primary: &str, writable: bool) -> Option<String> {
+    let (dcs, out) = (env.dcs.as_ref(), &env.out);
+    if writable {
+        if let Err(e) = dcs.acquire(primary, env.ctx.cfg.failover.primary_start_timeout).await {
+            out.info(format!("ha: renewing the leader lease of {primary} failed: {e}"));
+        }
+    }
+    match dcs.leader().await {
+        Ok(l) => l,
+        Err(e) => {
+            out.info(format!("ha: reading the leader lease failed: {e}"));
+            None
+        }
+    }
+}
+
+/// Standbys whose slot lost WAL they need (and whether a user stopped
+/// them), leaving out those already marked needs-reclone.
+fn lost_slots(ctx: &Ctx, snap: &Snapshot, state: &State, primary: &str) -> Vec<(String, bool)> {
+    snap.status
+        .slots
+        .iter()
+        .filter(|s| s.wal_status.as_deref() == Some("lost"))
+        .filter_map(|s| ctx.cfg.nodes.iter().find(|n| n.name != primary && crate::config::slot_name(&n.name) == s.slot))
+        .filter(|n| !state.needs_reclone.contains(&n.name))
+        .map(|n| (n.name.clone(), ctx.layout.stop_marker(&n.name).exists()))
+        .collect()
+}
+
+/// This supervisor's standbys with no data dir (a re-clone was killed, or
+/// the dir was removed) that should be cloned again: not fenced, not
+/// stopped by the user, not tried within CLONE_RETRY.
+fn without_data(ctx: &Ctx, sup: &Supervisor, state: &State, mem: &Memory, primary: &str) -> Vec<String> {
+    ctx.cfg
+        .nodes
+        .iter()
+        .filter(|n| n.name != primary && sup.nodes().contains(&n.name))
+        .filter(|n| !n.data_dir.join("PG_VERSION").exists() && !state.fenced.contains(&n.name))
+        // `pgrepl down NODE` (an empty marker) means leave it alone.
+        .filter(|n| !ctx.layout.stop_marker(&n.name).exists() || crate::ops::control::stopped_by_move(ctx, &n.name))
+        .filter(|n| mem.clone_tried.get(&n.name).is_none_or(|t| t.elapsed() >= CLONE_RETRY))
+        .map(|n| n.name.clone())
+        .collect()
+}
+
 /// A slot pgrepl makes: named after a configured node.
 fn ours(ctx: &Ctx, slot: &str) -> bool {
     ctx.cfg.nodes.iter().any(|n| crate::config::slot_name(&n.name) == slot)
@@ -243,9 +261,8 @@ fn ours(ctx: &Ctx, slot: &str) -> bool {
 
 /// Carry out one action; failures are logged (the next cycle decides again).
 async fn act(env: &Env, snap: &Snapshot, action: Action, mem: &mut Memory) {
-    let (ctx, sup, dcs, out) = (&env.ctx, &env.sup, env.dcs.as_ref(), &env.out);
+    let (ctx, sup, out) = (&env.ctx, &env.sup, &env.out);
     let control = Control::new(std::sync::Arc::new(sup.clone()));
-    let ttl = ctx.cfg.failover.primary_start_timeout;
     let primary = match crate::store::view::ClusterView::read(ctx) {
         Ok(v) => v.primary,
         Err(e) => return out.info(format!("ha: not acting: {e}")),
@@ -253,63 +270,9 @@ async fn act(env: &Env, snap: &Snapshot, action: Action, mem: &mut Memory) {
     let node = |name: &str| ctx.cfg.node(name).cloned();
     match action {
         Action::Nothing | Action::WaitForRestart => {}
-        Action::Failover { to } => {
-            // Take the lease for the new primary first: the store, not this
-            // loop's opinion, decides who may be primary.
-            match dcs.acquire(&to, ttl).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(e) => return out.info(format!("ha: taking the leader lease for {to} failed: {e}")),
-            }
-            // It has not accepted writes for primary_start_timeout: if it
-            // still runs it is frozen or hung, and must not wake up writable.
-            let kill = Some(crate::pg::process::StopMode::Kill);
-            let known = Some(&snap.status);
-            if let Err(e) =
-                crate::ops::moves::failover::run_with(ctx, &control, Some(&to), kill, false, known, out).await
-            {
-                out.info(format!("ha: automatic failover to {to} failed: {e}"));
-                if let Err(e) = dcs.release(&to).await {
-                    out.info(format!("ha: releasing the leader lease of {to} failed: {e}"));
-                }
-            }
-        }
-        Action::FinishPromotion { node: name } => {
-            match dcs.acquire(&name, ttl).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(e) => return out.info(format!("ha: taking the leader lease for {name} failed: {e}")),
-            }
-            let Ok(n) = node(&name) else { return };
-            let r = async {
-                crate::ops::moves::promote(ctx, &n, ctx.cfg.supervisor.start_timeout).await?;
-                crate::ops::moves::ensure_slots(ctx, &n).await
-            };
-            match r.await {
-                Ok(()) => out.info(format!("ha: {name} promoted; the interrupted move is finished")),
-                Err(e) => out.info(format!("ha: promoting {name} failed: {e}")),
-            }
-        }
-        Action::Repoint { node: name, from } => {
-            let Ok(n) = node(&name) else { return };
-            let r = async {
-                crate::ops::moves::repoint(ctx, &control, &n, &primary).await?;
-                crate::ops::moves::ensure_slots(ctx, &primary).await?;
-                crate::ops::wait::wait_streaming(ctx, &n, &primary).await?;
-                // What it followed keeps the slot it used; a standby's slots
-                // only hold WAL back.
-                if let Ok(old) = node(&from) {
-                    if old.name != primary.name && crate::pg::datadir::running_postmaster(&old.data_dir).is_some() {
-                        crate::ops::moves::drop_stale_slots(ctx, &old).await?;
-                    }
-                }
-                Ok::<(), crate::error::Error>(())
-            };
-            match r.await {
-                Ok(()) => out.info(format!("ha: {name} follows {} again", primary.name)),
-                Err(e) => out.info(format!("ha: repointing {name} failed: {e}")),
-            }
-        }
+        Action::Failover { to } => failover(env, &control, snap, &to).await,
+        Action::FinishPromotion { node: name } => finish_promotion(env, &name).await,
+        Action::Repoint { node: name, from } => repoint(env, &control, &name, &from, &primary).await,
         Action::StartStopped { node: name } => {
             let Ok(n) = node(&name) else { return };
             if let Err(e) = control.start(ctx, &n).await {
@@ -363,6 +326,72 @@ async fn act(env: &Env, snap: &Snapshot, action: Action, mem: &mut Memory) {
                 out.info(format!("ha: rejoining {name} failed, retrying in {}s: {e}", wait.as_secs()));
             }
         },
+    }
+}
+
+/// Automatic failover to `to`, under the leader lease taken for it first:
+/// the store, not this loop's opinion, decides who may be primary.
+async fn failover(env: &Env, control: &Control, snap: &Snapshot, to: &str) {
+    let (ctx, dcs, out) = (&env.ctx, env.dcs.as_ref(), &env.out);
+    match dcs.acquire(to, ctx.cfg.failover.primary_start_timeout).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => return out.info(format!("ha: taking the leader lease for {to} failed: {e}")),
+    }
+    // It has not accepted writes for primary_start_timeout: if it
+    // still runs it is frozen or hung, and must not wake up writable.
+    let kill = Some(crate::pg::process::StopMode::Kill);
+    let known = Some(&snap.status);
+    if let Err(e) = crate::ops::moves::failover::run_with(ctx, control, Some(to), kill, false, known, out).await {
+        out.info(format!("ha: automatic failover to {to} failed: {e}"));
+        if let Err(e) = dcs.release(to).await {
+            out.info(format!("ha: releasing the leader lease of {to} failed: {e}"));
+        }
+    }
+}
+
+/// A move recorded `name` as the primary and was interrupted before the
+/// promotion finished: finish it, under the leader lease.
+async fn finish_promotion(env: &Env, name: &str) {
+    let (ctx, dcs, out) = (&env.ctx, env.dcs.as_ref(), &env.out);
+    match dcs.acquire(name, ctx.cfg.failover.primary_start_timeout).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => return out.info(format!("ha: taking the leader lease for {name} failed: {e}")),
+    }
+    let Ok(n) = ctx.cfg.node(name).cloned() else { return };
+    let r = async {
+        crate::ops::moves::promote(ctx, &n, ctx.cfg.supervisor.start_timeout).await?;
+        crate::ops::moves::ensure_slots(ctx, &n).await
+    };
+    match r.await {
+        Ok(()) => out.info(format!("ha: {name} promoted; the interrupted move is finished")),
+        Err(e) => out.info(format!("ha: promoting {name} failed: {e}")),
+    }
+}
+
+/// A standby that follows `from` instead of the primary follows the
+/// primary again; what it followed loses the slot it no longer needs.
+async fn repoint(env: &Env, control: &Control, name: &str, from: &str, primary: &crate::config::Node) {
+    let (ctx, out) = (&env.ctx, &env.out);
+    let node = |name: &str| ctx.cfg.node(name).cloned();
+    let Ok(n) = node(name) else { return };
+    let r = async {
+        crate::ops::moves::repoint(ctx, control, &n, primary).await?;
+        crate::ops::moves::ensure_slots(ctx, primary).await?;
+        crate::ops::wait::wait_streaming(ctx, &n, primary).await?;
+        // What it followed keeps the slot it used; a standby's slots
+        // only hold WAL back.
+        if let Ok(old) = node(from) {
+            if old.name != primary.name && crate::pg::datadir::running_postmaster(&old.data_dir).is_some() {
+                crate::ops::moves::drop_stale_slots(ctx, &old).await?;
+            }
+        }
+        Ok::<(), crate::error::Error>(())
+    };
+    match r.await {
+        Ok(()) => out.info(format!("ha: {name} follows {} again", primary.name)),
+        Err(e) => out.info(format!("ha: repointing {name} failed: {e}")),
     }
 }
 

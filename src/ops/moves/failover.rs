@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{ensure_slots, promote, record_primary, repoint, Steps};
-use crate::config::{Node, Role};
+use super::{ensure_slots, promote, record_primary, Steps};
+use crate::config::Role;
 use crate::domain::election::{choose, Candidate};
 use crate::error::{Error, Result};
 use crate::observe::status::gather::gather_once;
@@ -168,29 +168,7 @@ pub(crate) async fn run_with(
     super::history::record(ctx, crate::store::state::MoveKind::Failover, &old, &target).await?;
     write_node_files(ctx, &target, &target.data_dir, Role::Primary, &target)?;
     ensure_slots(ctx, &target).await?;
-    let others: Vec<&Node> = ctx.cfg.nodes.iter().filter(|n| n.name != old.name && n.name != target.name).collect();
-    for n in &others {
-        if datadir::running_postmaster(&n.data_dir).is_some() {
-            steps.step(format!("repointing {} to {}", n.name, target.name));
-            // The new primary is up either way; a replica that cannot be
-            // repointed now (frozen, say) is repointed by the supervisor later.
-            if let Err(e) = repoint(ctx, control, n, &target).await {
-                steps.say(format!(
-                    "warning: repointing {} failed ({e}); the supervisor repoints it when it answers",
-                    n.name
-                ));
-            }
-        }
-    }
-    for n in &others {
-        if datadir::running_postmaster(&n.data_dir).is_some() {
-            // The new primary is up either way; a replica that does not
-            // follow (replay paused, say) is reported, not a failed failover.
-            if let Err(e) = crate::ops::wait::wait_streaming(ctx, n, &target).await {
-                steps.say(format!("warning: {e}; check it with `pgrepl status`"));
-            }
-        }
-    }
+    super::others_follow(ctx, control, &old, &target, &mut steps).await;
     let done = format!(
         "failover complete: {} is primary ({:.2}s after fencing). {} stays stopped; `pgrepl rejoin {}` makes it a standby of {}",
         target.name,

@@ -267,6 +267,40 @@ pub(crate) async fn drop_stale_slots(ctx: &Ctx, node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// After a move, the standbys other than `old` follow the new primary
+/// `target`. The move is done whatever happens here: a replica that cannot
+/// be repointed now (frozen, say) is repointed by the supervisor when it
+/// answers, and one that does not stream (replay paused, say) is reported,
+/// not a failed move.
+pub(crate) async fn others_follow(ctx: &Ctx, control: &Control, old: &Node, target: &Node, steps: &mut Steps<'_>) {
+    let others: Vec<&Node> = ctx.cfg.nodes.iter().filter(|n| n.name != old.name && n.name != target.name).collect();
+    if !others.is_empty() {
+        steps.step(format!(
+            "repointing {} to {}",
+            others.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
+            target.name
+        ));
+    }
+    for n in &others {
+        if crate::pg::datadir::running_postmaster(&n.data_dir).is_some() {
+            // The move is done; the supervisor repoints a replica that cannot be now.
+            if let Err(e) = repoint(ctx, control, n, target).await {
+                steps.say(format!(
+                    "warning: repointing {} failed ({e}); the supervisor repoints it when it answers",
+                    n.name
+                ));
+            }
+        }
+    }
+    for n in ctx.cfg.nodes.iter().filter(|n| n.name != target.name) {
+        if crate::pg::datadir::running_postmaster(&n.data_dir).is_some() {
+            if let Err(e) = crate::ops::wait::wait_streaming(ctx, n, target).await {
+                steps.say(format!("warning: {e}; check it with `pgrepl status`"));
+            }
+        }
+    }
+}
+
 /// Point a running replica at `primary`: rewrite its standby settings, then
 /// reload (PostgreSQL 13+ applies `primary_conninfo` on reload) or restart.
 pub(crate) async fn repoint(ctx: &Ctx, control: &Control, node: &Node, primary: &Node) -> Result<()> {

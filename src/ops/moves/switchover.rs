@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{drop_stale_slots, ensure_slots, promote, record_primary, repoint, wait_replayed_past, Steps};
+use super::{drop_stale_slots, ensure_slots, promote, record_primary, wait_replayed_past, Steps};
 use crate::config::{Node, Role};
 use crate::domain::units::ByteSize;
 use crate::error::{Error, Result};
@@ -87,47 +87,13 @@ pub(crate) fn choose_target<'a>(
 /// Run a switchover.
 pub(crate) async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Output) -> Result<()> {
     let old = crate::store::view::ClusterView::read(ctx)?.primary;
-    // A standby that has only just connected has not reported its replay
-    // position yet: give it a few seconds before calling its lag unknown.
-    let settle = tokio::time::Instant::now() + Duration::from_secs(5);
-    let (before, target) = loop {
-        let before = gather_once(ctx).await?;
-        let priority = |n: &str| ctx.cfg.node(n).map_or(1, |c| c.failover_priority);
-        match choose_target(&before, &old.name, o.to.as_deref(), o.max_lag, &priority) {
-            Ok(t) => {
-                let t = ctx.cfg.node(t)?.clone();
-                break (before, t);
-            }
-            Err(why) if why.contains("lag is unknown") && tokio::time::Instant::now() < settle => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(why) => return Err(Error::Refused(format!("switchover refused, nothing changed: {why}"))),
-        }
-    };
+    let (before, target) = pick_target(ctx, &old, o).await?;
     let tl_before = before.nodes.iter().find(|n| n.name == old.name).and_then(|n| n.timeline);
     let mut steps = Steps::new(out);
 
     let why = format!("switchover to {}", target.name);
     super::settling(ctx, &why);
-    steps.step(format!("CHECKPOINT on {}", old.name));
-    let c = ctx.connect(&old).await?;
-    c.batch_execute("CHECKPOINT").await.map_err(|e| Error::sql("checkpoint", e))?;
-    drop(c);
-
-    steps.step(format!("fast-stopping the primary {}", old.name));
-    let t0 = Instant::now();
-    control.stop(ctx, &old, StopMode::Fast).await?;
-    let cf = crate::pg::controlfile::read(&old.data_dir)?;
-    if !cf.clean_shutdown() {
-        control.start(ctx, &old).await?;
-        return Err(Error::Refused(format!(
-            "switchover rolled back: {} did not shut down cleanly ({}); it is primary again",
-            old.name,
-            cf.state_name()
-        )));
-    }
-    // After a clean shutdown its last WAL record is the shutdown checkpoint.
-    let final_lsn = cf.checkpoint;
+    let (final_lsn, t0) = stop_primary(ctx, control, &old, &mut steps).await?;
 
     steps.step(format!("waiting for {} to replay past {}'s shutdown checkpoint {final_lsn}", target.name, old.name));
     if let Err(e) = wait_replayed_past(ctx, &target, final_lsn, o.timeout).await {
@@ -159,32 +125,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Ou
     steps.step(format!("making {} a standby of {}", old.name, target.name));
     follow(ctx, control, &old, &target, &mut steps).await?;
 
-    let others: Vec<&Node> = ctx.cfg.nodes.iter().filter(|n| n.name != old.name && n.name != target.name).collect();
-    if !others.is_empty() {
-        steps.step(format!(
-            "repointing {} to {}",
-            others.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
-            target.name
-        ));
-    }
-    for n in &others {
-        if crate::pg::datadir::running_postmaster(&n.data_dir).is_some() {
-            // The move is done; the supervisor repoints a replica that cannot be now.
-            if let Err(e) = repoint(ctx, control, n, &target).await {
-                steps.say(format!(
-                    "warning: repointing {} failed ({e}); the supervisor repoints it when it answers",
-                    n.name
-                ));
-            }
-        }
-    }
-    for n in ctx.cfg.nodes.iter().filter(|n| n.name != target.name) {
-        if crate::pg::datadir::running_postmaster(&n.data_dir).is_some() {
-            if let Err(e) = crate::ops::wait::wait_streaming(ctx, n, &target).await {
-                steps.say(format!("warning: {e}; check it with `pgrepl status`"));
-            }
-        }
-    }
+    super::others_follow(ctx, control, &old, &target, &mut steps).await;
     let after = gather_once(ctx).await?;
     let tl_after = after.nodes.iter().find(|n| n.name == target.name).and_then(|n| n.timeline);
     let done = format!(
@@ -198,6 +139,58 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, control: &Control, o: &Options, out: &Ou
     super::settling(ctx, &why);
     crate::ops::hooks::fire(ctx, crate::ops::hooks::Event::Switchover, &target.name, &done, out).await;
     Ok(())
+}
+
+/// The target (the one asked for, or the best replica) and the status it
+/// was chosen from. A standby that has only just connected has not
+/// reported its replay position yet: it gets a few seconds before its lag
+/// is called unknown.
+async fn pick_target(ctx: &Arc<Ctx>, old: &Node, o: &Options) -> Result<(ClusterStatus, Node)> {
+    let settle = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let before = gather_once(ctx).await?;
+        let priority = |n: &str| ctx.cfg.node(n).map_or(1, |c| c.failover_priority);
+        match choose_target(&before, &old.name, o.to.as_deref(), o.max_lag, &priority) {
+            Ok(t) => {
+                let t = ctx.cfg.node(t)?.clone();
+                return Ok((before, t));
+            }
+            Err(why) if why.contains("lag is unknown") && tokio::time::Instant::now() < settle => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(why) => return Err(Error::Refused(format!("switchover refused, nothing changed: {why}"))),
+        }
+    }
+}
+
+/// CHECKPOINT (so the stop is short), then a fast stop of the primary;
+/// returns its shutdown checkpoint, its last WAL record, and when writes
+/// stopped (the stop began). One that did not
+/// shut down cleanly is started again and the switchover refused.
+async fn stop_primary(
+    ctx: &Ctx,
+    control: &Control,
+    old: &Node,
+    steps: &mut Steps<'_>,
+) -> Result<(crate::domain::lsn::Lsn, Instant)> {
+    steps.step(format!("CHECKPOINT on {}", old.name));
+    let c = ctx.connect(old).await?;
+    c.batch_execute("CHECKPOINT").await.map_err(|e| Error::sql("checkpoint", e))?;
+    drop(c);
+
+    steps.step(format!("fast-stopping the primary {}", old.name));
+    let t0 = Instant::now();
+    control.stop(ctx, old, StopMode::Fast).await?;
+    let cf = crate::pg::controlfile::read(&old.data_dir)?;
+    if !cf.clean_shutdown() {
+        control.start(ctx, old).await?;
+        return Err(Error::Refused(format!(
+            "switchover rolled back: {} did not shut down cleanly ({}); it is primary again",
+            old.name,
+            cf.state_name()
+        )));
+    }
+    Ok((cf.checkpoint, t0))
 }
 
 /// Turn a cleanly stopped former primary into a standby of `primary`,
