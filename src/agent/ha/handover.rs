@@ -158,90 +158,118 @@ async fn drive(
     out: &Output,
 ) {
     let Some(requests) = ctx.requests() else { return };
-    let fail = |why: String| {
-        out.info(format!("ha: switchover to {} failed: {why}", req.to));
-        let _ = requests.update(|s| {
+    let leader = Leader { ctx, control, node, req, requests: &requests, out };
+    match req.progress {
+        Progress::Requested if handing.is_none() => {
+            if let Some(snap) = snap {
+                leader.stop_for_it(snap, handing).await
+            }
+        }
+        Progress::Stopped => leader.hand_over_when_replayed(handing).await,
+        _ => {}
+    }
+}
+
+/// The leader's side of a switchover request it is driving.
+struct Leader<'a> {
+    ctx: &'a Arc<Ctx>,
+    control: &'a Control,
+    node: &'a Node,
+    req: &'a Move,
+    requests: &'a crate::store::etcd::Requests,
+    out: &'a Output,
+}
+
+impl Leader<'_> {
+    /// The request failed: say so, and record why for the command.
+    fn fail(&self, why: String) {
+        self.out.info(format!("ha: switchover to {} failed: {why}", self.req.to));
+        let _ = self.requests.update(|s| {
             s.progress = Progress::Failed;
             s.outcome = Some(why.clone());
         });
-    };
-    match req.progress {
-        Progress::Requested if handing.is_none() => {
-            let Some(snap) = snap else { return };
-            let priority = |n: &str| ctx.cfg.node(n).map_or(1, |c| c.failover_priority);
-            if let Err(why) = choose_target(&snap.status, &node.name, Some(&req.to), ByteSize(req.max_lag), &priority) {
-                return fail(format!("refused, nothing changed: {why}"));
-            }
-            let Ok(target) = ctx.cfg.node(&req.to) else { return };
-            let step = |s: &mut Move, p: Progress, msg: String| {
-                s.progress = p;
-                s.steps.push(msg);
-            };
-            let checkpoint = format!("CHECKPOINT on {}, then fast-stopping it", node.name);
-            if !requests.update(|s| step(s, Progress::Stopping, checkpoint.clone())).unwrap_or(false) {
-                return;
-            }
-            if let Err(e) = checkpoint_and_stop(ctx, control, node).await {
-                let _ = control.start(ctx, node).await;
-                return fail(format!("{e}; {} is the primary again, nothing changed", node.name));
-            }
-            let lsn = match crate::pg::controlfile::read(&node.data_dir) {
-                Ok(cf) if cf.clean_shutdown() => cf.checkpoint,
-                Ok(cf) => {
-                    let _ = control.start(ctx, node).await;
-                    return fail(format!(
-                        "{} did not shut down cleanly ({}); it is the primary again",
-                        node.name,
-                        cf.state_name()
-                    ));
-                }
-                Err(e) => {
-                    let _ = control.start(ctx, node).await;
-                    return fail(format!("{e}; {} is the primary again", node.name));
-                }
-            };
-            // Within the start window, in which the stopped leader keeps its key.
-            let ttl = ctx.cfg.etcd.as_ref().map_or(Duration::from_secs(3), |e| e.ttl);
-            let window = ctx.cfg.failover.primary_start_timeout.saturating_sub(ttl);
-            *handing = Some(Instant::now() + Duration::from_secs(req.timeout_secs).min(window));
-            let wait = format!("waiting for {} to replay past {}'s shutdown checkpoint {lsn}", target.name, node.name);
-            let recorded = requests.update(|s| {
-                step(s, Progress::Stopped, wait.clone());
-                s.lsn = Some(lsn.to_string());
-            });
-            if !recorded.unwrap_or(false) {
-                abort(ctx, control, node, handing, "the switchover request is gone", out).await;
-            }
+    }
+
+    /// Requested: check the target, CHECKPOINT and fast-stop this leader,
+    /// record its shutdown checkpoint and start the wait for the target.
+    /// Any failure starts it again as the primary.
+    async fn stop_for_it(&self, snap: &Snapshot, handing: &mut Option<Instant>) {
+        let (ctx, control, node, req, requests) = (self.ctx, self.control, self.node, self.req, self.requests);
+        let priority = |n: &str| ctx.cfg.node(n).map_or(1, |c| c.failover_priority);
+        if let Err(why) = choose_target(&snap.status, &node.name, Some(&req.to), ByteSize(req.max_lag), &priority) {
+            return self.fail(format!("refused, nothing changed: {why}"));
         }
-        Progress::Stopped => {
-            let until = *handing.get_or_insert_with(|| Instant::now() + Duration::from_secs(req.timeout_secs));
-            let (Ok(target), Some(lsn)) = (ctx.cfg.node(&req.to), req.lsn.as_deref().and_then(|l| l.parse().ok()))
-            else {
-                return;
-            };
-            if replayed_past(ctx, target, lsn).await {
-                let Some(key) = ctx.leader_key() else { return };
-                let step =
-                    format!("{} replayed past {lsn}: {} hands the lead to {}", target.name, node.name, target.name);
-                match requests.give_up_lead(&key, &node.name, Progress::HandedOver, &step) {
-                    Ok(true) => {
-                        out.info(format!("ha: switchover: {step}"));
-                        // Next: how long the target has to take the key.
-                        *handing = None;
-                    }
-                    Ok(false) => abort(ctx, control, node, handing, "the leader key or the request changed", out).await,
-                    Err(e) => out.info(format!("ha: switchover: handing over failed ({e}); trying again")),
-                }
-            } else if Instant::now() > until {
-                abort(ctx, control, node, handing, &format!("{} did not replay past {lsn} in time", target.name), out)
-                    .await;
-                fail(format!(
-                    "{} did not replay past {}'s last WAL {lsn} in time; {} is the primary again, {} is unchanged",
-                    target.name, node.name, node.name, target.name
+        let Ok(target) = ctx.cfg.node(&req.to) else { return };
+        let step = |s: &mut Move, p: Progress, msg: String| {
+            s.progress = p;
+            s.steps.push(msg);
+        };
+        let checkpoint = format!("CHECKPOINT on {}, then fast-stopping it", node.name);
+        if !requests.update(|s| step(s, Progress::Stopping, checkpoint.clone())).unwrap_or(false) {
+            return;
+        }
+        if let Err(e) = checkpoint_and_stop(ctx, control, node).await {
+            let _ = control.start(ctx, node).await;
+            return self.fail(format!("{e}; {} is the primary again, nothing changed", node.name));
+        }
+        let lsn = match crate::pg::controlfile::read(&node.data_dir) {
+            Ok(cf) if cf.clean_shutdown() => cf.checkpoint,
+            Ok(cf) => {
+                let _ = control.start(ctx, node).await;
+                return self.fail(format!(
+                    "{} did not shut down cleanly ({}); it is the primary again",
+                    node.name,
+                    cf.state_name()
                 ));
             }
+            Err(e) => {
+                let _ = control.start(ctx, node).await;
+                return self.fail(format!("{e}; {} is the primary again", node.name));
+            }
+        };
+        // Within the start window, in which the stopped leader keeps its key.
+        let ttl = ctx.cfg.etcd.as_ref().map_or(Duration::from_secs(3), |e| e.ttl);
+        let window = ctx.cfg.failover.primary_start_timeout.saturating_sub(ttl);
+        *handing = Some(Instant::now() + Duration::from_secs(req.timeout_secs).min(window));
+        let wait = format!("waiting for {} to replay past {}'s shutdown checkpoint {lsn}", target.name, node.name);
+        let recorded = requests.update(|s| {
+            step(s, Progress::Stopped, wait.clone());
+            s.lsn = Some(lsn.to_string());
+        });
+        if !recorded.unwrap_or(false) {
+            abort(ctx, control, node, handing, "the switchover request is gone", self.out).await;
         }
-        _ => {}
+    }
+
+    /// Stopped: once the target replayed past the shutdown checkpoint, give
+    /// up the leader key to it (guarded: the key and the request are as
+    /// read); past the deadline, start again as the primary.
+    async fn hand_over_when_replayed(&self, handing: &mut Option<Instant>) {
+        let (ctx, control, node, req, out) = (self.ctx, self.control, self.node, self.req, self.out);
+        let until = *handing.get_or_insert_with(|| Instant::now() + Duration::from_secs(req.timeout_secs));
+        let (Ok(target), Some(lsn)) = (ctx.cfg.node(&req.to), req.lsn.as_deref().and_then(|l| l.parse().ok())) else {
+            return;
+        };
+        if replayed_past(ctx, target, lsn).await {
+            let Some(key) = ctx.leader_key() else { return };
+            let step = format!("{} replayed past {lsn}: {} hands the lead to {}", target.name, node.name, target.name);
+            match self.requests.give_up_lead(&key, &node.name, Progress::HandedOver, &step) {
+                Ok(true) => {
+                    out.info(format!("ha: switchover: {step}"));
+                    // Next: how long the target has to take the key.
+                    *handing = None;
+                }
+                Ok(false) => abort(ctx, control, node, handing, "the leader key or the request changed", out).await,
+                Err(e) => out.info(format!("ha: switchover: handing over failed ({e}); trying again")),
+            }
+        } else if Instant::now() > until {
+            abort(ctx, control, node, handing, &format!("{} did not replay past {lsn} in time", target.name), out)
+                .await;
+            self.fail(format!(
+                "{} did not replay past {}'s last WAL {lsn} in time; {} is the primary again, {} is unchanged",
+                target.name, node.name, node.name, target.name
+            ));
+        }
     }
 }
 

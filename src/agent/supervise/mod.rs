@@ -258,6 +258,44 @@ async fn stop_requested(rx: &mut watch::Receiver<Desired>) -> Option<StopMode> {
     }
 }
 
+/// The node's postmaster: adopted if one already runs on its data dir,
+/// otherwise spawned through the start gate (every start passes it: role
+/// files from the cluster's record). Err is the sentence to log.
+fn start(t: &NodeTask) -> std::result::Result<Proc, String> {
+    let (node, out) = (&t.node, &t.out);
+    match datadir::running_postmaster(&node.data_dir) {
+        Some(pf) => {
+            out.info(format!("{}: postgres already running (pid {}); supervising it, but its log lines are not captured until it restarts", node.name, pf.pid));
+            Ok(Proc::Adopted(pf.pid))
+        }
+        None => match crate::ops::configure::prepare_start(&t.ctx, node) {
+            Ok(_) => spawn_postgres(t).map_err(|e| format!("{}: could not start postgres: {e}", node.name)),
+            Err(e) => Err(e.to_string()),
+        },
+    }
+}
+
+/// Stop the postmaster in `mode`; if it still runs after `stop_timeout`,
+/// immediately; if even that is ignored, it is frozen or hung (it acts on
+/// no signal until it wakes), so kill it and its processes.
+async fn stop_escalating(proc: &mut Proc, mode: StopMode, stop_timeout: Duration, name: &str, out: &Output) {
+    let pid = proc.pid();
+    process::signal_stop(pid, mode);
+    if tokio::time::timeout(stop_timeout, proc.wait()).await.is_ok() {
+        return;
+    }
+    out.info(format!(
+        "{name}: still running {}s after a {mode:?} stop; stopping it immediately",
+        stop_timeout.as_secs()
+    ));
+    process::signal_stop(pid, StopMode::Immediate);
+    if tokio::time::timeout(Duration::from_secs(5), proc.wait()).await.is_err() {
+        out.info(format!("{name}: still running after an immediate stop (frozen?); killing it and its processes"));
+        process::kill_tree(pid);
+        proc.wait().await;
+    }
+}
+
 async fn node_task(t: NodeTask, mut desired: watch::Receiver<Desired>, state: watch::Sender<NodeState>) {
     let (ctx, node, out, restart_count) = (&t.ctx, &t.node, &t.out, &t.restart_count);
     let max_backoff = ctx.cfg.supervisor.restart_backoff_max.max(Duration::from_secs(1));
@@ -269,18 +307,7 @@ async fn node_task(t: NodeTask, mut desired: watch::Receiver<Desired>, state: wa
         if desired.wait_for(|d| *d == Desired::Running).await.is_err() {
             return;
         }
-        let spawned = match datadir::running_postmaster(&node.data_dir) {
-            Some(pf) => {
-                out.info(format!("{}: postgres already running (pid {}); supervising it, but its log lines are not captured until it restarts", node.name, pf.pid));
-                Ok(Proc::Adopted(pf.pid))
-            }
-            // Every start passes the gate: role files from the cluster's record.
-            None => match crate::ops::configure::prepare_start(ctx, node) {
-                Ok(_) => spawn_postgres(&t).map_err(|e| format!("{}: could not start postgres: {e}", node.name)),
-                Err(e) => Err(e.to_string()),
-            },
-        };
-        let mut proc = match spawned {
+        let mut proc = match start(&t) {
             Ok(p) => {
                 refused = None;
                 p
@@ -335,19 +362,7 @@ async fn node_task(t: NodeTask, mut desired: watch::Receiver<Desired>, state: wa
                 // None: the supervisor let go of its nodes (`down
                 // --leave-running`); a stop is always asked for explicitly.
                 let Some(mode) = mode else { return };
-                process::signal_stop(pid, mode);
-                let exited = tokio::time::timeout(stop_timeout, proc.wait()).await.is_ok();
-                if !exited {
-                    out.info(format!("{}: still running {}s after a {mode:?} stop; stopping it immediately", node.name, stop_timeout.as_secs()));
-                    process::signal_stop(pid, StopMode::Immediate);
-                    // A postmaster that ignores even that is frozen or hung:
-                    // it acts on no signal until it wakes, so take it down.
-                    if tokio::time::timeout(Duration::from_secs(5), proc.wait()).await.is_err() {
-                        out.info(format!("{}: still running after an immediate stop (frozen?); killing it and its processes", node.name));
-                        process::kill_tree(pid);
-                        proc.wait().await;
-                    }
-                }
+                stop_escalating(&mut proc, mode, stop_timeout, &node.name, out).await;
                 out.info(format!("{}: stopped", node.name));
                 // A stop someone asked for ends any crash streak: the next
                 // start (after a re-clone, say) begins at the shortest backoff.
