@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::ops::control::{wait_move_lock, Control};
+use crate::ops::control::{wait_move_lock, Control, MoveLock};
 use crate::ops::moves::across::{self, Action};
 use crate::ops::moves::{failover, rejoin, switchover};
 use crate::output::Output;
@@ -23,14 +23,21 @@ fn elsewhere(ctx: &Ctx, node: &str) -> Result<bool> {
     Ok(ctx.cfg.etcd.is_some() && !ctx.is_here(ctx.cfg.node(node)?))
 }
 
+/// On one machine: this host's supervisor, and the move lock (waiting out
+/// the HA task's brief hold), held until the move is done.
+async fn this_host(ctx: &Ctx) -> Result<(Control, MoveLock)> {
+    let control = Control::find(ctx)?;
+    let lock = wait_move_lock(ctx, LOCK_WAIT).await?;
+    Ok((control, lock))
+}
+
 /// `switchover`: across hosts the request in etcd is the lock and the
 /// agents carry it out; on one machine this process runs it.
 pub(crate) async fn switchover(ctx: &Arc<Ctx>, o: &switchover::Options, out: &Output) -> Result<()> {
     if ctx.cfg.etcd.is_some() {
         return across::switchover(ctx, o, out).await;
     }
-    let control = Control::find(ctx)?;
-    let _lock = wait_move_lock(ctx, LOCK_WAIT).await?;
+    let (control, _lock) = this_host(ctx).await?;
     switchover::run(ctx, &control, o, out).await
 }
 
@@ -39,8 +46,7 @@ pub(crate) async fn failover(ctx: &Arc<Ctx>, o: &failover::Options, out: &Output
     if ctx.cfg.etcd.is_some() {
         return across::failover(ctx, o, out).await;
     }
-    let control = Control::find(ctx)?;
-    let _lock = wait_move_lock(ctx, LOCK_WAIT).await?;
+    let (control, _lock) = this_host(ctx).await?;
     failover::run(ctx, &control, o, out).await
 }
 
@@ -49,8 +55,7 @@ pub(crate) async fn rejoin(ctx: &Arc<Ctx>, node: &str, out: &Output) -> Result<(
     if elsewhere(ctx, node)? {
         return across::node_action(ctx, node, Action::Rejoin, false, out).await;
     }
-    let control = Control::find(ctx)?;
-    let _lock = wait_move_lock(ctx, LOCK_WAIT).await?;
+    let (control, _lock) = this_host(ctx).await?;
     rejoin::rejoin(ctx, &control, node, out).await
 }
 
@@ -59,8 +64,7 @@ pub(crate) async fn reclone(ctx: &Arc<Ctx>, node: &str, discard: bool, out: &Out
     if elsewhere(ctx, node)? {
         return across::node_action(ctx, node, Action::Reclone, discard, out).await;
     }
-    let control = Control::find(ctx)?;
-    let _lock = wait_move_lock(ctx, LOCK_WAIT).await?;
+    let (control, _lock) = this_host(ctx).await?;
     rejoin::reclone(ctx, &control, node, discard, true, out).await
 }
 
