@@ -241,6 +241,7 @@ impl Env {
             let any_standby = asked.is_some_and(|r| r.kind == Kind::Failover && r.allow_data_loss);
             let mut facts = facts(ctx, sup, snap, node, local, record.as_ref(), any_standby);
             facts.handover = asked.and_then(super::handover::giving_up);
+            facts.stopped_for = local.handing.and(asked).map(|r| r.to.clone());
             if !facts.others_writable.is_empty() && matches!(dcs.leader().await, Ok(None)) {
                 facts.others_writable = still_writable(ctx, &facts.others_writable).await;
             }
@@ -403,6 +404,7 @@ fn facts(
         frozen: local.frozen.is_some(),
         handover: None,
         hung: local.unanswered_since.map(|t| t.elapsed()),
+        stopped_for: None,
     }
 }
 

@@ -56,6 +56,9 @@ pub(crate) struct MemberFacts {
     /// How long its running postgres has answered no probe (hung, stopped
     /// by a signal, stuck on I/O); None while it answers.
     pub hung: Option<Duration>,
+    /// It stopped its postgres for a switchover to this node and waits
+    /// for it to replay the last WAL: stopped on purpose, not starting.
+    pub stopped_for: Option<String>,
 }
 
 /// Who gives up the lead, and to whom.
@@ -179,7 +182,7 @@ impl Member {
             // it starts in place, for at most the start window.
             let since = *self.down_since.get_or_insert(now);
             if now.saturating_sub(since) < f.start_window && f.others_writable.is_empty() {
-                return self.hold_for_start(store).await;
+                return self.hold_for_start(store, f.stopped_for.as_deref()).await;
             }
         } else {
             self.down_since = None;
@@ -235,13 +238,20 @@ impl Member {
     }
 
     /// The recorded primary is not running here yet: hold the lease so it
-    /// may start as the primary (the start gate asks for it).
-    async fn hold_for_start(&mut self, store: &dyn Dcs) -> (Step, String) {
+    /// may start as the primary (the start gate asks for it), or, stopped
+    /// for a switchover, until it hands the lead over.
+    async fn hold_for_start(&mut self, store: &dyn Dcs, stopped_for: Option<&str>) -> (Step, String) {
         let me = self.name.clone();
         match self.hold(store).await {
             Ok(true) => {
                 self.seen_leader = true;
-                (Step::Wait, format!("{me} holds the leader lease while its postgres starts as the primary"))
+                let why = match stopped_for {
+                    Some(to) => {
+                        format!("{me} holds the leader lease while its postgres is stopped for a switchover to {to}")
+                    }
+                    None => format!("{me} holds the leader lease while its postgres starts as the primary"),
+                };
+                (Step::Wait, why)
             }
             Ok(false) => (Step::Wait, format!("{me} is the recorded primary, but another node holds the leader lease")),
             Err(e) => (Step::Wait, format!("{me}: cannot take the leader lease to start as the primary ({e})")),
@@ -378,6 +388,7 @@ mod tests {
             start_window: Duration::from_secs(10),
             handover: None,
             hung: None,
+            stopped_for: None,
         }
     }
 
@@ -612,6 +623,15 @@ mod tests {
                 (Step::Wait, "pg-1 holds the leader lease while its postgres starts as the primary".into())
             );
             assert_eq!(store.leader().await.unwrap().as_deref(), Some("pg-1"));
+            // Stopped for a switchover, it says so rather than "starts".
+            let handing = MemberFacts { stopped_for: Some("pg-2".into()), ..down.clone() };
+            assert_eq!(
+                p1.cycle(&store, &handing).await,
+                (
+                    Step::Wait,
+                    "pg-1 holds the leader lease while its postgres is stopped for a switchover to pg-2".into()
+                )
+            );
             // It starts: a primary that renews.
             clock.advance(Duration::from_secs(1));
             assert_eq!(p1.cycle(&store, &primary()).await.0, Step::Lead);

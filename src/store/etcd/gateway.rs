@@ -47,6 +47,17 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// Run `f`, which waits on the network, without holding up a multi-thread
+/// runtime's other tasks: `block_in_place` on a worker thread. Outside a
+/// runtime, on a blocking-pool thread or on a current-thread runtime (the
+/// unit tests') it just runs.
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// One member's client URL, split.
 #[derive(Debug, Clone, PartialEq)]
 struct Endpoint {
@@ -111,7 +122,18 @@ impl Gateway {
         v["etcdserver"].as_str().map(str::to_string).ok_or_else(|| Error::Other(format!("etcd /version: {v}")))
     }
 
+    /// Every call to etcd passes here. The record, the requests and the
+    /// members' table are synchronous APIs, and async loops call them (the
+    /// HA loops, durability, the API's moves): on a runtime worker the wait
+    /// for the network is declared blocking, so the runtime hands that
+    /// worker's other tasks to another thread. A slow or blackholed etcd
+    /// (up to one timeout per member) then holds up only the task that
+    /// asked, never another node's lease renewal or the health API.
     fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        off_the_runtime(|| self.request_now(method, path, body))
+    }
+
+    fn request_now(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         let n = self.endpoints.len();
         let first = self.preferred.load(Ordering::Relaxed) % n;
         let mut errors = Vec::new();
@@ -377,6 +399,51 @@ fn dechunk(mut body: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A blackholed etcd (it accepts, then never answers) costs the task
+    /// that asked a timeout per member, and only that task: with both of
+    /// the runtime's workers inside such calls, other tasks still run.
+    #[test]
+    fn a_silent_etcd_holds_up_only_the_tasks_that_call_it() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let (accepted_tx, accepted) = std::sync::mpsc::channel();
+        let held = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            for c in l.incoming().take(2) {
+                conns.push(c.unwrap());
+                accepted_tx.send(()).unwrap();
+            }
+            // Kept open, unanswered, until the calls time out.
+            std::thread::sleep(CALL_TIMEOUT * 2);
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+        let gw = Gateway::plain(&[url]).unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                let (gw, done) = (gw.clone(), done.clone());
+                // As the sync store APIs are called from async loops.
+                rt.spawn(async move {
+                    let failed = gw.call_blocking("/v3/kv/range", &serde_json::json!({})).is_err();
+                    done.fetch_add(1, Ordering::SeqCst);
+                    failed
+                })
+            })
+            .collect();
+        // Both workers are inside a call once the listener has both connections.
+        for _ in 0..2 {
+            accepted.recv_timeout(Duration::from_secs(10)).expect("both calls connect");
+        }
+        // Another task runs while both calls still wait on etcd.
+        let seen = done.clone();
+        let finished_before = rt.block_on(rt.spawn(async move { seen.load(Ordering::SeqCst) })).unwrap();
+        assert_eq!(finished_before, 0, "a task could run only once a call to a silent etcd had given up");
+        for c in calls {
+            assert!(rt.block_on(c).unwrap(), "a silent etcd is an error");
+        }
+        held.join().unwrap();
+    }
 
     #[test]
     fn gateway_values_decode_as_etcd_writes_them() {
