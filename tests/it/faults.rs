@@ -637,3 +637,39 @@ fn a_requested_stop_resets_the_restart_backoff() {
     let log = c.supervisor_log();
     assert!(log.contains("restart #3 in 1s"), "a requested stop resets the backoff: {log}");
 }
+
+/// Someone runs `SELECT pg_promote()` on a standby (by hand, or a script
+/// meant for another cluster): two writable primaries. The supervisor
+/// keeps the recorded primary, which holds the leader lease, and stops the
+/// other one fenced; it is rewound and streams again, with none of the
+/// writes it took alone. The user's writes on the primary are all there.
+#[test]
+fn a_standby_promoted_by_hand_is_stopped_and_rejoins_as_a_standby() {
+    let c = cluster(2, "");
+    c.up();
+    c.sql("pg-1", "CREATE TABLE kept(x int); INSERT INTO kept VALUES (1)").unwrap();
+    wait_until("pg-3 replayed the table", T, || c.sql("pg-3", "SELECT count(*) FROM kept").as_deref() == Ok("1"));
+    c.sql("pg-3", "SELECT pg_promote()").unwrap();
+    wait_until("pg-3 took writes", T, || !in_recovery(&c, "pg-3"));
+    // Its own write, on a timeline nobody follows.
+    let _ = c.sql("pg-3", "INSERT INTO kept VALUES (3)");
+    wait_until_explained(
+        "pg-3 stopped, rewound and streaming from pg-1 again",
+        Duration::from_secs(90),
+        || c.nodes_writable() == ["pg-1"] && c.streaming("pg-3"),
+        || format!("{:?}\n{}", c.nodes_writable(), c.supervisor_log()),
+    );
+    let log = c.supervisor_log();
+    assert!(
+        log.contains("pg-3 takes writes but the recorded primary pg-1 holds the leader lease: stopping pg-3"),
+        "{log}"
+    );
+    assert_eq!(c.status()["primary"], "pg-1");
+    c.sql("pg-1", "INSERT INTO kept VALUES (2)").unwrap();
+    wait_until("pg-3 replays the primary's writes, and has none of its own", T, || {
+        c.sql("pg-3", "SELECT string_agg(x::text, ',' ORDER BY x) FROM kept").as_deref() == Ok("1,2")
+    });
+    // After the rejoin's settling time, nothing is left to report.
+    let check = || String::from_utf8_lossy(&c.pgrepl(&["check"]).stdout).into_owned();
+    wait_until_explained("check says OK", Duration::from_secs(40), || check().starts_with("PGREPL OK"), check);
+}

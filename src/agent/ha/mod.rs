@@ -118,6 +118,11 @@ pub(crate) enum Action {
     DropStaleSlots {
         node: String,
     },
+    /// Stop a node that takes writes beside the recorded primary (promoted
+    /// by hand, say), fenced: it rejoins as a standby.
+    Demote {
+        node: String,
+    },
 }
 
 fn secs(d: Option<Duration>) -> String {
@@ -142,6 +147,21 @@ pub(crate) fn decide(f: &Facts) -> (Action, String) {
         return (Action::Nothing, format!("paused {since} (`pgrepl resume` ends it): {what}"));
     }
     if f.primary_writable {
+        if let Some(node) = f.others_writable.first() {
+            let node = node.clone();
+            // The record and the lease say who the primary is; a second
+            // writable node (`pg_promote()` by hand) is what "never two
+            // primaries" forbids, so it goes, as a Patroni member without
+            // the leader key demotes itself. Its writes of its own are on a
+            // timeline nobody follows; the rewind discards them.
+            return if f.leader.as_deref() == Some(f.primary.as_str()) {
+                let why = format!("{node} takes writes but the recorded primary {} holds the leader lease: stopping {node}; it rejoins as a standby of {} (the writes it took alone are discarded)", f.primary, f.primary);
+                (Action::Demote { node }, why)
+            } else {
+                let why = format!("{} and {node} both take writes and the leader lease is not {}'s: not acting on two primaries; check `pgrepl status` and `pgrepl history`", f.primary, f.primary);
+                (Action::Nothing, why)
+            };
+        }
         if let Some((node, stopped)) = f.lost.first() {
             let node = node.clone();
             return if f.archive {
@@ -284,6 +304,20 @@ mod tests {
             stale_slots: vec![],
             no_data: vec![],
         }
+    }
+
+    #[test]
+    fn a_second_writable_node_beside_the_lease_holding_primary_is_demoted() {
+        let f = Facts { primary_writable: true, others_writable: vec!["pg-3".into()], ..facts() };
+        let (action, why) = decide(&f);
+        assert_eq!(action, Action::Demote { node: "pg-3".into() });
+        assert!(why.starts_with("pg-3 takes writes but the recorded primary pg-1 holds the leader lease"), "{why}");
+        // Without the lease nothing says which one is the primary.
+        let unsure = Facts { leader: None, ..f.clone() };
+        assert_eq!(decide(&unsure).0, Action::Nothing);
+        assert!(decide(&unsure).1.contains("not acting on two primaries"), "{}", decide(&unsure).1);
+        // Paused: reported, left alone, as Patroni's maintenance mode does.
+        assert_eq!(decide(&Facts { paused: Some("since now".into()), ..f }).0, Action::Nothing);
     }
 
     #[test]

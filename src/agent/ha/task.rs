@@ -273,6 +273,7 @@ async fn act(env: &Env, snap: &Snapshot, action: Action, mem: &mut Memory) {
         Action::Failover { to } => failover(env, &control, snap, &to).await,
         Action::FinishPromotion { node: name } => finish_promotion(env, &name).await,
         Action::Repoint { node: name, from } => repoint(env, &control, &name, &from, &primary).await,
+        Action::Demote { node: name } => demote(env, &control, &name).await,
         Action::StartStopped { node: name } => {
             let Ok(n) = node(&name) else { return };
             if let Err(e) = control.start(ctx, &n).await {
@@ -326,6 +327,31 @@ async fn act(env: &Env, snap: &Snapshot, action: Action, mem: &mut Memory) {
                 out.info(format!("ha: rejoining {name} failed, retrying in {}s: {e}", wait.as_secs()));
             }
         },
+    }
+}
+
+/// Stop a node that takes writes beside the recorded primary: fenced in
+/// the record first (no start path brings it back as a primary), then
+/// killed with its processes, so it takes no more writes; the rejoin that
+/// follows rewinds it. The snapshot said it was writable: asked again
+/// directly first, since a snapshot gathered across a move can show the
+/// old primary writable beside the new one.
+async fn demote(env: &Env, control: &Control, name: &str) {
+    let (ctx, out) = (&env.ctx, &env.out);
+    let Ok(n) = ctx.cfg.node(name).cloned() else { return };
+    let writable = match ctx.connect(&n).await {
+        Ok(c) => c.query_one("SELECT NOT pg_is_in_recovery()", &[]).await.is_ok_and(|r| r.get::<_, bool>(0)),
+        Err(_) => false,
+    };
+    if !writable {
+        return out.info(format!("ha: {name} no longer takes writes; nothing to stop"));
+    }
+    if let Err(e) = crate::ops::moves::set_fenced(ctx, &n, true) {
+        return out.info(format!("ha: marking {name} fenced failed, so it is not stopped: {e}"));
+    }
+    match control.stop(ctx, &n, crate::pg::process::StopMode::Kill).await {
+        Ok(()) => out.info(format!("ha: {name}: stopped; it rejoins as a standby")),
+        Err(e) => out.info(format!("ha: stopping {name} failed: {e}")),
     }
 }
 
