@@ -312,6 +312,19 @@ fn a_frozen_replica_is_reported_unresponsive_and_stalls_nothing_else() {
         }
         let (code, body) = crate::harness::http_get(api, "/primary").expect("the health API answers");
         assert_eq!(code, 200, "the healthy primary's /primary must stay 200 while a replica is frozen: {body}");
+        // The snapshots the HA loop decides on keep coming (every 200 ms
+        // here): a frozen node is asked briefly once it is known silent,
+        // not waited for 2 s every time. The first detection takes the
+        // probe deadline.
+        if since.elapsed() > Duration::from_secs(3) {
+            let (_, metrics) = crate::harness::http_get(api, "/metrics").expect("metrics");
+            let age: f64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("pgrepl_snapshot_age_seconds "))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("pgrepl_snapshot_age_seconds");
+            assert!(age < 1.5, "the snapshot is {age}s old with a replica frozen: the monitor waits for it");
+        }
     }
     thaw(&frozen);
     wait_until("pg-3 streams again", T, || c.streaming("pg-3"));
@@ -544,8 +557,10 @@ fn a_primary_crash_while_a_replica_is_frozen_still_fails_over() {
     std::fs::write(&auto, "this is not a setting\n").unwrap();
     kill("-9", c.postmaster_pid("pg-1").unwrap());
     let t = Instant::now();
-    wait_until_explained("pg-2 promoted", T, || c.nodes_writable() == ["pg-2"], || c.supervisor_log());
+    // Asked of pg-2 alone: `status` waits for the frozen node's probe.
+    wait_until_explained("pg-2 promoted", T, || !in_recovery(&c, "pg-2"), || c.supervisor_log());
     eprintln!("failover with a frozen replica took {:.1}s after the kill", t.elapsed().as_secs_f64());
+    assert_eq!(c.nodes_writable(), ["pg-2"]);
     thaw(&frozen);
     wait_until_explained(
         "pg-3 follows pg-2",

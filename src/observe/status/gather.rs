@@ -3,9 +3,11 @@
 //! as the replication role. A [`Gatherer`] keeps its connections between
 //! snapshots, so a monitor loop costs a few queries, not new backends.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use super::published::{overlay, Published};
@@ -26,7 +28,22 @@ pub(crate) struct Gatherer {
     /// An observing command (not the supervisor): log in as `[monitor] role`
     /// where one is set, rather than as the superuser over the socket.
     observer: bool,
+    /// Per node: a probe an earlier snapshot stopped waiting for, left to
+    /// finish (or time out) on its own; the next snapshot takes its answer.
+    pending: Vec<Arc<std::sync::Mutex<Option<JoinHandle<Probed>>>>>,
+    /// Per node: it was unresponsive in the last snapshot.
+    silent: Vec<Arc<AtomicBool>>,
 }
+
+/// One node's answer, and the raw rows behind it.
+type Probed = (NodeStatus, Option<Raw>);
+
+/// How long a snapshot waits for a node that was unresponsive in the last
+/// one. Waiting out the full [`PROBE_TIMEOUT`] each time would make every
+/// snapshot, and so every HA decision, as slow as the frozen node: the
+/// others' answers would be two seconds old. A probe still running after
+/// this keeps running, and the next snapshot takes its answer.
+const SILENT_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A kept connection and the statements prepared on it: each tick runs the
 /// same few queries, so the server parses and plans them once per
@@ -299,16 +316,61 @@ async fn one(
             // The probe was dropped with its lock; its connection is stuck
             // on a server that does not answer, so it goes too.
             *conn.lock().await = None;
-            let mut st = empty(&node);
-            st.state = crate::observe::status::NodeState::Unresponsive;
-            st.pid = datadir::running_postmaster(&node.data_dir).map(|pf| pf.pid);
-            st.error = Some(format!(
-                "did not answer within {}s: the server is frozen, hung or overloaded",
-                PROBE_TIMEOUT.as_secs()
-            ));
-            (st, None)
+            (unresponsive(&node), None)
         }
     }
+}
+
+/// A node that did not answer its probe in time.
+fn unresponsive(node: &Node) -> NodeStatus {
+    let mut st = empty(node);
+    st.state = crate::observe::status::NodeState::Unresponsive;
+    st.pid = datadir::running_postmaster(&node.data_dir).map(|pf| pf.pid);
+    st.error =
+        Some(format!("did not answer within {}s: the server is frozen, hung or overloaded", PROBE_TIMEOUT.as_secs()));
+    st
+}
+
+/// Node `i`'s answer for this snapshot. A probe left running by an earlier
+/// snapshot is not doubled: its answer is taken if it has one, otherwise
+/// the node is still unresponsive. A node that was unresponsive last time
+/// is waited for only [`SILENT_GRACE`].
+async fn answer(
+    slot: Arc<std::sync::Mutex<Option<JoinHandle<Probed>>>>,
+    was_silent: bool,
+    node: Node,
+    start: impl std::future::Future<Output = Probed> + Send + 'static,
+) -> Probed {
+    let running = slot.lock().map(|mut g| g.take()).unwrap_or(None);
+    let mut probe = match running {
+        Some(h) if h.is_finished() => return finished(h.await, &node),
+        Some(h) => {
+            if let Ok(mut g) = slot.lock() {
+                *g = Some(h);
+            }
+            return (unresponsive(&node), None);
+        }
+        None => tokio::spawn(start),
+    };
+    // A probe bounds itself by PROBE_TIMEOUT; the margin lets it say so.
+    let wait = if was_silent { SILENT_GRACE } else { PROBE_TIMEOUT + std::time::Duration::from_millis(500) };
+    match tokio::time::timeout(wait, &mut probe).await {
+        Ok(r) => finished(r, &node),
+        Err(_) => {
+            if let Ok(mut g) = slot.lock() {
+                *g = Some(probe);
+            }
+            (unresponsive(&node), None)
+        }
+    }
+}
+
+fn finished(r: std::result::Result<Probed, tokio::task::JoinError>, node: &Node) -> Probed {
+    r.unwrap_or_else(|e| {
+        let mut st = empty(node);
+        st.error = Some(format!("status probe failed: {e}"));
+        (st, None)
+    })
 }
 
 /// Ask one node, reusing (or re-opening) its connection. `here`: the node
@@ -406,7 +468,10 @@ impl Gatherer {
         let addrs = crate::store::local::local_addresses();
         let root = ctx.layout.root.exists();
         let here = ctx.cfg.nodes.iter().map(|n| root && crate::store::local::is_local(&n.host, &addrs)).collect();
-        Gatherer { ctx, conns, here, observer: false }
+        let n = ctx.cfg.nodes.len();
+        let pending = (0..n).map(|_| Arc::new(std::sync::Mutex::new(None))).collect();
+        let silent = (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        Gatherer { ctx, conns, here, observer: false, pending, silent }
     }
 
     /// A gatherer for `status`, `check` and `monitor`: as [`Gatherer::new`],
@@ -423,13 +488,17 @@ impl Gatherer {
         for (i, n) in self.ctx.cfg.nodes.iter().enumerate() {
             let (ctx, n, c) = (self.ctx.clone(), n.clone(), self.conns[i].clone());
             let how = (self.here[i], self.observer);
-            set.spawn(async move { (i, one(ctx, n, how, c).await) });
+            let (slot, was_silent) = (self.pending[i].clone(), self.silent[i].load(Ordering::Relaxed));
+            set.spawn(async move { (i, answer(slot, was_silent, n.clone(), one(ctx, n, how, c)).await) });
         }
         let mut results = Vec::new();
         while let Some(r) = set.join_next().await {
             results.push(r.map_err(|e| Error::Other(format!("status task failed: {e}")))?);
         }
         results.sort_by_key(|r| r.0);
+        for (i, (st, _)) in &results {
+            self.silent[*i].store(st.state == crate::observe::status::NodeState::Unresponsive, Ordering::Relaxed);
+        }
         let (statuses, raws): (Vec<NodeStatus>, Vec<Option<Raw>>) = results.into_iter().map(|(_, r)| r).unzip();
         let primary_raw = raws.iter().flatten().find(|r| !r.standby);
         let nodes: Vec<NodeStatus> = statuses
