@@ -176,7 +176,7 @@ pub enum Command {
         nodes: Vec<String>,
     },
     /// A failover drill on the running cluster: inject a fault into the primary, under a
-    /// writer, and measure RTO, write gap and lost writes (one machine for now).
+    /// writer, and measure RTO, write gap and lost writes (on one machine or across hosts).
     Drill {
         /// switchover, kill-postgres or freeze-postgres; across hosts also kill-agent,
         /// isolate-primary and freeze-host.
