@@ -211,5 +211,8 @@ pub(crate) fn replication_target(ctx: &Ctx, primary: &Node, application_name: &s
         password: ctx.cfg.replication.password.clone(),
         application_name: application_name.to_string(),
         tls: ctx.cfg.tls.clone(),
+        // The servers run this host's major; only from 12 can a connection
+        // set its own wal_sender_timeout (before, it is left at 60 s).
+        options: ctx.bin().is_ok_and(|b| b.major >= 12).then(|| crate::pg::conf::BASE_BACKUP_OPTIONS.to_string()),
     }
 }

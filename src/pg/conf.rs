@@ -52,6 +52,14 @@ pub(crate) fn default_wal_senders(node_count: usize) -> u32 {
 }
 
 /// Render the whole `postgresql.conf`.
+/// `wal_sender_timeout` and `wal_receiver_timeout` from PostgreSQL 12 on.
+pub(crate) const REPLICATION_TIMEOUT: &str = "5s";
+
+/// The libpq `options` of a base backup's connections (PostgreSQL 12 and
+/// later): PostgreSQL's own timeout, not [`REPLICATION_TIMEOUT`], since the
+/// copy may wait on a slow disk longer than a streaming standby ever does.
+pub(crate) const BASE_BACKUP_OPTIONS: &str = "-c wal_sender_timeout=60s";
+
 pub(crate) fn render(p: &ConfPlan) -> String {
     let senders = p.max_wal_senders.unwrap_or_else(|| default_wal_senders(p.node_count));
     // (name, value, why)
@@ -98,6 +106,22 @@ pub(crate) fn render(p: &ConfPlan) -> String {
     }
     if p.major >= 13 {
         set("max_slot_wal_keep_size", quote(&p.max_slot_wal_keep_size.to_string()), "a slot of a long-gone standby cannot fill the disk; past this the slot is lost and the standby needs a re-clone");
+    }
+    if p.major >= 12 {
+        // PostgreSQL's 60 s means a standby cut off without a word (a lost
+        // link, a dead host: nothing answers, nothing refuses) still counts
+        // as streaming for a minute, and in `sync` commits wait that long
+        // before the set can degrade. 5 s, as CloudNativePG ships; a
+        // walsender asks for a reply at half of it, so a live standby always
+        // answers in time. Base backups ask for 60 s on their own connection
+        // (REPLICATION_OPTIONS): a copy to a slow disk must not be cut off.
+        // Before 12 the setting cannot be set per connection, so it stays.
+        set("wal_sender_timeout", quote(REPLICATION_TIMEOUT), "a standby that stopped answering (lost link, dead host) is dropped after 5 s, not 60 (base backups ask for 60 s)");
+        set(
+            "wal_receiver_timeout",
+            quote(REPLICATION_TIMEOUT),
+            "a standby whose primary went silent reconnects after 5 s, not 60",
+        );
     }
     if let Some(cmd) = &p.archive_command {
         set(
@@ -188,8 +212,22 @@ unix_socket_directories = '/srv/data/sockets'    # pgrepl connects here as the s
 wal_keep_size = '160MB'    # WAL kept for standbys that briefly disconnect (pgrepl.toml [replication] wal_keep_size)
 wal_level = replica    # standbys need replica-level WAL to stream and replay
 wal_log_hints = on    # lets pg_rewind resync a former primary instead of a full re-clone
+wal_receiver_timeout = '5s'    # a standby whose primary went silent reconnects after 5 s, not 60
+wal_sender_timeout = '5s'    # a standby that stopped answering (lost link, dead host) is dropped after 5 s, not 60 (base backups ask for 60 s)
 ";
         assert_eq!(render(&plan(&user, 15)), expected);
+    }
+
+    #[test]
+    fn replication_timeouts_are_short_from_12_and_left_alone_before() {
+        let user = BTreeMap::new();
+        for (major, short) in [(10, false), (11, false), (12, true), (15, true), (17, true)] {
+            let out = render(&plan(&user, major));
+            assert_eq!(out.contains("wal_sender_timeout = '5s'"), short, "PostgreSQL {major}");
+            assert_eq!(out.contains("wal_receiver_timeout = '5s'"), short, "PostgreSQL {major}");
+        }
+        let mine = BTreeMap::from([("wal_sender_timeout".to_string(), "'30s'".to_string())]);
+        assert!(render(&plan(&mine, 15)).contains("wal_sender_timeout = '30s'    # set in pgrepl.toml [postgresql]"));
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub(crate) struct Target {
     pub application_name: String,
     /// `[tls]`: TCP connections must be encrypted (sockets never are).
     pub tls: Option<crate::pg::tls::Tls>,
+    /// libpq's `options` (settings for the server's side of this
+    /// connection), e.g. a base backup's own `wal_sender_timeout`.
+    pub options: Option<String>,
 }
 
 /// An open, authenticated replication connection.
@@ -137,12 +140,15 @@ impl ReplConn {
 
     fn startup(&mut self, t: &Target) -> Result<(), WireError> {
         let mut buf = BytesMut::new();
-        let params = [
+        let mut params = vec![
             ("user", t.user.as_str()),
             ("database", "replication"),
             ("replication", "true"),
             ("application_name", t.application_name.as_str()),
         ];
+        if let Some(o) = &t.options {
+            params.push(("options", o.as_str()));
+        }
         frontend::startup_message(params.iter().copied(), &mut buf)?;
         self.send(&buf)?;
         loop {

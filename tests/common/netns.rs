@@ -340,6 +340,39 @@ impl Lan {
         }
     }
 
+    /// Drop host `i`'s traffic with the other hosts silently, both ways,
+    /// as a switch that loses frames does (`cut` false heals it). Each side
+    /// sends to a link-layer address nobody has, so nothing answers and no
+    /// error comes back: unlike a blackhole route, a sender learns of the
+    /// partition only from its own timeouts. etcd stays reachable.
+    pub fn drop_between_hosts(&self, i: usize, cut: bool) {
+        let me = &self.hosts[i - 1];
+        let pair = |from: &Ns, to: &Ns| {
+            let r = if cut {
+                ip(&[
+                    "-n",
+                    &from.name,
+                    "neigh",
+                    "replace",
+                    &to.addr,
+                    "lladdr",
+                    "02:00:00:00:00:01",
+                    "nud",
+                    "permanent",
+                    "dev",
+                    "eth0",
+                ])
+            } else {
+                ip(&["-n", &from.name, "neigh", "del", &to.addr, "dev", "eth0"])
+            };
+            r.unwrap();
+        };
+        for h in self.hosts.iter().filter(|h| h.name != me.name) {
+            pair(me, h);
+            pair(h, me);
+        }
+    }
+
     /// A command run in host `i`'s namespace.
     pub fn exec(&self, i: usize, program: &str) -> Command {
         let mut c = Command::new("ip");

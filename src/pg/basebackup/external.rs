@@ -61,6 +61,9 @@ pub(super) async fn run(
             cmd.env(format!("PG{}", k.to_uppercase()), v);
         }
     }
+    if let Some(o) = &src.target.options {
+        cmd.env("PGOPTIONS", o);
+    }
     cmd.env("PGPASSFILE", src.passfile)
         .arg("-h")
         .arg(&src.target.host)

@@ -504,33 +504,46 @@ fn a_host_whose_cluster_wide_settings_differ_refuses_to_start_and_names_the_diff
 /// its lease holds, so nothing moves; what its commits do depends on the
 /// durability mode, and status says it.
 fn cut_from_standbys(durability: &'static str, state: &str, message: &str) {
+    cut_from_standbys_by(durability, state, message, false)
+}
+
+/// `silent`: frames are lost (no error reaches either side) rather than
+/// refused by a blackhole route.
+fn cut_from_standbys_by(durability: &'static str, state: &str, message: &str, silent: bool) {
     let Some(site) = Site::with_durability(1, durability, "") else { return };
+    let cut_off = |on: bool| if silent { site.lan.drop_between_hosts(1, on) } else { site.lan.cut_from_hosts(1, on) };
     site.up();
     let mut w = Watched::start(&site);
     w.fault();
     let cut = std::time::Instant::now();
-    site.lan.cut_from_hosts(1, true);
+    cut_off(true);
     site.wait("pg-2 notices it lost its primary", || {
         let st = site.status(2);
         Site::node(&st, "pg-2").is_some_and(|n| n["wal_receiver"] != "streaming")
     });
+    eprintln!("pg-2 noticed {:.1}s after the cut", cut.elapsed().as_secs_f64());
     let mut st = serde_json::Value::Null;
     site.wait(&format!("the primary's host says durability is {state}"), || {
         st = site.status(1);
         st["durability"]["state"] == state
     });
+    eprintln!("durability {state} {:.1}s after the cut", cut.elapsed().as_secs_f64());
     let said = st["durability"]["message"].as_str().unwrap_or_default().to_string();
     assert!(said.starts_with(message), "{said}");
     // A failover would have happened within one lease and one election
     // tick; give it three leases. The leader still renews, so none may.
     site.wait("three leases since the cut", || cut.elapsed() >= Duration::from_secs(9));
     assert_eq!(site.moves(2), 0, "a move was recorded:\n{}", site.ok_on(2, &["history"]));
-    site.lan.cut_from_hosts(1, false);
+    cut_off(false);
     let healed = std::time::Instant::now();
     site.wait("pg-2 and pg-3 stream from pg-1 again", || {
         site.streams_from(1, "pg-2", "pg-1") && site.streams_from(1, "pg-3", "pg-1")
     });
-    eprintln!("{durability}: both standbys streamed again {:.1}s after the heal", healed.elapsed().as_secs_f64());
+    let how = if silent { "silent drop" } else { "blackhole" };
+    eprintln!(
+        "{durability}, {how}: both standbys streamed again {:.1}s after the heal",
+        healed.elapsed().as_secs_f64()
+    );
     w.writer.wait_more(50);
     site.same_primary();
     w.finish(&site, &format!("cut the primary from its standbys only ({durability})"));
@@ -544,6 +557,11 @@ fn a_primary_cut_from_its_standbys_keeps_its_lease_degrades_loudly_in_sync_and_t
 #[test]
 fn a_primary_cut_from_its_standbys_keeps_its_lease_and_in_sync_strict_blocks_commits_and_says_why() {
     cut_from_standbys("sync-strict", "blocked", "commits blocked: 0 of 1 synchronous standbys streaming");
+}
+
+#[test]
+fn a_primary_silently_cut_from_its_standbys_blocks_commits_in_sync_strict_and_they_stream_soon_after_the_heal() {
+    cut_from_standbys_by("sync-strict", "blocked", "commits blocked: 0 of 1 synchronous standbys streaming", true);
 }
 
 #[test]
