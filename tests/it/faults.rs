@@ -664,10 +664,14 @@ fn a_standby_promoted_by_hand_is_stopped_and_rejoins_as_a_standby() {
     c.up();
     c.sql("pg-1", "CREATE TABLE kept(x int); INSERT INTO kept VALUES (1)").unwrap();
     wait_until("pg-3 replayed the table", T, || c.sql("pg-3", "SELECT count(*) FROM kept").as_deref() == Ok("1"));
-    c.sql("pg-3", "SELECT pg_promote()").unwrap();
-    wait_until("pg-3 took writes", T, || !in_recovery(&c, "pg-3"));
-    // Its own write, on a timeline nobody follows.
-    let _ = c.sql("pg-3", "INSERT INTO kept VALUES (3)");
+    // Not waiting for the promotion: pgrepl may stop pg-3 before a
+    // waiting pg_promote() returns.
+    c.sql("pg-3", "SELECT pg_promote(false)").unwrap();
+    let stopped = "pg-3 takes writes but the recorded primary pg-1 holds the leader lease: stopping pg-3";
+    // A write of its own, on a timeline nobody follows, unless pgrepl was quicker.
+    wait_until("pg-3 took a write of its own, or was stopped first", T, || {
+        c.sql("pg-3", "INSERT INTO kept VALUES (3)").is_ok() || c.supervisor_log().contains(stopped)
+    });
     wait_until_explained(
         "pg-3 stopped, rewound and streaming from pg-1 again",
         Duration::from_secs(90),
@@ -675,10 +679,7 @@ fn a_standby_promoted_by_hand_is_stopped_and_rejoins_as_a_standby() {
         || format!("{:?}\n{}", c.nodes_writable(), c.supervisor_log()),
     );
     let log = c.supervisor_log();
-    assert!(
-        log.contains("pg-3 takes writes but the recorded primary pg-1 holds the leader lease: stopping pg-3"),
-        "{log}"
-    );
+    assert!(log.contains(stopped), "{log}");
     assert_eq!(c.status()["primary"], "pg-1");
     c.sql("pg-1", "INSERT INTO kept VALUES (2)").unwrap();
     wait_until("pg-3 replays the primary's writes, and has none of its own", T, || {

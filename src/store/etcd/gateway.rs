@@ -408,14 +408,15 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         let (accepted_tx, accepted) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
         let held = std::thread::spawn(move || {
             let mut conns = Vec::new();
             for c in l.incoming().take(2) {
                 conns.push(c.unwrap());
                 accepted_tx.send(()).unwrap();
             }
-            // Kept open, unanswered, until the calls time out.
-            std::thread::sleep(CALL_TIMEOUT * 2);
+            // Kept open, unanswered, until the test has looked.
+            let _ = released.recv_timeout(Duration::from_secs(30));
         });
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
         let gw = Gateway::plain(&[url]).unwrap();
@@ -439,6 +440,7 @@ mod tests {
         let seen = done.clone();
         let finished_before = rt.block_on(rt.spawn(async move { seen.load(Ordering::SeqCst) })).unwrap();
         assert_eq!(finished_before, 0, "a task could run only once a call to a silent etcd had given up");
+        release.send(()).unwrap();
         for c in calls {
             assert!(rt.block_on(c).unwrap(), "a silent etcd is an error");
         }
