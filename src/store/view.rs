@@ -1,10 +1,10 @@
-//! The cluster's shared facts as one value, read once per command: today,
-//! which node is primary (the HA loop still reads the fenced, paused and
-//! sync-set facts from the state file itself; they join the view with the
-//! etcd store). Code above the store learns who the primary is only from a
-//! view. A record that cannot be read is an error the caller sees; a caller
-//! that only shows or orders things says so by calling
-//! [`ClusterView::read_for_display`].
+//! The cluster's shared facts as one value, read once per command or HA
+//! cycle: which node is primary, and the nodes the record holds back
+//! (fenced, needs-reclone), maintenance mode and the synchronous set. Code
+//! above the store learns who the primary is only from a view. A record
+//! that cannot be read, or that names a primary the config lacks, is an
+//! error the caller sees; a caller that only shows or orders things says
+//! so by calling [`ClusterView::read_for_display`].
 
 use crate::config::{Config, Node, Role};
 use crate::error::{Error, Result};
@@ -16,6 +16,14 @@ use crate::store::state::State;
 pub(crate) struct ClusterView {
     /// The node that is primary now (the bootstrap primary before one is recorded).
     pub primary: Node,
+    /// Former primaries that must be rewound before they run again.
+    pub fenced: Vec<String>,
+    /// Standbys that cannot follow and wait for a re-clone.
+    pub needs_reclone: Vec<String>,
+    /// `pgrepl pause`: since when and why.
+    pub paused: Option<String>,
+    /// The standbys that hold every acknowledged commit (the sync modes).
+    pub sync_set: Vec<String>,
 }
 
 impl ClusterView {
@@ -36,7 +44,13 @@ impl ClusterView {
                 ))
             })?,
         };
-        Ok(ClusterView { primary })
+        Ok(ClusterView {
+            primary,
+            fenced: st.fenced.clone(),
+            needs_reclone: st.needs_reclone.clone(),
+            paused: st.paused.clone(),
+            sync_set: st.sync_set.clone(),
+        })
     }
 
     /// For what only shows or orders things (a summary, the order nodes
@@ -48,7 +62,13 @@ impl ClusterView {
 
     /// A cluster with nothing recorded yet.
     pub(crate) fn unrecorded(cfg: &Config) -> ClusterView {
-        ClusterView { primary: cfg.bootstrap_primary().clone() }
+        ClusterView::of(cfg, &State::default()).expect("the bootstrap primary is in the config")
+    }
+
+    /// The record keeps `node` from running as it is (fenced or
+    /// needs-reclone).
+    pub(crate) fn holds_back(&self, node: &str) -> bool {
+        self.fenced.iter().any(|f| f == node) || self.needs_reclone.iter().any(|f| f == node)
     }
 
     /// The role `node` has now.
@@ -78,6 +98,26 @@ mod tests {
         let moved = ClusterView::of(&cfg, &State { primary: Some("pg-2".into()), ..State::default() }).unwrap();
         assert_eq!(moved.role_of(&cfg.nodes[0]), Role::Replica);
         assert_eq!(moved.role_of(&cfg.nodes[1]), Role::Primary);
+    }
+
+    #[test]
+    fn the_view_carries_what_the_record_holds_back_pause_and_the_sync_set() {
+        let st = State {
+            fenced: vec!["pg-1".into()],
+            needs_reclone: vec!["pg-3".into()],
+            paused: Some("since 10:00: upgrade".into()),
+            sync_set: vec!["pg-2".into()],
+            primary: Some("pg-2".into()),
+            ..State::default()
+        };
+        let v = ClusterView::of(&cfg(), &st).unwrap();
+        assert!(v.holds_back("pg-1") && v.holds_back("pg-3") && !v.holds_back("pg-2"));
+        assert_eq!(
+            (v.paused.as_deref(), v.sync_set.as_slice()),
+            (Some("since 10:00: upgrade"), &["pg-2".to_string()][..])
+        );
+        let fresh = ClusterView::unrecorded(&cfg());
+        assert!(fresh.fenced.is_empty() && fresh.paused.is_none() && fresh.sync_set.is_empty());
     }
 
     #[test]

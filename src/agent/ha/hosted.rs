@@ -27,6 +27,7 @@ use crate::store::ctx::Ctx;
 use crate::store::dcs::{Clock, Dcs, SystemClock};
 use crate::store::etcd::{EtcdDcs, Kind, Move, Progress};
 use crate::store::state::{MoveKind, State};
+use crate::store::view::ClusterView;
 
 /// What the loop keeps per node.
 struct Local {
@@ -239,7 +240,8 @@ impl Env {
             let request = read_request(ctx, bound).await;
             let asked = request.as_ref().and_then(|r| r.as_ref());
             let any_standby = asked.is_some_and(|r| r.kind == Kind::Failover && r.allow_data_loss);
-            let mut facts = facts(ctx, sup, snap, node, local, record.as_ref(), any_standby);
+            let view = record.as_ref().and_then(|st| ClusterView::of(&ctx.cfg, st).ok());
+            let mut facts = facts(ctx, sup, snap, node, local, view.as_ref(), any_standby);
             facts.handover = asked.and_then(super::handover::giving_up);
             facts.stopped_for = local.handing.and(asked).map(|r| r.to.clone());
             if !facts.others_writable.is_empty() && matches!(dcs.leader().await, Ok(None)) {
@@ -369,23 +371,23 @@ fn facts(
     snap: Option<&Snapshot>,
     node: &Node,
     local: &Local,
-    state: Option<&State>,
+    state: Option<&ClusterView>,
     any_standby: bool,
 ) -> MemberFacts {
     let running = matches!(sup.state(&node.name), NodeState::Running { .. });
     let nodes = snap.map(|s| s.status.nodes.as_slice()).unwrap_or_default();
-    let recorded = state.map(|s| s.primary.clone().unwrap_or_else(|| ctx.cfg.bootstrap_primary().name.clone()));
+    let recorded = state.map(|s| s.primary.name.as_str());
     let candidates: Vec<Candidate> = nodes
         .iter()
         .filter(|n| n.role == Some(Role::Replica) && n.state == crate::observe::status::NodeState::Running)
-        .filter(|n| !state.is_some_and(|s| s.fenced.contains(&n.name) || s.needs_reclone.contains(&n.name)))
+        .filter(|n| !state.is_some_and(|s| s.holds_back(&n.name)))
         .filter_map(|n| Candidate::from_status(&ctx.cfg, n))
         .collect();
     MemberFacts {
         mode: ctx.cfg.failover.mode,
         writable: running && !node.data_dir.join("standby.signal").exists(),
         running,
-        recorded_primary: recorded.as_deref() == Some(node.name.as_str()),
+        recorded_primary: recorded == Some(node.name.as_str()),
         start_window: ctx.cfg.failover.primary_start_timeout,
         // `failover --allow-data-loss`: any standby, synchronous or not.
         candidates: match state {
@@ -393,8 +395,9 @@ fn facts(
             Some(s) => crate::ops::moves::failover::only_sync(ctx.cfg.replication.durability, &s.sync_set, candidates),
             None => Vec::new(),
         },
-        // An unreadable record pauses automatic promotion: it cannot be
-        // told whether the user paused it.
+        // An unreadable record (or one naming a primary the config lacks)
+        // pauses automatic promotion: it cannot be told whether the user
+        // paused it.
         paused: state.is_none_or(|s| s.paused.is_some()),
         others_writable: nodes
             .iter()

@@ -22,7 +22,7 @@ use crate::ops::control::{move_lock, Control};
 use crate::output::Output;
 use crate::store::ctx::Ctx;
 use crate::store::dcs::Dcs;
-use crate::store::state::State;
+use crate::store::view::ClusterView;
 
 /// The wait after `failures` failed rejoins in a row.
 pub(super) fn rejoin_backoff(interval: Duration, failures: u32) -> Duration {
@@ -89,9 +89,11 @@ pub(crate) async fn run(
             continue;
         }
         let lock = move_lock(&ctx);
-        let (action, reason) = match ctx.store().load() {
-            Ok(state) => {
-                let facts = facts(&env, &snap, &state, &mut mem, lock.is_err()).await;
+        // One read of the record per cycle; a recorded primary the config
+        // lacks stops automatic action as an unreadable record does.
+        let (action, reason) = match ClusterView::read(&ctx) {
+            Ok(view) => {
+                let facts = facts(&env, &snap, &view, &mut mem, lock.is_err()).await;
                 decide(&facts)
             }
             Err(e) => (Action::Nothing, format!("no automatic action while the state cannot be read: {e}")),
@@ -121,10 +123,10 @@ fn say(ctx: &Ctx, mem: &mut Memory, reason: &str, out: &Output) {
     mem.last_reason = reason.to_string();
 }
 
-/// This cycle's facts, from one snapshot and one read of the state.
-async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move_in_progress: bool) -> Facts {
+/// This cycle's facts, from one snapshot and one read of the record.
+async fn facts(env: &Env, snap: &Snapshot, state: &ClusterView, mem: &mut Memory, move_in_progress: bool) -> Facts {
     let (ctx, sup) = (env.ctx.as_ref(), &env.sup);
-    let primary = state.primary.clone().unwrap_or_else(|| ctx.cfg.bootstrap_primary().name.clone());
+    let primary = state.primary.name.clone();
     let ttl = ctx.cfg.failover.primary_start_timeout;
     let nodes = &snap.status.nodes;
     let seen = nodes.iter().find(|n| n.name == primary);
@@ -136,7 +138,7 @@ async fn facts(env: &Env, snap: &Snapshot, state: &State, mem: &mut Memory, move
         mem.last_writable.1 = Instant::now();
     }
     let leader = renew_and_read_lease(env, &primary, writable).await;
-    let held = |n: &str| state.fenced.iter().any(|f| f == n) || state.needs_reclone.iter().any(|f| f == n);
+    let held = |n: &str| state.holds_back(n);
     Facts {
         mode: ctx.cfg.failover.mode,
         primary: primary.clone(),
@@ -227,7 +229,7 @@ async fn renew_and_read_lease(env: &Env, primary: &str, writable: bool) -> Optio
 
 /// Standbys whose slot lost WAL they need (and whether a user stopped
 /// them), leaving out those already marked needs-reclone.
-fn lost_slots(ctx: &Ctx, snap: &Snapshot, state: &State, primary: &str) -> Vec<(String, bool)> {
+fn lost_slots(ctx: &Ctx, snap: &Snapshot, state: &ClusterView, primary: &str) -> Vec<(String, bool)> {
     snap.status
         .slots
         .iter()
@@ -241,7 +243,7 @@ fn lost_slots(ctx: &Ctx, snap: &Snapshot, state: &State, primary: &str) -> Vec<(
 /// This supervisor's standbys with no data dir (a re-clone was killed, or
 /// the dir was removed) that should be cloned again: not fenced, not
 /// stopped by the user, not tried within CLONE_RETRY.
-fn without_data(ctx: &Ctx, sup: &Supervisor, state: &State, mem: &Memory, primary: &str) -> Vec<String> {
+fn without_data(ctx: &Ctx, sup: &Supervisor, state: &ClusterView, mem: &Memory, primary: &str) -> Vec<String> {
     ctx.cfg
         .nodes
         .iter()
