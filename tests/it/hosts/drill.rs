@@ -21,7 +21,11 @@ fn drill(site: &Site, i: usize, args: &[&str]) -> (serde_json::Value, bool) {
 
 #[test]
 fn drills_across_hosts_switch_over_kill_postgres_kill_an_agent_and_isolate_the_primary_and_lose_nothing() {
-    let Some(site) = Site::new(1, "") else { return };
+    // In sync-strict, where losing nothing is the design: in async a write
+    // acknowledged in the instant before the primary is cut off may not
+    // have reached a standby yet, and the drill rightly reports it lost
+    // (seen once, in the isolate-primary round).
+    let Some(site) = Site::with_durability(1, "sync-strict", "") else { return };
     site.up();
     // The drill checks the cluster first, as host 3 sees it (the other
     // hosts' nodes through what their agents publish).
