@@ -139,9 +139,17 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
                 continue;
             }
         };
-        if current != p.names && apply(&ctx, c, &primary.name, &p, &set, &mut recorded, &out, &mut last).await.is_none()
-        {
-            continue;
+        if current != p.names {
+            // Across hosts, only a leader whose lease is known to hold (a
+            // fresh deadline) changes what protects commits.
+            if ctx.cfg.etcd.is_some() && !ctx.holds_lease(&primary.name) {
+                continue;
+            }
+            if let Err(e) = record_loosening(&ctx, &primary.name, &set, &mut recorded) {
+                unrecorded(&out, &e, &mut last);
+                continue;
+            }
+            set_standby_names(c, &p.names, &primary.name, &out).await;
         }
         // Failover trusts this record: a failure to write it is said
         // every cycle until it succeeds, never dropped.
@@ -171,43 +179,25 @@ async fn connection<'a>(
     kept.as_ref().map(|(_, c)| c)
 }
 
-/// Change `synchronous_standby_names` on the primary to the plan's; None
-/// when this cycle must stop here (not allowed, or the record unwritable).
-#[allow(clippy::too_many_arguments)]
-async fn apply(
-    ctx: &Ctx,
-    c: &tokio_postgres::Client,
-    primary: &str,
-    p: &Plan,
-    set: &[String],
-    recorded: &mut Vec<String>,
-    out: &Output,
-    last: &mut String,
-) -> Option<()> {
-    // Across hosts, only a leader whose lease is known to hold (a
-    // fresh deadline) changes what protects commits.
-    if ctx.cfg.etcd.is_some() && !ctx.holds_lease(primary) {
-        return None;
-    }
-    // Loosening (a standby leaves the set, or `sync` degrades) is
-    // recorded first, where failover reads it: a primary that
-    // cannot reach the store then cannot loosen either, and its
-    // commits wait instead of being acknowledged without a
-    // standby that a failover would then promote.
+/// Loosening (a standby leaves the set, or `sync` degrades) is recorded
+/// first, where failover reads it: a primary that cannot reach the store
+/// then cannot loosen either, and its commits wait instead of being
+/// acknowledged without a standby that a failover would then promote.
+fn record_loosening(ctx: &Ctx, primary: &str, set: &[String], recorded: &mut Vec<String>) -> crate::error::Result<()> {
     let loosens = !recorded.iter().all(|n| set.contains(n));
     if loosens && *recorded != set {
-        if let Err(e) = ctx.store().update_as_leader(primary, |st| st.sync_set = set.to_vec()) {
-            unrecorded(out, &e, last);
-            return None;
-        }
+        ctx.store().update_as_leader(primary, |st| st.sync_set = set.to_vec())?;
         *recorded = set.to_vec();
     }
-    let sql = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(&p.names));
-    if c.batch_execute(&sql).await.is_ok() && c.batch_execute("SELECT pg_reload_conf()").await.is_ok() {
-        out.info(format!("durability: synchronous_standby_names = '{}' on {}", p.names, primary));
-    }
+    Ok(())
+}
 
-    Some(())
+/// `synchronous_standby_names` on the primary, through its kept session.
+async fn set_standby_names(c: &tokio_postgres::Client, names: &str, primary: &str, out: &Output) {
+    let sql = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(names));
+    if c.batch_execute(&sql).await.is_ok() && c.batch_execute("SELECT pg_reload_conf()").await.is_ok() {
+        out.info(format!("durability: synchronous_standby_names = '{names}' on {primary}"));
+    }
 }
 
 /// Say the plan's message and write it where `status` reads it.
