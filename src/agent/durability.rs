@@ -9,80 +9,18 @@
 //! - `sync-strict`: `ANY n (...)` over every configured replica, always;
 //!   commits wait, and status says why.
 //!
-//! The decision is the pure [`plan`]; the task applies it.
+//! The decision is the pure [`crate::domain::durability::plan`]; the task applies it.
 
 use std::sync::Arc;
-
-use serde::Serialize;
+use std::time::Duration;
 
 pub(crate) use crate::agent::{next_snapshot, Stop};
+use crate::config::Node;
+use crate::domain::durability::{plan, Plan, PlanState};
 use crate::domain::modes::Durability as Mode;
 use crate::observe::snapshot::Latest;
 use crate::output::Output;
 use crate::store::ctx::Ctx;
-
-/// What the primary should run with, and how healthy that is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Plan {
-    pub mode: Mode,
-    /// The value for `synchronous_standby_names`.
-    pub names: String,
-    pub state: PlanState,
-    /// The sentence for logs and status.
-    pub message: String,
-}
-
-/// How the plan stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum PlanState {
-    /// Commits wait for what the mode asks (or for nothing, in async).
-    Ok,
-    /// `sync` fell back to asynchronous: too few standbys stream.
-    Degraded,
-    /// `sync-strict` with too few standbys: commits wait until one returns.
-    Blocked,
-}
-
-fn quote(n: &str) -> String {
-    format!("\"{}\"", n.replace('"', "\"\""))
-}
-
-fn any(n: usize, names: &[String]) -> String {
-    format!("ANY {n} ({})", names.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "))
-}
-
-/// Decide `synchronous_standby_names` from the replicas configured and streaming.
-pub(crate) fn plan(mode: Mode, sync_count: usize, configured: &[String], streaming: &[String]) -> Plan {
-    let n = sync_count.max(1);
-    match mode {
-        Mode::Async => Plan { mode, names: String::new(), state: PlanState::Ok, message: "asynchronous replication".into() },
-        Mode::Sync if streaming.len() >= n => Plan {
-            mode,
-            names: any(n, streaming),
-            state: PlanState::Ok,
-            message: format!("synchronous: each commit waits for {n} of {} streaming standbys", streaming.len()),
-        },
-        Mode::Sync => Plan {
-            mode,
-            names: String::new(),
-            state: PlanState::Degraded,
-            message: format!(
-                "DEGRADED to asynchronous: {} of {n} synchronous standbys streaming; commits do not wait and a failover now may lose them",
-                streaming.len()
-            ),
-        },
-        Mode::SyncStrict => {
-            let state = if streaming.len() >= n { PlanState::Ok } else { PlanState::Blocked };
-            let message = if state == PlanState::Ok {
-                format!("synchronous (strict): each commit waits for {n} of {}", configured.len())
-            } else {
-                format!("commits blocked: {} of {n} synchronous standbys streaming (sync-strict never degrades); start a standby to release them", streaming.len())
-            };
-            Plan { mode, names: if configured.is_empty() { String::new() } else { any(n, configured) }, state, message }
-        }
-    }
-}
 
 /// Say that the synchronous set could not be recorded (every cycle until it is).
 fn unrecorded(out: &Output, e: &crate::error::Error, last: &mut String) {
@@ -96,7 +34,8 @@ fn unrecorded(out: &Output, e: &crate::error::Error, last: &mut String) {
 /// is requested.
 pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop: Stop) {
     let mut last = String::new();
-    let mut kept: Option<(String, tokio_postgres::Client)> = None;
+    let mut session = Session::default();
+    let mut trouble = Trouble::default();
     while next_snapshot(&mut latest, &mut stop).await {
         let Some(snap) = latest.borrow_and_update().clone() else { continue };
         // No record, no change: the HA task reports an unreadable one.
@@ -118,11 +57,10 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
             .map(|n| n.name.clone())
             .collect();
         let p = plan(ctx.cfg.replication.durability, ctx.cfg.replication.sync_count, &configured, &streaming);
-        let Some(c) = connection(&ctx, &primary, &mut kept).await else { continue };
-        let current: String = match c.query_one("SHOW synchronous_standby_names", &[]).await {
-            Ok(r) => r.get(0),
-            Err(_) => {
-                kept = None;
+        let current = match session.current(&ctx, &primary).await {
+            Ok(v) => v,
+            Err(e) => {
+                trouble.say(&out, e);
                 continue;
             }
         };
@@ -149,8 +87,17 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
                 unrecorded(&out, &e, &mut last);
                 continue;
             }
-            set_standby_names(c, &p.names, &primary.name, &out).await;
+            match session.set(&p.names).await {
+                Ok(()) => {
+                    out.info(format!("durability: synchronous_standby_names = '{}' on {}", p.names, primary.name))
+                }
+                Err(e) => {
+                    trouble.say(&out, e);
+                    continue;
+                }
+            }
         }
+        trouble.clear(&out);
         // Failover trusts this record: a failure to write it is said
         // every cycle until it succeeds, never dropped.
         if recorded != set {
@@ -165,18 +112,98 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut latest: Latest, out: Output, mut stop
     }
 }
 
-/// One kept connection to the primary, not a new backend every tick (a
-/// fork and an authentication each second is most of what an idle cluster
-/// would otherwise spend on being watched).
-async fn connection<'a>(
-    ctx: &Ctx,
-    primary: &crate::config::Node,
-    kept: &'a mut Option<(String, tokio_postgres::Client)>,
-) -> Option<&'a tokio_postgres::Client> {
-    if kept.as_ref().is_none_or(|(name, c)| *name != primary.name || c.is_closed()) {
-        *kept = Some((primary.name.clone(), ctx.connect(primary).await.ok()?));
+/// How long one statement on the primary may take before the task gives
+/// up on the session and says so: a hung session must not stop the task.
+const STATEMENT_LIMIT: Duration = Duration::from_secs(10);
+
+/// One kept session on the primary, not a new backend every tick (a fork
+/// and an authentication each second is most of what an idle cluster would
+/// otherwise spend on being watched).
+#[derive(Default)]
+struct Session {
+    kept: Option<(String, tokio_postgres::Client)>,
+}
+
+impl Session {
+    /// The primary's `synchronous_standby_names`, as its sessions run it.
+    async fn current(&mut self, ctx: &Ctx, primary: &Node) -> Result<String, String> {
+        if self.kept.as_ref().is_none_or(|(name, c)| *name != primary.name || c.is_closed()) {
+            self.kept = None;
+            let c = bounded(ctx.connect(primary), &format!("connecting to the primary {}", primary.name)).await?;
+            self.kept = Some((primary.name.clone(), c));
+        }
+        let r = match &self.kept {
+            Some((name, c)) => {
+                bounded(c.query_one("SHOW synchronous_standby_names", &[]), &format!("reading the list on {name}"))
+                    .await
+                    .map(|row| row.get(0))
+            }
+            None => Err("no session".into()),
+        };
+        self.forget_on_error(r)
     }
-    kept.as_ref().map(|(_, c)| c)
+
+    /// Set the list with ALTER SYSTEM, and reload.
+    async fn set(&mut self, names: &str) -> Result<(), String> {
+        let alter = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(names));
+        let mut r = Err("no session".to_string());
+        if let Some((name, c)) = &self.kept {
+            for q in [alter.as_str(), "SELECT pg_reload_conf()"] {
+                r = bounded(c.batch_execute(q), &format!("`{q}` on {name}")).await;
+                if r.is_err() {
+                    break;
+                }
+            }
+        }
+        self.forget_on_error(r)
+    }
+
+    /// On any failure the session goes; the next cycle opens a new one.
+    fn forget_on_error<T>(&mut self, r: Result<T, String>) -> Result<T, String> {
+        if r.is_err() {
+            self.kept = None;
+        }
+        r
+    }
+}
+
+/// `f`, or an error naming `what` if it fails or takes over [`STATEMENT_LIMIT`].
+async fn bounded<T, E: std::fmt::Display>(
+    f: impl std::future::Future<Output = Result<T, E>>,
+    what: &str,
+) -> Result<T, String> {
+    match tokio::time::timeout(STATEMENT_LIMIT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer in {}s", STATEMENT_LIMIT.as_secs())),
+    }
+}
+
+/// Why the task cannot keep the list in line, said once it fails the same
+/// way twice in a row (a primary that was just killed fails once, and a
+/// failover follows) and when it ends: a list that silently stayed wrong was
+/// once seen for a minute with nothing in the log to say why.
+#[derive(Default)]
+struct Trouble {
+    why: Option<String>,
+    said: bool,
+}
+
+impl Trouble {
+    fn say(&mut self, out: &Output, why: String) {
+        if self.why.as_ref() != Some(&why) {
+            *self = Trouble { why: Some(why), said: false };
+        } else if !self.said {
+            out.info(format!("durability: cannot keep synchronous_standby_names in line, retrying: {why}"));
+            self.said = true;
+        }
+    }
+
+    fn clear(&mut self, out: &Output) {
+        if std::mem::take(self).said {
+            out.info("durability: synchronous_standby_names is in line again");
+        }
+    }
 }
 
 /// Loosening (a standby leaves the set, or `sync` degrades) is recorded
@@ -192,14 +219,6 @@ fn record_loosening(ctx: &Ctx, primary: &str, set: &[String], recorded: &mut Vec
     Ok(())
 }
 
-/// `synchronous_standby_names` on the primary, through its kept session.
-async fn set_standby_names(c: &tokio_postgres::Client, names: &str, primary: &str, out: &Output) {
-    let sql = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(names));
-    if c.batch_execute(&sql).await.is_ok() && c.batch_execute("SELECT pg_reload_conf()").await.is_ok() {
-        out.info(format!("durability: synchronous_standby_names = '{names}' on {primary}"));
-    }
-}
-
 /// Say the plan's message and write it where `status` reads it.
 fn publish(ctx: &Ctx, p: &Plan, out: &Output, last: &mut String) {
     out.info(format!("durability: {}", p.message));
@@ -209,39 +228,5 @@ fn publish(ctx: &Ctx, p: &Plan, out: &Output, last: &mut String) {
     }) {
         Ok(()) => *last = p.message.clone(),
         Err(e) => out.info(format!("durability: cannot publish the plan for `status`: {e}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
-    }
-
-    #[test]
-    fn sync_lists_streaming_standbys_and_degrades_loudly() {
-        let p = plan(Mode::Sync, 1, &v(&["pg-2", "pg-3"]), &v(&["pg-2", "pg-3"]));
-        assert_eq!(p.names, "ANY 1 (\"pg-2\", \"pg-3\")");
-        assert_eq!(p.state, PlanState::Ok);
-        let p = plan(Mode::Sync, 1, &v(&["pg-2", "pg-3"]), &v(&["pg-3"]));
-        assert_eq!(p.names, "ANY 1 (\"pg-3\")");
-        let p = plan(Mode::Sync, 1, &v(&["pg-2", "pg-3"]), &[]);
-        assert_eq!((p.names.as_str(), p.state), ("", PlanState::Degraded));
-        assert!(p.message.starts_with("DEGRADED to asynchronous: 0 of 1"), "{}", p.message);
-    }
-
-    #[test]
-    fn strict_never_degrades_and_says_why_commits_wait() {
-        let p = plan(Mode::SyncStrict, 1, &v(&["pg-2"]), &[]);
-        assert_eq!(p.names, "ANY 1 (\"pg-2\")");
-        assert_eq!(p.state, PlanState::Blocked);
-        assert!(p.message.starts_with("commits blocked: 0 of 1 synchronous standbys streaming"), "{}", p.message);
-    }
-
-    #[test]
-    fn async_clears_the_list() {
-        assert_eq!(plan(Mode::Async, 1, &v(&["pg-2"]), &v(&["pg-2"])).names, "");
     }
 }

@@ -2,6 +2,7 @@
 //! from the rest of pgrepl: WAL positions, sizes and durations.
 
 pub(crate) mod deadline;
+pub(crate) mod durability;
 pub(crate) mod election;
 pub(crate) mod guc;
 pub(crate) mod lsn;

@@ -231,6 +231,37 @@ fn sync_strict_failover_after_kill_9_loses_no_acknowledged_commit_five_times() {
     w.finish();
 }
 
+/// CI found a new primary in sync-strict still running with the list it
+/// inherited (pg_rewind and base backups copy postgresql.auto.conf) for a
+/// minute. Whatever a standby inherited, the promotion itself sets the list
+/// before the node accepts a write: with a monitor interval of 5 s the
+/// durability task has not looked yet when `failover` returns.
+#[test]
+fn a_promotion_in_sync_strict_sets_the_standby_list_before_the_first_write() {
+    let c = Cluster::with_replication(
+        2,
+        "durability = \"sync-strict\"\n",
+        "\n[monitor]\ninterval = \"5s\"\n\n[failover]\nmode = \"manual\"\n",
+    );
+    c.up();
+    // What a clone of a primary that ran async would carry.
+    c.sql("pg-2", "ALTER SYSTEM SET synchronous_standby_names = ''").unwrap();
+    c.sql("pg-2", "SELECT pg_reload_conf()").unwrap();
+    wait_until("pg-2 runs with the empty list", T, || {
+        c.sql("pg-2", "SHOW synchronous_standby_names").as_deref() == Ok("")
+    });
+    let pid = c.postmaster_pid("pg-1").unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let out = c.ok(&["failover", "--to", "pg-2", "--stop-primary", "--yes"]);
+    assert!(out.contains("failover complete"), "{out}");
+    assert_eq!(
+        c.sql("pg-2", "SHOW synchronous_standby_names").unwrap(),
+        "ANY 1 (\"pg-1\", \"pg-3\")",
+        "the new primary acknowledges commits no standby holds\n{}",
+        c.supervisor_log()
+    );
+}
+
 /// Fault testing found `up`, `down`, `up` never returning in the sync modes:
 /// `synchronous_standby_names` survives in postgresql.auto.conf, so the
 /// primary's bootstrap SQL waited for a standby that starts only after it.

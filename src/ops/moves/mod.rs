@@ -82,6 +82,7 @@ pub(crate) async fn promote(ctx: &Ctx, node: &Node, timeout: Duration) -> Result
     // promotion: every caller makes the slots again after it, and says so.
     let _ = ensure_slots(ctx, node).await;
     let c = ctx.connect(node).await?;
+    protect_first_commit(ctx, node, &c).await?;
     if ctx.bin()?.major >= 12 {
         let secs = i32::try_from(timeout.as_secs()).unwrap_or(60);
         let ok: bool = c
@@ -105,6 +106,30 @@ pub(crate) async fn promote(ctx: &Ctx, node: &Node, timeout: Duration) -> Result
         let c = ctx.connect(node).await.ok()?;
         let r = c.query_one("SELECT pg_is_in_recovery()", &[]).await.ok()?;
         (!r.get::<_, bool>(0)).then_some(())
+    })
+    .await
+}
+
+/// Give `node`, still a standby, the `synchronous_standby_names` it needs as
+/// a primary, and wait until new sessions run with it. It may have inherited
+/// anything (pg_rewind and base backups copy postgresql.auto.conf): an empty
+/// list in sync-strict would acknowledge commits no standby holds until the
+/// durability task's next look, and CI once saw a stale list stay a minute.
+async fn protect_first_commit(ctx: &Ctx, node: &Node, c: &tokio_postgres::Client) -> Result<()> {
+    let r = &ctx.cfg.replication;
+    let others: Vec<String> = ctx.cfg.nodes.iter().filter(|n| n.name != node.name).map(|n| n.name.clone()).collect();
+    let names = crate::domain::durability::at_promotion(r.durability, r.sync_count, &others);
+    let what = format!("setting synchronous_standby_names on {} before its promotion", node.name);
+    let alter = format!("ALTER SYSTEM SET synchronous_standby_names = {}", sql::literal(&names));
+    for q in [alter.as_str(), "SELECT pg_reload_conf()"] {
+        c.batch_execute(q).await.map_err(|e| Error::sql(&what, e))?;
+    }
+    // The postmaster reads the file on SIGHUP and passes it on; a new
+    // session seeing the value is the sign that it has.
+    until(Duration::from_secs(10), &format!("{} running with the new standby list", node.name), || async {
+        let c = ctx.connect(node).await.ok()?;
+        let now: String = c.query_one("SHOW synchronous_standby_names", &[]).await.ok()?.get(0);
+        (now == names).then_some(())
     })
     .await
 }
