@@ -120,6 +120,11 @@ async fn protect_first_commit(ctx: &Ctx, node: &Node, c: &tokio_postgres::Client
     let others: Vec<String> = ctx.cfg.nodes.iter().filter(|n| n.name != node.name).map(|n| n.name.clone()).collect();
     let names = crate::domain::durability::at_promotion(r.durability, r.sync_count, &others);
     let what = format!("setting synchronous_standby_names on {} before its promotion", node.name);
+    let now: String =
+        c.query_one("SHOW synchronous_standby_names", &[]).await.map_err(|e| Error::sql(&what, e))?.get(0);
+    if now == names {
+        return Ok(());
+    }
     let alter = format!("ALTER SYSTEM SET synchronous_standby_names = {}", sql::literal(&names));
     for q in [alter.as_str(), "SELECT pg_reload_conf()"] {
         c.batch_execute(q).await.map_err(|e| Error::sql(&what, e))?;
