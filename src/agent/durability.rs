@@ -145,11 +145,10 @@ impl Session {
 
     /// Set the list with ALTER SYSTEM, and reload.
     async fn set(&mut self, names: &str) -> Result<(), String> {
-        let alter = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::pg::sql::literal(names));
         let mut r = Err("no session".to_string());
         if let Some((name, c)) = &self.kept {
-            for q in [alter.as_str(), "SELECT pg_reload_conf()"] {
-                r = bounded(c.batch_execute(q), &format!("`{q}` on {name}")).await;
+            for q in crate::pg::sql::set_standby_names(names) {
+                r = bounded(c.batch_execute(&q), &format!("`{q}` on {name}")).await;
                 if r.is_err() {
                     break;
                 }

@@ -68,6 +68,13 @@ where
     Ok(client)
 }
 
+/// The two statements that change a primary's `synchronous_standby_names`
+/// without a restart: ALTER SYSTEM (refused inside a transaction block, so
+/// never batched with the other), then the reload that applies it.
+pub(crate) fn set_standby_names(names: &str) -> [String; 2] {
+    [format!("ALTER SYSTEM SET synchronous_standby_names = {}", literal(names)), "SELECT pg_reload_conf()".into()]
+}
+
 /// Quote an identifier.
 pub(crate) fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))

@@ -125,9 +125,8 @@ async fn protect_first_commit(ctx: &Ctx, node: &Node, c: &tokio_postgres::Client
     if now == names {
         return Ok(());
     }
-    let alter = format!("ALTER SYSTEM SET synchronous_standby_names = {}", sql::literal(&names));
-    for q in [alter.as_str(), "SELECT pg_reload_conf()"] {
-        c.batch_execute(q).await.map_err(|e| Error::sql(&what, e))?;
+    for q in sql::set_standby_names(&names) {
+        c.batch_execute(&q).await.map_err(|e| Error::sql(&what, e))?;
     }
     // The postmaster reads the file on SIGHUP and passes it on; a new
     // session seeing the value is the sign that it has.
